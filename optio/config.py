@@ -1,0 +1,74 @@
+"""All configuration, read from the environment in one place.
+
+Every setting has a documented default; the README's configuration table lists the same names.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+#: Redis used as Celery broker, for counters and for pub/sub.
+REDIS_URL: str = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
+
+#: TCP port of the web process (HTTP API, pages, Socket.IO).
+PORT: int = _int("PORT", 3000)
+#: Interface the web process binds to.
+HOST: str = os.environ.get("OPTIO_HOST", "0.0.0.0")
+
+#: Seconds between two scheduler ticks fired by celery beat.
+TICK_SECONDS: float = _float("OPTIO_TICK_SECONDS", 1.0)
+
+#: Simulated work per demo job, in seconds.
+JOB_SECONDS: float = _float("OPTIO_JOB_SECONDS", 0.0)
+
+#: Import path of the job function, "module:function", called as f(run_id, job_id) -> str.
+JOB_FUNC: str = os.environ.get("OPTIO_JOB_FUNC", "optio.jobs:demo")
+
+#: Seconds after which Redis hands an unacknowledged job message to another worker.
+#: A job running longer than this is delivered a second time (still counted once).
+VISIBILITY_TIMEOUT: int = _int("OPTIO_VISIBILITY_TIMEOUT", 60)
+
+#: Seconds stored job results are kept after their last write.
+RESULT_TTL: int = _int("OPTIO_RESULT_TTL", 7 * 24 * 3600)
+
+#: Largest accepted x (jobs in one run); the exactly-once bitmap costs x/8 bytes.
+MAX_X: int = _int("OPTIO_MAX_X", 10_000_000)
+#: Largest accepted y (jobs per minute).
+MAX_Y: float = _float("OPTIO_MAX_Y", 1_000_000.0)
+
+#: Largest job-id range carried by one Celery message (high rates batch jobs per message).
+MAX_BATCH: int = _int("OPTIO_MAX_BATCH", 100)
+
+#: Origins allowed for HTTP (CORS) and Socket.IO, comma separated.
+CORS_ORIGINS: list[str] = [
+    o.strip()
+    for o in os.environ.get(
+        "OPTIO_CORS_ORIGINS",
+        f"http://localhost:{PORT},http://127.0.0.1:{PORT}",
+    ).split(",")
+    if o.strip()
+]
+
+#: Async mode of the web process: "eventlet" (default) or "threading".
+ASYNC_MODE: str = os.environ.get("OPTIO_ASYNC_MODE", "eventlet")
+
+#: Most progress events per second sent to Socket.IO clients (updates are coalesced).
+EMIT_HZ: float = _float("OPTIO_EMIT_HZ", 20.0)
+
+#: Log level of all optio processes.
+LOG_LEVEL: str = os.environ.get("OPTIO_LOG_LEVEL", "INFO").upper()
+
+#: A tick older than this many seconds makes /api/health answer 503.
+HEALTH_TICK_MAX_AGE: float = _float("OPTIO_HEALTH_TICK_MAX_AGE", max(10.0, 5 * TICK_SECONDS))
+
+#: Redis pub/sub channel carrying the run state (the guide's contract).
+CHANNEL = "optio:progress"

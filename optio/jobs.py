@@ -1,0 +1,19 @@
+"""The default job: a demo that derives a result from the job's input.
+
+Point ``OPTIO_JOB_FUNC`` at your own ``module:function`` taking ``(run_id, job_id)`` and
+returning a string to run real work instead. It may run more than once for one job id
+(a redelivered message), so make it idempotent; it is counted once either way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from optio import config
+
+
+def demo(run_id: str, job_id: int) -> str:
+    if config.JOB_SECONDS > 0:
+        time.sleep(config.JOB_SECONDS)
+    return hashlib.sha256(f"{run_id}:{job_id}".encode()).hexdigest()[:16]

@@ -1,0 +1,21 @@
+-- Count one job as processed, once per job id, store its result, finish the run when all are done.
+-- KEYS[1] run hash   KEYS[2] done bitmap   KEYS[3] results hash   KEYS[4] active run id
+-- KEYS[5] current (watched) run id
+-- ARGV[1] run id   ARGV[2] job id   ARGV[3] result   ARGV[4] result TTL seconds
+-- ARGV[5] now ms ('' = Redis clock)
+-- Returns 1 when counted, 0 when the job id was counted before, -1 when the run is unknown.
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return -1
+end
+if redis.call('SETBIT', KEYS[2], ARGV[2], 1) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+local processed = redis.call('HINCRBY', KEYS[1], 'processed', 1)
+local h = hgetall(KEYS[1])
+if h.status == 'running' and processed + tonumber(h.failed) >= tonumber(h.xTotal) then
+  finish_run(KEYS[1], KEYS[4], ARGV[1], 'completed', now_ms(ARGV[5]))
+end
+publish_state(KEYS[1], KEYS[5], ARGV[1])
+return 1

@@ -1,0 +1,244 @@
+"""Every Redis key, Lua script and verb on the run state.
+
+Counters change only through the Lua scripts in ``optio/lua``; each script that changes a
+counter also publishes the resulting state on ``optio:progress`` in the same atomic step.
+Callers use the verbs of :class:`RunStore`, never the raw client.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from optio import config
+
+LUA_DIR = Path(__file__).with_name("lua")
+
+ACTIVE_KEY = "optio:active"  # id of the run that is running, absent when none is
+CURRENT_KEY = "optio:current"  # id of the run clients are shown (the latest started)
+LAST_TICK_KEY = "optio:last_tick"  # ms timestamp of the last scheduler tick
+
+
+def run_key(run_id: str) -> str:
+    return f"optio:run:{run_id}"
+
+
+def done_key(run_id: str) -> str:
+    """Bitmap with one bit per job id: set once the job is counted."""
+    return f"optio:run:{run_id}:done"
+
+
+def results_key(run_id: str) -> str:
+    return f"optio:run:{run_id}:results"
+
+
+class RunActiveError(Exception):
+    """A run is already active."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} is already running; stop it first (POST /api/stop)")
+        self.run_id = run_id
+
+
+class NoActiveRunError(Exception):
+    """The operation needs a running run and there is none."""
+
+    def __init__(self) -> None:
+        super().__init__("no run is running")
+
+
+class XBelowEnqueuedError(Exception):
+    """The new total is below what is already enqueued."""
+
+    def __init__(self, x: int, enqueued: int) -> None:
+        super().__init__(f"x ({x}) cannot be below the {enqueued} jobs already enqueued")
+        self.enqueued = enqueued
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Jobs ``first .. first+count-1`` of ``run_id`` reserved by one tick."""
+
+    run_id: str
+    first: int
+    count: int
+    y_minute: float
+
+
+def _now_arg(now_ms: int | None) -> str:
+    return "" if now_ms is None else str(int(now_ms))
+
+
+def _num_arg(value: float | None) -> str:
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(6)
+
+
+def connect(url: str | None = None) -> redis.Redis:
+    """A client for ``url`` (default ``REDIS_URL``) that returns text, retrying brief outages."""
+    return redis.Redis.from_url(
+        url or config.REDIS_URL,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+
+
+class RunStore:
+    """The verbs on optio's state in one Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        prelude = (LUA_DIR / "_prelude.lua").read_text()
+        header = f"local OPTIO_CHANNEL = {json.dumps(config.CHANNEL)}\n"
+        self._scripts = {
+            path.stem: client.register_script(header + prelude + path.read_text())
+            for path in sorted(LUA_DIR.glob("*.lua"))
+            if not path.stem.startswith("_")
+        }
+
+    def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return self._scripts[name](keys=keys, args=args)
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def start_run(self, x: int, y: float, *, now_ms: int | None = None) -> str:
+        """Start a run of x jobs at y jobs/min; raises RunActiveError while one runs."""
+        run_id = new_run_id()
+        started, other = self._run(
+            "start_run",
+            [ACTIVE_KEY, CURRENT_KEY, run_key(run_id)],
+            [run_id, x, _num_arg(float(y)), _now_arg(now_ms)],
+        )
+        if not started:
+            raise RunActiveError(other)
+        return run_id
+
+    def update_run(
+        self, x: int | None = None, y: float | None = None, *, now_ms: int | None = None
+    ) -> None:
+        """Change the active run's total and/or rate."""
+        run_id = self.active_run_id()
+        if run_id is None:
+            raise NoActiveRunError()
+        result = self._run(
+            "update_run",
+            [ACTIVE_KEY, run_key(run_id), CURRENT_KEY],
+            [run_id, _num_arg(x), _num_arg(None if y is None else float(y)), _now_arg(now_ms)],
+        )
+        if result[0] == 1:
+            return
+        if result[1] == "x_below_enqueued":
+            raise XBelowEnqueuedError(x or 0, int(result[2]))
+        raise NoActiveRunError()
+
+    def stop_run(self, *, now_ms: int | None = None) -> str:
+        """Stop the active run and return its id."""
+        run_id = self.active_run_id()
+        if run_id is None or not self._run(
+            "stop_run", [ACTIVE_KEY, run_key(run_id), CURRENT_KEY], [run_id, _now_arg(now_ms)]
+        ):
+            raise NoActiveRunError()
+        return run_id
+
+    def active_run_id(self) -> str | None:
+        return self.client.get(ACTIVE_KEY)
+
+    def current_run_id(self) -> str | None:
+        return self.client.get(CURRENT_KEY)
+
+    def run_state(self, run_id: str) -> dict[str, Any] | None:
+        text = self._run("read_state", [run_key(run_id)], [])
+        return json.loads(text) if text else None
+
+    def current_state(self) -> dict[str, Any]:
+        """The watched run's state, or an idle state when no run was ever started."""
+        run_id = self.current_run_id()
+        state = self.run_state(run_id) if run_id else None
+        return state or idle_state()
+
+    def run_status(self, run_id: str) -> str | None:
+        return self.client.hget(run_key(run_id), "status")
+
+    # -- scheduler --------------------------------------------------------------------------
+
+    def reserve_due(
+        self, run_id: str, tick_seconds: float, *, now_ms: int | None = None
+    ) -> Reservation:
+        """Reserve the jobs of ``run_id`` due now; also records the tick time."""
+        first, count, y = self._run(
+            "reserve_due",
+            [ACTIVE_KEY, run_key(run_id), LAST_TICK_KEY],
+            [run_id, repr(float(tick_seconds)), _now_arg(now_ms)],
+        )
+        return Reservation(run_id, int(first), int(count), float(y))
+
+    def record_tick(self) -> None:
+        """Record a tick that found no active run."""
+        seconds, micros = self.client.time()
+        self.client.set(LAST_TICK_KEY, seconds * 1000 + micros // 1000)
+
+    def last_tick_ms(self) -> int | None:
+        value = self.client.get(LAST_TICK_KEY)
+        return int(float(value)) if value else None
+
+    def server_time_ms(self) -> int:
+        seconds, micros = self.client.time()
+        return seconds * 1000 + micros // 1000
+
+    def confirm_enqueued(self, run_id: str, count: int) -> int:
+        """Count ``count`` jobs as enqueued (their messages are in the broker); publishes."""
+        return int(self._run("confirm_enqueued", [run_key(run_id), CURRENT_KEY], [run_id, count]))
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def pending_jobs(self, run_id: str, first: int, count: int) -> list[int]:
+        """The job ids of ``first .. first+count-1`` not counted yet."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for job_id in range(first, first + count):
+                pipe.getbit(done_key(run_id), job_id)
+            bits = pipe.execute()
+        return [first + i for i, bit in enumerate(bits) if not bit]
+
+    def mark_processed(
+        self, run_id: str, job_id: int, result: str, *, now_ms: int | None = None
+    ) -> bool:
+        """Store the result and count the job once; False when it was counted before."""
+        outcome = self._run(
+            "mark_processed",
+            [run_key(run_id), done_key(run_id), results_key(run_id), ACTIVE_KEY, CURRENT_KEY],
+            [run_id, job_id, result, config.RESULT_TTL, _now_arg(now_ms)],
+        )
+        return outcome == 1
+
+    def result(self, run_id: str, job_id: int) -> str | None:
+        return self.client.hget(results_key(run_id), str(job_id))
+
+    def result_count(self, run_id: str) -> int:
+        return int(self.client.hlen(results_key(run_id)))
+
+
+def idle_state() -> dict[str, Any]:
+    """The state shown before any run was started."""
+    return {
+        "running": False,
+        "xTotal": 0,
+        "yMinute": 0,
+        "enqueued": 0,
+        "processed": 0,
+        "failed": 0,
+        "runId": None,
+        "status": "idle",
+        "startedAt": None,
+        "finishedAt": None,
+    }

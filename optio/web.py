@@ -1,0 +1,54 @@
+"""The web process: HTTP API, pages and the Socket.IO relay of run progress.
+
+Production entry: ``python -m optio.serve`` (monkey-patches for eventlet first).
+Development: ``flask --app optio.web run`` (Flask's reloader-friendly threading mode).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import redis
+from flask import Flask, jsonify
+from flask_socketio import SocketIO, emit
+
+from optio import api, config
+from optio.relay import Relay
+
+log = logging.getLogger("optio.web")
+
+
+def async_mode() -> str:
+    """The one async-mode setting; ``flask run`` serves with threads, as Flask-SocketIO does."""
+    return "threading" if os.environ.get("FLASK_RUN_FROM_CLI") else config.ASYNC_MODE
+
+
+app = Flask(__name__)
+api.register(app)
+socketio = SocketIO(
+    app,
+    async_mode=async_mode(),
+    cors_allowed_origins=config.CORS_ORIGINS,
+    max_http_buffer_size=64 * 1024,
+)
+relay = Relay(socketio, lambda: api.store().current_state())
+
+
+@app.get("/")
+def index():
+    return jsonify({"name": "optio", "status": "/api/status", "health": "/api/health"})
+
+
+@app.before_request
+def _ensure_relay() -> None:
+    relay.start()
+
+
+@socketio.on("connect")
+def on_connect(auth=None) -> None:
+    relay.start()
+    try:
+        emit("progress", api.store().current_state())
+    except redis.RedisError as exc:
+        log.warning("[api] Could not read the state for a new client: %s", exc)
