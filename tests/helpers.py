@@ -1,0 +1,119 @@
+"""Helpers for tests that run real processes: free ports, process groups, polling."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as exc:  # the thing polled may not be up yet
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} ({last_error!r})")
+
+
+class Proc:
+    """A process in its own process group, logging to a file, ended by its group id."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "ab")
+        self.popen = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.killpg(self.popen.pid, sig)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.alive():
+            self.signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.popen.wait(5)
+        else:
+            # the leader exited; end any child it left in its group
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def celery_args(*args: str) -> list[str]:
+    return [str(VENV_BIN / "celery"), "-A", "optio.tasks", *args]
+
+
+class Watcher:
+    """A real python-socketio client that records every ``progress`` event it receives."""
+
+    def __init__(self, base: str, origin: str | None = None) -> None:
+        import socketio
+
+        self.events: list[tuple[float, dict]] = []
+        self.client = socketio.Client(reconnection=True, reconnection_delay=0.2)
+        self.client.on("progress", lambda data: self.events.append((time.time(), data)))
+        # the client sends Origin: <base> by itself; a test may claim another origin
+        headers = {"Origin": origin} if origin else {}
+        self.client.connect(base, headers=headers, transports=["websocket"], wait_timeout=10)
+
+    def states(self) -> list[dict]:
+        return [state for _, state in self.events]
+
+    def wait_final(self, run_id: str, timeout: float) -> dict:
+        def final():
+            for _, state in reversed(self.events):
+                if state.get("runId") == run_id and not state["running"]:
+                    return state
+            return None
+
+        return wait_for(final, timeout, f"the final state of run {run_id}")
+
+    def close(self) -> None:
+        self.client.disconnect()

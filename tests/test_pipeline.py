@@ -1,0 +1,127 @@
+"""End to end: real Redis, celery worker and beat, the web process and Socket.IO clients."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from optio.redis_state import results_key
+from tests.helpers import Watcher, wait_for
+
+pytestmark = pytest.mark.slow
+
+FIVE = ("running", "xTotal", "yMinute", "enqueued", "processed")
+
+
+@pytest.fixture
+def watcher(idle_system):
+    w = Watcher(idle_system.base)
+    yield w
+    w.close()
+
+
+def start(system, x: int, y: float) -> str:
+    response = system.post("/api/run", {"x": x, "y": y})
+    assert response.status_code == 201, response.text
+    return response.json()["runId"]
+
+
+def test_a_run_completes_with_exact_counts_and_live_events(idle_system, watcher):
+    wait_for(lambda: watcher.events, 5, "the state sent on connect")
+    run_id = start(idle_system, 40, 2400)
+    final = watcher.wait_final(run_id, 30)
+
+    assert (final["enqueued"], final["processed"], final["xTotal"]) == (40, 40, 40)
+    assert final["status"] == "completed" and final["finishedAt"] >= final["startedAt"]
+    ours = [s for s in watcher.states() if s.get("runId") == run_id]
+    assert len(ours) >= 3, "expected several live events during the run"
+    for state in ours:
+        assert set(FIVE) <= set(state)
+        assert isinstance(state["running"], bool) and isinstance(state["processed"], int)
+    for before, after in zip(ours, ours[1:], strict=False):
+        assert after["enqueued"] >= before["enqueued"]
+        assert after["processed"] >= before["processed"]
+    assert any(0 < s["processed"] < 40 for s in ours), "counts should be seen moving"
+    assert ours[-1]["running"] is False
+    assert idle_system.redis.hlen(results_key(run_id)) == 40
+    assert idle_system.get("/api/status").json() == final
+
+
+def test_a_client_connecting_after_the_run_gets_the_final_state_at_once(idle_system, watcher):
+    run_id = start(idle_system, 5, 6000)
+    final = watcher.wait_final(run_id, 30)
+    late = Watcher(idle_system.base)
+    try:
+        first = wait_for(lambda: late.events, 5, "the state sent on connect")[0][1]
+        assert first == final
+    finally:
+        late.close()
+
+
+def test_the_rate_is_respected_at_600_per_minute(idle_system, watcher):
+    x, y = 60, 600
+    run_id = start(idle_system, x, y)
+    final = watcher.wait_final(run_id, 60)
+    assert final["processed"] == x
+    duration = (final["finishedAt"] - final["startedAt"]) / 1000
+    expected = (x - 1) * 60 / y  # job 0 at once, job x-1 after (x-1) intervals
+    # an honest band for a noisy 2-core box: tick granularity plus scheduling jitter
+    assert expected * 0.9 <= duration <= expected + 3, duration
+    # never ahead of schedule by more than one tick's worth (ticks are 0.5 s in tests)
+    per_tick = y / 60 * 0.5
+    for received_at, state in watcher.events:
+        if state.get("runId") == run_id:
+            elapsed = received_at - state["startedAt"] / 1000
+            assert state["enqueued"] <= 1 + elapsed * y / 60 + per_tick + 1
+
+
+def test_a_rate_change_applies_mid_run(idle_system, watcher):
+    run_id = start(idle_system, 40, 30)  # would take 78 s
+    wait_for(lambda: idle_system.get("/api/status").json()["enqueued"] >= 1, 10, "first job")
+    response = idle_system.put("/api/run", {"y": 3000})
+    assert response.status_code == 200, response.text
+    assert response.json()["yMinute"] == 3000
+    final = watcher.wait_final(run_id, 20)
+    assert final["processed"] == 40 and final["yMinute"] == 3000
+
+
+def test_stop_ends_enqueuing_at_once(idle_system, watcher):
+    run_id = start(idle_system, 10_000, 600)
+    wait_for(lambda: idle_system.get("/api/status").json()["processed"] >= 5, 15, "progress")
+    response = idle_system.post("/api/stop")
+    assert response.status_code == 200
+    stopped = response.json()
+    assert (stopped["running"], stopped["status"]) == (False, "stopped")
+    # two more ticks (0.5 s each) enqueue nothing
+    tick_before = idle_system.redis.get("optio:last_tick")
+    wait_for(lambda: idle_system.redis.get("optio:last_tick") != tick_before, 5, "a later tick")
+    after = idle_system.get("/api/status").json()
+    assert after["runId"] == run_id and after["enqueued"] == stopped["enqueued"]
+
+
+def test_two_concurrent_starts_start_exactly_one_run(idle_system):
+    codes: list[int] = []
+
+    def post():
+        codes.append(idle_system.post("/api/run", {"x": 3, "y": 6000}).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [201] + [409] * 5
+    run_id = idle_system.get("/api/status").json()["runId"]
+    wait_for(
+        lambda: idle_system.get("/api/status").json()["status"] == "completed", 20, "completion"
+    )
+    assert idle_system.get("/api/status").json()["runId"] == run_id
+
+
+def test_health_reports_redis_and_the_last_tick(idle_system):
+    response = idle_system.get("/api/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok" and body["checks"]["redis"] == "ok"
+    assert body["checks"]["lastTickAgeSeconds"] < 5
