@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from functools import cache
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Queue
 
 from optio import config
@@ -43,6 +43,13 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_send_task_events=False,
 )
+
+
+@signals.after_setup_logger.connect
+def _quiet_per_task_lines(**_: object) -> None:
+    """Celery logs two INFO lines per task; at thousands of jobs/s they drown everything else."""
+    for name in ("celery.app.trace", "celery.worker.strategy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @cache

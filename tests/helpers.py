@@ -99,9 +99,13 @@ class Watcher:
         self.events: list[tuple[float, dict]] = []
         self.client = socketio.Client(reconnection=True, reconnection_delay=0.2)
         self.client.on("progress", lambda data: self.events.append((time.time(), data)))
-        # the client sends Origin: <base> by itself; a test may claim another origin
-        headers = {"Origin": origin} if origin else {}
-        self.client.connect(base, headers=headers, transports=["websocket"], wait_timeout=10)
+        if origin:
+            # claim another origin over long-polling: the websocket transport adds its own
+            self.client.connect(
+                base, headers={"Origin": origin}, transports=["polling"], wait_timeout=10
+            )
+        else:
+            self.client.connect(base, transports=["websocket"], wait_timeout=10)
 
     def states(self) -> list[dict]:
         return [state for _, state in self.events]

@@ -1,0 +1,184 @@
+"""The HTTP API of the real web process: bad input of every kind, CORS, conflicts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from tests.helpers import Watcher
+
+JSON = {"Content-Type": "application/json"}
+
+
+def raw(system, method: str, path: str, data: bytes | str = b"", headers=None):
+    return requests.request(method, system.base + path, data=data, headers=headers, timeout=5)
+
+
+BAD_STARTS = [
+    ("empty body", b"", JSON, 400),
+    ("malformed JSON", b'{"x": 1,', JSON, 400),
+    ("not UTF-8", b'{"x": \xff}', JSON, 400),
+    ("text/plain content type", b'{"x": 1, "y": 1}', {"Content-Type": "text/plain"}, 415),
+    ("form content type", b"x=1&y=1", {"Content-Type": "application/x-www-form-urlencoded"}, 415),
+    ("no content type", b'{"x": 1, "y": 1}', {}, 415),
+    ("a list", b"[1, 2]", JSON, 400),
+    ("a string", b'"hello"', JSON, 400),
+    ("null", b"null", JSON, 400),
+    ("missing x", b'{"y": 60}', JSON, 400),
+    ("missing y", b'{"x": 10}', JSON, 400),
+    ("x a string", b'{"x": "10", "y": 60}', JSON, 400),
+    ("x a boolean", b'{"x": true, "y": 60}', JSON, 400),
+    ("x a float", b'{"x": 10.5, "y": 60}', JSON, 400),
+    ("x a whole float", b'{"x": 10.0, "y": 60}', JSON, 400),
+    ("x zero", b'{"x": 0, "y": 60}', JSON, 400),
+    ("x negative", b'{"x": -5, "y": 60}', JSON, 400),
+    ("x null", b'{"x": null, "y": 60}', JSON, 400),
+    ("x absurdly large", b'{"x": 1000000000000000000000000, "y": 60}', JSON, 400),
+    ("x overflows to infinity", b'{"x": 1e400, "y": 60}', JSON, 400),
+    ("x with 5000 digits", b'{"x": ' + b"9" * 5000 + b', "y": 60}', JSON, 400),
+    ("x a list", b'{"x": [10], "y": 60}', JSON, 400),
+    ("y a string", b'{"x": 10, "y": "60"}', JSON, 400),
+    ("y a boolean", b'{"x": 10, "y": false}', JSON, 400),
+    ("y zero", b'{"x": 10, "y": 0}', JSON, 400),
+    ("y negative", b'{"x": 10, "y": -1}', JSON, 400),
+    ("y NaN", b'{"x": 10, "y": NaN}', JSON, 400),
+    ("y Infinity", b'{"x": 10, "y": Infinity}', JSON, 400),
+    ("y -Infinity", b'{"x": 10, "y": -Infinity}', JSON, 400),
+    ("y overflows to infinity", b'{"x": 10, "y": 1e999}', JSON, 400),
+    ("y absurdly large", b'{"x": 10, "y": 1e300}', JSON, 400),
+    ("y an object", b'{"x": 10, "y": {"v": 1}}', JSON, 400),
+    ("unknown field", b'{"x": 10, "y": 60, "z": 1}', JSON, 400),
+    ("deep nesting", b'{"x": ' + b"[" * 5000 + b"]" * 5000 + b"}", JSON, 400),
+    ("oversized body", b'{"x": 10, "y": 60, "pad": "' + b"a" * 100_000 + b'"}', JSON, 413),
+]
+
+
+@pytest.mark.parametrize(
+    "body, headers, status", [c[1:] for c in BAD_STARTS], ids=[c[0] for c in BAD_STARTS]
+)
+def test_bad_start_bodies_get_a_clear_4xx_and_change_nothing(idle_system, body, headers, status):
+    before = idle_system.get("/api/status").json()
+    response = raw(idle_system, "POST", "/api/run", body, headers)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert isinstance(error, str) and error and "Traceback" not in error
+    assert idle_system.get("/api/status").json() == before
+
+
+BAD_UPDATES = [
+    ("empty object", b"{}", 400),
+    ("x a string", b'{"x": "5"}', 400),
+    ("y NaN", b'{"y": NaN}', 400),
+    ("y zero", b'{"y": 0}', 400),
+    ("unknown field", b'{"rate": 5}', 400),
+    ("malformed", b"{", 400),
+]
+
+
+@pytest.mark.parametrize("body, status", [c[1:] for c in BAD_UPDATES], ids=[c[0] for c in BAD_UPDATES])
+def test_bad_updates_are_refused_before_anything_else(idle_system, body, status):
+    response = raw(idle_system, "PUT", "/api/run", body, JSON)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]
+
+
+OTHER_BAD = [
+    ("unknown route", "GET", "/api/nope", 404),
+    ("unknown top-level route", "GET", "/nope/../../etc/passwd", 404),
+    ("GET on run", "GET", "/api/run", 405),
+    ("DELETE on status", "DELETE", "/api/status", 405),
+    ("PATCH on run", "PATCH", "/api/run", 405),
+    ("GET on stop", "GET", "/api/stop", 405),
+]
+
+
+@pytest.mark.parametrize(
+    "method, path, status", [c[1:] for c in OTHER_BAD], ids=[c[0] for c in OTHER_BAD]
+)
+def test_unknown_routes_and_methods_answer_json(idle_system, method, path, status):
+    response = raw(idle_system, method, path)
+    assert response.status_code == status
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json()["error"]
+
+
+def test_nothing_running_gives_409_for_update_and_stop(idle_system):
+    update = idle_system.put("/api/run", {"y": 10})
+    assert update.status_code == 409 and "no run" in update.json()["error"]
+    stop = idle_system.post("/api/stop")
+    assert stop.status_code == 409 and "no run" in stop.json()["error"]
+
+
+def test_stop_with_a_body_is_refused(idle_system):
+    response = raw(idle_system, "POST", "/api/stop", b'{"now": true}', JSON)
+    assert response.status_code == 400
+
+
+def test_a_second_start_while_running_is_409_and_keeps_the_run(idle_system):
+    first = idle_system.post("/api/run", {"x": 1000, "y": 60})
+    assert first.status_code == 201
+    second = idle_system.post("/api/run", {"x": 5, "y": 6000})
+    assert second.status_code == 409
+    assert "already running" in second.json()["error"]
+    state = idle_system.get("/api/status").json()
+    assert state["runId"] == first.json()["runId"] and state["xTotal"] == 1000
+    below = idle_system.put("/api/run", {"x": 0})
+    assert below.status_code == 400
+    assert idle_system.post("/api/stop").status_code == 200
+
+
+def test_x_below_enqueued_is_a_clear_400(idle_system):
+    assert idle_system.post("/api/run", {"x": 1000, "y": 6000}).status_code == 201
+    from tests.helpers import wait_for
+
+    wait_for(lambda: idle_system.get("/api/status").json()["enqueued"] >= 5, 10, "enqueued")
+    response = idle_system.put("/api/run", {"x": 1})
+    assert response.status_code == 400
+    assert "already enqueued" in response.json()["error"]
+    assert idle_system.get("/api/status").json()["xTotal"] == 1000
+    idle_system.post("/api/stop")
+
+
+class TestCors:
+    def test_allowed_origin_is_echoed(self, idle_system):
+        response = requests.get(
+            idle_system.base + "/api/status", headers={"Origin": idle_system.base}, timeout=5
+        )
+        assert response.headers["Access-Control-Allow-Origin"] == idle_system.base
+
+    def test_preflight_from_an_allowed_origin(self, idle_system):
+        response = requests.options(
+            idle_system.base + "/api/run",
+            headers={
+                "Origin": idle_system.base,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+            timeout=5,
+        )
+        assert response.status_code == 200
+        assert "POST" in response.headers["Access-Control-Allow-Methods"]
+
+    def test_other_origins_get_no_cors_grant(self, idle_system):
+        response = requests.get(
+            idle_system.base + "/api/status", headers={"Origin": "http://evil.example"}, timeout=5
+        )
+        assert response.status_code == 200
+        assert "Access-Control-Allow-Origin" not in response.headers
+
+    def test_socketio_refuses_other_origins(self, idle_system):
+        import socketio
+
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            Watcher(idle_system.base, origin="http://evil.example")
+
+    def test_socketio_accepts_our_origin(self, idle_system):
+        watcher = Watcher(idle_system.base)
+        watcher.close()
+
+
+def test_json_error_bodies_are_json_objects(idle_system):
+    response = raw(idle_system, "POST", "/api/run", b"{", JSON)
+    assert json.loads(response.text) == {"error": response.json()["error"]}
