@@ -77,7 +77,9 @@ BAD_UPDATES = [
 ]
 
 
-@pytest.mark.parametrize("body, status", [c[1:] for c in BAD_UPDATES], ids=[c[0] for c in BAD_UPDATES])
+@pytest.mark.parametrize(
+    "body, status", [c[1:] for c in BAD_UPDATES], ids=[c[0] for c in BAD_UPDATES]
+)
 def test_bad_updates_are_refused_before_anything_else(idle_system, body, status):
     response = raw(idle_system, "PUT", "/api/run", body, JSON)
     assert response.status_code == status, response.text
