@@ -24,12 +24,18 @@ def async_mode() -> str:
     return "threading" if os.environ.get("FLASK_RUN_FROM_CLI") else config.ASYNC_MODE
 
 
+def origin_allowed(origin: str, environ: dict) -> bool:
+    """Socket.IO origin check: the page's own origin, or one listed in OPTIO_CORS_ORIGINS."""
+    same = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+    return origin == same or origin in config.CORS_ORIGINS
+
+
 app = Flask(__name__)
 api.register(app)
 socketio = SocketIO(
     app,
     async_mode=async_mode(),
-    cors_allowed_origins=config.CORS_ORIGINS,
+    cors_allowed_origins=origin_allowed,
     max_http_buffer_size=64 * 1024,
 )
 relay = Relay(socketio, lambda: api.store().current_state())
