@@ -58,6 +58,9 @@ CORS_ORIGINS: list[str] = [
     if o.strip()
 ]
 
+#: Server that the clients `optio watch` and test-websocket-cli.js connect to.
+URL: str = os.environ.get("OPTIO_URL", f"http://localhost:{PORT}")
+
 #: Async mode of the web process: "eventlet" (default) or "threading".
 ASYNC_MODE: str = os.environ.get("OPTIO_ASYNC_MODE", "eventlet")
 
