@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from functools import cache
 
@@ -11,6 +12,8 @@ from werkzeug.exceptions import HTTPException
 
 from optio import config
 from optio.redis_state import (
+    BEAT_KEY_PREFIX,
+    WORKER_KEY_PREFIX,
     NoActiveRunError,
     RunActiveError,
     RunStore,
@@ -28,6 +31,30 @@ MAX_BODY_BYTES = 16 * 1024
 @cache
 def store() -> RunStore:
     return RunStore(connect())
+
+
+def token_ok(presented: str | None) -> bool:
+    """Whether ``presented`` is the configured API token (constant-time comparison)."""
+    if not config.API_TOKEN:
+        return True
+    return presented is not None and hmac.compare_digest(
+        presented.encode(), config.API_TOKEN.encode()
+    )
+
+
+def bearer_token() -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+@bp.before_request
+def _authorize() -> None:
+    if not config.API_TOKEN or request.method == "OPTIONS" or request.endpoint == "api.health":
+        return
+    if request.method in ("GET", "HEAD") and not config.PROTECT_READS:
+        return
+    if not token_ok(bearer_token()):
+        raise ApiError(401, "missing or wrong API token: send Authorization: Bearer <token>")
 
 
 def _body(required: bool = True) -> dict:
@@ -80,12 +107,13 @@ def status():
 
 @bp.get("/health")
 def health():
-    checks: dict = {"redis": "ok"}
-    problems = []
+    """What the system needs to make progress: Redis, a worker, a beat, recent ticks."""
     try:
         state = store()
         now = state.server_time_ms()
         last = state.last_tick_ms()
+        workers = state.alive(WORKER_KEY_PREFIX)
+        beats = state.alive(BEAT_KEY_PREFIX)
     except redis.RedisError as exc:
         body = {
             "status": "unavailable",
@@ -93,17 +121,19 @@ def health():
             "error": f"Redis does not answer at {_redacted_url()}",
         }
         return jsonify(body), 503
+    checks: dict = {"redis": "ok", "workers": workers, "beats": beats, "lastTick": last}
+    problems = []
+    if not workers:
+        problems.append("no worker heartbeat: start `celery -A optio.tasks worker`")
+    if not beats:
+        problems.append("no beat heartbeat: start `celery -A optio.tasks beat`")
     if last is None:
-        checks["lastTick"] = None
-        problems.append("no scheduler tick recorded yet: are `celery beat` and a worker running?")
+        problems.append("no scheduler tick recorded yet")
     else:
         age = max(0.0, (now - last) / 1000)
-        checks["lastTick"] = last
         checks["lastTickAgeSeconds"] = round(age, 3)
         if age > config.HEALTH_TICK_MAX_AGE:
-            problems.append(
-                f"no scheduler tick for {age:.0f} s: are `celery beat` and a worker running?"
-            )
+            problems.append(f"no scheduler tick for {age:.0f} s")
     if problems:
         return jsonify({"status": "degraded", "checks": checks, "error": "; ".join(problems)}), 503
     return jsonify({"status": "ok", "checks": checks})
@@ -152,7 +182,10 @@ def _handle_error(exc: Exception):
     else:
         log.exception("[api] Unexpected error")
         status, message = 500, "internal error"
-    return jsonify({"error": message}), status
+    response = jsonify({"error": message})
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="optio"'
+    return response, status
 
 
 def _http_message(exc: HTTPException) -> str:

@@ -37,6 +37,21 @@ JOB_FUNC: str = os.environ.get("OPTIO_JOB_FUNC", "optio.jobs:demo")
 #: A job running longer than this is delivered a second time (still counted once).
 VISIBILITY_TIMEOUT: int = _int("OPTIO_VISIBILITY_TIMEOUT", 60)
 
+#: Attempts of a job that raises before it is recorded as failed.
+JOB_ATTEMPTS: int = _int("OPTIO_JOB_ATTEMPTS", 4)
+#: Seconds before the first retry of a job that raised; doubles each attempt (capped at 30 s).
+RETRY_BACKOFF: float = _float("OPTIO_RETRY_BACKOFF", 1.0)
+
+#: Seconds without any counted job, while jobs are outstanding, before the tick enqueues the
+#: uncounted jobs of the run again (lost messages). Keep it above your longest job.
+STALL_SECONDS: float = _float("OPTIO_STALL_SECONDS", 30.0)
+
+#: Seconds a worker keeps retrying Redis calls while Redis is away (restart, failover).
+REDIS_RETRY_SECONDS: float = _float("OPTIO_REDIS_RETRY_SECONDS", 120.0)
+
+#: Seconds between liveness heartbeats of workers and beat (they expire after 3 of them).
+HEARTBEAT_SECONDS: float = _float("OPTIO_HEARTBEAT_SECONDS", 5.0)
+
 #: Seconds stored job results are kept after their last write.
 RESULT_TTL: int = _int("OPTIO_RESULT_TTL", 7 * 24 * 3600)
 
@@ -60,6 +75,11 @@ CORS_ORIGINS: list[str] = [
 
 #: Server that the clients `optio watch` and test-websocket-cli.js connect to.
 URL: str = os.environ.get("OPTIO_URL", f"http://localhost:{PORT}")
+
+#: When set, start/update/stop need "Authorization: Bearer <token>" (unset: no auth at all).
+API_TOKEN: str | None = os.environ.get("OPTIO_API_TOKEN") or None
+#: With a token set, also require it for GET /api/status and Socket.IO connections.
+PROTECT_READS: bool = os.environ.get("OPTIO_PROTECT_READS", "").lower() in ("1", "true", "yes")
 
 #: Async mode of the web process: "eventlet" (default) or "threading".
 ASYNC_MODE: str = os.environ.get("OPTIO_ASYNC_MODE", "eventlet")

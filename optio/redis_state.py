@@ -7,8 +7,12 @@ Callers use the verbs of :class:`RunStore`, never the raw client.
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,11 +21,15 @@ import redis
 
 from optio import config
 
+log = logging.getLogger("optio")
+
 LUA_DIR = Path(__file__).with_name("lua")
 
 ACTIVE_KEY = "optio:active"  # id of the run that is running, absent when none is
 CURRENT_KEY = "optio:current"  # id of the run clients are shown (the latest started)
 LAST_TICK_KEY = "optio:last_tick"  # ms timestamp of the last scheduler tick
+WORKER_KEY_PREFIX = "optio:worker:"  # one key per live worker, expiring without heartbeats
+BEAT_KEY_PREFIX = "optio:beat:"  # one key per live beat process
 
 
 def run_key(run_id: str) -> str:
@@ -35,6 +43,16 @@ def done_key(run_id: str) -> str:
 
 def results_key(run_id: str) -> str:
     return f"optio:run:{run_id}:results"
+
+
+def errors_key(run_id: str) -> str:
+    """Hash job id -> error of the jobs that failed for good."""
+    return f"optio:run:{run_id}:errors"
+
+
+def attempts_key(run_id: str) -> str:
+    """Hash job id -> attempts made, for jobs that raised at least once."""
+    return f"optio:run:{run_id}:attempts"
 
 
 class RunActiveError(Exception):
@@ -94,11 +112,40 @@ def connect(url: str | None = None) -> redis.Redis:
     )
 
 
-class RunStore:
-    """The verbs on optio's state in one Redis."""
+#: Errors that mean "Redis is away for now" (restarting, loading its append-only file).
+TRANSIENT_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError)
 
-    def __init__(self, client: redis.Redis) -> None:
+
+def _retrying(method: Callable) -> Callable:
+    """Retry a verb while Redis is away, for up to ``self.retry_for`` seconds."""
+
+    @functools.wraps(method)
+    def wrapper(self: RunStore, *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + self.retry_for
+        delay = 0.1
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except TRANSIENT_ERRORS as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("Redis unavailable (%s); retrying in %.1f s", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    return wrapper
+
+
+class RunStore:
+    """The verbs on optio's state in one Redis.
+
+    ``retry_for``: seconds a verb keeps retrying while Redis is unreachable (workers wait out a
+    Redis restart; the web process answers 503 at once with the default 0).
+    """
+
+    def __init__(self, client: redis.Redis, *, retry_for: float = 0.0) -> None:
         self.client = client
+        self.retry_for = retry_for
         prelude = (LUA_DIR / "_prelude.lua").read_text()
         header = f"local OPTIO_CHANNEL = {json.dumps(config.CHANNEL)}\n"
         self._scripts = {
@@ -112,6 +159,7 @@ class RunStore:
 
     # -- runs -------------------------------------------------------------------------------
 
+    @_retrying
     def start_run(self, x: int, y: float, *, now_ms: int | None = None) -> str:
         """Start a run of x jobs at y jobs/min; raises RunActiveError while one runs."""
         run_id = new_run_id()
@@ -124,6 +172,7 @@ class RunStore:
             raise RunActiveError(other)
         return run_id
 
+    @_retrying
     def update_run(
         self, x: int | None = None, y: float | None = None, *, now_ms: int | None = None
     ) -> None:
@@ -142,6 +191,7 @@ class RunStore:
             raise XBelowEnqueuedError(x or 0, int(result[2]))
         raise NoActiveRunError()
 
+    @_retrying
     def stop_run(self, *, now_ms: int | None = None) -> str:
         """Stop the active run and return its id."""
         run_id = self.active_run_id()
@@ -151,27 +201,33 @@ class RunStore:
             raise NoActiveRunError()
         return run_id
 
+    @_retrying
     def active_run_id(self) -> str | None:
         return self.client.get(ACTIVE_KEY)
 
+    @_retrying
     def current_run_id(self) -> str | None:
         return self.client.get(CURRENT_KEY)
 
+    @_retrying
     def run_state(self, run_id: str) -> dict[str, Any] | None:
         text = self._run("read_state", [run_key(run_id)], [])
         return json.loads(text) if text else None
 
+    @_retrying
     def current_state(self) -> dict[str, Any]:
         """The watched run's state, or an idle state when no run was ever started."""
         run_id = self.current_run_id()
         state = self.run_state(run_id) if run_id else None
         return state or idle_state()
 
+    @_retrying
     def run_status(self, run_id: str) -> str | None:
         return self.client.hget(run_key(run_id), "status")
 
     # -- scheduler --------------------------------------------------------------------------
 
+    @_retrying
     def reserve_due(
         self, run_id: str, tick_seconds: float, *, now_ms: int | None = None
     ) -> Reservation:
@@ -183,25 +239,30 @@ class RunStore:
         )
         return Reservation(run_id, int(first), int(count), float(y))
 
+    @_retrying
     def record_tick(self) -> None:
         """Record a tick that found no active run."""
         seconds, micros = self.client.time()
         self.client.set(LAST_TICK_KEY, seconds * 1000 + micros // 1000)
 
+    @_retrying
     def last_tick_ms(self) -> int | None:
         value = self.client.get(LAST_TICK_KEY)
         return int(float(value)) if value else None
 
+    @_retrying
     def server_time_ms(self) -> int:
         seconds, micros = self.client.time()
         return seconds * 1000 + micros // 1000
 
+    @_retrying
     def confirm_enqueued(self, run_id: str, count: int) -> int:
         """Count ``count`` jobs as enqueued (their messages are in the broker); publishes."""
         return int(self._run("confirm_enqueued", [run_key(run_id), CURRENT_KEY], [run_id, count]))
 
     # -- workers ----------------------------------------------------------------------------
 
+    @_retrying
     def pending_jobs(self, run_id: str, first: int, count: int) -> list[int]:
         """The job ids of ``first .. first+count-1`` not counted yet."""
         with self.client.pipeline(transaction=False) as pipe:
@@ -210,6 +271,7 @@ class RunStore:
             bits = pipe.execute()
         return [first + i for i, bit in enumerate(bits) if not bit]
 
+    @_retrying
     def mark_processed(
         self, run_id: str, job_id: int, result: str, *, now_ms: int | None = None
     ) -> bool:
@@ -220,6 +282,58 @@ class RunStore:
             [run_id, job_id, result, config.RESULT_TTL, _now_arg(now_ms)],
         )
         return outcome == 1
+
+    @_retrying
+    def mark_failed(
+        self, run_id: str, job_id: int, error: str, *, now_ms: int | None = None
+    ) -> bool:
+        """Count the job as failed for good, with its error; False when it was counted before."""
+        outcome = self._run(
+            "mark_failed",
+            [run_key(run_id), done_key(run_id), errors_key(run_id), ACTIVE_KEY, CURRENT_KEY],
+            [run_id, job_id, error[:2000], config.RESULT_TTL, _now_arg(now_ms)],
+        )
+        return outcome == 1
+
+    @_retrying
+    def add_attempt(self, run_id: str, job_id: int) -> int:
+        """Record one more failed attempt of a job; returns the attempts so far."""
+        key = attempts_key(run_id)
+        with self.client.pipeline() as pipe:
+            pipe.hincrby(key, str(job_id), 1)
+            pipe.expire(key, config.RESULT_TTL)
+            attempts, _ = pipe.execute()
+        return int(attempts)
+
+    @_retrying
+    def claim_stalled(
+        self, run_id: str, stall_seconds: float, most: int, *, now_ms: int | None = None
+    ) -> list[int]:
+        """Job ids of a stalled run that were reserved but never counted (see claim_stalled.lua)."""
+        ids = self._run(
+            "claim_stalled",
+            [ACTIVE_KEY, run_key(run_id), done_key(run_id), CURRENT_KEY],
+            [run_id, int(stall_seconds * 1000), most, _now_arg(now_ms)],
+        )
+        return [int(i) for i in ids]
+
+    def error(self, run_id: str, job_id: int) -> str | None:
+        return self.client.hget(errors_key(run_id), str(job_id))
+
+    # -- liveness ---------------------------------------------------------------------------
+
+    def heartbeat(self, prefix: str, name: str, ttl: float) -> None:
+        """Say that process ``name`` is alive for the next ``ttl`` seconds."""
+        self.client.set(prefix + name, str(self.server_time_ms()), px=int(ttl * 1000))
+
+    def forget(self, prefix: str, name: str) -> None:
+        self.client.delete(prefix + name)
+
+    def alive(self, prefix: str) -> list[str]:
+        """Names of the processes with a live heartbeat under ``prefix``."""
+        return sorted(
+            k[len(prefix) :] for k in self.client.scan_iter(match=prefix + "*", count=100)
+        )
 
     def result(self, run_id: str, job_id: int) -> str | None:
         return self.client.hget(results_key(run_id), str(job_id))

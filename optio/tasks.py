@@ -15,7 +15,7 @@ from functools import cache
 from celery import Celery, signals
 from kombu import Queue
 
-from optio import config
+from optio import config, liveness  # noqa: F401  (liveness registers heartbeat signals)
 from optio.beat_schedule import SCHEDULE, TICKS_QUEUE
 from optio.redis_state import RunStore, connect
 
@@ -24,6 +24,8 @@ JOBS_QUEUE = "optio.jobs"
 ENQUEUED_PUBLISH_EVERY = 10
 #: Aim for at most this many job messages per second; faster rates put several jobs in one.
 MESSAGES_PER_SECOND = 100
+#: Most lost jobs one tick enqueues again.
+STALL_SWEEP_MOST = 10_000
 
 log = logging.getLogger("optio")
 
@@ -54,7 +56,8 @@ def _quiet_per_task_lines(**_: object) -> None:
 
 @cache
 def store() -> RunStore:
-    return RunStore(connect())
+    # workers wait out a Redis restart instead of failing (and acknowledging) jobs
+    return RunStore(connect(), retry_for=config.REDIS_RETRY_SECONDS)
 
 
 @cache
@@ -69,24 +72,55 @@ def batch_size(y_minute: float) -> int:
     return max(1, min(config.MAX_BATCH, int(per_second // MESSAGES_PER_SECOND)))
 
 
+def retry_delay(attempt: int) -> float:
+    """Seconds before retrying a job that failed ``attempt`` times."""
+    return min(config.RETRY_BACKOFF * 2 ** (attempt - 1), 30.0)
+
+
 class _EveryFewSeconds:
     """Lets a log line through at most once per interval so busy processes stay readable."""
 
     def __init__(self, seconds: float = 1.0) -> None:
         self.seconds = seconds
         self.last = 0.0
-        self.skipped = 0
 
     def __call__(self) -> bool:
         now = time.monotonic()
         if now - self.last >= self.seconds:
             self.last = now
             return True
-        self.skipped += 1
         return False
 
 
 _publish_log = _EveryFewSeconds()
+
+
+def _ranges(ids: list[int], size: int) -> list[tuple[int, int]]:
+    """Group sorted job ids into (first, count) runs of consecutive ids, at most ``size`` long."""
+    out: list[tuple[int, int]] = []
+    for job_id in ids:
+        if out and out[-1][0] + out[-1][1] == job_id and out[-1][1] < size:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+        else:
+            out.append((job_id, 1))
+    return out
+
+
+def _send(run_id: str, ranges: list[tuple[int, int]], confirm: bool) -> None:
+    """Publish one message per range; count them as enqueued every 10 jobs when ``confirm``."""
+    state = store()
+    unconfirmed = 0
+    with app.producer_or_acquire() as producer:
+        try:
+            for first, count in ranges:
+                process_jobs.apply_async((run_id, first, count), producer=producer)
+                unconfirmed += count
+                if confirm and unconfirmed >= ENQUEUED_PUBLISH_EVERY:
+                    state.confirm_enqueued(run_id, unconfirmed)
+                    unconfirmed = 0
+        finally:
+            if confirm and unconfirmed:
+                state.confirm_enqueued(run_id, unconfirmed)
 
 
 @app.task(name="optio.tick", acks_late=False, ignore_result=True)
@@ -98,24 +132,20 @@ def tick() -> int:
         state.record_tick()
         return 0
     reservation = state.reserve_due(run_id, config.TICK_SECONDS)
-    if reservation.count == 0:
-        return 0
     size = batch_size(reservation.y_minute)
-    end = reservation.first + reservation.count
-    unconfirmed = 0
-    with app.producer_or_acquire() as producer:
-        try:
-            for first in range(reservation.first, end, size):
-                count = min(size, end - first)
-                process_jobs.apply_async((run_id, first, count), producer=producer)
-                unconfirmed += count
-                if unconfirmed >= ENQUEUED_PUBLISH_EVERY:
-                    state.confirm_enqueued(run_id, unconfirmed)
-                    unconfirmed = 0
-        finally:
-            if unconfirmed:
-                state.confirm_enqueued(run_id, unconfirmed)
-    log.info("[scheduler] Enqueued %d jobs of run %s", reservation.count, run_id)
+    if reservation.count:
+        end = reservation.first + reservation.count
+        _send(run_id, [(f, min(size, end - f)) for f in range(reservation.first, end, size)], True)
+        log.info("[scheduler] Enqueued %d jobs of run %s", reservation.count, run_id)
+    lost = state.claim_stalled(run_id, config.STALL_SECONDS, STALL_SWEEP_MOST)
+    if lost:
+        _send(run_id, _ranges(lost, size), False)
+        log.warning(
+            "[scheduler] Run %s made no progress for %.0f s: enqueued its %d uncounted jobs again",
+            run_id,
+            config.STALL_SECONDS,
+            len(lost),
+        )
     return reservation.count
 
 
@@ -128,8 +158,40 @@ def process_jobs(run_id: str, first: int, count: int) -> int:
     job = job_function()
     counted = 0
     for job_id in state.pending_jobs(run_id, first, count):
-        if state.mark_processed(run_id, job_id, job(run_id, job_id)):
+        try:
+            result = job(run_id, job_id)
+        except Exception as exc:
+            _job_failed(run_id, job_id, exc)
+            continue
+        if state.mark_processed(run_id, job_id, str(result)):
             counted += 1
     if counted and _publish_log():
         log.info("[worker] Published progress update to Redis channel %s", config.CHANNEL)
     return counted
+
+
+def _job_failed(run_id: str, job_id: int, exc: Exception) -> None:
+    """Retry the job later with backoff, or record it as failed once its attempts are spent."""
+    state = store()
+    attempts = state.add_attempt(run_id, job_id)
+    error = f"{type(exc).__name__}: {exc}"
+    if attempts < config.JOB_ATTEMPTS:
+        delay = retry_delay(attempts)
+        process_jobs.apply_async((run_id, job_id, 1), countdown=delay)
+        log.warning(
+            "[worker] Job %s/%d failed (attempt %d of %d): %s; retrying in %.1f s",
+            run_id,
+            job_id,
+            attempts,
+            config.JOB_ATTEMPTS,
+            error,
+            delay,
+        )
+    elif state.mark_failed(run_id, job_id, error):
+        log.error(
+            "[worker] Job %s/%d failed for good after %d attempts: %s",
+            run_id,
+            job_id,
+            attempts,
+            error,
+        )

@@ -218,9 +218,16 @@ class TestStopRun:
 class TestConfirmEnqueued:
     def test_counts_and_publishes(self, store, published):
         run_id = store.start_run(100, 600, now_ms=T0)
+        store.reserve_due(run_id, 1, now_ms=T0 + 2000)  # 21 reserved
         assert store.confirm_enqueued(run_id, 10) == 10
         assert store.confirm_enqueued(run_id, 3) == 13
         assert [s["enqueued"] for s in published.drain(run_id, 3)] == [0, 10, 13]
+
+    def test_never_counts_more_than_was_reserved(self, store):
+        run_id = store.start_run(100, 600, now_ms=T0)
+        store.reserve_due(run_id, 1, now_ms=T0)  # job 0
+        assert store.confirm_enqueued(run_id, 1) == 1
+        assert store.confirm_enqueued(run_id, 1) == 1  # a retried confirmation
 
 
 class TestMarkProcessed:
@@ -261,3 +268,59 @@ class TestMarkProcessed:
     def test_unknown_run_counts_nothing(self, store):
         assert store.mark_processed("nope", 0, "x") is False
         assert store.client.exists(done_key("nope")) == 0
+
+
+class TestMarkFailed:
+    def test_failed_jobs_count_toward_completion(self, store, published):
+        run_id = store.start_run(2, 600, now_ms=T0)
+        assert store.mark_processed(run_id, 0, "ok") is True
+        assert store.mark_failed(run_id, 1, "ValueError: boom", now_ms=T0 + 5) is True
+        assert store.mark_failed(run_id, 1, "again") is False
+        assert store.mark_processed(run_id, 1, "late success") is False
+        final = published.drain(run_id, 3)[-1]
+        assert (final["processed"], final["failed"], final["running"]) == (1, 1, False)
+        assert final["status"] == "completed"
+        assert store.error(run_id, 1) == "ValueError: boom"
+
+    def test_attempts_are_counted_per_job(self, store):
+        run_id = store.start_run(5, 600)
+        assert [store.add_attempt(run_id, 3) for _ in range(3)] == [1, 2, 3]
+        assert store.add_attempt(run_id, 4) == 1
+
+
+class TestClaimStalled:
+    def test_a_run_with_progress_is_not_stalled(self, store):
+        run_id = store.start_run(100, 600, now_ms=T0)
+        store.reserve_due(run_id, 1, now_ms=T0 + 1000)
+        assert store.claim_stalled(run_id, 5, 100, now_ms=T0 + 4000) == []
+
+    def test_uncounted_reserved_jobs_of_a_stalled_run_are_returned_once(self, store, published):
+        run_id = store.start_run(100, 600, now_ms=T0)
+        store.reserve_due(run_id, 1, now_ms=T0 + 1000)  # jobs 0..10
+        store.confirm_enqueued(run_id, 4)  # the tick died after sending 4 of 11
+        for job_id in (0, 2, 3, 9):
+            store.mark_processed(run_id, job_id, "r", now_ms=T0 + 1100)
+        assert store.claim_stalled(run_id, 5, 100, now_ms=T0 + 6000) == []  # not yet 5 s quiet
+        lost = store.claim_stalled(run_id, 5, 100, now_ms=T0 + 6200)
+        assert lost == [1, 4, 5, 6, 7, 8, 10]
+        assert store.current_state()["enqueued"] == 11  # every job has a message again
+        # swept: not again until another quiet period
+        assert store.claim_stalled(run_id, 5, 100, now_ms=T0 + 7000) == []
+        assert store.claim_stalled(run_id, 5, 3, now_ms=T0 + 11_300) == [1, 4, 5]
+
+    def test_scans_beyond_the_first_chunk(self, store):
+        run_id = store.start_run(100_000, 6_000_000, now_ms=T0)
+        store.reserve_due(run_id, 60, now_ms=T0 + 60_000)  # 100,000 jobs due after a minute
+        assert store.current_state()["xTotal"] == 100_000
+        reserved = int(store.client.hget(f"optio:run:{run_id}", "reserved"))
+        assert reserved % 8 == 0
+        store.client.set(done_key(run_id), b"\xff" * (reserved // 8))
+        store.client.setbit(done_key(run_id), reserved - 1, 0)
+        lost = store.claim_stalled(run_id, 1, 10, now_ms=T0 + 200_000)
+        assert lost == [reserved - 1]
+
+    def test_stopped_runs_are_not_swept(self, store):
+        run_id = store.start_run(100, 600, now_ms=T0)
+        store.reserve_due(run_id, 1, now_ms=T0 + 1000)
+        store.stop_run(now_ms=T0 + 1000)
+        assert store.claim_stalled(run_id, 1, 100, now_ms=T0 + 60_000) == []

@@ -54,3 +54,12 @@ local function finish_run(run_key, active_key, run_id, status, now)
     redis.call('DEL', active_key)
   end
 end
+
+-- After a job was counted: note the progress, and complete the run when every job is done.
+local function complete_if_done(run_key, active_key, run_id, now)
+  redis.call('HSET', run_key, 'progressAt', now)
+  local h = hgetall(run_key)
+  if h.status == 'running' and tonumber(h.processed) + tonumber(h.failed) >= tonumber(h.xTotal) then
+    finish_run(run_key, active_key, run_id, 'completed', now)
+  end
+end

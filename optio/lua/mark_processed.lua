@@ -12,10 +12,7 @@ if redis.call('SETBIT', KEYS[2], ARGV[2], 1) == 1 then
 end
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
 redis.call('EXPIRE', KEYS[3], ARGV[4])
-local processed = redis.call('HINCRBY', KEYS[1], 'processed', 1)
-local h = hgetall(KEYS[1])
-if h.status == 'running' and processed + tonumber(h.failed) >= tonumber(h.xTotal) then
-  finish_run(KEYS[1], KEYS[4], ARGV[1], 'completed', now_ms(ARGV[5]))
-end
+redis.call('HINCRBY', KEYS[1], 'processed', 1)
+complete_if_done(KEYS[1], KEYS[4], ARGV[1], now_ms(ARGV[5]))
 publish_state(KEYS[1], KEYS[5], ARGV[1])
 return 1

@@ -13,7 +13,7 @@ redis.call('HSET', KEYS[3],
   'runId', ARGV[1], 'status', 'running', 'running', '1',
   'xTotal', ARGV[2], 'yMinute', ARGV[3],
   'reserved', 0, 'enqueued', 0, 'processed', 0, 'failed', 0,
-  'startedAt', now,
+  'startedAt', now, 'progressAt', now,
   -- job k is due at startedAt + k*60/y: one job (job 0) is due at the anchor time
   'anchorMs', now, 'anchorCount', 1)
 publish_state(KEYS[3], KEYS[2], ARGV[1])
