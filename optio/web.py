@@ -10,10 +10,10 @@ import logging
 import os
 
 import redis
-from flask import Flask, jsonify
+from flask import Flask
 from flask_socketio import SocketIO, emit
 
-from optio import api, config
+from optio import api, config, pages
 from optio.relay import Relay
 
 log = logging.getLogger("optio.web")
@@ -32,6 +32,7 @@ def origin_allowed(origin: str, environ: dict) -> bool:
 
 app = Flask(__name__)
 api.register(app)
+pages.register(app)
 socketio = SocketIO(
     app,
     async_mode=async_mode(),
@@ -41,18 +42,16 @@ socketio = SocketIO(
 relay = Relay(socketio, lambda: api.store().current_state())
 
 
-@app.get("/")
-def index():
-    return jsonify({"name": "optio", "status": "/api/status", "health": "/api/health"})
-
-
 @app.before_request
 def _ensure_relay() -> None:
     relay.start()
 
 
 @socketio.on("connect")
-def on_connect(auth=None) -> None:
+def on_connect(auth=None) -> bool | None:
+    token = auth.get("token") if isinstance(auth, dict) else None
+    if config.PROTECT_READS and not api.token_ok(token):
+        return False  # refuses the connection
     relay.start()
     try:
         emit("progress", api.store().current_state())
