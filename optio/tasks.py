@@ -66,6 +66,15 @@ def job_function() -> Callable[[str, int], str]:
     return getattr(importlib.import_module(module), name)
 
 
+@signals.worker_init.connect
+def _check_job_function(**_: object) -> None:
+    """A worker whose OPTIO_JOB_FUNC can't be loaded stops at start, not job by job."""
+    try:
+        job_function()
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise SystemExit(f"OPTIO_JOB_FUNC={config.JOB_FUNC!r} cannot be loaded: {exc}") from exc
+
+
 def batch_size(y_minute: float) -> int:
     """Jobs per message: 1 up to MESSAGES_PER_SECOND jobs/s, more above, capped."""
     per_second = y_minute / 60

@@ -13,7 +13,7 @@ import requests
 
 from optio.devredis import server_args, wait_until_answering
 from optio.redis_state import RunStore
-from tests.helpers import Proc, celery_args, free_port, wait_for
+from tests.helpers import ROOT, Proc, celery_args, free_port, wait_for
 
 #: Database for in-process tests of the Lua scripts (flushed around each test).
 SCRIPTS_DB = 1
@@ -61,6 +61,7 @@ class System:
             "OPTIO_CORS_ORIGINS": f"{self.base},http://localhost:{self.port}",
             "OPTIO_TICK_SECONDS": "0.5",
             "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(ROOT),  # workers import job functions from tests/
             **env,
         }
         self.procs: dict[str, Proc] = {}
@@ -138,3 +139,31 @@ def system(redis_server, tmp_path_factory) -> Iterator[System]:
 def idle_system(system) -> System:
     system.ensure_idle()
     return system
+
+
+#: Rows (case, what was done, what was measured) recorded by the fault suite.
+RELIABILITY_ROWS: list[tuple[str, str, str]] = []
+
+
+@pytest.fixture
+def record():
+    """Record one row of the reliability table (printed at the end, saved under artifacts/)."""
+
+    def add(case: str, done: str, measured: str) -> None:
+        RELIABILITY_ROWS.append((case, done, measured))
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not RELIABILITY_ROWS:
+        return
+    lines = ["| case | what was done | result and figures |", "|---|---|---|"]
+    lines += [f"| {case} | {done} | {measured} |" for case, done, measured in RELIABILITY_ROWS]
+    out = Path(__file__).resolve().parent.parent / "artifacts" / "reliability.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    terminalreporter.section("reliability (measured by tests/test_faults.py)")
+    for line in lines:
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(f"saved to {out}")

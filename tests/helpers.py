@@ -121,3 +121,29 @@ class Watcher:
 
     def close(self) -> None:
         self.client.disconnect()
+
+
+class RedisServer:
+    """A redis-server of a test's own, with append-only persistence, that can be restarted."""
+
+    def __init__(self, data_dir: Path) -> None:
+        from optio.devredis import server_args
+
+        self.dir = data_dir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.args = server_args(self.port, data_dir, persistent=True)
+        self.proc: Proc | None = None
+        self.start()
+
+    def start(self) -> None:
+        from optio.devredis import wait_until_answering
+
+        self.proc = Proc("redis", self.args, dict(os.environ), self.dir)
+        wait_until_answering(self.url)
+
+    def stop(self) -> None:
+        """SIGTERM: redis-server writes its append-only file out and exits."""
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None

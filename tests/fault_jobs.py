@@ -1,0 +1,30 @@
+"""Job functions the fault tests run in real workers (via OPTIO_JOB_FUNC)."""
+
+from __future__ import annotations
+
+import os
+import time
+from functools import cache
+
+import redis
+
+
+@cache
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(os.environ["REDIS_URL"])
+
+
+def counted(run_id: str, job_id: int) -> str:
+    """Sleep OPTIO_JOB_SECONDS and count how many times each job really ran."""
+    time.sleep(float(os.environ.get("OPTIO_JOB_SECONDS", "0")))
+    _redis().hincrby(f"test:executions:{run_id}", str(job_id), 1)
+    return f"done-{job_id}"
+
+
+def flaky(run_id: str, job_id: int) -> str:
+    """Every 7th job always raises; jobs 3, 10, 17, ... raise on their first two attempts."""
+    if job_id % 7 == 0:
+        raise ValueError(f"job {job_id} always fails")
+    if job_id % 7 == 3 and _redis().incr(f"test:tries:{run_id}:{job_id}") < 3:
+        raise RuntimeError(f"job {job_id} fails for now")
+    return f"ok-{job_id}"

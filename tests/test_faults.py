@@ -1,0 +1,332 @@
+"""Faults mid-run, with real processes and real signals: nothing lost, nothing counted twice.
+
+Each test runs a system of its own (its own redis-server with an append-only file, web, worker
+and beat) and records what it measured; the session prints the table (see conftest) that
+docs/RELIABILITY.md is written from.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from optio.redis_state import RunStore, done_key, errors_key, results_key
+from tests.conftest import System
+from tests.helpers import RedisServer, Watcher, wait_for
+
+pytestmark = pytest.mark.slow
+
+#: Settings of the fault systems: quick redelivery so the suite stays short.
+FAULT_ENV = {
+    "OPTIO_VISIBILITY_TIMEOUT": "10",
+    "OPTIO_STALL_SECONDS": "5",
+    "OPTIO_HEARTBEAT_SECONDS": "1",
+    "OPTIO_RETRY_BACKOFF": "0.2",
+    "OPTIO_REDIS_RETRY_SECONDS": "60",
+    "OPTIO_JOB_FUNC": "tests.fault_jobs:counted",
+}
+
+
+@pytest.fixture
+def fault_system(tmp_path, request):
+    server = RedisServer(tmp_path)
+    marker = request.node.get_closest_marker("env")
+    env = {**FAULT_ENV, **(marker.args[0] if marker else {})}
+    system = System(f"{server.url}/0", tmp_path, **env)
+    system.server = server
+    try:
+        yield system
+    finally:
+        system.stop_all()
+        server.stop()
+
+
+def start(system: System, x: int, y: float) -> str:
+    response = system.post("/api/run", {"x": x, "y": y})
+    assert response.status_code == 201, response.text
+    return response.json()["runId"]
+
+
+def status(system: System) -> dict:
+    return system.get("/api/status").json()
+
+
+def wait_processed(system: System, at_least: int, timeout: float) -> dict:
+    return wait_for(
+        lambda: (s := status(system))["processed"] >= at_least and s, timeout, f"{at_least} done"
+    )
+
+
+def wait_finished(system: System, run_id: str, timeout: float) -> dict:
+    def finished():
+        state = status(system)
+        return state["runId"] == run_id and not state["running"] and state
+
+    return wait_for(finished, timeout, f"run {run_id} to finish", interval=0.2)
+
+
+#: The bound on finishing after a lost worker: the stall sweep (OPTIO_STALL_SECONDS=5 here) plus
+#: a tick, a new worker's start-up (~3 s on this box) and the re-sent jobs' own time.
+FINISH_BOUND_S = 5 + 0.5 + 5 + 2
+
+
+def past_schedule(state: dict) -> float:
+    """Seconds the run finished after its exact schedule's last job was due."""
+    due_end = state["startedAt"] / 1000 + (state["xTotal"] - 1) * 60 / state["yMinute"]
+    return state["finishedAt"] / 1000 - due_end
+
+
+def assert_exactly_once(system: System, run_id: str, x: int) -> dict:
+    """processed == x, one stored result per job, one bit per job; returns the figures."""
+    state = status(system)
+    r = system.redis
+    figures = {
+        "processed": state["processed"],
+        "failed": state["failed"],
+        "enqueued": state["enqueued"],
+        "results": r.hlen(results_key(run_id)),
+        "bits": r.bitcount(done_key(run_id)),
+        "executions": sum(int(v) for v in r.hvals(f"test:executions:{run_id}")),
+    }
+    assert state["status"] == "completed"
+    assert figures["processed"] == x and figures["failed"] == 0
+    assert figures["results"] == x and figures["bits"] == x
+    assert figures["enqueued"] == x
+    return figures
+
+
+@pytest.mark.env({"OPTIO_JOB_SECONDS": "0.05"})
+def test_worker_killed_with_sigkill_loses_nothing(fault_system, record):
+    s = fault_system
+    s.start_web()
+    worker = s.start_worker("worker-a")
+    s.start_beat()
+    x = 300
+    run_id = start(s, x, 3000)
+    wait_processed(s, 60, 30)
+    worker.signal(signal.SIGKILL)  # the whole process group: main process and pool children
+    killed_at = time.monotonic()
+    at_kill = status(s)
+    s.start_worker("worker-b")
+    final = wait_finished(s, run_id, 90)
+    after_kill = time.monotonic() - killed_at
+    figures = assert_exactly_once(s, run_id, x)
+    late = past_schedule(final)
+    assert late <= FINISH_BOUND_S
+    record(
+        "worker SIGKILL mid-run",
+        f"x={x} at 3000/min, 50 ms jobs, worker -c 2 killed at processed={at_kill['processed']}, "
+        "new worker started",
+        f"processed={figures['processed']}, results={figures['results']}, "
+        f"bits={figures['bits']}, job executions={figures['executions']} "
+        f"(redelivered work, counted once); finished {after_kill:.1f} s after the kill, "
+        f"{late:.1f} s after the schedule's end (bound {FINISH_BOUND_S:.1f} s)",
+    )
+
+
+@pytest.mark.env({"OPTIO_JOB_SECONDS": "0.05"})
+def test_worker_stopped_with_sigterm_loses_nothing(fault_system, record):
+    s = fault_system
+    s.start_web()
+    worker = s.start_worker("worker-a")
+    s.start_beat()
+    x = 300
+    run_id = start(s, x, 3000)
+    wait_processed(s, 60, 30)
+    stopped_at = time.monotonic()
+    worker.popen.send_signal(signal.SIGTERM)  # warm shutdown of the main process
+    worker.popen.wait(30)
+    at_stop = status(s)
+    s.start_worker("worker-b")
+    final = wait_finished(s, run_id, 90)
+    figures = assert_exactly_once(s, run_id, x)
+    late = past_schedule(final)
+    assert late <= FINISH_BOUND_S
+    record(
+        "worker SIGTERM mid-run",
+        f"x={x} at 3000/min, 50 ms jobs, warm shutdown at processed={at_stop['processed']}, "
+        "new worker started",
+        f"processed={figures['processed']}, results={figures['results']}, "
+        f"executions={figures['executions']}; finished {time.monotonic() - stopped_at:.1f} s "
+        f"after SIGTERM, {late:.1f} s after the schedule's end",
+    )
+
+
+def test_redis_restart_mid_run(fault_system, record):
+    s = fault_system
+    s.start_all()
+    watcher = Watcher(s.base)
+    try:
+        x = 300
+        run_id = start(s, x, 1200)
+        wait_processed(s, 40, 30)
+        before = status(s)
+        down_at = time.monotonic()
+        s.server.stop()
+        s.server.start()
+        up_after = time.monotonic() - down_at
+        events_before = len(watcher.events)
+        state = wait_finished(s, run_id, 90)
+        finished_after = time.monotonic() - down_at
+        figures = assert_exactly_once(s, run_id, x)
+        later = [e for _, e in watcher.events[events_before:] if e.get("runId") == run_id]
+        assert later and later[-1]["processed"] == x, "clients get updates again"
+        assert s.get("/api/health").status_code == 200
+    finally:
+        watcher.close()
+    record(
+        "Redis restarted mid-run (append-only file)",
+        f"x={x} at 1200/min; redis-server SIGTERM at processed={before['processed']}, "
+        f"started again on the same port ({up_after:.1f} s down)",
+        f"processed={figures['processed']}, results={figures['results']}, status="
+        f"{state['status']}; Socket.IO client got {len(later)} events after the restart; "
+        f"finished {finished_after:.1f} s after the restart began, "
+        f"{past_schedule(state):.1f} s after the schedule's end",
+    )
+
+
+def test_web_restart_clients_reconnect_and_get_the_state(fault_system, record):
+    s = fault_system
+    s.start_all()
+    watcher = Watcher(s.base)
+    try:
+        x = 200
+        run_id = start(s, x, 1200)
+        wait_processed(s, 20, 30)
+        seen = len(watcher.events)
+        s.procs["web"].stop()
+        gone_at = time.time()
+        s.start_web()
+        first_after = wait_for(
+            lambda: len(watcher.events) > seen and watcher.events[seen], 30, "an event after"
+        )
+        reconnect_s = first_after[0] - gone_at
+        assert first_after[1]["runId"] == run_id
+        final = watcher.wait_final(run_id, 60)
+        assert final["processed"] == x
+    finally:
+        watcher.close()
+    record(
+        "web process restarted mid-run",
+        f"x={x} at 1200/min; web SIGTERM at processed>=20, started again on the same port",
+        f"the client reconnected by itself and got the current state {reconnect_s:.1f} s after "
+        f"the web went away; saw the final state processed={final['processed']}",
+    )
+
+
+def test_beat_killed_and_two_beats_never_exceed_the_rate(fault_system, record):
+    s = fault_system
+    s.start_web()
+    s.start_worker()
+    s.start_beat("beat-1")
+    s.start_beat("beat-2")  # two beats fire every tick twice
+    x, y = 150, 1200  # 20/s: 7.45 s at the exact rate
+    start(s, x, y)
+    samples: list[tuple[float, int, int]] = []
+
+    def sample():
+        state = status(s)
+        samples.append((time.time(), state["enqueued"], state["startedAt"]))
+        return state["enqueued"] >= 60
+
+    wait_for(sample, 30, "60 enqueued")
+    s.procs["beat-1"].signal(signal.SIGKILL)
+    s.procs["beat-2"].signal(signal.SIGKILL)
+    killed_at = status(s)["enqueued"]
+    s.start_beat("beat-3")
+
+    def finished():
+        state = status(s)
+        samples.append((time.time(), state["enqueued"], state["startedAt"]))
+        return not state["running"] and state
+
+    state = wait_for(finished, 60, "the run to finish", interval=0.1)
+    assert state["enqueued"] == x and state["processed"] == x
+    per_tick = y / 60 * 0.5
+    worst = max(e - (1 + (t - started / 1000) * y / 60) for t, e, started in samples)
+    assert worst <= 2 * per_tick + 1, f"ahead of schedule by {worst:.1f} jobs"
+    duration = (state["finishedAt"] - state["startedAt"]) / 1000
+    record(
+        "two beats at once, then both SIGKILLed and one restarted",
+        f"x={x} at {y}/min (ticks 0.5 s); beats killed at enqueued={killed_at}",
+        f"enqueued={state['enqueued']} (exactly x), most ahead of the exact schedule: "
+        f"{worst:.1f} jobs (one tick = {per_tick:.0f}); run took {duration:.1f} s "
+        f"(exact rate: {(x - 1) * 60 / y:.2f} s)",
+    )
+
+
+@pytest.mark.env({"OPTIO_JOB_SECONDS": "0.1"})
+def test_old_runs_jobs_never_touch_a_new_run(fault_system, record):
+    s = fault_system
+    s.start_all()
+    old = start(s, 400, 60_000)  # all due at once, processed slowly: a long queue
+    wait_for(lambda: status(s)["enqueued"] >= 200, 20, "a queue of old jobs")
+    assert s.post("/api/stop").status_code == 200
+    new = start(s, 30, 6000)
+    final = wait_finished(s, new, 60)
+    assert status(s)["runId"] == new
+    store = RunStore(s.redis)
+    old_a = store.run_state(old)
+    # the old run's remaining messages drain; its recorded state must not move
+    wait_for(lambda: s.redis.llen("optio.jobs") == 0, 60, "the old queue to drain")
+    old_b = store.run_state(old)
+    assert final["processed"] == 30 and final["enqueued"] == 30 and final["status"] == "completed"
+    assert old_b["status"] == "stopped" and old_b["processed"] == old_a["processed"]
+    assert old_b["processed"] < 400
+    record(
+        "stop, then at once a new run while the old run's jobs are queued",
+        "old x=400 all due at once, 100 ms jobs; stopped with >=200 queued; new x=30 started",
+        f"new run: enqueued={final['enqueued']}, processed={final['processed']} (exact); old run "
+        f"kept its final state: status={old_b['status']}, processed={old_b['processed']}",
+    )
+
+
+@pytest.mark.env({"OPTIO_JOB_FUNC": "tests.fault_jobs:flaky", "OPTIO_JOB_ATTEMPTS": "3"})
+def test_a_job_that_raises_is_retried_then_recorded_as_failed(fault_system, record):
+    s = fault_system
+    s.start_all()
+    x = 50
+    run_id = start(s, x, 6000)
+    state = wait_finished(s, run_id, 60)
+    always = [j for j in range(x) if j % 7 == 0]
+    assert state["status"] == "completed"
+    assert state["failed"] == len(always)
+    assert state["processed"] == x - len(always)
+    errors = s.redis.hgetall(errors_key(run_id))
+    assert sorted(int(j) for j in errors) == always
+    assert errors["7"] == "ValueError: job 7 always fails"
+    # jobs 3, 10, ... failed twice, then succeeded on their third attempt
+    assert s.redis.hget(results_key(run_id), "3") == "ok-3"
+    record(
+        "jobs that raise",
+        f"x={x}; every 7th job always raises, jobs 3, 10, ... raise twice; 3 attempts, "
+        "backoff 0.2 s doubling",
+        f"processed={state['processed']}, failed={state['failed']} with their errors stored, "
+        f"processed+failed={state['processed'] + state['failed']} = x; run completed",
+    )
+
+
+def test_health_says_what_is_down(fault_system, record):
+    s = fault_system
+    s.start_all()
+    assert s.get("/api/health").status_code == 200
+    s.procs["worker"].signal(signal.SIGKILL)
+    no_worker = wait_for(
+        lambda: (r := s.get("/api/health")).status_code == 503 and r.json(), 20, "503"
+    )
+    assert "worker" in no_worker["error"]
+    s.procs["beat"].signal(signal.SIGKILL)
+    no_beat = wait_for(
+        lambda: "no beat" in (r := s.get("/api/health").json()).get("error", "") and r, 20, "beat"
+    )
+    s.server.stop()
+    down = s.get("/api/health")
+    assert down.status_code == 503 and "Redis" in down.json()["error"]
+    s.server.start()
+    record(
+        "health with parts down",
+        "worker SIGKILLed, then beat SIGKILLed, then Redis stopped",
+        f'503 each time: "{no_worker["error"]}"; "{no_beat["error"]}"; "{down.json()["error"]}"',
+    )
