@@ -1,0 +1,51 @@
+"""Browser pages: the dashboard, the guide's HTML test client and the vendored socket.io client.
+
+The socket.io browser client is installed from the npm registry (``npm ci``, see package.json)
+and served from ``node_modules``; nothing third-party is committed or fetched from a CDN.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, Flask, render_template, send_from_directory
+
+from optio import config
+from optio.validation import ApiError
+
+ROOT = Path(__file__).resolve().parent.parent
+STATIC = Path(__file__).resolve().parent / "static"
+#: socket.io-client files served under /vendor/ (the source map keeps devtools quiet).
+VENDOR = {
+    "socket.io.min.js": ROOT / "node_modules" / "socket.io-client" / "dist",
+    "socket.io.min.js.map": ROOT / "node_modules" / "socket.io-client" / "dist",
+}
+
+bp = Blueprint("pages", __name__)
+
+
+@bp.get("/")
+def dashboard():
+    return render_template("dashboard.html", max_x=config.MAX_X, max_y=config.MAX_Y)
+
+
+@bp.get("/test-websocket.html")
+def test_client():
+    """Method 1 of the guide; the same file also works opened from disk (file://)."""
+    return send_from_directory(STATIC, "test-websocket.html", max_age=0)
+
+
+@bp.get("/vendor/<name>")
+def vendor(name: str):
+    folder = VENDOR.get(name)
+    if folder is None:
+        raise ApiError(404, f"no such vendored file: {name[:100]}")
+    if not (folder / name).is_file():
+        raise ApiError(
+            503, f"{name} is not installed: run `npm ci` in {ROOT} (scripts/setup.sh does it)"
+        )
+    return send_from_directory(folder, name, max_age=3600)
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(bp)
