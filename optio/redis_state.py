@@ -273,15 +273,18 @@ class RunStore:
 
     @_retrying
     def mark_processed(
-        self, run_id: str, job_id: int, result: str, *, now_ms: int | None = None
-    ) -> bool:
-        """Store the result and count the job once; False when it was counted before."""
-        outcome = self._run(
+        self, run_id: str, results: dict[int, str], *, now_ms: int | None = None
+    ) -> int:
+        """Store results and count each job id once; returns how many were counted now."""
+        args: list[Any] = [run_id, config.RESULT_TTL, _now_arg(now_ms)]
+        for job_id, result in results.items():
+            args += [job_id, result]
+        counted = self._run(
             "mark_processed",
             [run_key(run_id), done_key(run_id), results_key(run_id), ACTIVE_KEY, CURRENT_KEY],
-            [run_id, job_id, result, config.RESULT_TTL, _now_arg(now_ms)],
+            args,
         )
-        return outcome == 1
+        return max(0, int(counted))
 
     @_retrying
     def mark_failed(

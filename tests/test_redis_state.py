@@ -185,7 +185,7 @@ class TestUpdateRun:
     def test_lowering_x_to_what_is_done_completes_the_run(self, store):
         run_id = store.start_run(100, 600, now_ms=T0)
         store.reserve_due(run_id, 1, now_ms=T0)
-        assert store.mark_processed(run_id, 0, "r0", now_ms=T0 + 10)
+        assert store.mark_processed(run_id, {0: "r0"}, now_ms=T0 + 10) == 1
         store.update_run(x=1, now_ms=T0 + 20)
         state = store.current_state()
         assert (state["running"], state["status"], state["finishedAt"]) == (
@@ -233,8 +233,8 @@ class TestConfirmEnqueued:
 class TestMarkProcessed:
     def test_a_job_is_counted_once_even_when_delivered_twice(self, store, published):
         run_id = store.start_run(3, 600, now_ms=T0)
-        assert store.mark_processed(run_id, 1, "a") is True
-        assert store.mark_processed(run_id, 1, "b") is False
+        assert store.mark_processed(run_id, {1: "a"}) == 1
+        assert store.mark_processed(run_id, {1: "b"}) == 0
         assert store.current_state()["processed"] == 1
         assert store.result(run_id, 1) == "a"
         assert store.client.getbit(done_key(run_id), 1) == 1
@@ -244,7 +244,7 @@ class TestMarkProcessed:
     def test_last_job_completes_the_run_and_publishes_running_false(self, store, published):
         run_id = store.start_run(3, 600, now_ms=T0)
         for job_id in range(3):
-            store.mark_processed(run_id, job_id, f"r{job_id}", now_ms=T0 + 100)
+            store.mark_processed(run_id, {job_id: f"r{job_id}"}, now_ms=T0 + 100)
         final = published.drain(run_id, 4)[-1]
         assert (final["running"], final["status"], final["processed"]) == (False, "completed", 3)
         assert final["finishedAt"] == T0 + 100
@@ -256,7 +256,7 @@ class TestMarkProcessed:
         old = store.start_run(10, 600, now_ms=T0)
         store.stop_run(now_ms=T0 + 1)
         new = store.start_run(10, 600, now_ms=T0 + 2)
-        assert store.mark_processed(old, 4, "late") is True
+        assert store.mark_processed(old, {4: "late"}) == 1
         assert store.current_state()["runId"] == new
         assert store.current_state()["processed"] == 0
         assert store.run_state(old)["processed"] == 1
@@ -265,18 +265,26 @@ class TestMarkProcessed:
         published.drain(new, 2)
         assert [s["processed"] for s in published.all if s["runId"] == old] == [0, 0]
 
+    def test_a_batch_counts_each_new_job_once_and_publishes_once(self, store, published):
+        run_id = store.start_run(10, 600, now_ms=T0)
+        assert store.mark_processed(run_id, {1: "a", 2: "b"}) == 2
+        assert store.mark_processed(run_id, {2: "again", 3: "c", 4: "d"}) == 2
+        assert store.current_state()["processed"] == 4
+        assert store.result(run_id, 2) == "b"
+        assert [s["processed"] for s in published.drain(run_id, 3)] == [0, 2, 4]
+
     def test_unknown_run_counts_nothing(self, store):
-        assert store.mark_processed("nope", 0, "x") is False
+        assert store.mark_processed("nope", {0: "x"}) == 0
         assert store.client.exists(done_key("nope")) == 0
 
 
 class TestMarkFailed:
     def test_failed_jobs_count_toward_completion(self, store, published):
         run_id = store.start_run(2, 600, now_ms=T0)
-        assert store.mark_processed(run_id, 0, "ok") is True
+        assert store.mark_processed(run_id, {0: "ok"}) == 1
         assert store.mark_failed(run_id, 1, "ValueError: boom", now_ms=T0 + 5) is True
         assert store.mark_failed(run_id, 1, "again") is False
-        assert store.mark_processed(run_id, 1, "late success") is False
+        assert store.mark_processed(run_id, {1: "late success"}) == 0
         final = published.drain(run_id, 3)[-1]
         assert (final["processed"], final["failed"], final["running"]) == (1, 1, False)
         assert final["status"] == "completed"
@@ -299,7 +307,7 @@ class TestClaimStalled:
         store.reserve_due(run_id, 1, now_ms=T0 + 1000)  # jobs 0..10
         store.confirm_enqueued(run_id, 4)  # the tick died after sending 4 of 11
         for job_id in (0, 2, 3, 9):
-            store.mark_processed(run_id, job_id, "r", now_ms=T0 + 1100)
+            store.mark_processed(run_id, {job_id: "r"}, now_ms=T0 + 1100)
         assert store.claim_stalled(run_id, 5, 100, now_ms=T0 + 6000) == []  # not yet 5 s quiet
         lost = store.claim_stalled(run_id, 5, 100, now_ms=T0 + 6200)
         assert lost == [1, 4, 5, 6, 7, 8, 10]
