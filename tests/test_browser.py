@@ -1,0 +1,336 @@
+"""The dashboard and the guide's browser test clients, driven in Debian's Chromium by Playwright.
+
+Screenshots of a finished run are saved under artifacts/ (git-ignored) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import System
+from tests.helpers import ROOT, wait_for
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = ROOT / "artifacts"
+#: Playwright's own wait for one expectation, ms.
+EXPECT_MS = 15_000
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: scripts/setup.sh test installs Debian's chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        yield browser
+        browser.close()
+
+
+class Page:
+    """A browser tab that records uncaught errors and console output."""
+
+    def __init__(self, browser, width: int = 1280, height: int = 860) -> None:
+        self.context = browser.new_context(
+            locale="en-US", viewport={"width": width, "height": height}
+        )
+        self.tab = self.context.new_page()
+        self.tab.set_default_timeout(EXPECT_MS)
+        self.errors: list[str] = []
+        self.console: list[str] = []
+        self.tab.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.tab.on("console", self._console)
+
+    def _console(self, message) -> None:
+        self.console.append(message.text)
+        # the browser itself reports failed requests (our 409s, a server that went away);
+        # anything else is noise of ours
+        browser_own = ("Failed to load resource", "WebSocket connection to")
+        if message.type == "error" and not message.text.startswith(browser_own):
+            self.errors.append(message.text)
+
+    def wait(self, condition, timeout: float, what: str) -> None:
+        """Like wait_for, but lets Playwright deliver events (console lines) while waiting."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            self.tab.wait_for_timeout(50)
+
+    def text(self, selector: str) -> str:
+        return self.tab.locator(selector).inner_text()
+
+    def number(self, selector: str) -> int:
+        return int(self.text(selector).replace(",", ""))
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def page(browser) -> Iterator[Page]:
+    tab = Page(browser)
+    yield tab
+    tab.close()
+    assert not tab.errors, f"errors in the page: {tab.errors}"
+
+
+def expect(locator):
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
+
+
+def open_dashboard(page: Page, base: str) -> None:
+    page.tab.goto(base + "/")
+    expect(page.tab.locator("#conn")).to_have_attribute("data-state", "connected")
+
+
+def test_a_run_started_by_clicking_counts_up_to_the_total(idle_system, page):
+    open_dashboard(page, idle_system.base)
+    tab = page.tab
+    tab.fill("#x", "1,500")  # thousands separators are accepted while typing
+    tab.fill("#y", "6000")
+    expect(tab.locator("#start")).to_be_enabled()
+    tab.click("#start")
+
+    expect(tab.locator("#message")).to_contain_text("Started run")
+    expect(tab.locator("#status")).to_have_text("running")
+    run_id = page.text("#run-id")
+    assert idle_system.get("/api/status").json()["runId"] == run_id
+    expect(tab.locator("#stop")).to_be_enabled()
+    expect(tab.locator("#start")).to_be_disabled()
+    wait_for(lambda: 0 < page.number("#processed") < 1500, 15, "the counters moving")
+
+    # a reload mid-run shows the run at once, from the state sent on connect or /api/status
+    tab.reload(wait_until="domcontentloaded")
+    expect(tab.locator("#status")).to_have_text("running", timeout=2000)
+    expect(tab.locator("#run-id")).to_have_text(run_id, timeout=2000)
+    assert page.number("#enqueued") > 0
+
+    expect(tab.locator("#status")).to_have_text("completed", timeout=60_000)
+    expect(tab.locator("#processed")).to_have_text("1,500")
+    expect(tab.locator("#enqueued")).to_have_text("1,500")
+    expect(tab.locator("#percent")).to_have_text("100")
+    expect(tab.locator("#eta")).to_have_text("done")
+    expect(tab.locator("#y-minute")).to_have_text("6,000")
+    assert re.fullmatch(r"[\d,]+", page.text("#throughput"))
+    assert page.text("#finished") != "—"
+    expect(tab.locator("#start")).to_be_enabled()
+    expect(tab.locator("#stop")).to_be_disabled()
+    expect(tab.locator("#update")).to_be_disabled()
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.wait_for_timeout(1200)  # let the chart take its next one-second sample
+    tab.screenshot(path=str(ARTIFACTS / "dashboard-finished.png"), full_page=True)
+    tab.set_viewport_size({"width": 390, "height": 844})
+    expect(tab.locator(".grid")).to_have_css("grid-template-columns", re.compile(r"^\S+$"))
+    tab.screenshot(path=str(ARTIFACTS / "dashboard-finished-phone.png"), full_page=True)
+    width = tab.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page scrolls sideways at phone width ({width} px)"
+
+
+def test_inputs_are_checked_before_anything_is_sent(idle_system, page):
+    open_dashboard(page, idle_system.base)
+    tab = page.tab
+    posts: list[str] = []
+    tab.on("request", lambda r: posts.append(r.url) if r.method != "GET" else None)
+
+    tab.fill("#x", "0")
+    expect(tab.locator("#x-error")).to_have_text("Enter a whole number of jobs, at least 1")
+    expect(tab.locator("#x")).to_have_attribute("aria-invalid", "true")
+    expect(tab.locator("#start")).to_be_disabled()
+    tab.fill("#x", "2.5")
+    expect(tab.locator("#x-error")).to_contain_text("whole number")
+    tab.fill("#x", "99999999999")
+    expect(tab.locator("#x-error")).to_have_text("At most 10,000,000 jobs")
+    tab.fill("#x", "10")
+    expect(tab.locator("#x-error")).to_have_text("")
+    tab.fill("#y", "-5")
+    expect(tab.locator("#y-error")).to_contain_text("above 0")
+    expect(tab.locator("#start")).to_be_disabled()
+    tab.fill("#y", "0.5")
+    expect(tab.locator("#start")).to_be_enabled()
+    assert posts == []
+
+
+def test_stop_from_the_dashboard(idle_system, page):
+    open_dashboard(page, idle_system.base)
+    tab = page.tab
+    tab.fill("#x", "10000")
+    tab.fill("#y", "600")
+    tab.click("#start")
+    expect(tab.locator("#status")).to_have_text("running")
+    wait_for(lambda: page.number("#processed") >= 1, 15, "a processed job")
+    tab.click("#stop")
+
+    expect(tab.locator("#status")).to_have_text("stopped")
+    expect(tab.locator("#message")).to_contain_text("Stopped run")
+    expect(tab.locator("#stop")).to_be_disabled()
+    expect(tab.locator("#start")).to_be_enabled()
+    assert idle_system.get("/api/status").json()["status"] == "stopped"
+
+
+def test_api_errors_show_as_readable_messages(idle_system, page):
+    open_dashboard(page, idle_system.base)
+    tab = page.tab
+    # a stale tab: its live feed is gone while someone else starts a run
+    tab.evaluate("optio.socket.disconnect()")
+    expect(tab.locator("#conn")).to_have_attribute("data-state", "disconnected")
+    other = idle_system.post("/api/run", {"x": 10000, "y": 600})
+    assert other.status_code == 201
+    run_id = other.json()["runId"]
+    tab.fill("#x", "50")
+    tab.fill("#y", "600")
+    tab.click("#start")  # still enabled: this tab has not heard of the other run
+
+    message = tab.locator("#message")
+    expect(message).to_have_attribute("data-kind", "error")
+    expect(message).to_contain_text(f"Could not start the run: run {run_id} is already running")
+    # after an error the page reads the real state
+    expect(tab.locator("#status")).to_have_text("running")
+    expect(tab.locator("#run-id")).to_have_text(run_id)
+    expect(tab.locator("#start")).to_be_disabled()
+
+    # a 400: the new total is below what is already enqueued
+    tab.evaluate("optio.socket.connect()")
+    expect(tab.locator("#conn")).to_have_attribute("data-state", "connected")
+    wait_for(lambda: page.number("#enqueued") >= 2, 15, "two enqueued jobs")
+    tab.fill("#x", "1")
+    tab.click("#update")
+    expect(message).to_contain_text("Could not update the run: x (1) cannot be below")
+    tab.click("#message-close")
+    expect(message).to_be_hidden()
+
+
+def test_update_rate_from_the_dashboard(idle_system, page):
+    open_dashboard(page, idle_system.base)
+    tab = page.tab
+    tab.fill("#x", "200")
+    tab.fill("#y", "60")
+    tab.click("#start")
+    expect(tab.locator("#status")).to_have_text("running")
+    expect(tab.locator("#update")).to_be_disabled()  # nothing changed yet
+    tab.fill("#y", "12000")
+    tab.click("#update")
+    expect(tab.locator("#y-minute")).to_have_text("12,000")
+    expect(tab.locator("#status")).to_have_text("completed", timeout=30_000)
+    assert idle_system.get("/api/status").json()["yMinute"] == 12000
+
+
+def test_the_devtools_snippet_works_in_the_dashboard_console(idle_system, page):
+    """Method 3 of the guide: the page exposes `io`."""
+    open_dashboard(page, idle_system.base)
+    assert page.tab.evaluate("typeof io") == "function"
+    page.tab.evaluate(
+        """(base) => {
+            const socket = io(base);
+            socket.on('connect', () => { console.log('✅ Connected!'); });
+            socket.on('progress', (data) => { console.log('📊 Progress:', JSON.stringify(data)); });
+        }""",
+        idle_system.base,
+    )
+    page.wait(lambda: "✅ Connected!" in page.console, 10, "the snippet's connect log")
+    page.wait(
+        lambda: any(line.startswith("📊 Progress:") for line in page.console),
+        10,
+        "the snippet's progress log",
+    )
+    progress = next(line for line in page.console if line.startswith("📊 Progress:"))
+    assert '"processed"' in progress and '"xTotal"' in progress
+
+
+def test_the_html_test_client_logs_progress(idle_system, page):
+    """Method 1 of the guide, served by the web process and linked from the dashboard."""
+    open_dashboard(page, idle_system.base)
+    tab = page.tab
+    tab.click("text=WebSocket test client")
+    expect(tab.locator("#server")).to_have_value(idle_system.base)
+    tab.click("#connect")
+    log = tab.locator("#log")
+    expect(log).to_contain_text("✅ Connected to")
+    expect(tab.locator("#status")).to_have_text("Connected")
+
+    run_id = idle_system.post("/api/run", {"x": 5, "y": 6000}).json()["runId"]
+    expect(log).to_contain_text(re.compile(rf'Progress #\d+: .*"runId":"{run_id}".*"completed"'))
+    first_line = log.locator(".entry").first.inner_text()
+    assert re.match(r"\[\d\d:\d\d:\d\d\.\d{3}\] ", first_line), first_line
+
+    tab.click("#disconnect")
+    expect(log).to_contain_text("Disconnected: io client disconnect")
+    expect(tab.locator("#status")).to_have_text("Disconnected")
+    tab.click("#clear")
+    expect(log.locator(".entry")).to_have_count(0)
+
+
+@pytest.fixture(scope="module")
+def second_web(system, tmp_path_factory) -> Iterator[System]:
+    """Another web process on the same Redis database, ours to stop and restart.
+
+    It also accepts the origin ``null`` that a page opened from disk sends.
+    """
+    other = System(system.redis_url, tmp_path_factory.mktemp("second-web"))
+    other.env["OPTIO_CORS_ORIGINS"] = f"{other.base},null"
+    try:
+        other.start_web()
+        yield other
+    finally:
+        other.stop_all()
+
+
+def test_the_html_test_client_works_as_a_local_file(idle_system, second_web, page):
+    path = ROOT / "optio" / "static" / "test-websocket.html"
+    page.tab.goto(f"{path.as_uri()}?server={second_web.base}")
+    page.tab.click("#connect")
+    expect(page.tab.locator("#log")).to_contain_text(f"✅ Connected to {second_web.base}")
+    expect(page.tab.locator("#log")).to_contain_text("Progress #1:")
+
+
+def test_a_local_file_is_refused_unless_null_is_allowed(idle_system, browser):
+    """The default origins do not include `null`; the page says what to change."""
+    tab = Page(browser)
+    try:
+        path = ROOT / "optio" / "static" / "test-websocket.html"
+        tab.tab.goto(f"{path.as_uri()}?server={idle_system.base}")
+        tab.tab.click("#connect")
+        expect(tab.tab.locator("#hint")).to_contain_text("OPTIO_CORS_ORIGINS")
+        expect(tab.tab.locator("#log")).to_contain_text("Connection error")
+        assert "Connected to" not in tab.text("#log")
+    finally:
+        tab.close()
+
+
+def test_the_connection_indicator_follows_the_web_process(idle_system, second_web, page):
+    open_dashboard(page, second_web.base)
+    tab = page.tab
+    conn = tab.locator("#conn")
+    second_web.procs["web"].stop()
+    expect(conn).to_have_attribute("data-state", "reconnecting", timeout=10_000)
+    expect(conn).to_contain_text("Reconnecting")
+
+    second_web.start_web()  # same port
+    expect(conn).to_have_attribute("data-state", "connected", timeout=20_000)
+    expect(conn).to_have_text("Live")
+    # the state sent on reconnect is shown, and runs started now show up live
+    run_id = idle_system.post("/api/run", {"x": 5, "y": 6000}).json()["runId"]
+    expect(tab.locator("#run-id")).to_have_text(run_id)
+    expect(tab.locator("#status")).to_have_text("completed", timeout=30_000)
