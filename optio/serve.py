@@ -12,8 +12,21 @@ import logging  # noqa: E402
 from optio.web import app, relay, socketio  # noqa: E402
 
 
+class _OneLine(logging.Filter):
+    """Malformed packets from clients make python-socketio log tracebacks: keep one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()}: {record.exc_info[1]!r}"
+            record.args = None
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def main() -> None:
     logging.basicConfig(level=config.LOG_LEVEL, format="%(asctime)s %(levelname)s %(message)s")
+    for name in ("socketio.server", "engineio.server"):
+        logging.getLogger(name).addFilter(_OneLine())
     logging.getLogger("optio").info(
         "[api] Serving on %s:%d (async mode %s)", config.HOST, config.PORT, socketio.async_mode
     )

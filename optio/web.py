@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import redis
-from flask import Flask
-from flask_socketio import SocketIO, emit
+from flask import Flask, request
+from flask_socketio import SocketIO, disconnect, emit
 
 from optio import api, config, pages
 from optio.relay import Relay
@@ -57,3 +58,26 @@ def on_connect(auth=None) -> bool | None:
         emit("progress", api.store().current_state())
     except redis.RedisError as exc:
         log.warning("[api] Could not read the state for a new client: %s", exc)
+
+
+#: Clients only listen: one that sends more than this many events in 10 s is disconnected.
+CLIENT_EVENT_BUDGET = 20
+_client_events: dict[str, list[float]] = {}
+
+
+@socketio.on("*")
+def on_client_event(event, *args) -> None:
+    sid = request.sid
+    now = time.monotonic()
+    window = _client_events.setdefault(sid, [now, 0])
+    if now - window[0] > 10:
+        window[:] = [now, 0]
+    window[1] += 1
+    if window[1] == CLIENT_EVENT_BUDGET + 1:
+        log.warning("[api] Disconnecting client %s: it sends events (%r, ...)", sid, event[:50])
+        disconnect()
+
+
+@socketio.on("disconnect")
+def on_disconnect(*_: object) -> None:
+    _client_events.pop(request.sid, None)

@@ -70,7 +70,11 @@ class System:
     def start_web(self) -> Proc:
         proc = Proc("web", [sys.executable, "-m", "optio.serve"], self.env, self.log_dir)
         self.procs["web"] = proc
-        wait_for(lambda: requests.get(f"{self.base}/api/status", timeout=1).ok, 20, "web")
+        wait_for(
+            lambda: requests.get(f"{self.base}/api/health", timeout=1).status_code in (200, 503),
+            20,
+            "the web process to answer",
+        )
         return proc
 
     def start_worker(self, name: str = "worker", concurrency: int = 2) -> Proc:
