@@ -56,8 +56,14 @@ def _worker_ready(sender=None, **_: object) -> None:
     _beats.append(beat)
 
 
+def _not_a_tick(record: logging.LogRecord) -> bool:
+    return "optio-tick" not in record.getMessage()
+
+
 @signals.beat_init.connect
 def _beat_init(**_: object) -> None:
+    # beat logs every tick it sends at INFO: once a second is noise, the ticks show in /api/health
+    logging.getLogger("celery.beat").addFilter(_not_a_tick)
     beat = Heartbeat(BEAT_KEY_PREFIX, f"{socket.gethostname()}-{os.getpid()}")
     beat.start()
     _beats.append(beat)
