@@ -271,7 +271,9 @@ def test_the_html_test_client_logs_progress(idle_system, page):
     expect(tab.locator("#status")).to_have_text("Connected")
 
     run_id = idle_system.post("/api/run", {"x": 5, "y": 6000}).json()["runId"]
-    expect(log).to_contain_text(re.compile(rf'Progress #\d+: .*"runId":"{run_id}".*"completed"'))
+    expect(log).to_contain_text(
+        re.compile(rf'Progress #\d+: (?=.*"runId":"{run_id}")(?=.*"status":"completed")')
+    )
     first_line = log.locator(".entry").first.inner_text()
     assert re.match(r"\[\d\d:\d\d:\d\d\.\d{3}\] ", first_line), first_line
 
