@@ -336,3 +336,32 @@ def test_the_connection_indicator_follows_the_web_process(idle_system, second_we
     run_id = idle_system.post("/api/run", {"x": 5, "y": 6000}).json()["runId"]
     expect(tab.locator("#run-id")).to_have_text(run_id)
     expect(tab.locator("#status")).to_have_text("completed", timeout=30_000)
+
+
+def test_a_flood_of_events_is_rendered_once_a_frame(idle_system, page):
+    """5,000 events arriving at once cost one render, not 5,000 DOM writes."""
+    open_dashboard(page, idle_system.base)
+    result = page.tab.evaluate(
+        """() => new Promise((resolve) => {
+            const target = document.getElementById('processed');
+            let writes = 0;
+            new MutationObserver((records) => { writes += records.length; })
+                .observe(target, { childList: true, characterData: true, subtree: true });
+            const deliver = optio.socket.listeners('progress')[0];
+            const base = { running: true, xTotal: 1000000, yMinute: 60000, failed: 0,
+                           runId: 'flood', status: 'running', startedAt: Date.now(),
+                           finishedAt: null };
+            const started = performance.now();
+            for (let i = 1; i <= 5000; i++) {
+                deliver({ ...base, enqueued: i, processed: i });
+            }
+            const handled = performance.now() - started;
+            requestAnimationFrame(() => requestAnimationFrame(() => resolve({
+                writes, handled, shown: target.textContent,
+            })));
+        })"""
+    )
+    assert result["shown"] == "5,000"
+    assert result["writes"] <= 2, result
+    assert result["handled"] < 500, result
+    page.tab.reload()  # forget the fake run
