@@ -39,6 +39,9 @@ socketio = SocketIO(
     async_mode=async_mode(),
     cors_allowed_origins=origin_allowed,
     max_http_buffer_size=64 * 1024,
+    # Clients only listen. Handling their events inline in the connection's reader (instead of a
+    # green thread each) lets a flooding client be cut off at once, before it monopolises the hub.
+    async_handlers=False,
 )
 relay = Relay(socketio, lambda: api.store().current_state())
 
@@ -76,6 +79,7 @@ def on_client_event(event, *args) -> None:
     if window[1] == CLIENT_EVENT_BUDGET + 1:
         log.warning("[api] Disconnecting client %s: it sends events (%r, ...)", sid, event[:50])
         disconnect()
+    socketio.sleep(0)  # let other clients and requests run between a client's events
 
 
 @socketio.on("disconnect")

@@ -168,6 +168,9 @@ def test_redis_restart_mid_run(fault_system, record):
         s.server.stop()
         # Redis stays down until the system has noticed: health says so
         wait_for(lambda: s.get("/api/health").status_code == 503, 10, "health to see Redis down")
+        wait_for(
+            lambda: "Connection to broker lost" in s.procs["worker"].log(), 10, "a worker to see it"
+        )
         s.server.start()
         up_after = time.monotonic() - down_at
         events_before = len(watcher.events)
