@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 
 import pytest
 
@@ -125,3 +127,22 @@ def test_health_reports_redis_and_the_last_tick(idle_system):
     body = response.json()
     assert body["status"] == "ok" and body["checks"]["redis"] == "ok"
     assert body["checks"]["lastTickAgeSeconds"] < 5
+
+
+def test_a_flood_of_updates_is_coalesced_and_ends_on_the_latest(idle_system, watcher):
+    """500 states published in a burst reach clients as at most ~20 emits/s, the last one last."""
+    wait_for(lambda: watcher.events, 5, "the state sent on connect")
+    seen = len(watcher.events)
+    base = idle_system.get("/api/status").json()
+    started = time.monotonic()
+    for n in range(1, 501):
+        state = {**base, "runId": "coalesce-test", "processed": n}
+        idle_system.redis.publish("optio:progress", json.dumps(state))
+    wait_for(
+        lambda: watcher.events[-1][1].get("processed") == 500, 10, "the latest state to arrive"
+    )
+    elapsed = time.monotonic() - started
+    got = [s for _, s in watcher.events[seen:] if s.get("runId") == "coalesce-test"]
+    assert got[-1]["processed"] == 500
+    assert len(got) <= 20 * elapsed + 2, f"{len(got)} emits in {elapsed:.2f} s"
+    assert [s["processed"] for s in got] == sorted(s["processed"] for s in got)
