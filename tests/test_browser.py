@@ -28,6 +28,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = ROOT / "artifacts"
+#: The token the second web process wants for changes.
+API_TOKEN = "test-token-of-the-second-web"
 #: Playwright's own wait for one expectation, ms.
 EXPECT_MS = 15_000
 
@@ -288,10 +290,12 @@ def test_the_html_test_client_logs_progress(idle_system, page):
 def second_web(system, tmp_path_factory) -> Iterator[System]:
     """Another web process on the same Redis database, ours to stop and restart.
 
-    It also accepts the origin ``null`` that a page opened from disk sends.
+    It also accepts the origin ``null`` that a page opened from disk sends, and wants an API
+    token for changes.
     """
     other = System(system.redis_url, tmp_path_factory.mktemp("second-web"))
     other.env["OPTIO_CORS_ORIGINS"] = f"{other.base},null"
+    other.env["OPTIO_API_TOKEN"] = API_TOKEN
     try:
         other.start_web()
         yield other
@@ -365,3 +369,24 @@ def test_a_flood_of_events_is_rendered_once_a_frame(idle_system, page):
     assert result["writes"] <= 2, result
     assert result["handled"] < 500, result
     page.tab.reload()  # forget the fake run
+
+
+def test_the_dashboard_asks_for_the_api_token_when_the_server_wants_one(
+    idle_system, second_web, page
+):
+    open_dashboard(page, second_web.base)
+    tab = page.tab
+    expect(tab.locator("#token-field")).to_be_hidden()
+    tab.fill("#x", "5")
+    tab.fill("#y", "6000")
+    tab.click("#start")
+    expect(tab.locator("#message")).to_contain_text("missing or wrong API token")
+    expect(tab.locator("#token-field")).to_be_visible()
+
+    tab.fill("#token", API_TOKEN)
+    tab.press("#token", "Tab")  # the change event keeps it for this tab
+    tab.click("#start")
+    expect(tab.locator("#message")).to_contain_text("Started run")
+    expect(tab.locator("#status")).to_have_text("completed", timeout=30_000)
+    tab.reload()
+    expect(tab.locator("#token")).to_have_value(API_TOKEN)
