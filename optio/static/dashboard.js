@@ -70,8 +70,14 @@
 
   function accept(next, source) {
     if (!next || typeof next !== "object") return;
-    if (source === "socket") fromSocket = true;
-    else if (fromSocket) return;
+    if (source === "socket") {
+      fromSocket = true;
+    } else if (source === "http" && fromSocket) {
+      return; // the live feed is already ahead of this read
+    } else if (state && next.runId === state.runId && next.status === state.status &&
+               next.processed < state.processed) {
+      return; // an answer older than the events already shown
+    }
     if (!state || state.runId !== next.runId) {
       samples = [];
     }
