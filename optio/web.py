@@ -12,7 +12,7 @@ import time
 
 import redis
 from flask import Flask, request
-from flask_socketio import SocketIO, disconnect, emit
+from flask_socketio import SocketIO, disconnect
 
 from optio import api, config, pages
 from optio.relay import Relay
@@ -58,9 +58,14 @@ def on_connect(auth=None) -> bool | None:
         return False  # refuses the connection
     relay.start()
     try:
-        emit("progress", api.store().current_state())
+        state = api.store().current_state()
     except redis.RedisError as exc:
         log.warning("[api] Could not read the state for a new client: %s", exc)
+        return None
+    # sent once the handler has returned, so the client sees "connected" before the state
+    sid = request.sid
+    socketio.start_background_task(socketio.emit, "progress", state, to=sid)
+    return None
 
 
 #: Clients only listen: one that sends more than this many events in 10 s is disconnected.

@@ -273,6 +273,14 @@ class TestMarkProcessed:
         assert store.result(run_id, 2) == "b"
         assert [s["processed"] for s in published.drain(run_id, 3)] == [0, 2, 4]
 
+    def test_enqueued_is_never_shown_below_what_is_done(self, store):
+        run_id = store.start_run(10, 6000, now_ms=T0)
+        store.reserve_due(run_id, 1, now_ms=T0 + 100)  # 11 due, capped at 10, sent...
+        store.mark_processed(run_id, {0: "a", 1: "b"})  # ...done before the tick confirmed
+        assert store.current_state()["enqueued"] == 2
+        store.confirm_enqueued(run_id, 10)
+        assert store.current_state()["enqueued"] == 10
+
     def test_unknown_run_counts_nothing(self, store):
         assert store.mark_processed("nope", {0: "x"}) == 0
         assert store.client.exists(done_key("nope")) == 0

@@ -30,7 +30,9 @@ local function state_json(run_key)
     running = h.running == '1',
     xTotal = tonumber(h.xTotal),
     yMinute = tonumber(h.yMinute),
-    enqueued = tonumber(h.enqueued),
+    -- the tick confirms what it sent every 10 jobs, after sending: a worker can finish a job
+    -- first, and a job that is done was certainly enqueued
+    enqueued = math.max(tonumber(h.enqueued), tonumber(h.processed) + tonumber(h.failed)),
     processed = tonumber(h.processed),
     failed = tonumber(h.failed),
     runId = h.runId,
