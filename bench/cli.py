@@ -1,0 +1,182 @@
+"""``python -m bench``: run every measurement, then write docs/BENCHMARKS.md and the JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import fidelity, latency, machine, pipeline, report
+from bench.procs import ROOT
+from bench.stack import CONCURRENCY, OptioStack, RedisProc
+
+PARTS = ("ceiling", "batched", "fidelity", "latency", "api")
+BATCHED_Y = 300_000.0
+FIDELITY_YS = [60.0, 600.0, 6000.0, 60000.0]
+
+
+def settings(quick: bool) -> dict[str, Any]:
+    return {
+        "quick": quick,
+        "ceiling_jobs": 3_000 if quick else 20_000,
+        "ceiling_rounds": 1 if quick else 2,
+        "batched_jobs": 100_000 if quick else 1_000_000,
+        "batched_y": BATCHED_Y,
+        "fidelity_window_s": 10.0 if quick else 60.0,
+        "fidelity_ys": FIDELITY_YS,
+        "latency_clients": [1, 100, 1000],
+        "latency_seconds": 5.0 if quick else 20.0,
+        "api_seconds": 5.0 if quick else 20.0,
+        "worker_concurrency": CONCURRENCY,
+        "tick_seconds": float(os.environ.get("OPTIO_TICK_SECONDS", 1.0)),
+    }
+
+
+def wait_quiet(minutes: float, below: float) -> float:
+    """Wait (bounded) for the 1-minute load average to drop below ``below``; returns it."""
+    deadline = time.monotonic() + minutes * 60
+    load = os.getloadavg()[0]
+    while load >= below and time.monotonic() < deadline:
+        print(f"bench: load average {load:.2f} >= {below}; waiting for a quiet machine", flush=True)
+        time.sleep(30)
+        load = os.getloadavg()[0]
+    return load
+
+
+def raise_fd_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short windows, for development")
+    parser.add_argument("--only", default=",".join(PARTS), help=f"comma list of {PARTS}")
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
+    parser.add_argument("--out", default=str(ROOT / "docs"), help="where to write the results")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="MINUTES",
+        help="first wait up to MINUTES for the load average to fall below 1.0",
+    )
+    args = parser.parse_args(argv)
+    parts = [p.strip() for p in args.only.split(",") if p.strip()]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
+    if args.wait_quiet:
+        wait_quiet(args.wait_quiet, 1.0)
+
+    cfg = settings(args.quick)
+    cfg["fd_limit"] = raise_fd_limit()
+    work = Path(tempfile.mkdtemp(prefix="optio-bench-"))
+    prof = None if args.no_profile else work / "profiles"
+    started = time.time()
+    results: dict[str, Any] = {
+        "started_at": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
+        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+        "settings": cfg,
+        "parts": parts,
+        "work_dir": str(work),
+    }
+    print(f"bench: logs and profiles in {work}", flush=True)
+    rds = RedisProc(work)
+    try:
+        results["machine"] = machine.describe(rds.version())
+        if {"batched", "fidelity", "api", "latency"} & set(parts):
+            _default_stack(rds, work, prof, cfg, parts, results)
+        if "ceiling" in parts:
+            rds.client.flushall()
+            results["ceiling"] = _ceiling(rds, work, prof, cfg)
+    finally:
+        rds.stop()
+    results["duration_s"] = round(time.time() - started, 1)
+    results["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmarks.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out / "BENCHMARKS.md").write_text(report.render(results))
+    print(report.summary_table(results), flush=True)
+    print(f"bench: wrote {out / 'BENCHMARKS.md'} and {out / 'benchmarks.json'}", flush=True)
+    return 0
+
+
+def _default_stack(rds, work, prof, cfg, parts, results) -> None:
+    """Everything measured on optio with its default settings (batching on)."""
+    # OPTIO_MAX_Y raised so that a rate far above capacity can be asked with batching on
+    stack = OptioStack(rds.url, work, "optio-default", OPTIO_MAX_Y="10000000").start()
+    try:
+        if "batched" in parts:
+            print("bench: batched run (y = 300,000/min) and memory", flush=True)
+            baseline = rds.client.info("memory")["used_memory"]
+            rss_before = stack.rss()
+            batched, run_id = pipeline.batched(stack, rds, cfg["batched_jobs"], cfg["batched_y"])
+            results["batched"] = batched
+            results["memory"] = pipeline.memory(stack, rds, run_id, baseline)
+            results["memory"]["rss_bytes_before_run"] = rss_before
+            if prof is not None:
+                results["batched"]["profile"] = pipeline.profile_batched(
+                    stack, rds, 100_000, cfg["batched_y"], prof / "batched"
+                )
+        if "fidelity" in parts:
+            results["fidelity"] = []
+            for y in cfg["fidelity_ys"]:
+                print(f"bench: rate fidelity at y = {y:g}/min", flush=True)
+                results["fidelity"].append(
+                    fidelity.measure(stack, rds, y, cfg["fidelity_window_s"])
+                )
+        if "api" in parts:
+            print("bench: GET /api/status at the pipeline's ceiling", flush=True)
+            results["api"] = pipeline.api_under_load(
+                stack, rds, cfg["api_seconds"], None if prof is None else prof / "api"
+            )
+        if "latency" in parts:
+            print("bench: live latency to Socket.IO clients", flush=True)
+            results["latency"] = latency.measure(
+                stack,
+                rds,
+                cfg["latency_clients"],
+                cfg["latency_seconds"],
+                work,
+                None if prof is None else prof / "latency",
+            )
+    finally:
+        stack.stop()
+
+
+def _ceiling(rds, work, prof, cfg) -> dict:
+    """optio with one message per job against bare Celery, alternating, same Redis."""
+    n = cfg["ceiling_jobs"]
+    optio_runs, bare_runs = [], []
+    stack = OptioStack(rds.url, work, "optio-batch1", OPTIO_MAX_BATCH="1").start()
+    try:
+        for i in range(cfg["ceiling_rounds"]):
+            last = i == cfg["ceiling_rounds"] - 1
+            print(f"bench: ceiling round {i + 1}: optio, one message per job", flush=True)
+            p = None if prof is None or not last else prof / "ceiling-optio"
+            optio_runs.append(pipeline.optio_ceiling(stack, rds, n, p))
+            print(f"bench: ceiling round {i + 1}: bare Celery", flush=True)
+            p = None if prof is None or not last else prof / "ceiling-bare"
+            bare_runs.append(pipeline.bare_ceiling(rds, work, n, p))
+    finally:
+        stack.stop()
+    optio_rate = statistics.median(r["jobs_per_s"] for r in optio_runs)
+    bare_rate = statistics.median(r["jobs_per_s"] for r in bare_runs)
+    return {
+        "optio_runs": optio_runs,
+        "bare_runs": bare_runs,
+        "optio_jobs_per_s": optio_rate,
+        "bare_jobs_per_s": bare_rate,
+        "ratio": round(optio_rate / bare_rate, 3),
+    }

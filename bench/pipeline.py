@@ -1,0 +1,309 @@
+"""Throughput figures: optio's ceiling vs bare Celery, batched rates, API under load, memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+
+from bench import profiling
+from bench.bare_celery import QUEUE as BARE_QUEUE
+from bench.procs import CpuMeter, Proc, children, wait_for
+from bench.sampling import CounterSampler, rate_between, summary_ms, value_at
+from bench.stack import OptioStack, RedisProc, worker_args
+
+JOBS_QUEUE = "optio.jobs"
+#: Far above what 2 cores can do with one message per job (OPTIO_MAX_Y's default).
+CEILING_Y = 1_000_000.0
+#: Far above what 2 cores can do with batches (the bench raises OPTIO_MAX_Y to allow it).
+BATCHED_CEILING_Y = 6_000_000.0
+PROFILE_SECONDS = 10
+
+
+def start_run(stack: OptioStack, x: int, y: float) -> tuple[str, float]:
+    t = time.monotonic()
+    r = requests.post(stack.base + "/api/run", json={"x": x, "y": y}, timeout=10)
+    r.raise_for_status()
+    return r.json()["runId"], t
+
+
+def stop_run(stack: OptioStack) -> None:
+    requests.post(stack.base + "/api/stop", timeout=10)
+
+
+def run_hash(client: redis.Redis, run_id: str) -> dict[str, str]:
+    return client.hgetall(f"optio:run:{run_id}")
+
+
+def wait_finished(client: redis.Redis, run_id: str, timeout: float) -> dict[str, str]:
+    wait_for(
+        lambda: client.hget(f"optio:run:{run_id}", "status") != "running",
+        timeout,
+        f"run {run_id} to finish",
+        interval=0.1,
+    )
+    return run_hash(client, run_id)
+
+
+def drain(client: redis.Redis, queues: tuple[str, ...], timeout: float = 120) -> None:
+    """Wait until no message is queued or unacknowledged (left over from a stopped run)."""
+    wait_for(
+        lambda: sum(client.llen(q) for q in queues) == 0 and client.hlen("unacked") == 0,
+        timeout,
+        "the queues to drain",
+        interval=0.2,
+    )
+
+
+def redis_commandstats(client: redis.Redis) -> dict[str, dict[str, float]]:
+    stats = client.info("commandstats")
+    out = {}
+    for name, v in stats.items():
+        if v.get("calls", 0) >= 100:
+            out[name.removeprefix("cmdstat_")] = {
+                "calls": v["calls"],
+                "usec_per_call": v["usec_per_call"],
+                "usec": v["usec"],
+            }
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["usec"]))
+
+
+def _steady_rate(rows, field: str, total: int) -> float | None:
+    """Rate between the moments the counter passed 20 % and 80 % of ``total``."""
+    t20 = next((t for t, row in rows if row[field] >= 0.2 * total), None)
+    t80 = next((t for t, row in rows if row[field] >= 0.8 * total), None)
+    if t20 is None or t80 is None or t80 <= t20:
+        return None
+    return rate_between(rows, t20, t80, field)
+
+
+# -- 1. ceiling, optio side -------------------------------------------------------------------
+
+
+def optio_ceiling(stack: OptioStack, rds: RedisProc, n: int, prof_dir: Path | None) -> dict:
+    """n jobs, one message each, at a rate far above capacity: jobs/s from start to last count."""
+    client = rds.client
+    client.config_resetstat()
+    meter = CpuMeter({**stack.pids(), "redis": rds.pid}).start()
+    run_id, _ = start_run(stack, n, CEILING_Y)
+    sampler = CounterSampler(rds.url, run_id, 0.25).start()
+    h = wait_finished(client, run_id, timeout=max(180.0, n / 50))
+    rows = sampler.stop()
+    cpu = meter.stop()
+    seconds = (int(h["finishedAt"]) - int(h["startedAt"])) / 1000
+    out: dict[str, Any] = {
+        "jobs": n,
+        "processed": int(h["processed"]),
+        "seconds": round(seconds, 3),
+        "jobs_per_s": round(int(h["processed"]) / seconds, 1),
+        "steady_jobs_per_s": _r(_steady_rate(rows, "processed", n)),
+        "cpu": cpu,
+        "redis_commandstats": redis_commandstats(client),
+    }
+    if prof_dir is not None:
+        out["profile"] = _profile_run(stack, client, n, CEILING_Y, prof_dir)
+    return out
+
+
+def _profile_run(stack: OptioStack, client: redis.Redis, x: int, y: float, out: Path) -> dict:
+    """A second run like the measured one, profiled (so the profiler slows no measured run)."""
+    run_id, _ = start_run(stack, x, y)
+    time.sleep(3)
+    pids = {k: v for k, v in stack.pids().items() if k.startswith("worker")}
+    result = profiling.profile(pids, PROFILE_SECONDS, out)
+    stop_run(stack)
+    drain(client, (JOBS_QUEUE,))
+    return result
+
+
+# -- 1. ceiling, bare Celery side -------------------------------------------------------------
+
+
+def _publish(env: dict[str, str], n: int, work: Path) -> Proc:
+    args = [sys.executable, "-m", "bench.bare_celery", str(n)]
+    return Proc("bare-publisher", args, env, work, stdout=subprocess.PIPE)
+
+
+def _wait_bare_done(client: redis.Redis, pub: Proc, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pub.alive() and client.llen(BARE_QUEUE) == 0 and client.hlen("unacked") == 0:
+            return time.monotonic()
+        time.sleep(0.02)
+    raise TimeoutError("bare Celery did not finish its jobs in time")
+
+
+def bare_ceiling(rds: RedisProc, work: Path, n: int, prof_dir: Path | None) -> dict:
+    """n no-op tasks through a bare Celery worker of the same concurrency on the same Redis."""
+    work = work / "bare"
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "BENCH_REDIS_URL": rds.url, "PYTHONUNBUFFERED": "1"}
+    worker = Proc("bare-worker", worker_args("bench.bare_celery", "bare"), env, work)
+    try:
+        wait_for(lambda: "ready." in worker.log(), 60, "the bare worker to be ready")
+        wait_for(lambda: len(children(worker.pid)) >= 2, 30, "the bare worker's pool")
+        client = rds.client
+        client.config_resetstat()
+        pids = {"worker": worker.pid, "redis": rds.pid}
+        pids.update({f"worker-child-{i}": p for i, p in enumerate(children(worker.pid))})
+        meter = CpuMeter(pids).start()
+        pub = _publish(env, n, work)
+        end = _wait_bare_done(client, pub, timeout=max(180.0, n / 50))
+        cpu = meter.stop()
+        begun, ended, pub_cpu = (float(v) for v in pub.popen.stdout.read().split())
+        pub.stop()
+        cpu["cpu_s"]["publisher"] = round(pub_cpu, 3)
+        seconds = end - begun
+        out: dict[str, Any] = {
+            "jobs": n,
+            "seconds": round(seconds, 3),
+            "jobs_per_s": round(n / seconds, 1),
+            "publish_per_s": round(n / (ended - begun), 1),
+            "cpu": cpu,
+            "redis_commandstats": redis_commandstats(client),
+        }
+        if prof_dir is not None:
+            pub = _publish(env, n, work)
+            time.sleep(2)
+            pids = {"worker": worker.pid}
+            pids.update({f"worker-child-{i}": p for i, p in enumerate(children(worker.pid))})
+            out["profile"] = profiling.profile(pids, PROFILE_SECONDS, prof_dir)
+            _wait_bare_done(client, pub, timeout=max(180.0, n / 50))
+            pub.stop()
+        return out
+    finally:
+        worker.stop()
+
+
+# -- 2. batched: y = 300,000/min --------------------------------------------------------------
+
+
+def batched(stack: OptioStack, rds: RedisProc, x: int, y: float) -> tuple[dict, str]:
+    """x jobs at y/min with the default batching: do enqueued and processed keep pace?"""
+    client = rds.client
+    client.config_resetstat()
+    meter = CpuMeter({**stack.pids(), "redis": rds.pid}).start()
+    run_id, t_post = start_run(stack, x, y)
+    sampler = CounterSampler(rds.url, run_id, 0.5).start()
+    ideal = (x - 1) * 60 / y
+    h = wait_finished(client, run_id, timeout=3 * ideal + 120)
+    rows = sampler.stop()
+    cpu = meter.stop()
+    seconds = (int(h["finishedAt"]) - int(h["startedAt"])) / 1000
+    per_s = y / 60
+    lag = max((row["enqueued"] - row["processed"] for _, row in rows), default=0)
+    behind = max((min(x, 1 + (t - t_post) * per_s) - row["enqueued"] for t, row in rows), default=0)
+    t_end = rows[-1][0] if rows else t_post
+    # the steady part: from 5 s in until the last job was enqueued
+    t_full = next((t for t, row in rows if row["enqueued"] >= x), t_end)
+    t0 = t_post + 5
+    return {
+        "jobs": x,
+        "asked_per_s": per_s,
+        "seconds": round(seconds, 3),
+        "ideal_seconds": round(ideal, 3),
+        "jobs_per_s": round(x / seconds, 1),
+        "enqueued_per_s_steady": _r(rate_between(rows, t0, t_full, "enqueued")),
+        "processed_per_s_steady": _r(rate_between(rows, t0, t_full, "processed")),
+        "max_enqueued_minus_processed": lag,
+        "max_lag_seconds": round(lag / per_s, 3),
+        "max_enqueued_behind_schedule": round(behind),
+        "processed_at_last_enqueue": value_at(rows, t_full, "processed"),
+        "cpu": cpu,
+        "redis_commandstats": redis_commandstats(client),
+        "counters_every_0_5_s": [[round(t - t_post, 2), row] for t, row in rows],
+    }, run_id
+
+
+def profile_batched(stack: OptioStack, rds: RedisProc, x: int, y: float, out: Path) -> dict:
+    return _profile_run(stack, rds.client, x, y, out)
+
+
+# -- 6. memory --------------------------------------------------------------------------------
+
+
+def memory(stack: OptioStack, rds: RedisProc, run_id: str, baseline: int) -> dict:
+    client = rds.client
+    keys = {
+        "run hash": f"optio:run:{run_id}",
+        "done bitmap": f"optio:run:{run_id}:done",
+        "results hash": f"optio:run:{run_id}:results",
+    }
+    usage = {name: client.memory_usage(key, samples=0) for name, key in keys.items()}
+    info = client.info("memory")
+    rss = stack.rss()
+    return {
+        "rss_bytes": rss,
+        "worker_total_rss_bytes": sum(v for k, v in rss.items() if k.startswith("worker")),
+        "redis_used_memory": info["used_memory"],
+        "redis_used_memory_before_run": baseline,
+        "redis_used_memory_rss": info["used_memory_rss"],
+        "key_bytes": usage,
+        "bitmap_strlen": client.strlen(keys["done bitmap"]),
+        "results_fields": client.hlen(keys["results hash"]),
+        "results_ttl_s": client.ttl(keys["results hash"]),
+        "results_encoding": client.object("encoding", keys["results hash"]),
+    }
+
+
+# -- 5. API under load ------------------------------------------------------------------------
+
+
+def status_probe(stack: OptioStack, seconds: float, per_second: float) -> dict:
+    port = stack.base.rsplit(":", 1)[1]
+    args = [sys.executable, "-m", "bench.status_probe", "127.0.0.1", port]
+    args += [str(seconds), str(per_second)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60)
+    data = json.loads(done.stdout)
+    return {**summary_ms(data["latencies_ms"]), "errors": data["error_count"]}
+
+
+def api_under_load(stack: OptioStack, rds: RedisProc, seconds: float, prof_dir: Path | None):
+    """GET /api/status at 50/s, idle and while the default pipeline runs at its ceiling."""
+    idle = status_probe(stack, min(seconds, 10), 50)
+    run_id, t_post = start_run(stack, 10_000_000, BATCHED_CEILING_Y)
+    sampler = CounterSampler(rds.url, run_id, 0.5).start()
+    time.sleep(3)
+    t0 = time.monotonic()
+    meter = CpuMeter({**stack.pids(), "redis": rds.pid}).start()
+    busy = status_probe(stack, seconds, 50)
+    cpu = meter.stop()
+    t1 = time.monotonic()
+    web_profile = None
+    if prof_dir is not None and (busy["p99_ms"] or 0) >= 10:
+        web_profile = _web_profile(stack, prof_dir)
+    rows = sampler.stop()
+    stop_run(stack)
+    drain(rds.client, (JOBS_QUEUE,))
+    return {
+        "asked_per_min": BATCHED_CEILING_Y,
+        "idle": idle,
+        "at_ceiling": busy,
+        "ceiling_processed_per_s": _r(rate_between(rows, t0, t1, "processed")),
+        "ceiling_enqueued_per_s": _r(rate_between(rows, t0, t1, "enqueued")),
+        "cpu": cpu,
+        "web_profile": web_profile,
+    }
+
+
+def _web_profile(stack: OptioStack, prof_dir: Path) -> dict:
+    """Profile the web process while the probe runs again (only when the goal was missed)."""
+    port = stack.base.rsplit(":", 1)[1]
+    args = [sys.executable, "-m", "bench.status_probe", "127.0.0.1", port]
+    args += [str(PROFILE_SECONDS + 2), "50"]
+    probe = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    try:
+        return profiling.profile({"web": stack.procs["web"].pid}, PROFILE_SECONDS, prof_dir)
+    finally:
+        probe.wait(PROFILE_SECONDS + 60)
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None else round(v, 1)

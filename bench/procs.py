@@ -1,0 +1,165 @@
+"""Processes of the benchmark: started in their own process group, ended by that group only."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; raise at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as exc:  # the thing polled may not be up yet
+            last_error = exc
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what} ({last_error!r})")
+
+
+class Proc:
+    """A child process in a new session (its own group), logging to a file."""
+
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        log_dir: Path,
+        *,
+        stdin: int | None = None,
+        stdout: int | None = None,
+    ) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "ab")
+        self.popen = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdin=stdin,
+            stdout=stdout if stdout is not None else self._log,
+            stderr=self._log if stdout is not None else subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the group, SIGKILL it after ``timeout``; also reaps children left behind."""
+        if self.alive():
+            os.killpg(self.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (the prefork pool of a celery worker)."""
+    out: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            text = Path(f"/proc/{pid}/task/{task}/children").read_text()
+            out += [int(p) for p in text.split()]
+    except FileNotFoundError:
+        pass
+    return sorted(set(out))
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds used so far by ``pid`` (None when it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])
+    return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
+
+
+class CpuMeter:
+    """CPU seconds used by named processes between ``start()`` and ``stop()``."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.t0 = 0.0
+        self.before: dict[str, float | None] = {}
+        self.machine0 = (0.0, 0.0)
+
+    def start(self) -> CpuMeter:
+        self.t0 = time.monotonic()
+        self.machine0 = machine_cpu()
+        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        """Per process: CPU seconds used and the share of one core over the interval."""
+        wall = time.monotonic() - self.t0
+        used = {}
+        for name, pid in self.pids.items():
+            now, before = cpu_seconds(pid), self.before[name]
+            if now is not None and before is not None:
+                used[name] = now - before
+        total = sum(used.values())
+        busy = machine_cpu()[0] - self.machine0[0]
+        return {
+            # every process on the machine, ours and other people's, in cores
+            "machine_busy_cores": round(busy / wall, 3),
+            "others_busy_cores": round(max(0.0, busy - total) / wall, 3),
+            "wall_s": round(wall, 3),
+            "cpu_s": {name: round(v, 3) for name, v in used.items()},
+            "core_share": {name: round(v / wall, 3) for name, v in used.items()},
+            "total_core_share": round(total / wall, 3),
+        }
