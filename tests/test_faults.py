@@ -97,8 +97,20 @@ def assert_exactly_once(system: System, run_id: str, x: int) -> dict:
     return figures
 
 
+def _kill(worker) -> None:
+    worker.signal(signal.SIGKILL)  # the whole process group: main process and pool children
+
+
+def _stop_gracefully(worker) -> None:
+    worker.popen.send_signal(signal.SIGTERM)  # warm shutdown of the main process
+    worker.popen.wait(30)
+
+
 @pytest.mark.env({"OPTIO_JOB_SECONDS": "0.05"})
-def test_worker_killed_with_sigkill_loses_nothing(fault_system, record):
+@pytest.mark.parametrize(
+    "how, lose", [("SIGKILL", _kill), ("SIGTERM", _stop_gracefully)], ids=["sigkill", "sigterm"]
+)
+def test_a_lost_worker_loses_nothing(fault_system, record, how, lose):
     s = fault_system
     s.start_web()
     worker = s.start_worker("worker-a")
@@ -106,52 +118,24 @@ def test_worker_killed_with_sigkill_loses_nothing(fault_system, record):
     x = 300
     run_id = start(s, x, 3000)
     wait_processed(s, 60, 30)
-    worker.signal(signal.SIGKILL)  # the whole process group: main process and pool children
-    killed_at = time.monotonic()
-    at_kill = status(s)
+    lost_at = time.monotonic()
+    lose(worker)
+    at_loss = status(s)
     s.start_worker("worker-b")
     final = wait_finished(s, run_id, 90)
-    after_kill = time.monotonic() - killed_at
+    after = time.monotonic() - lost_at
     figures = assert_exactly_once(s, run_id, x)
     late = past_schedule(final)
     assert late <= FINISH_BOUND_S
     record(
-        "worker SIGKILL mid-run",
-        f"x={x} at 3000/min, 50 ms jobs, worker -c 2 killed at processed={at_kill['processed']}, "
-        "new worker started",
+        f"worker {how} mid-run",
+        f"x={x} at 3000/min, 50 ms jobs; worker -c 2 got {how} at "
+        f"processed={at_loss['processed']}; a new worker started",
         f"processed={figures['processed']}, results={figures['results']}, "
         f"bits={figures['bits']}, job executions={figures['executions']} "
         f"({figures['executions'] - x} re-runs, counted once); "
-        f"finished {after_kill:.1f} s after the kill, "
+        f"finished {after:.1f} s after the {how}, "
         f"{late:.1f} s after the schedule's end (bound {FINISH_BOUND_S:.1f} s)",
-    )
-
-
-@pytest.mark.env({"OPTIO_JOB_SECONDS": "0.05"})
-def test_worker_stopped_with_sigterm_loses_nothing(fault_system, record):
-    s = fault_system
-    s.start_web()
-    worker = s.start_worker("worker-a")
-    s.start_beat()
-    x = 300
-    run_id = start(s, x, 3000)
-    wait_processed(s, 60, 30)
-    stopped_at = time.monotonic()
-    worker.popen.send_signal(signal.SIGTERM)  # warm shutdown of the main process
-    worker.popen.wait(30)
-    at_stop = status(s)
-    s.start_worker("worker-b")
-    final = wait_finished(s, run_id, 90)
-    figures = assert_exactly_once(s, run_id, x)
-    late = past_schedule(final)
-    assert late <= FINISH_BOUND_S
-    record(
-        "worker SIGTERM mid-run",
-        f"x={x} at 3000/min, 50 ms jobs, warm shutdown at processed={at_stop['processed']}, "
-        "new worker started",
-        f"processed={figures['processed']}, results={figures['results']}, "
-        f"executions={figures['executions']}; finished {time.monotonic() - stopped_at:.1f} s "
-        f"after SIGTERM, {late:.1f} s after the schedule's end",
     )
 
 
