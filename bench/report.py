@@ -293,8 +293,8 @@ def _latency_section(lat: dict[str, Any]) -> list[str]:
         " *Busy*: another process also publishes the state 500 times a second (what workers do"
         " at speed), so each change waits for the relay's next 20 Hz emit slot (0-50 ms): the"
         " realistic case while a run is going, and the one the verdict uses. The client"
-        " processes run on the same machine, pinned to its last core (the web process is not"
-        " pinned); their CPU is listed.",
+        " processes share the machine's 2 cores with the web process (their CPU is listed), and"
+        " each decodes its clients' events one after another, which adds to the tail.",
         "",
         "| clients | quiet p50 / p99 / max ms | busy p50 / p99 / max ms | samples (busy) |"
         " web CPU (busy) | clients' CPU (busy) |",
@@ -403,6 +403,46 @@ def _shares(cpu: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:.2f}" for k, v in cpu["core_share"].items())
 
 
+def _frame(prof: dict[str, Any], name: str, prefix: str) -> float:
+    p = prof.get(name) or {}
+    for kind in ("inclusive", "self"):
+        for frame, share in p.get(kind, []):
+            if frame.startswith(prefix):
+                return share
+    return 0.0
+
+
+def _ceiling_why(o: dict[str, Any], b: dict[str, Any]) -> str:
+    """The tick's and the jobs' shares of the pool processes, from the profile."""
+    prof = o.get("profile") or {}
+    children = [k for k in prof if k.startswith("worker-child")]
+    ticker = max(children, key=lambda k: _frame(prof, k, "tick (optio/tasks.py)"), default=None)
+    if ticker is None or _frame(prof, ticker, "tick (optio/tasks.py)") < 20:
+        return ""
+    runner = next((k for k in children if k != ticker), None)
+    text = (
+        f" The tick publishes one message per job from inside the pool: {ticker} spent"
+        f" {_frame(prof, ticker, 'tick (optio/tasks.py)')} % of its wall time in `tick`"
+        f" ({_frame(prof, ticker, 'Task.apply_async')} % in `apply_async`, one LPUSH round trip"
+        f" per message; {_frame(prof, ticker, 'SocketBuffer._read_from_socket')} % of all its"
+        " samples waiting for Redis replies), so the publisher is one pool process publishing"
+        f" serially at about the pipeline's rate, and only one process is left for jobs."
+    )
+    if runner:
+        text += (
+            f" The other, {runner}, was {prof[runner]['idle_pct']} % idle waiting for its next"
+            f" message and {_frame(prof, runner, 'process_jobs (optio/tasks.py)')} % in"
+            " `process_jobs` (3 Redis round trips per job: status, pending bits, mark_processed)."
+        )
+    text += (
+        f" Bare Celery's publisher is a separate process outside the worker's concurrency; it"
+        f" published {_n(b['publish_per_s'])} messages/s, and its worker main process (the"
+        f" consumer: BRPOP, ack) was the busy one ({b['cpu']['core_share'].get('worker', 0):.2f}"
+        " cores) while its pool processes idled."
+    )
+    return text
+
+
 def misses(r: dict[str, Any]) -> list[str]:
     """One paragraph per missed goal: by how much, and the measured evidence of the limit."""
     out: list[str] = []
@@ -414,11 +454,13 @@ def misses(r: dict[str, Any]) -> list[str]:
         prof = o.get("profile") or {}
         out += [
             f"**1. Throughput ceiling**: ratio {c['ratio']:.2f}, {CEILING_GOAL - c['ratio']:.2f}"
-            f" below {CEILING_GOAL}. Per job optio makes {calls_o:.1f} Redis commands against"
+            f" below {CEILING_GOAL}. Per job optio makes {calls_o:.1f} Redis commands (counting"
+            f" those its Lua scripts run) against"
             f" {calls_b:.1f} for bare Celery. CPU in cores, optio: {_shares(o['cpu'])}; bare:"
             f" {_shares(b['cpu'])}. Pool children:"
             + "".join(f" {k}: {_top(prof, k)}." for k in prof if k.startswith("worker-child"))
-            + f" Worker main process: {_top(prof, 'worker')}.",
+            + f" Worker main process: {_top(prof, 'worker')}."
+            + _ceiling_why(o, b),
             "",
         ]
     b = r.get("batched")
