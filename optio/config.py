@@ -60,6 +60,10 @@ MAX_X: int = _int("OPTIO_MAX_X", 10_000_000)
 #: Largest accepted y (jobs per minute).
 MAX_Y: float = _float("OPTIO_MAX_Y", 1_000_000.0)
 
+#: Most jobs of a run waiting in the broker at once (reserved, not yet done); 0 means five
+#: ticks' worth at rate y, at least 1000. Above the workers' capacity the run goes at their pace.
+MAX_OUTSTANDING: int = _int("OPTIO_MAX_OUTSTANDING", 0)
+
 #: Largest job-id range carried by one Celery message (high rates batch jobs per message).
 MAX_BATCH: int = _int("OPTIO_MAX_BATCH", 100)
 

@@ -229,13 +229,22 @@ class RunStore:
 
     @_retrying
     def reserve_due(
-        self, run_id: str, tick_seconds: float, *, now_ms: int | None = None
+        self,
+        run_id: str,
+        tick_seconds: float,
+        *,
+        max_outstanding: int = 0,
+        now_ms: int | None = None,
     ) -> Reservation:
-        """Reserve the jobs of ``run_id`` due now; also records the tick time."""
+        """Reserve the jobs of ``run_id`` due now; also records the tick time.
+
+        At most ``max_outstanding`` jobs are reserved and not yet counted at once (0: five
+        ticks' worth, at least 1000).
+        """
         first, count, y = self._run(
             "reserve_due",
             [ACTIVE_KEY, run_key(run_id), LAST_TICK_KEY],
-            [run_id, repr(float(tick_seconds)), _now_arg(now_ms)],
+            [run_id, repr(float(tick_seconds)), _now_arg(now_ms), max_outstanding],
         )
         return Reservation(run_id, int(first), int(count), float(y))
 

@@ -157,6 +157,20 @@ class TestReserveDue:
         assert store.reserve_due(run_id, 1, now_ms=T0 + 101_000).count == 10
         assert store.reserve_due(run_id, 1, now_ms=T0 + 102_000).count == 10
 
+    def test_above_worker_capacity_the_queue_stays_bounded(self, store):
+        run_id = store.start_run(100_000, 60_000, now_ms=T0)  # 1000 per 1 s tick
+        first = store.reserve_due(run_id, 1, max_outstanding=1500, now_ms=T0 + 1000)
+        assert first.count == 1001
+        # nothing was processed: only 499 more may wait in the broker
+        assert store.reserve_due(run_id, 1, max_outstanding=1500, now_ms=T0 + 2000).count == 499
+        assert store.reserve_due(run_id, 1, max_outstanding=1500, now_ms=T0 + 3000).count == 0
+        store.mark_processed(run_id, {job_id: "r" for job_id in range(300)})
+        later = store.reserve_due(run_id, 1, max_outstanding=1500, now_ms=T0 + 4000)
+        assert later.count == 300
+        # the schedule slid instead of owing a burst: one tick later, one tick's worth is due
+        store.mark_processed(run_id, {job_id: "r" for job_id in range(300, 1800)})
+        assert store.reserve_due(run_id, 1, max_outstanding=1500, now_ms=T0 + 5000).count == 1000
+
     def test_no_active_run_reserves_nothing_but_records_the_tick(self, store):
         run_id = store.start_run(10, 600, now_ms=T0)
         store.stop_run(now_ms=T0)
