@@ -70,7 +70,18 @@ def main(argv: list[str] | None = None) -> int:
         metavar="MINUTES",
         help="first wait up to MINUTES for the load average to fall below 1.0",
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only write BENCHMARKS.md again from the benchmarks.json in --out",
+    )
     args = parser.parse_args(argv)
+    if args.report_only:
+        out = Path(args.out)
+        results = json.loads((out / "benchmarks.json").read_text())
+        (out / "BENCHMARKS.md").write_text(report.render(results))
+        print(report.summary_table(results), flush=True)
+        return 0
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = set(parts) - set(PARTS)
     if unknown:

@@ -353,7 +353,8 @@ def _memory_section(m: dict[str, Any]) -> list[str]:
         "",
         "| key of the run | bytes (MEMORY USAGE, all samples) | per job |",
         "|---|---|---|",
-        f"| done bitmap (x/8 = {m['bitmap_strlen']:,} B of string) | {kb['done bitmap']:,} |"
+        f"| done bitmap (x/8 = {m['bitmap_strlen']:,} B of string; Redis preallocates up to"
+        f" twice that while SETBIT grows it) | {kb['done bitmap']:,} |"
         f" {8 * kb['done bitmap'] / jobs:.2f} bit |",
         f"| results hash ({m['results_fields']:,} fields, {m['results_encoding']}) |"
         f" {kb['results hash']:,} | {kb['results hash'] / jobs:.1f} B |",
@@ -424,21 +425,24 @@ def _ceiling_why(o: dict[str, Any], b: dict[str, Any]) -> str:
         f" The tick publishes one message per job from inside the pool: {ticker} spent"
         f" {_frame(prof, ticker, 'tick (optio/tasks.py)')} % of its wall time in `tick`"
         f" ({_frame(prof, ticker, 'Task.apply_async')} % in `apply_async`, one LPUSH round trip"
-        f" per message; {_frame(prof, ticker, 'SocketBuffer._read_from_socket')} % of all its"
-        " samples waiting for Redis replies), so the publisher is one pool process publishing"
-        f" serially at about the pipeline's rate, and only one process is left for jobs."
+        " per message), time in which only one pool process is free for jobs; bare Celery's"
+        f" publisher is a separate process outside the worker's concurrency (it published"
+        f" {_n(b['publish_per_s'])} messages/s)."
     )
     if runner:
         text += (
-            f" The other, {runner}, was {prof[runner]['idle_pct']} % idle waiting for its next"
-            f" message and {_frame(prof, runner, 'process_jobs (optio/tasks.py)')} % in"
-            " `process_jobs` (3 Redis round trips per job: status, pending bits, mark_processed)."
+            f" {runner} was {prof[runner]['idle_pct']} % idle waiting for its next message and"
+            f" {_frame(prof, runner, 'process_jobs (optio/tasks.py)')} % in `process_jobs`"
+            " (3 sequential Redis round trips per message: status, pending bits,"
+            " mark_processed)."
         )
     text += (
-        f" Bare Celery's publisher is a separate process outside the worker's concurrency; it"
-        f" published {_n(b['publish_per_s'])} messages/s, and its worker main process (the"
-        f" consumer: BRPOP, ack) was the busy one ({b['cpu']['core_share'].get('worker', 0):.2f}"
-        " cores) while its pool processes idled."
+        f" No process is CPU-bound (the machine was at {o['cpu']['machine_busy_cores']:.2f} of 2"
+        " cores): with prefetch 1 and late acks, each message waits for the consumer's"
+        " BRPOP-deliver-ack cycle that also bounds bare Celery (its worker main process was the"
+        f" busy one, {b['cpu']['core_share'].get('worker', 0):.2f} cores, its pool idle), and"
+        " optio adds to every cycle those round trips, one mark_processed script"
+        " (EVALSHA, see the Redis times above) and its share of the tick's publishing."
     )
     return text
 
@@ -488,14 +492,17 @@ def misses(r: dict[str, Any]) -> list[str]:
         out += [
             f"**4. Live latency at 1,000 clients**: busy p99 {busy['p99_ms']:.0f} ms,"
             f" {busy['p99_ms'] - LATENCY_GOAL_MS:.0f} ms over the goal (quiet p99"
-            f" {_n(quiet['p99_ms'])} ms). Of the busy figure, up to 50 ms is the relay's"
-            " coalescing wait (20 Hz), the same at 1 client. The rest is the fan-out: every emit"
+            f" {_n(quiet['p99_ms'])} ms, with no coalescing wait at all, so the fan-out alone"
+            " exceeds the goal). Up to 50 ms of a busy figure is the relay's coalescing wait"
+            " (20 Hz), the same at 1 client. The rest is the fan-out: every emit"
             " is sent to the clients one after another (one Engine.IO packet and one websocket"
             " write per client, each in its own green thread), so the last client of an emit"
             " waits for all before it, and at 20 Hz x 1,000 clients the web process makes up to"
             f" 20,000 websocket writes a second. CPU in cores during the busy phase:"
             f" {_shares(busy['cpu'])}; the whole machine was at"
-            f" {busy['cpu']['machine_busy_cores']:.2f} of 2 cores. Web process profile:"
+            f" {busy['cpu']['machine_busy_cores']:.2f} of 2 cores; each client process decodes"
+            " its 500 clients' events one after another, which adds to the tail seen here."
+            " Web process profile:"
             f" {_top(prof, 'web', 8)}.",
             "",
         ]
