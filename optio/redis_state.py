@@ -272,13 +272,17 @@ class RunStore:
     # -- workers ----------------------------------------------------------------------------
 
     @_retrying
-    def pending_jobs(self, run_id: str, first: int, count: int) -> list[int]:
-        """The job ids of ``first .. first+count-1`` not counted yet."""
+    def pending_jobs(self, run_id: str, first: int, count: int) -> tuple[str | None, list[int]]:
+        """The run's status and which of jobs ``first .. first+count-1`` are not counted yet,
+        in one round trip."""
+        ops: list[Any] = []
+        for job_id in range(first, first + count):
+            ops += ["GET", "u1", job_id]
         with self.client.pipeline(transaction=False) as pipe:
-            for job_id in range(first, first + count):
-                pipe.getbit(done_key(run_id), job_id)
-            bits = pipe.execute()
-        return [first + i for i, bit in enumerate(bits) if not bit]
+            pipe.hget(run_key(run_id), "status")
+            pipe.execute_command("BITFIELD_RO", done_key(run_id), *ops)
+            status, bits = pipe.execute()
+        return status, [first + i for i, bit in enumerate(bits) if not bit]
 
     @_retrying
     def mark_processed(

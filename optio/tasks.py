@@ -186,13 +186,14 @@ def process_jobs(run_id: str, first: int, count: int) -> int:
     are slow), which keeps Redis round trips few at high rates and progress live at low ones.
     """
     state = store()
-    if state.run_status(run_id) == "stopped":
+    status, pending = state.pending_jobs(run_id, first, count)
+    if status == "stopped":
         return 0
     job = job_function()
     counted = 0
     done: dict[int, str] = {}
     flushed = time.monotonic()
-    for job_id in state.pending_jobs(run_id, first, count):
+    for job_id in pending:
         try:
             done[job_id] = str(job(run_id, job_id))
         except Exception as exc:

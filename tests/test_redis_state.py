@@ -295,6 +295,14 @@ class TestMarkProcessed:
         store.confirm_enqueued(run_id, 10)
         assert store.current_state()["enqueued"] == 10
 
+    def test_pending_jobs_gives_the_status_and_the_uncounted_ids(self, store):
+        run_id = store.start_run(20, 600, now_ms=T0)
+        store.mark_processed(run_id, {3: "a", 5: "b", 12: "c"})
+        assert store.pending_jobs(run_id, 2, 12) == ("running", [2, 4, 6, 7, 8, 9, 10, 11, 13])
+        store.stop_run()
+        assert store.pending_jobs(run_id, 3, 1) == ("stopped", [])
+        assert store.pending_jobs("nope", 0, 2) == (None, [0, 1])
+
     def test_unknown_run_counts_nothing(self, store):
         assert store.mark_processed("nope", {0: "x"}) == 0
         assert store.client.exists(done_key("nope")) == 0

@@ -60,8 +60,8 @@ end
 -- After a job was counted: note the progress, and complete the run when every job is done.
 local function complete_if_done(run_key, active_key, run_id, now)
   redis.call('HSET', run_key, 'progressAt', now)
-  local h = hgetall(run_key)
-  if h.status == 'running' and tonumber(h.processed) + tonumber(h.failed) >= tonumber(h.xTotal) then
+  local f = redis.call('HMGET', run_key, 'status', 'processed', 'failed', 'xTotal')
+  if f[1] == 'running' and tonumber(f[2]) + tonumber(f[3]) >= tonumber(f[4]) then
     finish_run(run_key, active_key, run_id, 'completed', now)
   end
 end
