@@ -424,8 +424,9 @@ def _ceiling_why(o: dict[str, Any], b: dict[str, Any]) -> str:
     text = (
         f" The tick publishes one message per job from inside the pool: {ticker} spent"
         f" {_frame(prof, ticker, 'tick (optio/tasks.py)')} % of its wall time in `tick`"
-        f" ({_frame(prof, ticker, 'Task.apply_async')} % in `apply_async`, one LPUSH round trip"
-        " per message), time in which only one pool process is free for jobs; bare Celery's"
+        f" ({_frame(prof, ticker, 'Task.apply_async')} % in `apply_async`; the messages go out"
+        " pipelined, about 10 per round trip), time in which only one pool process is free for"
+        " jobs; bare Celery's"
         f" publisher is a separate process outside the worker's concurrency (it published"
         f" {_n(b['publish_per_s'])} messages/s)."
     )
@@ -433,8 +434,8 @@ def _ceiling_why(o: dict[str, Any], b: dict[str, Any]) -> str:
         text += (
             f" {runner} was {prof[runner]['idle_pct']} % idle waiting for its next message and"
             f" {_frame(prof, runner, 'process_jobs (optio/tasks.py)')} % in `process_jobs`"
-            " (3 sequential Redis round trips per message: status, pending bits,"
-            " mark_processed)."
+            " (2 sequential Redis round trips per message: the run's status with the pending"
+            " bits in one pipeline, then mark_processed)."
         )
     text += (
         f" No process is CPU-bound (the machine was at {o['cpu']['machine_busy_cores']:.2f} of 2"
