@@ -35,6 +35,9 @@ log = logging.getLogger("optio")
 app = Celery("optio", broker=config.REDIS_URL)
 app.conf.update(
     beat_schedule=SCHEDULE,
+    # beat runs the tick itself (optio/scheduler.py); a tick sent as a message (the web's kick
+    # at start) goes to the ticks queue
+    beat_scheduler="optio.scheduler:InlineTickScheduler",
     task_default_queue=JOBS_QUEUE,
     # a plain `celery -A optio.tasks worker` consumes both queues
     task_queues=[Queue(JOBS_QUEUE), Queue(TICKS_QUEUE)],
