@@ -414,36 +414,40 @@ def _frame(prof: dict[str, Any], name: str, prefix: str) -> float:
 
 
 def _ceiling_why(o: dict[str, Any], b: dict[str, Any]) -> str:
-    """The tick's and the jobs' shares of the pool processes, from the profile."""
+    """Where the pool processes' time goes, from the profile, and what bounds the cycle."""
     prof = o.get("profile") or {}
     children = [k for k in prof if k.startswith("worker-child")]
-    ticker = max(children, key=lambda k: _frame(prof, k, "tick (optio/tasks.py)"), default=None)
-    if ticker is None or _frame(prof, ticker, "tick (optio/tasks.py)") < 20:
+    if not children:
         return ""
-    runner = next((k for k in children if k != ticker), None)
-    text = (
-        f" The tick publishes one message per job from inside the pool: {ticker} spent"
-        f" {_frame(prof, ticker, 'tick (optio/tasks.py)')} % of its wall time in `tick`"
-        f" ({_frame(prof, ticker, 'Task.apply_async')} % in `apply_async`; the messages go out"
-        " pipelined, about 10 per round trip), time in which only one pool process is free for"
-        " jobs; bare Celery's"
-        f" publisher is a separate process outside the worker's concurrency (it published"
-        f" {_n(b['publish_per_s'])} messages/s)."
-    )
-    if runner:
+    text = ""
+    ticker = max(children, key=lambda k: _frame(prof, k, "tick (optio/tasks.py)"))
+    if _frame(prof, ticker, "tick (optio/tasks.py)") >= 20:
         text += (
-            f" {runner} was {prof[runner]['idle_pct']} % idle waiting for its next message and"
-            f" {_frame(prof, runner, 'process_jobs (optio/tasks.py)')} % in `process_jobs`"
-            " (2 sequential Redis round trips per message: the run's status with the pending"
-            " bits in one pipeline, then mark_processed)."
+            f" The tick ran inside the pool: {ticker} spent"
+            f" {_frame(prof, ticker, 'tick (optio/tasks.py)')} % of its wall time in `tick`,"
+            " time in which only one pool process is free for jobs."
+        )
+    else:
+        text += (
+            " The tick runs in beat (`optio/scheduler.py`), outside the pool"
+            f" (beat used {o['cpu']['core_share'].get('beat', 0):.2f} cores publishing one"
+            " message per job, pipelined about 10 per round trip); bare Celery's publisher is"
+            f" likewise a separate process ({_n(b['publish_per_s'])} messages/s)."
+        )
+    for child in children:
+        text += (
+            f" {child} was {prof[child]['idle_pct']} % idle waiting for its next message and"
+            f" {_frame(prof, child, 'process_jobs (optio/tasks.py)')} % in `process_jobs`."
         )
     text += (
+        " `process_jobs` makes 2 sequential Redis round trips per message (the run's status with"
+        " the pending bits in one pipeline, then the mark_processed script)."
         f" No process is CPU-bound (the machine was at {o['cpu']['machine_busy_cores']:.2f} of 2"
         " cores): with prefetch 1 and late acks, each message waits for the consumer's"
         " BRPOP-deliver-ack cycle that also bounds bare Celery (its worker main process was the"
         f" busy one, {b['cpu']['core_share'].get('worker', 0):.2f} cores, its pool idle), and"
-        " optio adds to every cycle those round trips, one mark_processed script"
-        " (EVALSHA, see the Redis times above) and its share of the tick's publishing."
+        " optio adds those two round trips to every cycle, one of them a Lua script"
+        " (EVALSHA, see the Redis times above) that also publishes the state the web relays."
     )
     return text
 
