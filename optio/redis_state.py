@@ -221,10 +221,6 @@ class RunStore:
         state = self.run_state(run_id) if run_id else None
         return state or idle_state()
 
-    @_retrying
-    def run_status(self, run_id: str) -> str | None:
-        return self.client.hget(run_key(run_id), "status")
-
     # -- scheduler --------------------------------------------------------------------------
 
     @_retrying

@@ -30,8 +30,6 @@ class Relay:
         self.socketio = socketio
         self.read_state = read_state
         self.latest: dict[str, Any] | None = None
-        self.received = 0
-        self.emitted = 0
         self._wake = threading.Event()
         self._started = False
         self._start_lock = threading.Lock()
@@ -48,7 +46,6 @@ class Relay:
     def offer(self, state: dict[str, Any]) -> None:
         """Take a new state; the emit loop sends the latest one."""
         self.latest = state
-        self.received += 1
         self._wake.set()
 
     def _listen(self) -> None:
@@ -106,7 +103,6 @@ class Relay:
             if state is not None:
                 try:
                     self.socketio.emit("progress", state)
-                    self.emitted += 1
                 except Exception:
                     log.exception("[api] Emit failed")
             self.socketio.sleep(gap)
