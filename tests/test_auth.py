@@ -19,9 +19,11 @@ def token_system(redis_server, tmp_path_factory):
     system = System(
         f"{redis_server['url']}/3", tmp_path_factory.mktemp("auth"), OPTIO_API_TOKEN=TOKEN
     )
-    system.start_web()
-    yield system
-    system.stop_all()
+    try:
+        system.start_web()
+        yield system
+    finally:
+        system.stop_all()
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +34,11 @@ def protected_system(redis_server, tmp_path_factory):
         OPTIO_API_TOKEN=TOKEN,
         OPTIO_PROTECT_READS="1",
     )
-    system.start_web()
-    yield system
-    system.stop_all()
+    try:
+        system.start_web()
+        yield system
+    finally:
+        system.stop_all()
 
 
 def auth(token: str) -> dict:
