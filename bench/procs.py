@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,61 +15,13 @@ VENV_BIN = Path(sys.executable).parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-# the same helpers the tests use: free loopback ports and polling with a deadline
+# the same helpers the tests use: free loopback ports, polling with a deadline, processes
+# in their own group
 free_port = helpers.free_port
 wait_for = helpers.wait_for
 
 
-class Proc:
-    """A child process in a new session (its own group), logging to a file."""
-
-    def __init__(
-        self,
-        name: str,
-        args: list[str],
-        env: dict[str, str],
-        log_dir: Path,
-        *,
-        stdin: int | None = None,
-        stdout: int | None = None,
-    ) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = open(self.log_path, "ab")
-        self.popen = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            env=env,
-            stdin=stdin,
-            stdout=stdout if stdout is not None else self._log,
-            stderr=self._log if stdout is not None else subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM the group, SIGKILL it after ``timeout``; also reaps children left behind."""
-        if self.alive():
-            os.killpg(self.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.pid, signal.SIGKILL)
-                self.popen.wait(5)
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self._log.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+Proc = helpers.Proc
 
 
 def children(pid: int) -> list[int]:

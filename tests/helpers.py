@@ -40,9 +40,21 @@ def wait_for(
 
 
 class Proc:
-    """A process in its own process group, logging to a file, ended by its group id."""
+    """A process in its own process group, logging to a file, ended by its group id.
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+    ``stdout`` (e.g. ``subprocess.PIPE``) takes the output instead of the log; stderr still logs.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        log_dir: Path,
+        *,
+        stdin: int | None = None,
+        stdout: int | None = None,
+    ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "ab")
@@ -50,8 +62,9 @@ class Proc:
             args,
             cwd=ROOT,
             env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            stdin=stdin,
+            stdout=stdout if stdout is not None else self._log,
+            stderr=self._log if stdout is not None else subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -66,7 +79,8 @@ class Proc:
         if self.alive():
             os.killpg(self.popen.pid, sig)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the group, SIGKILL it after ``timeout``; also ends children left behind."""
         if self.alive():
             self.signal(signal.SIGTERM)
             try:
@@ -74,12 +88,10 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.signal(signal.SIGKILL)
                 self.popen.wait(5)
-        else:
-            # the leader exited; end any child it left in its group
-            try:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         self._log.close()
 
     def log(self) -> str:
