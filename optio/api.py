@@ -10,10 +10,8 @@ import redis
 from flask import Blueprint, Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from optio import config
+from optio import config, heartbeats
 from optio.redis_state import (
-    BEAT_KEY_PREFIX,
-    WORKER_KEY_PREFIX,
     NoActiveRunError,
     RunActiveError,
     RunStore,
@@ -112,8 +110,8 @@ def health():
         state = store()
         now = state.server_time_ms()
         last = state.last_tick_ms()
-        workers = state.alive(WORKER_KEY_PREFIX)
-        beats = state.alive(BEAT_KEY_PREFIX)
+        workers = heartbeats.alive(state.client, heartbeats.WORKER)
+        beats = heartbeats.alive(state.client, heartbeats.BEAT)
     except redis.RedisError as exc:
         body = {
             "status": "unavailable",

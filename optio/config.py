@@ -33,8 +33,14 @@ JOB_SECONDS: float = _float("OPTIO_JOB_SECONDS", 0.0)
 #: Import path of the job function, "module:function", called as f(run_id, job_id) -> str.
 JOB_FUNC: str = os.environ.get("OPTIO_JOB_FUNC", "optio.jobs:demo")
 
-#: Seconds after which Redis hands an unacknowledged job message to another worker.
-#: A job running longer than this is delivered a second time (still counted once).
+#: Seconds a worker's lease on a message lasts; the worker renews it every third of this while
+#: the message runs. A message whose lease runs out (its worker died, froze, or lost Redis for
+#: this long) is sent again by the next tick. Any job length works: live workers renew.
+LEASE_SECONDS: float = _float("OPTIO_LEASE_SECONDS", 10.0)
+
+#: Seconds after which the broker hands an unacknowledged message to another worker (kombu's
+#: visibility timeout). A second delivery of a message whose lease is alive is dropped, so this
+#: only bounds how long a message a dead worker had fetched but not started waits.
 VISIBILITY_TIMEOUT: int = _int("OPTIO_VISIBILITY_TIMEOUT", 60)
 
 #: Attempts of a job that raises before it is recorded as failed.
@@ -42,9 +48,8 @@ JOB_ATTEMPTS: int = _int("OPTIO_JOB_ATTEMPTS", 4)
 #: Seconds before the first retry of a job that raised; doubles each attempt (capped at 30 s).
 RETRY_BACKOFF: float = _float("OPTIO_RETRY_BACKOFF", 1.0)
 
-#: Seconds without any counted job, while jobs are outstanding, before the tick enqueues the
-#: uncounted jobs of the run again (lost messages). Keep it above your longest job.
-STALL_SECONDS: float = _float("OPTIO_STALL_SECONDS", 30.0)
+#: Replaced by leases (OPTIO_LEASE_SECONDS); set, it is ignored with a warning.
+STALL_SECONDS_DEPRECATED: str | None = os.environ.get("OPTIO_STALL_SECONDS")
 
 #: Seconds a worker keeps retrying Redis calls while Redis is away (restart, failover).
 REDIS_RETRY_SECONDS: float = _float("OPTIO_REDIS_RETRY_SECONDS", 120.0)
@@ -54,14 +59,17 @@ HEARTBEAT_SECONDS: float = _float("OPTIO_HEARTBEAT_SECONDS", 5.0)
 
 #: Seconds stored job results are kept after their last write.
 RESULT_TTL: int = _int("OPTIO_RESULT_TTL", 7 * 24 * 3600)
+#: Seconds the keys of a finished or stopped run (its state, bitmap, errors) are kept.
+RUN_TTL: int = _int("OPTIO_RUN_TTL", 30 * 24 * 3600)
 
 #: Largest accepted x (jobs in one run); the exactly-once bitmap costs x/8 bytes.
 MAX_X: int = _int("OPTIO_MAX_X", 10_000_000)
 #: Largest accepted y (jobs per minute).
-MAX_Y: float = _float("OPTIO_MAX_Y", 1_000_000.0)
+MAX_Y: float = _float("OPTIO_MAX_Y", 2_000_000.0)
 
-#: Most jobs of a run waiting in the broker at once (reserved, not yet done); 0 means five
-#: ticks' worth at rate y, at least 1000. Above the workers' capacity the run goes at their pace.
+#: Most jobs of a run waiting in the broker at once (reserved, neither done nor started by a
+#: worker); 0 means five ticks' worth at rate y, at least 1000. Above the workers' pace the run
+#: goes at their pace and its state says heldBack.
 MAX_OUTSTANDING: int = _int("OPTIO_MAX_OUTSTANDING", 0)
 
 #: Largest job-id range carried by one Celery message (high rates batch jobs per message).

@@ -1,7 +1,7 @@
-"""Heartbeats of workers and beat in Redis, read by /api/health.
+"""Heartbeat threads of workers and beat, started from Celery's signals (see heartbeats.py).
 
-Each process refreshes a key that expires after three missed beats, so a killed process
-disappears from /api/health within 3 × OPTIO_HEARTBEAT_SECONDS.
+Each process renews its heartbeat every OPTIO_HEARTBEAT_SECONDS; it runs out after three missed
+beats, so a killed process disappears from /api/health within 3 × OPTIO_HEARTBEAT_SECONDS.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import threading
 import redis
 from celery import signals
 
-from optio import config
-from optio.redis_state import BEAT_KEY_PREFIX, WORKER_KEY_PREFIX, RunStore, connect
+from optio import config, heartbeats
+from optio.redis_state import connect
 
 log = logging.getLogger("optio")
 
 
 class Heartbeat:
-    def __init__(self, prefix: str, name: str) -> None:
-        self.prefix, self.name = prefix, name
-        self.store = RunStore(connect())
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind, self.name = kind, name
+        self.client = connect()
         self._stop = threading.Event()
 
     def start(self) -> None:
@@ -32,7 +32,7 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.store.heartbeat(self.prefix, self.name, 3 * config.HEARTBEAT_SECONDS)
+                heartbeats.beat(self.client, self.kind, self.name, 3 * config.HEARTBEAT_SECONDS)
             except redis.RedisError as exc:
                 log.warning("Heartbeat not written (%s)", exc)
             self._stop.wait(config.HEARTBEAT_SECONDS)
@@ -40,9 +40,9 @@ class Heartbeat:
     def stop(self) -> None:
         self._stop.set()
         try:
-            self.store.forget(self.prefix, self.name)
+            heartbeats.forget(self.client, self.kind, self.name)
         except redis.RedisError:
-            pass  # the key expires by itself
+            pass  # it runs out by itself
 
 
 _beats: list[Heartbeat] = []
@@ -51,7 +51,7 @@ _beats: list[Heartbeat] = []
 @signals.worker_ready.connect
 def _worker_ready(sender=None, **_: object) -> None:
     name = getattr(sender, "hostname", None) or f"{socket.gethostname()}-{os.getpid()}"
-    beat = Heartbeat(WORKER_KEY_PREFIX, name)
+    beat = Heartbeat(heartbeats.WORKER, name)
     beat.start()
     _beats.append(beat)
 
@@ -64,7 +64,7 @@ def _not_a_tick(record: logging.LogRecord) -> bool:
 def _beat_init(**_: object) -> None:
     # beat logs every tick it sends at INFO: once a second is noise, the ticks show in /api/health
     logging.getLogger("celery.beat").addFilter(_not_a_tick)
-    beat = Heartbeat(BEAT_KEY_PREFIX, f"{socket.gethostname()}-{os.getpid()}")
+    beat = Heartbeat(heartbeats.BEAT, f"{socket.gethostname()}-{os.getpid()}")
     beat.start()
     _beats.append(beat)
 

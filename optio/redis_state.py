@@ -3,6 +3,20 @@
 Counters change only through the Lua scripts in ``optio/lua``; each script that changes a
 counter also publishes the resulting state on ``optio:progress`` in the same atomic step.
 Callers use the verbs of :class:`RunStore`, never the raw client.
+
+Keys of one run (``run_keys``; the order every script receives them in, see ``_prelude.lua``):
+``optio:run:<id>`` (hash, below), ``…:done`` (bitmap: job counted), ``…:results``,
+``…:errors``, ``…:attempts`` (hashes by job id), ``…:msgs`` (zset: message key -> deadline ms,
+present only while a message is unconfirmed, leased or waiting for its retry time) and
+``…:holders`` (hash: message key -> "token:jobs left" of the worker leasing it). Once a run is
+not running its keys expire after ``OPTIO_RUN_TTL`` (results: ``OPTIO_RESULT_TTL``).
+
+Fields of the run hash: runId, status (running | completed | stopped; ``running`` is
+"1" exactly when status is running), xTotal, yMinute, reserved (jobs handed to the tick),
+enqueued (jobs confirmed in the broker), processed, failed, leasedJobs (jobs of leased messages
+not handled yet), startedAt, finishedAt, anchorMs/anchorCount (the schedule: anchorCount jobs
+due at anchorMs, then y per minute), rateNow/rateAt/rateCount (jobs/min reserved over the last
+window), heldBack/heldAt (the backlog cap held the schedule back within the last window).
 """
 
 from __future__ import annotations
@@ -28,8 +42,6 @@ LUA_DIR = Path(__file__).with_name("lua")
 ACTIVE_KEY = "optio:active"  # id of the run that is running, absent when none is
 CURRENT_KEY = "optio:current"  # id of the run clients are shown (the latest started)
 LAST_TICK_KEY = "optio:last_tick"  # ms timestamp of the last scheduler tick
-WORKER_KEY_PREFIX = "optio:worker:"  # one key per live worker, expiring without heartbeats
-BEAT_KEY_PREFIX = "optio:beat:"  # one key per live beat process
 
 
 def run_key(run_id: str) -> str:
@@ -53,6 +65,40 @@ def errors_key(run_id: str) -> str:
 def attempts_key(run_id: str) -> str:
     """Hash job id -> attempts made, for jobs that raised at least once."""
     return f"optio:run:{run_id}:attempts"
+
+
+def messages_key(run_id: str) -> str:
+    """Zset message key -> deadline ms of the messages the tick must (re)send when it passes."""
+    return f"optio:run:{run_id}:msgs"
+
+
+def holders_key(run_id: str) -> str:
+    """Hash message key -> "token:jobs left" of the worker holding the message's lease."""
+    return f"optio:run:{run_id}:holders"
+
+
+def run_keys(run_id: str) -> list[str]:
+    """The keys of one run, in the order every script takes them (see _prelude.lua)."""
+    return [
+        run_key(run_id),
+        done_key(run_id),
+        results_key(run_id),
+        errors_key(run_id),
+        attempts_key(run_id),
+        messages_key(run_id),
+        holders_key(run_id),
+    ]
+
+
+def message_key(first: int, count: int, retry: int = 0) -> str:
+    """Name of the message carrying jobs first .. first+count-1 (retry N of a job: ":rN")."""
+    return f"{first}:{count}:r{retry}" if retry else f"{first}:{count}"
+
+
+def parse_message_key(key: str) -> tuple[int, int, int]:
+    """(first, count, retry) of a message key."""
+    first, count, *rest = key.split(":")
+    return int(first), int(count), int(rest[0][1:]) if rest else 0
 
 
 class RunActiveError(Exception):
@@ -80,12 +126,31 @@ class XBelowEnqueuedError(Exception):
 
 @dataclass(frozen=True)
 class Reservation:
-    """Jobs ``first .. first+count-1`` of ``run_id`` reserved by one tick."""
+    """Jobs ``first .. first+count-1`` of ``run_id`` reserved by one tick, as messages."""
 
     run_id: str
     first: int
     count: int
     y_minute: float
+    messages: list[str]
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's start of a message: the run's status, and the jobs it now runs under lease."""
+
+    status: str
+    held_elsewhere: bool
+    jobs: list[int]
+
+
+@dataclass(frozen=True)
+class Flush:
+    """What a counting call answered: jobs counted now, the run's status, the lease lost."""
+
+    counted: int
+    status: str
+    lost: bool
 
 
 def _now_arg(now_ms: int | None) -> str:
@@ -137,7 +202,7 @@ def _retrying(method: Callable) -> Callable:
 
 
 class RunStore:
-    """The verbs on optio's state in one Redis.
+    """The verbs on optio's run state in one Redis.
 
     ``retry_for``: seconds a verb keeps retrying while Redis is unreachable (workers wait out a
     Redis restart; the web process answers 503 at once with the default 0).
@@ -147,7 +212,11 @@ class RunStore:
         self.client = client
         self.retry_for = retry_for
         prelude = (LUA_DIR / "_prelude.lua").read_text()
-        header = f"local OPTIO_CHANNEL = {json.dumps(config.CHANNEL)}\n"
+        header = (
+            f"local OPTIO_CHANNEL = {json.dumps(config.CHANNEL)}\n"
+            f"local OPTIO_RUN_TTL = {int(config.RUN_TTL)}\n"
+            f"local OPTIO_RESULT_TTL = {int(config.RESULT_TTL)}\n"
+        )
         self._scripts = {
             path.stem: client.register_script(header + prelude + path.read_text())
             for path in sorted(LUA_DIR.glob("*.lua"))
@@ -165,7 +234,7 @@ class RunStore:
         run_id = new_run_id()
         started, other = self._run(
             "start_run",
-            [ACTIVE_KEY, CURRENT_KEY, run_key(run_id)],
+            [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY],
             [run_id, x, _num_arg(float(y)), _now_arg(now_ms)],
         )
         if not started:
@@ -182,7 +251,7 @@ class RunStore:
             raise NoActiveRunError()
         result = self._run(
             "update_run",
-            [ACTIVE_KEY, run_key(run_id), CURRENT_KEY],
+            [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY],
             [run_id, _num_arg(x), _num_arg(None if y is None else float(y)), _now_arg(now_ms)],
         )
         if result[0] == 1:
@@ -196,7 +265,7 @@ class RunStore:
         """Stop the active run and return its id."""
         run_id = self.active_run_id()
         if run_id is None or not self._run(
-            "stop_run", [ACTIVE_KEY, run_key(run_id), CURRENT_KEY], [run_id, _now_arg(now_ms)]
+            "stop_run", [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY], [run_id, _now_arg(now_ms)]
         ):
             raise NoActiveRunError()
         return run_id
@@ -224,25 +293,41 @@ class RunStore:
     # -- scheduler --------------------------------------------------------------------------
 
     @_retrying
+    def run_rate(self, run_id: str) -> float:
+        """The run's target rate y (jobs/min); 0 when the run is unknown."""
+        return float(self.client.hget(run_key(run_id), "yMinute") or 0)
+
+    @_retrying
     def reserve_due(
         self,
         run_id: str,
         tick_seconds: float,
         *,
+        batch: int = 1,
         max_outstanding: int = 0,
+        unconfirmed_ms: int = 5000,
         now_ms: int | None = None,
     ) -> Reservation:
-        """Reserve the jobs of ``run_id`` due now; also records the tick time.
+        """Reserve the jobs of ``run_id`` due now, in messages of at most ``batch`` jobs; also
+        records the tick time.
 
-        At most ``max_outstanding`` jobs are reserved and not yet counted at once (0: five
-        ticks' worth, at least 1000).
+        At most ``max_outstanding`` jobs wait (reserved, neither counted nor leased by a worker)
+        at once (0: five ticks' worth, at least 1000). A message not confirmed within
+        ``unconfirmed_ms`` is taken by ``claim_lost`` to be sent again.
         """
-        first, count, y = self._run(
+        first, count, y, *messages = self._run(
             "reserve_due",
-            [ACTIVE_KEY, run_key(run_id), LAST_TICK_KEY],
-            [run_id, repr(float(tick_seconds)), _now_arg(now_ms), max_outstanding],
+            [*run_keys(run_id), ACTIVE_KEY, LAST_TICK_KEY],
+            [
+                run_id,
+                repr(float(tick_seconds)),
+                _now_arg(now_ms),
+                max_outstanding,
+                max(1, batch),
+                unconfirmed_ms,
+            ],
         )
-        return Reservation(run_id, int(first), int(count), float(y))
+        return Reservation(run_id, int(first), int(count), float(y), messages)
 
     @_retrying
     def record_tick(self) -> None:
@@ -261,97 +346,119 @@ class RunStore:
         return seconds * 1000 + micros // 1000
 
     @_retrying
-    def confirm_enqueued(self, run_id: str, count: int) -> int:
-        """Count ``count`` jobs as enqueued (their messages are in the broker); publishes."""
-        return int(self._run("confirm_enqueued", [run_key(run_id), CURRENT_KEY], [run_id, count]))
+    def confirm_enqueued(self, run_id: str, count: int, messages: list[str] = ()) -> int:
+        """The ``messages`` are in the broker; ``count`` newly reserved jobs among them are
+        counted as enqueued (publishes). Returns the run's enqueued count."""
+        return int(
+            self._run(
+                "confirm_enqueued", [*run_keys(run_id), CURRENT_KEY], [run_id, count, *messages]
+            )
+        )
+
+    @_retrying
+    def claim_lost(
+        self, run_id: str, *, most: int, unconfirmed_ms: int = 5000, now_ms: int | None = None
+    ) -> tuple[int, list[str]]:
+        """Messages to send again now: expired leases, due retries, unconfirmed reservations
+        (see claim_lost.lua). Returns (how many were expired leases, message keys)."""
+        leases, *keys = self._run(
+            "claim_lost",
+            [*run_keys(run_id), ACTIVE_KEY],
+            [run_id, _now_arg(now_ms), unconfirmed_ms, most],
+        )
+        return int(leases), keys
 
     # -- workers ----------------------------------------------------------------------------
 
     @_retrying
-    def pending_jobs(self, run_id: str, first: int, count: int) -> tuple[str | None, list[int]]:
-        """The run's status and which of jobs ``first .. first+count-1`` are not counted yet,
-        in one round trip."""
-        ops: list[Any] = []
-        for job_id in range(first, first + count):
-            ops += ["GET", "u1", job_id]
-        with self.client.pipeline(transaction=False) as pipe:
-            pipe.hget(run_key(run_id), "status")
-            pipe.execute_command("BITFIELD_RO", done_key(run_id), *ops)
-            status, bits = pipe.execute()
-        return status, [first + i for i, bit in enumerate(bits) if not bit]
+    def lease_message(
+        self,
+        run_id: str,
+        key: str,
+        first: int,
+        count: int,
+        token: str,
+        lease_ms: int,
+        *,
+        now_ms: int | None = None,
+    ) -> Lease:
+        """Start message ``key``: lease it for ``lease_ms`` and get the jobs still to run."""
+        status, held, *jobs = self._run(
+            "lease_message",
+            run_keys(run_id),
+            [key, first, count, token, lease_ms, _now_arg(now_ms)],
+        )
+        return Lease(status, held == 1, [int(j) for j in jobs])
+
+    @_retrying
+    def renew_leases(
+        self, run_id: str, held: dict[str, str], lease_ms: int, *, now_ms: int | None = None
+    ) -> tuple[str, list[str]]:
+        """Extend the leases ``held`` (message key -> token) by ``lease_ms`` from now.
+        Returns (the run's status, keys of the leases lost)."""
+        args: list[Any] = [lease_ms, _now_arg(now_ms)]
+        for key, token in held.items():
+            args += [key, token]
+        status, *lost = self._run("renew_leases", run_keys(run_id), args)
+        return status, lost
 
     @_retrying
     def mark_processed(
-        self, run_id: str, results: dict[int, str], *, now_ms: int | None = None
-    ) -> int:
-        """Store results and count each job id once; returns how many were counted now."""
-        args: list[Any] = [run_id, config.RESULT_TTL, _now_arg(now_ms)]
+        self,
+        run_id: str,
+        results: dict[int, str],
+        *,
+        message: str = "",
+        token: str = "",
+        handled: int = 0,
+        release: bool = False,
+        now_ms: int | None = None,
+    ) -> Flush:
+        """Store results and count each job id once; account ``handled`` jobs of the leased
+        ``message`` and, with ``release``, give its lease up (all in one call)."""
+        args: list[Any] = [run_id, _now_arg(now_ms), message, token, handled, int(release)]
         for job_id, result in results.items():
             args += [job_id, result]
-        counted = self._run(
-            "mark_processed",
-            [run_key(run_id), done_key(run_id), results_key(run_id), ACTIVE_KEY, CURRENT_KEY],
-            args,
+        counted, status, lost = self._run(
+            "mark_processed", [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY], args
         )
-        return max(0, int(counted))
+        return Flush(int(counted), status, lost == 1)
 
     @_retrying
-    def mark_failed(
-        self, run_id: str, job_id: int, error: str, *, now_ms: int | None = None
-    ) -> bool:
-        """Count the job as failed for good, with its error; False when it was counted before."""
-        outcome = self._run(
-            "mark_failed",
-            [run_key(run_id), done_key(run_id), errors_key(run_id), ACTIVE_KEY, CURRENT_KEY],
-            [run_id, job_id, error[:2000], config.RESULT_TTL, _now_arg(now_ms)],
+    def fail_job(
+        self,
+        run_id: str,
+        job_id: int,
+        error: str,
+        *,
+        attempts: int,
+        backoff_s: float,
+        max_delay_s: float = 30.0,
+        now_ms: int | None = None,
+    ) -> tuple[str, int, float]:
+        """A job raised: schedule its retry after a doubling backoff, or count it as failed once
+        ``attempts`` are spent. Returns (outcome, attempts so far, retry delay in s); outcome is
+        'retry', 'failed', 'done' (counted before) or 'ended' (the run is not running)."""
+        outcome, made, delay = self._run(
+            "fail_job",
+            [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY],
+            [
+                run_id,
+                job_id,
+                error[:2000],
+                attempts,
+                int(backoff_s * 1000),
+                int(max_delay_s * 1000),
+                _now_arg(now_ms),
+            ],
         )
-        return outcome == 1
-
-    @_retrying
-    def add_attempt(self, run_id: str, job_id: int) -> int:
-        """Record one more failed attempt of a job; returns the attempts so far."""
-        key = attempts_key(run_id)
-        with self.client.pipeline() as pipe:
-            pipe.hincrby(key, str(job_id), 1)
-            pipe.expire(key, config.RESULT_TTL)
-            attempts, _ = pipe.execute()
-        return int(attempts)
-
-    @_retrying
-    def claim_stalled(
-        self, run_id: str, stall_seconds: float, most: int, *, now_ms: int | None = None
-    ) -> list[int]:
-        """Job ids of a stalled run that were reserved but never counted (see claim_stalled.lua)."""
-        ids = self._run(
-            "claim_stalled",
-            [ACTIVE_KEY, run_key(run_id), done_key(run_id), CURRENT_KEY],
-            [run_id, int(stall_seconds * 1000), most, _now_arg(now_ms)],
-        )
-        return [int(i) for i in ids]
+        return outcome, int(made), int(delay) / 1000
 
     def error(self, run_id: str, job_id: int) -> str | None:
         return self.client.hget(errors_key(run_id), str(job_id))
 
-    # -- liveness ---------------------------------------------------------------------------
-
-    def heartbeat(self, prefix: str, name: str, ttl: float) -> None:
-        """Say that process ``name`` is alive for the next ``ttl`` seconds."""
-        self.client.set(prefix + name, str(self.server_time_ms()), px=int(ttl * 1000))
-
-    def forget(self, prefix: str, name: str) -> None:
-        self.client.delete(prefix + name)
-
-    def alive(self, prefix: str) -> list[str]:
-        """Names of the processes with a live heartbeat under ``prefix``."""
-        return sorted(
-            k[len(prefix) :] for k in self.client.scan_iter(match=prefix + "*", count=100)
-        )
-
     def result(self, run_id: str, job_id: int) -> str | None:
         return self.client.hget(results_key(run_id), str(job_id))
-
-    def result_count(self, run_id: str) -> int:
-        return int(self.client.hlen(results_key(run_id)))
 
 
 def idle_state() -> dict[str, Any]:
@@ -367,4 +474,6 @@ def idle_state() -> dict[str, Any]:
         "status": "idle",
         "startedAt": None,
         "finishedAt": None,
+        "rateNow": 0,
+        "heldBack": False,
     }

@@ -18,7 +18,8 @@ from kombu import Queue
 
 from optio import config, liveness  # noqa: F401  (liveness registers heartbeat signals)
 from optio.beat_schedule import SCHEDULE, TICKS_QUEUE
-from optio.redis_state import RunStore, connect
+from optio.leases import Held, Keeper
+from optio.redis_state import RunStore, connect, message_key, parse_message_key
 
 JOBS_QUEUE = "optio.jobs"
 #: Publish the enqueued count at least every this many jobs (the guide's "every 10").
@@ -27,8 +28,11 @@ ENQUEUED_PUBLISH_EVERY = 10
 MESSAGES_PER_SECOND = 100
 #: A job batch counts its finished jobs at least this often (seconds).
 MARK_EVERY_SECONDS = 0.02
-#: Most lost jobs one tick enqueues again.
-STALL_SWEEP_MOST = 10_000
+#: Most messages one tick sends again (expired leases, due retries, unconfirmed reservations).
+RESEND_MOST = 100_000
+#: A reserved or re-sent message not confirmed as published within this many ms is sent again
+#: (the tick that reserved it died): a few ticks.
+UNCONFIRMED_MS = int(max(5.0, 5 * config.TICK_SECONDS) * 1000)
 
 log = logging.getLogger("optio")
 
@@ -67,6 +71,11 @@ def store() -> RunStore:
 
 
 @cache
+def keeper() -> Keeper:
+    return Keeper(store(), config.LEASE_SECONDS)
+
+
+@cache
 def job_function() -> Callable[[str, int], str]:
     module, _, name = config.JOB_FUNC.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -81,15 +90,20 @@ def _check_job_function(**_: object) -> None:
         raise SystemExit(f"OPTIO_JOB_FUNC={config.JOB_FUNC!r} cannot be loaded: {exc}") from exc
 
 
+@signals.worker_init.connect
+@signals.beat_init.connect
+def _warn_deprecated(**_: object) -> None:
+    if config.STALL_SECONDS_DEPRECATED is not None:
+        log.warning(
+            "OPTIO_STALL_SECONDS is ignored: workers hold leases now (OPTIO_LEASE_SECONDS=%g)",
+            config.LEASE_SECONDS,
+        )
+
+
 def batch_size(y_minute: float) -> int:
     """Jobs per message: 1 up to MESSAGES_PER_SECOND jobs/s, more above, capped."""
     per_second = y_minute / 60
     return max(1, min(config.MAX_BATCH, int(per_second // MESSAGES_PER_SECOND)))
-
-
-def retry_delay(attempt: int) -> float:
-    """Seconds before retrying a job that failed ``attempt`` times."""
-    return min(config.RETRY_BACKOFF * 2 ** (attempt - 1), 30.0)
 
 
 class _EveryFewSeconds:
@@ -108,29 +122,19 @@ class _EveryFewSeconds:
 
 
 _publish_log = _EveryFewSeconds()
+_drop_log = _EveryFewSeconds(5.0)
 
 
-def _ranges(ids: list[int], size: int) -> list[tuple[int, int]]:
-    """Group sorted job ids into (first, count) runs of consecutive ids, at most ``size`` long."""
-    out: list[tuple[int, int]] = []
-    for job_id in ids:
-        if out and out[-1][0] + out[-1][1] == job_id and out[-1][1] < size:
-            out[-1] = (out[-1][0], out[-1][1] + 1)
-        else:
-            out.append((job_id, 1))
-    return out
-
-
-def _chunks(ranges: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
-    """Split message ranges into chunks of about ENQUEUED_PUBLISH_EVERY jobs (>= 1 message)."""
-    chunks: list[list[tuple[int, int]]] = [[]]
+def _chunks(messages: list[str]) -> list[list[str]]:
+    """Split message keys into chunks of about ENQUEUED_PUBLISH_EVERY jobs (>= 1 message)."""
+    chunks: list[list[str]] = [[]]
     jobs = 0
-    for item in ranges:
+    for key in messages:
         if jobs >= ENQUEUED_PUBLISH_EVERY:
             chunks.append([])
             jobs = 0
-        chunks[-1].append(item)
-        jobs += item[1]
+        chunks[-1].append(key)
+        jobs += parse_message_key(key)[1]
     return [c for c in chunks if c]
 
 
@@ -140,85 +144,132 @@ def _batch(producer, size: int):
     return batch(max_size=size + 1) if batch else contextlib.nullcontext()
 
 
-def _send(run_id: str, ranges: list[tuple[int, int]], confirm: bool) -> None:
-    """Publish one message per range, about 10 jobs' worth per Redis round trip (a pipelined
-    batch); when ``confirm``, count each chunk as enqueued once it is in the broker."""
+def _send(run_id: str, messages: list[str], new: bool) -> None:
+    """Publish the messages, about 10 jobs' worth per Redis round trip (a pipelined batch), and
+    confirm each chunk once it is in the broker (counted as enqueued when ``new``)."""
     state = store()
     with app.producer_or_acquire() as producer:
-        for chunk in _chunks(ranges):
+        for chunk in _chunks(messages):
+            jobs = 0
             with _batch(producer, len(chunk)):
-                for first, count in chunk:
-                    process_jobs.apply_async((run_id, first, count), producer=producer)
-            if confirm:
-                state.confirm_enqueued(run_id, sum(count for _, count in chunk))
+                for key in chunk:
+                    first, count, retry = parse_message_key(key)
+                    args = (run_id, first, count, retry) if retry else (run_id, first, count)
+                    process_jobs.apply_async(args, producer=producer)
+                    jobs += count
+            state.confirm_enqueued(run_id, jobs if new else 0, chunk)
 
 
 @app.task(name="optio.tick", acks_late=False, ignore_result=True)
 def tick() -> int:
-    """Reserve the jobs due now and enqueue them; returns how many were enqueued."""
+    """Reserve the jobs due now and enqueue them, and send again what must be sent again
+    (expired leases, due retries, unconfirmed reservations); returns how many were reserved."""
     state = store()
     run_id = state.active_run_id()
     if run_id is None:
         state.record_tick()
         return 0
     reservation = state.reserve_due(
-        run_id, config.TICK_SECONDS, max_outstanding=config.MAX_OUTSTANDING
+        run_id,
+        config.TICK_SECONDS,
+        batch=batch_size(state.run_rate(run_id)),
+        max_outstanding=config.MAX_OUTSTANDING,
+        unconfirmed_ms=UNCONFIRMED_MS,
     )
-    size = batch_size(reservation.y_minute)
     if reservation.count:
-        end = reservation.first + reservation.count
-        _send(run_id, [(f, min(size, end - f)) for f in range(reservation.first, end, size)], True)
+        _send(run_id, reservation.messages, True)
         log.info("[scheduler] Enqueued %d jobs of run %s", reservation.count, run_id)
-    lost = state.claim_stalled(run_id, config.STALL_SECONDS, STALL_SWEEP_MOST)
-    if lost:
-        _send(run_id, _ranges(lost, size), False)
-        log.warning(
-            "[scheduler] Run %s made no progress for %.0f s: enqueued its %d uncounted jobs again",
-            run_id,
-            config.STALL_SECONDS,
-            len(lost),
-        )
+    leases, again = state.claim_lost(run_id, most=RESEND_MOST, unconfirmed_ms=UNCONFIRMED_MS)
+    if again:
+        _send(run_id, again, False)
+        retries = sum(1 for key in again if parse_message_key(key)[2])
+        others = len(again) - leases - retries
+        if leases:
+            log.warning(
+                "[scheduler] Run %s: %d message(s) whose lease expired (worker gone) sent again",
+                run_id,
+                leases,
+            )
+        if others:
+            log.warning(
+                "[scheduler] Run %s: %d reserved message(s) never confirmed as published "
+                "(a tick died) sent again",
+                run_id,
+                others,
+            )
     return reservation.count
 
 
 @app.task(name="optio.process_jobs", ignore_result=True)
-def process_jobs(run_id: str, first: int, count: int) -> int:
-    """Run jobs ``first .. first+count-1`` of a run; each is counted once. Returns how many.
+def process_jobs(run_id: str, first: int, count: int, retry: int = 0) -> int:
+    """Run jobs ``first .. first+count-1`` of a run under a lease; each is counted once.
+    Returns how many were counted.
 
-    Results are counted in one Lua call per MARK_EVERY_SECONDS of work (every job when jobs
-    are slow), which keeps Redis round trips few at high rates and progress live at low ones.
+    A delivery of a message that another live worker leases is dropped (kombu's redelivery after
+    its visibility timeout, or any other duplicate). Results are counted in one Lua call per
+    MARK_EVERY_SECONDS of work (every job when jobs are slow), which keeps Redis round trips few
+    at high rates and progress live at low ones; each such call also says whether the run was
+    stopped, so a stop takes effect between jobs.
     """
     state = store()
-    status, pending = state.pending_jobs(run_id, first, count)
-    if status == "stopped":
+    held = Held(run_id, message_key(first, count, retry))
+    lease = state.lease_message(run_id, held.key, first, count, held.token, keeper().lease_ms)
+    if lease.held_elsewhere:
+        if _drop_log():
+            log.info(
+                "[worker] Dropped a second delivery of message %s: a live worker runs it", held.key
+            )
         return 0
+    if lease.status != "running" or not lease.jobs:
+        return 0
+    keeper().hold(held)
+    try:
+        return _run_jobs(state, held, lease.jobs)
+    finally:
+        keeper().drop(held)
+
+
+def _run_jobs(state: RunStore, held: Held, jobs: list[int]) -> int:
     job = job_function()
-    counted = 0
+    run_id = held.run_id
+    counted = handled = 0
     done: dict[int, str] = {}
     flushed = time.monotonic()
-    for job_id in pending:
+    for job_id in jobs:
+        if held.lost.is_set():
+            break
         try:
             done[job_id] = str(job(run_id, job_id))
         except Exception as exc:
             _job_failed(run_id, job_id, exc)
-        if done and time.monotonic() - flushed >= MARK_EVERY_SECONDS:
-            counted += state.mark_processed(run_id, done)
-            done, flushed = {}, time.monotonic()
-    if done:
-        counted += state.mark_processed(run_id, done)
+        handled += 1
+        if time.monotonic() - flushed >= MARK_EVERY_SECONDS:
+            flush = state.mark_processed(
+                run_id, done, message=held.key, token=held.token, handled=handled
+            )
+            counted += flush.counted
+            done, handled, flushed = {}, 0, time.monotonic()
+            if flush.lost or flush.status != "running":
+                held.lost.set()  # stopped, or the lease is someone else's now: no more jobs
+                break
+    if done or not held.lost.is_set():
+        flush = state.mark_processed(
+            run_id, done, message=held.key, token=held.token, handled=handled, release=True
+        )
+        counted += flush.counted
     if counted and _publish_log():
         log.info("[worker] Published progress update to Redis channel %s", config.CHANNEL)
     return counted
 
 
 def _job_failed(run_id: str, job_id: int, exc: Exception) -> None:
-    """Retry the job later with backoff, or record it as failed once its attempts are spent."""
-    state = store()
-    attempts = state.add_attempt(run_id, job_id)
+    """Schedule the job's retry with backoff, or record it as failed once its attempts are
+    spent."""
     error = f"{type(exc).__name__}: {exc}"
-    if attempts < config.JOB_ATTEMPTS:
-        delay = retry_delay(attempts)
-        process_jobs.apply_async((run_id, job_id, 1), countdown=delay)
+    outcome, attempts, delay = store().fail_job(
+        run_id, job_id, error, attempts=config.JOB_ATTEMPTS, backoff_s=config.RETRY_BACKOFF
+    )
+    if outcome == "retry":
         log.warning(
             "[worker] Job %s/%d failed (attempt %d of %d): %s; retrying in %.1f s",
             run_id,
@@ -228,7 +279,7 @@ def _job_failed(run_id: str, job_id: int, exc: Exception) -> None:
             error,
             delay,
         )
-    elif state.mark_failed(run_id, job_id, error):
+    elif outcome == "failed":
         log.error(
             "[worker] Job %s/%d failed for good after %d attempts: %s",
             run_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 
@@ -9,10 +10,18 @@ import pytest
 
 from optio import config
 from optio.redis_state import (
+    Flush,
+    Lease,
     NoActiveRunError,
     RunActiveError,
     XBelowEnqueuedError,
     done_key,
+    holders_key,
+    message_key,
+    messages_key,
+    parse_message_key,
+    results_key,
+    run_key,
 )
 from tests.helpers import wait_for
 
@@ -72,6 +81,8 @@ class TestStartRun:
             "status": "running",
             "startedAt": T0,
             "finishedAt": None,
+            "rateNow": 0,
+            "heldBack": False,
         }
         assert published.drain(run_id, 1)[0] == state
 
@@ -199,7 +210,7 @@ class TestUpdateRun:
     def test_lowering_x_to_what_is_done_completes_the_run(self, store):
         run_id = store.start_run(100, 600, now_ms=T0)
         store.reserve_due(run_id, 1, now_ms=T0)
-        assert store.mark_processed(run_id, {0: "r0"}, now_ms=T0 + 10) == 1
+        assert store.mark_processed(run_id, {0: "r0"}, now_ms=T0 + 10).counted == 1
         store.update_run(x=1, now_ms=T0 + 20)
         state = store.current_state()
         assert (state["running"], state["status"], state["finishedAt"]) == (
@@ -244,11 +255,16 @@ class TestConfirmEnqueued:
         assert store.confirm_enqueued(run_id, 1) == 1  # a retried confirmation
 
 
+def lease(store, run_id, first, count, token="w1", lease_ms=10_000, now_ms=None):
+    key = message_key(first, count)
+    return key, store.lease_message(run_id, key, first, count, token, lease_ms, now_ms=now_ms)
+
+
 class TestMarkProcessed:
     def test_a_job_is_counted_once_even_when_delivered_twice(self, store, published):
         run_id = store.start_run(3, 600, now_ms=T0)
-        assert store.mark_processed(run_id, {1: "a"}) == 1
-        assert store.mark_processed(run_id, {1: "b"}) == 0
+        assert store.mark_processed(run_id, {1: "a"}).counted == 1
+        assert store.mark_processed(run_id, {1: "b"}).counted == 0
         assert store.current_state()["processed"] == 1
         assert store.result(run_id, 1) == "a"
         assert store.client.getbit(done_key(run_id), 1) == 1
@@ -258,19 +274,20 @@ class TestMarkProcessed:
     def test_last_job_completes_the_run_and_publishes_running_false(self, store, published):
         run_id = store.start_run(3, 600, now_ms=T0)
         for job_id in range(3):
-            store.mark_processed(run_id, {job_id: f"r{job_id}"}, now_ms=T0 + 100)
+            flush = store.mark_processed(run_id, {job_id: f"r{job_id}"}, now_ms=T0 + 100)
+        assert flush.status == "completed"
         final = published.drain(run_id, 4)[-1]
         assert (final["running"], final["status"], final["processed"]) == (False, "completed", 3)
         assert final["finishedAt"] == T0 + 100
         assert store.active_run_id() is None
-        assert store.result_count(run_id) == 3
+        assert store.client.hlen(results_key(run_id)) == 3
         store.start_run(1, 60)  # the slot is free again
 
     def test_jobs_of_an_old_run_never_touch_the_new_one(self, store, published):
         old = store.start_run(10, 600, now_ms=T0)
         store.stop_run(now_ms=T0 + 1)
         new = store.start_run(10, 600, now_ms=T0 + 2)
-        assert store.mark_processed(old, {4: "late"}) == 1
+        assert store.mark_processed(old, {4: "late"}).counted == 1
         assert store.current_state()["runId"] == new
         assert store.current_state()["processed"] == 0
         assert store.run_state(old)["processed"] == 1
@@ -281,8 +298,8 @@ class TestMarkProcessed:
 
     def test_a_batch_counts_each_new_job_once_and_publishes_once(self, store, published):
         run_id = store.start_run(10, 600, now_ms=T0)
-        assert store.mark_processed(run_id, {1: "a", 2: "b"}) == 2
-        assert store.mark_processed(run_id, {2: "again", 3: "c", 4: "d"}) == 2
+        assert store.mark_processed(run_id, {1: "a", 2: "b"}).counted == 2
+        assert store.mark_processed(run_id, {2: "again", 3: "c", 4: "d"}).counted == 2
         assert store.current_state()["processed"] == 4
         assert store.result(run_id, 2) == "b"
         assert [s["processed"] for s in published.drain(run_id, 3)] == [0, 2, 4]
@@ -295,70 +312,198 @@ class TestMarkProcessed:
         store.confirm_enqueued(run_id, 10)
         assert store.current_state()["enqueued"] == 10
 
-    def test_pending_jobs_gives_the_status_and_the_uncounted_ids(self, store):
-        run_id = store.start_run(20, 600, now_ms=T0)
-        store.mark_processed(run_id, {3: "a", 5: "b", 12: "c"})
-        assert store.pending_jobs(run_id, 2, 12) == ("running", [2, 4, 6, 7, 8, 9, 10, 11, 13])
-        store.stop_run()
-        assert store.pending_jobs(run_id, 3, 1) == ("stopped", [])
-        assert store.pending_jobs("nope", 0, 2) == (None, [0, 1])
-
     def test_unknown_run_counts_nothing(self, store):
-        assert store.mark_processed("nope", {0: "x"}) == 0
+        assert store.mark_processed("nope", {0: "x"}) == Flush(0, "gone", True)
         assert store.client.exists(done_key("nope")) == 0
 
 
-class TestMarkFailed:
+class TestLeases:
+    def test_a_lease_gives_the_status_and_the_uncounted_jobs(self, store):
+        run_id = store.start_run(20, 600, now_ms=T0)
+        store.mark_processed(run_id, {3: "a", 5: "b", 12: "c"})
+        _, got = lease(store, run_id, 2, 12)
+        assert got == Lease("running", False, [2, 4, 6, 7, 8, 9, 10, 11, 13])
+        assert store.client.hget(run_key(run_id), "leasedJobs") == "9"
+        store.stop_run()
+        assert lease(store, run_id, 3, 1, token="w2")[1] == Lease("stopped", False, [])
+        assert lease(store, "nope", 0, 2)[1] == Lease("gone", False, [])
+
+    def test_a_second_delivery_of_a_live_lease_is_dropped(self, store):
+        run_id = store.start_run(20, 600, now_ms=T0)
+        lease(store, run_id, 0, 5, token="w1", now_ms=T0)
+        assert lease(store, run_id, 0, 5, token="w2", now_ms=T0 + 9_999)[1].held_elsewhere
+        # expired, not yet taken by the tick: the new delivery takes it over
+        _, got = lease(store, run_id, 0, 5, token="w2", now_ms=T0 + 10_001)
+        assert got == Lease("running", False, [0, 1, 2, 3, 4])
+        assert store.client.hget(run_key(run_id), "leasedJobs") == "5"  # not 10
+        assert store.mark_processed(run_id, {0: "r"}, message="0:5", token="w1").lost
+
+    def test_a_message_whose_jobs_are_all_counted_is_not_leased(self, store):
+        run_id = store.start_run(20, 600, now_ms=T0)
+        store.mark_processed(run_id, {0: "a", 1: "b"})
+        assert lease(store, run_id, 0, 2)[1] == Lease("running", False, [])
+        assert store.client.hlen(holders_key(run_id)) == 0
+
+    def test_flushes_account_the_lease_and_the_last_releases_it(self, store):
+        run_id = store.start_run(20, 600, now_ms=T0)
+        key, _ = lease(store, run_id, 0, 4)
+        flush = store.mark_processed(run_id, {0: "a", 1: "b"}, message=key, token="w1", handled=2)
+        assert flush == Flush(2, "running", False)
+        assert store.client.hget(run_key(run_id), "leasedJobs") == "2"
+        flush = store.mark_processed(
+            run_id, {3: "d"}, message=key, token="w1", handled=2, release=True
+        )
+        assert flush == Flush(1, "running", False)
+        assert store.client.hget(run_key(run_id), "leasedJobs") == "0"
+        assert store.client.zcard(messages_key(run_id)) == 0
+        assert store.client.hlen(holders_key(run_id)) == 0
+
+    def test_renewal_extends_live_leases_and_reports_lost_ones(self, store):
+        run_id = store.start_run(20, 600, now_ms=T0)
+        lease(store, run_id, 0, 2, token="w1")
+        status, lost = store.renew_leases(run_id, {"0:2": "w1", "2:2": "w1"}, 30_000, now_ms=T0)
+        assert (status, lost) == ("running", ["2:2"])
+        assert store.client.zscore(messages_key(run_id), "0:2") == T0 + 30_000
+        store.stop_run()
+        assert store.renew_leases(run_id, {"0:2": "w1"}, 30_000) == ("stopped", ["0:2"])
+
+    def test_an_expired_lease_is_sent_again_once_per_expiry(self, store):
+        run_id = store.start_run(100, 600, now_ms=T0)
+        reservation = store.reserve_due(run_id, 1, batch=5, now_ms=T0 + 1000)  # jobs 0..10
+        assert reservation.messages == ["0:5", "5:5", "10:1"]
+        store.confirm_enqueued(
+            run_id,
+            11,
+            reservation.messages,
+        )
+        lease(store, run_id, 0, 5, token="dead", now_ms=T0 + 1100)
+        lease(store, run_id, 5, 5, token="live", now_ms=T0 + 1100)
+        store.renew_leases(run_id, {"5:5": "live"}, 60_000, now_ms=T0 + 5000)
+        # a message waiting in the broker (10:1) is never taken, however long it waits
+        assert store.claim_lost(run_id, most=100, now_ms=T0 + 11_000) == (0, [])
+        assert store.claim_lost(run_id, most=100, now_ms=T0 + 11_200) == (1, ["0:5"])
+        assert store.claim_lost(run_id, most=100, now_ms=T0 + 11_300) == (0, [])
+        assert store.client.hget(run_key(run_id), "leasedJobs") == "5"
+        store.confirm_enqueued(run_id, 0, ["0:5"])  # published again
+        assert store.claim_lost(run_id, most=100, now_ms=T0 + 60_000) == (0, [])
+        # the frozen worker wakes up: its late result counts once, its lease is gone
+        flush = store.mark_processed(run_id, {0: "late"}, message="0:5", token="dead", handled=1)
+        assert flush == Flush(1, "running", True)
+
+    def test_a_reservation_never_confirmed_is_sent_again(self, store):
+        run_id = store.start_run(100, 600, now_ms=T0)
+        store.reserve_due(run_id, 1, batch=4, unconfirmed_ms=5000, now_ms=T0 + 1000)
+        # the tick died before publishing: nothing for a few ticks, then all of it once
+        assert store.claim_lost(run_id, most=100, unconfirmed_ms=5000, now_ms=T0 + 5999) == (
+            0,
+            [],
+        )
+        again = store.claim_lost(run_id, most=100, unconfirmed_ms=5000, now_ms=T0 + 6000)
+        assert again == (0, ["0:4", "4:4", "8:3"])
+        assert store.claim_lost(run_id, most=100, unconfirmed_ms=5000, now_ms=T0 + 6001)[1] == []
+
+    def test_a_message_leased_before_its_confirmation_stays_leased(self, store):
+        run_id = store.start_run(100, 600, now_ms=T0)
+        store.reserve_due(run_id, 1, batch=4, now_ms=T0 + 1000)
+        lease(store, run_id, 0, 4, token="fast", now_ms=T0 + 1001)
+        store.confirm_enqueued(run_id, 11, ["0:4", "4:4", "8:3"])
+        assert store.client.zrange(messages_key(run_id), 0, -1) == ["0:4"]
+
+    def test_losses_bigger_than_one_call_are_all_taken_at_once(self, store):
+        run_id = store.start_run(20_000, 6_000_000, now_ms=T0)
+        store.reserve_due(run_id, 1, batch=1, max_outstanding=20_000, now_ms=T0 + 1000)
+        again = store.claim_lost(run_id, most=100_000, now_ms=T0 + 60_000)[1]
+        assert len(again) == 20_000
+
+    def test_stopped_runs_send_nothing_again(self, store):
+        run_id = store.start_run(100, 600, now_ms=T0)
+        store.reserve_due(run_id, 1, now_ms=T0 + 1000)
+        store.stop_run(now_ms=T0 + 1000)
+        assert store.claim_lost(run_id, most=100, now_ms=T0 + 60_000) == (0, [])
+
+    def test_a_stop_is_seen_by_the_next_flush(self, store):
+        run_id = store.start_run(100, 600, now_ms=T0)
+        key, _ = lease(store, run_id, 0, 50)
+        store.stop_run()
+        flush = store.mark_processed(run_id, {0: "a"}, message=key, token="w1", handled=1)
+        assert flush.status == "stopped"
+
+
+class TestBacklog:
+    def test_running_jobs_do_not_count_against_the_cap(self, store):
+        run_id = store.start_run(10_000, 60_000, now_ms=T0)  # 1,000/s
+        first = store.reserve_due(run_id, 1, max_outstanding=100, now_ms=T0 + 1000)
+        assert first.count == 100
+        # workers started all 100: none waits, so the next tick may reserve 100 more
+        for key in first.messages:
+            f, c, _ = parse_message_key(key)
+            lease(store, run_id, f, c)
+        assert store.reserve_due(run_id, 1, max_outstanding=100, now_ms=T0 + 1100).count == 100
+
+    def test_held_back_and_rate_now(self, store, published):
+        run_id = store.start_run(100_000, 60_000, now_ms=T0)  # 1,000/s, cap 100: held back
+        for ms in range(0, 4001, 1000):
+            store.reserve_due(run_id, 1, max_outstanding=100, now_ms=T0 + ms)
+        state = store.current_state()
+        assert state["heldBack"] is True
+        assert state["rateNow"] == pytest.approx(100 * 60 / 3, rel=0.01)  # 100 in 3 s
+        # the workers catch up: everything is done, nothing waits, the rate is y again
+        done = int(store.client.hget(run_key(run_id), "reserved"))
+        store.client.hset(run_key(run_id), "processed", done)
+        for ms in range(5000, 9001, 1000):
+            store.reserve_due(run_id, 1, max_outstanding=100_000, now_ms=T0 + ms)
+        state = store.current_state()
+        assert state["heldBack"] is False
+        assert state["rateNow"] == pytest.approx(60_000, rel=0.01)
+
+
+class TestFailJob:
+    def test_retries_are_scheduled_with_doubling_backoff_then_the_job_fails(self, store):
+        run_id = store.start_run(2, 600, now_ms=T0)
+        fail = functools.partial(store.fail_job, run_id, 1, attempts=3, backoff_s=0.5)
+        assert fail("E: one", now_ms=T0) == ("retry", 1, 0.5)
+        assert fail("E: two", now_ms=T0 + 10) == ("retry", 2, 1.0)
+        due = dict(store.client.zrange(messages_key(run_id), 0, -1, withscores=True))
+        assert due == {"1:1:r1": T0 + 500, "1:1:r2": T0 + 1010}
+        assert fail("E: three", now_ms=T0 + 20) == ("failed", 3, 0)
+        assert fail("E: four") == ("done", 0, 0)
+        assert store.error(run_id, 1) == "E: three"
+        assert store.current_state()["failed"] == 1
+
     def test_failed_jobs_count_toward_completion(self, store, published):
         run_id = store.start_run(2, 600, now_ms=T0)
-        assert store.mark_processed(run_id, {0: "ok"}) == 1
-        assert store.mark_failed(run_id, 1, "ValueError: boom", now_ms=T0 + 5) is True
-        assert store.mark_failed(run_id, 1, "again") is False
-        assert store.mark_processed(run_id, {1: "late success"}) == 0
+        assert store.mark_processed(run_id, {0: "ok"}).counted == 1
+        outcome = store.fail_job(run_id, 1, "ValueError: boom", attempts=1, backoff_s=1)
+        assert outcome[0] == "failed"
+        assert store.mark_processed(run_id, {1: "late success"}).counted == 0
         final = published.drain(run_id, 3)[-1]
         assert (final["processed"], final["failed"], final["running"]) == (1, 1, False)
         assert final["status"] == "completed"
         assert store.error(run_id, 1) == "ValueError: boom"
 
-    def test_attempts_are_counted_per_job(self, store):
-        run_id = store.start_run(5, 600)
-        assert [store.add_attempt(run_id, 3) for _ in range(3)] == [1, 2, 3]
-        assert store.add_attempt(run_id, 4) == 1
+    def test_a_due_retry_is_sent_by_the_tick(self, store):
+        run_id = store.start_run(5, 600, now_ms=T0)
+        store.fail_job(run_id, 3, "E", attempts=3, backoff_s=1, now_ms=T0)
+        assert store.claim_lost(run_id, most=10, now_ms=T0 + 999)[1] == []
+        assert store.claim_lost(run_id, most=10, now_ms=T0 + 1000) == (0, ["3:1:r1"])
+        assert parse_message_key("3:1:r1") == (3, 1, 1)
+
+    def test_a_stopped_run_records_nothing(self, store):
+        run_id = store.start_run(5, 600, now_ms=T0)
+        store.stop_run()
+        assert store.fail_job(run_id, 3, "E", attempts=3, backoff_s=1)[0] == "ended"
 
 
-class TestClaimStalled:
-    def test_a_run_with_progress_is_not_stalled(self, store):
-        run_id = store.start_run(100, 600, now_ms=T0)
-        store.reserve_due(run_id, 1, now_ms=T0 + 1000)
-        assert store.claim_stalled(run_id, 5, 100, now_ms=T0 + 4000) == []
-
-    def test_uncounted_reserved_jobs_of_a_stalled_run_are_returned_once(self, store, published):
-        run_id = store.start_run(100, 600, now_ms=T0)
-        store.reserve_due(run_id, 1, now_ms=T0 + 1000)  # jobs 0..10
-        store.confirm_enqueued(run_id, 4)  # the tick died after sending 4 of 11
-        for job_id in (0, 2, 3, 9):
-            store.mark_processed(run_id, {job_id: "r"}, now_ms=T0 + 1100)
-        assert store.claim_stalled(run_id, 5, 100, now_ms=T0 + 6000) == []  # not yet 5 s quiet
-        lost = store.claim_stalled(run_id, 5, 100, now_ms=T0 + 6200)
-        assert lost == [1, 4, 5, 6, 7, 8, 10]
-        assert store.current_state()["enqueued"] == 11  # every job has a message again
-        # swept: not again until another quiet period
-        assert store.claim_stalled(run_id, 5, 100, now_ms=T0 + 7000) == []
-        assert store.claim_stalled(run_id, 5, 3, now_ms=T0 + 11_300) == [1, 4, 5]
-
-    def test_scans_beyond_the_first_chunk(self, store):
-        run_id = store.start_run(100_000, 6_000_000, now_ms=T0)
-        store.reserve_due(run_id, 60, now_ms=T0 + 60_000)  # 100,000 jobs due after a minute
-        assert store.current_state()["xTotal"] == 100_000
-        reserved = int(store.client.hget(f"optio:run:{run_id}", "reserved"))
-        assert reserved % 8 == 0
-        store.client.set(done_key(run_id), b"\xff" * (reserved // 8))
-        store.client.setbit(done_key(run_id), reserved - 1, 0)
-        lost = store.claim_stalled(run_id, 1, 10, now_ms=T0 + 200_000)
-        assert lost == [reserved - 1]
-
-    def test_stopped_runs_are_not_swept(self, store):
-        run_id = store.start_run(100, 600, now_ms=T0)
-        store.reserve_due(run_id, 1, now_ms=T0 + 1000)
-        store.stop_run(now_ms=T0 + 1000)
-        assert store.claim_stalled(run_id, 1, 100, now_ms=T0 + 60_000) == []
+class TestExpiry:
+    def test_the_keys_of_a_finished_run_expire(self, store):
+        run_id = store.start_run(3, 600, now_ms=T0)
+        key, _ = lease(store, run_id, 0, 2)
+        store.fail_job(run_id, 2, "E", attempts=3, backoff_s=1)
+        store.mark_processed(run_id, {0: "a"}, message=key, token="w1", handled=1)
+        store.stop_run()
+        keys = store.client.keys(f"optio:run:{run_id}*")
+        assert len(keys) >= 4
+        assert all(store.client.ttl(k) > 0 for k in keys), {k: store.client.ttl(k) for k in keys}
+        # a late result of the stopped run keeps the keys expiring
+        store.mark_processed(run_id, {1: "late"})
+        assert all(store.client.ttl(k) > 0 for k in store.client.keys(f"optio:run:{run_id}*"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from optio import config
-from optio.tasks import _chunks, _ranges, batch_size, retry_delay
+from optio.tasks import _chunks, batch_size
 from optio.validation import ApiError, parse_json_object, validate_start
 
 
@@ -17,26 +17,11 @@ def test_batch_size_is_one_up_to_100_jobs_per_second_then_grows_to_the_cap():
     assert batch_size(10_000_000) == config.MAX_BATCH
 
 
-def test_ranges_group_consecutive_ids_up_to_the_size():
-    assert _ranges([1, 2, 3, 7, 8, 20], 2) == [(1, 2), (3, 1), (7, 2), (20, 1)]
-    assert _ranges([], 5) == []
-
-
 def test_chunks_hold_about_ten_jobs_and_at_least_one_message():
-    singles = [(i, 1) for i in range(25)]
+    singles = [f"{i}:1" for i in range(25)]
     assert [len(c) for c in _chunks(singles)] == [10, 10, 5]
-    big = [(0, 50), (50, 50)]
-    assert _chunks(big) == [[(0, 50)], [(50, 50)]]
+    assert _chunks(["0:50", "50:50", "7:1:r2"]) == [["0:50"], ["50:50"], ["7:1:r2"]]
     assert _chunks([]) == []
-
-
-def test_retry_delay_doubles_and_is_capped():
-    assert [retry_delay(n) for n in (1, 2, 3)] == [
-        config.RETRY_BACKOFF,
-        2 * config.RETRY_BACKOFF,
-        4 * config.RETRY_BACKOFF,
-    ]
-    assert retry_delay(50) == 30.0
 
 
 @pytest.mark.parametrize(

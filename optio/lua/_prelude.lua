@@ -1,5 +1,18 @@
--- Shared helpers, put in front of every script by optio/redis_state.py.
--- The loader defines OPTIO_CHANNEL (the pub/sub channel) just above this text.
+-- Shared helpers, put in front of every script by optio/redis_state.py. The loader defines, just
+-- above this text: OPTIO_CHANNEL (the pub/sub channel), OPTIO_RUN_TTL and OPTIO_RESULT_TTL
+-- (seconds a finished run's keys and its results are kept).
+--
+-- Every script that works on one run takes that run's keys first, in this order
+-- (redis_state.run_keys):
+--   KEYS[1] run hash           fields: see redis_state.py's module docstring
+--   KEYS[2] done bitmap        bit k set once job k is counted (processed or failed)
+--   KEYS[3] results hash       job id -> result
+--   KEYS[4] errors hash        job id -> error of a job that failed for good
+--   KEYS[5] attempts hash      job id -> failed attempts so far
+--   KEYS[6] messages zset      message key -> deadline ms: when it passes, the tick sends the
+--                              message (again); absent while the message waits in the broker
+--   KEYS[7] holders hash       message key -> "token:jobs left" of the worker that leases it
+-- A message key is "first:count" (jobs first .. first+count-1) or "job:1:rN" (retry N of a job).
 
 -- Milliseconds since the epoch: the caller's value when given (tests), else the Redis
 -- server's clock, so every machine of a deployment shares one clock.
@@ -39,6 +52,8 @@ local function state_json(run_key)
     status = h.status,
     startedAt = tonumber(h.startedAt),
     finishedAt = h.finishedAt and tonumber(h.finishedAt) or cjson.null,
+    rateNow = tonumber(h.rateNow or '0'),
+    heldBack = h.heldBack == '1',
   })
 end
 
@@ -49,19 +64,55 @@ local function publish_state(run_key, current_key, run_id)
   end
 end
 
+-- A run that is not running keeps its keys for OPTIO_RUN_TTL (results: OPTIO_RESULT_TTL); its
+-- messages and leases are dropped. Called when a run ends and after any late write to it.
+local function expire_run()
+  for _, i in ipairs({1, 2, 4, 5}) do
+    redis.call('EXPIRE', KEYS[i], OPTIO_RUN_TTL)
+  end
+  redis.call('EXPIRE', KEYS[3], OPTIO_RESULT_TTL)
+  redis.call('DEL', KEYS[6], KEYS[7])
+end
+
 -- Mark the run finished with the given status and release the active slot.
-local function finish_run(run_key, active_key, run_id, status, now)
-  redis.call('HSET', run_key, 'running', '0', 'status', status, 'finishedAt', now)
+local function finish_run(active_key, run_id, status, now)
+  redis.call('HSET', KEYS[1], 'running', '0', 'status', status, 'finishedAt', now,
+    'heldBack', '0', 'leasedJobs', 0)
   if redis.call('GET', active_key) == run_id then
     redis.call('DEL', active_key)
   end
+  expire_run()
 end
 
--- After a job was counted: note the progress, and complete the run when every job is done.
-local function complete_if_done(run_key, active_key, run_id, now)
-  redis.call('HSET', run_key, 'progressAt', now)
-  local f = redis.call('HMGET', run_key, 'status', 'processed', 'failed', 'xTotal')
+-- After jobs were counted: complete the run when every job is done.
+local function complete_if_done(active_key, run_id, now)
+  local f = redis.call('HMGET', KEYS[1], 'status', 'processed', 'failed', 'xTotal')
   if f[1] == 'running' and tonumber(f[2]) + tonumber(f[3]) >= tonumber(f[4]) then
-    finish_run(run_key, active_key, run_id, 'completed', now)
+    finish_run(active_key, run_id, 'completed', now)
+  elseif f[1] ~= 'running' then
+    expire_run()  -- a late write to a stopped run: keep its keys expiring
+  end
+end
+
+-- The lease on message `key` held by `token`: jobs left in it, or nil when not held by token.
+local function lease_left(key, token)
+  local holder = redis.call('HGET', KEYS[7], key)
+  if holder == false then
+    return nil
+  end
+  local sep = string.find(holder, ':', 1, true)
+  if string.sub(holder, 1, sep - 1) ~= token then
+    return nil
+  end
+  return tonumber(string.sub(holder, sep + 1))
+end
+
+-- Give up the lease record of message `key` (whoever holds it): its jobs are no longer leased.
+local function drop_holder(key)
+  local holder = redis.call('HGET', KEYS[7], key)
+  if holder then
+    local sep = string.find(holder, ':', 1, true)
+    redis.call('HINCRBY', KEYS[1], 'leasedJobs', -tonumber(string.sub(holder, sep + 1)))
+    redis.call('HDEL', KEYS[7], key)
   end
 end

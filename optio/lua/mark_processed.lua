@@ -1,25 +1,45 @@
--- Count processed jobs, once per job id, store their results, finish the run when all are done.
--- KEYS[1] run hash   KEYS[2] done bitmap   KEYS[3] results hash   KEYS[4] active run id
--- KEYS[5] current (watched) run id
--- ARGV[1] run id   ARGV[2] result TTL seconds   ARGV[3] now ms ('' = Redis clock)
--- ARGV[4], ARGV[5], ...: job id, result, job id, result, ...
--- Returns how many of the jobs were counted now (a job id counted before is skipped),
--- or -1 when the run is unknown. Publishes the state once when anything was counted.
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return -1
+-- Count processed jobs of one leased message, once per job id, store their results, account
+-- for the lease, and finish the run when all jobs are done.
+-- KEYS[1..7] the run's keys (see _prelude.lua)   KEYS[8] active run id
+-- KEYS[9] current (watched) run id
+-- ARGV[1] run id   ARGV[2] now ms ('' = Redis clock)   ARGV[3] message key   ARGV[4] token
+-- ARGV[5] jobs of the message handled since the last call (counted, failed or retried)
+-- ARGV[6] 1 to release the lease (the message is done), else 0
+-- ARGV[7], ARGV[8], ...: job id, result, job id, result, ...
+-- Returns {counted now, status, lost}: a job id counted before is skipped; status is the run's
+-- ('gone' when unknown); lost is 1 when the caller no longer holds the lease (the tick re-sent
+-- the message after it expired): it must not start more of its jobs. Publishes the state once
+-- when anything was counted.
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == false then
+  return {0, 'gone', 1}
+end
+local lost = 1
+local left = lease_left(ARGV[3], ARGV[4])
+if left ~= nil then
+  lost = 0
+  local handled = tonumber(ARGV[5])
+  if ARGV[6] == '1' then
+    handled = left
+    redis.call('HDEL', KEYS[7], ARGV[3])
+    redis.call('ZREM', KEYS[6], ARGV[3])
+  else
+    redis.call('HSET', KEYS[7], ARGV[3], ARGV[4] .. ':' .. (left - handled))
+  end
+  redis.call('HINCRBY', KEYS[1], 'leasedJobs', -handled)
 end
 local counted = 0
-for i = 4, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   if redis.call('SETBIT', KEYS[2], ARGV[i], 1) == 0 then
     redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
     counted = counted + 1
   end
 end
 if counted == 0 then
-  return 0
+  return {0, status, lost}
 end
-redis.call('EXPIRE', KEYS[3], ARGV[2])
+redis.call('EXPIRE', KEYS[3], OPTIO_RESULT_TTL)
 redis.call('HINCRBY', KEYS[1], 'processed', counted)
-complete_if_done(KEYS[1], KEYS[4], ARGV[1], now_ms(ARGV[3]))
-publish_state(KEYS[1], KEYS[5], ARGV[1])
-return counted
+complete_if_done(KEYS[8], ARGV[1], now_ms(ARGV[2]))
+publish_state(KEYS[1], KEYS[9], ARGV[1])
+return {counted, redis.call('HGET', KEYS[1], 'status'), lost}

@@ -1,18 +1,23 @@
--- Reserve the jobs of the active run that are due now (the scheduler tick).
--- KEYS[1] active run id   KEYS[2] run hash   KEYS[3] last tick time
+-- Reserve the jobs of the active run that are due now (the scheduler tick), as messages.
+-- KEYS[1..7] the run's keys (see _prelude.lua)   KEYS[8] active run id   KEYS[9] last tick time
 -- ARGV[1] run id   ARGV[2] tick interval in seconds   ARGV[3] now ms ('' = Redis clock)
--- ARGV[4] most jobs outstanding (reserved, not yet counted) at once; 0 = five ticks' worth
--- Returns {first job id, count, y}: jobs first .. first+count-1 are now the caller's to enqueue.
--- Concurrent ticks never reserve more than is due; after the scheduler has been away (or the
--- workers could not keep up) the schedule slides forward so a tick carries at most one tick's
--- worth of backlog. When y is above what the workers can do, at most ARGV[4] jobs wait in the
--- broker: the queue does not grow without bound, and the run goes at the workers' pace.
+-- ARGV[4] most jobs waiting (reserved, not counted, not leased by a worker) at once;
+--         0 = five ticks' worth, at least 1000
+-- ARGV[5] most jobs per message   ARGV[6] ms a reserved message may stay unconfirmed
+-- Returns {first job id, count, y, message key, ...}: jobs first .. first+count-1 are now the
+-- caller's to publish, split into the listed messages. Each message is registered with a
+-- deadline of now + ARGV[6]: unless confirm_enqueued says it is in the broker by then, a later
+-- tick publishes it again (the tick that reserved it died).
+-- Concurrent ticks never reserve more than is due; after the scheduler has been away the
+-- schedule slides forward so a tick carries at most one tick's worth of backlog. At most ARGV[4]
+-- jobs wait in the broker: above the workers' pace the run goes at their pace (heldBack).
+local RATE_WINDOW_MS = 3000
 local now = now_ms(ARGV[3])
-redis.call('SET', KEYS[3], now)
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+redis.call('SET', KEYS[9], now)
+if redis.call('GET', KEYS[8]) ~= ARGV[1] then
   return {0, 0, '0'}
 end
-local h = hgetall(KEYS[2])
+local h = hgetall(KEYS[1])
 local x = tonumber(h.xTotal)
 local y = tonumber(h.yMinute)
 local reserved = tonumber(h.reserved)
@@ -23,21 +28,53 @@ end
 local per_tick = math.max(1, math.ceil(y * tonumber(ARGV[2]) / 60))
 local limit = reserved + 2 * per_tick
 if due > limit then
-  redis.call('HSET', KEYS[2], 'anchorMs', now, 'anchorCount', limit)
+  redis.call('HSET', KEYS[1], 'anchorMs', now, 'anchorCount', limit)
   due = limit
 end
 local most = tonumber(ARGV[4])
 if most <= 0 then
   most = math.max(1000, 5 * per_tick)
 end
-local room = most - (reserved - tonumber(h.processed) - tonumber(h.failed))
+local waiting = reserved - tonumber(h.processed) - tonumber(h.failed) - tonumber(h.leasedJobs)
+local room = most - waiting
+local held_at = tonumber(h.heldAt)
 if due > reserved + room then
   -- the workers are behind: no debt either, the schedule goes on from what was reserved
   due = math.max(reserved, reserved + room)
-  redis.call('HSET', KEYS[2], 'anchorMs', now, 'anchorCount', due)
+  redis.call('HSET', KEYS[1], 'anchorMs', now, 'anchorCount', due)
+  held_at = now
 end
+-- rateNow: jobs/min reserved over the last window of ticks; heldBack: the cap held the
+-- schedule back within the last window
+local rate_at = tonumber(h.rateAt)
+local rate_count = tonumber(h.rateCount) + math.max(0, due - reserved)
+local held = (now - held_at < RATE_WINDOW_MS) and '1' or '0'
+if now - rate_at >= RATE_WINDOW_MS then
+  redis.call('HSET', KEYS[1], 'rateNow', rate_count * 60000 / (now - rate_at),
+    'rateAt', now, 'rateCount', 0)
+else
+  redis.call('HSET', KEYS[1], 'rateCount', rate_count)
+end
+redis.call('HSET', KEYS[1], 'heldAt', held_at, 'heldBack', held)
 if due <= reserved then
   return {reserved, 0, h.yMinute}
 end
-redis.call('HSET', KEYS[2], 'reserved', due)
-return {reserved, due - reserved, h.yMinute}
+redis.call('HSET', KEYS[1], 'reserved', due)
+local size = tonumber(ARGV[5])
+local deadline = now + tonumber(ARGV[6])
+local out = {reserved, due - reserved, h.yMinute}
+local args = {}
+for first = reserved, due - 1, size do
+  local key = first .. ':' .. math.min(size, due - first)
+  out[#out + 1] = key
+  args[#args + 1] = deadline
+  args[#args + 1] = key
+  if #args >= 1000 then
+    redis.call('ZADD', KEYS[6], unpack(args))
+    args = {}
+  end
+end
+if #args > 0 then
+  redis.call('ZADD', KEYS[6], unpack(args))
+end
+return out

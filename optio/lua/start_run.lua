@@ -1,20 +1,22 @@
 -- Start a run unless one is active.
--- KEYS[1] active run id   KEYS[2] current (watched) run id   KEYS[3] the new run's hash
+-- KEYS[1..7] the new run's keys (see _prelude.lua)   KEYS[8] active run id
+-- KEYS[9] current (watched) run id
 -- ARGV[1] run id   ARGV[2] x (jobs)   ARGV[3] y (jobs/min)   ARGV[4] now ms ('' = Redis clock)
 -- Returns {1, run id} when started, {0, active run id} when another run is active.
-local active = redis.call('GET', KEYS[1])
+local active = redis.call('GET', KEYS[8])
 if active then
   return {0, active}
 end
 local now = now_ms(ARGV[4])
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[3],
+redis.call('SET', KEYS[8], ARGV[1])
+redis.call('SET', KEYS[9], ARGV[1])
+redis.call('HSET', KEYS[1],
   'runId', ARGV[1], 'status', 'running', 'running', '1',
   'xTotal', ARGV[2], 'yMinute', ARGV[3],
-  'reserved', 0, 'enqueued', 0, 'processed', 0, 'failed', 0,
-  'startedAt', now, 'progressAt', now,
+  'reserved', 0, 'enqueued', 0, 'processed', 0, 'failed', 0, 'leasedJobs', 0,
+  'startedAt', now,
   -- job k is due at startedAt + k*60/y: one job (job 0) is due at the anchor time
-  'anchorMs', now, 'anchorCount', 1)
-publish_state(KEYS[3], KEYS[2], ARGV[1])
+  'anchorMs', now, 'anchorCount', 1,
+  'rateNow', 0, 'rateAt', now, 'rateCount', 0, 'heldBack', '0', 'heldAt', 0)
+publish_state(KEYS[1], KEYS[9], ARGV[1])
 return {1, ARGV[1]}

@@ -1,12 +1,13 @@
 -- Change the total and/or the rate of the active run; a new rate applies from the next tick.
--- KEYS[1] active run id   KEYS[2] run hash   KEYS[3] current (watched) run id
+-- KEYS[1..7] the run's keys (see _prelude.lua)   KEYS[8] active run id
+-- KEYS[9] current (watched) run id
 -- ARGV[1] run id   ARGV[2] new x ('' = unchanged)   ARGV[3] new y ('' = unchanged)
 -- ARGV[4] now ms ('' = Redis clock)
 -- Returns {1} when changed, {0, 'not_running'}, or {0, 'x_below_enqueued', reserved}.
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+if redis.call('GET', KEYS[8]) ~= ARGV[1] then
   return {0, 'not_running'}
 end
-local h = hgetall(KEYS[2])
+local h = hgetall(KEYS[1])
 local now = now_ms(ARGV[4])
 if ARGV[2] ~= '' and tonumber(ARGV[2]) < tonumber(h.reserved) then
   return {0, 'x_below_enqueued', h.reserved}
@@ -14,13 +15,13 @@ end
 if ARGV[3] ~= '' then
   -- keep the fraction of a job already accrued at the old rate, then go on at the new one
   local accrued = tonumber(h.anchorCount) + (now - tonumber(h.anchorMs)) * tonumber(h.yMinute) / 60000
-  redis.call('HSET', KEYS[2], 'yMinute', ARGV[3], 'anchorMs', now, 'anchorCount', tostring(accrued))
+  redis.call('HSET', KEYS[1], 'yMinute', ARGV[3], 'anchorMs', now, 'anchorCount', tostring(accrued))
 end
 if ARGV[2] ~= '' then
-  redis.call('HSET', KEYS[2], 'xTotal', ARGV[2])
+  redis.call('HSET', KEYS[1], 'xTotal', ARGV[2])
   if tonumber(h.processed) + tonumber(h.failed) >= tonumber(ARGV[2]) then
-    finish_run(KEYS[2], KEYS[1], ARGV[1], 'completed', now)
+    finish_run(KEYS[8], ARGV[1], 'completed', now)
   end
 end
-publish_state(KEYS[2], KEYS[3], ARGV[1])
+publish_state(KEYS[1], KEYS[9], ARGV[1])
 return {1}

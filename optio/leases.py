@@ -1,0 +1,85 @@
+"""The leases a worker process holds on the messages it runs, renewed by one thread.
+
+A worker leases a message when it starts it (``lease_message.lua``) and releases it in the call
+that counts its last job. While messages run, one daemon thread per process renews all of its
+leases every third of OPTIO_LEASE_SECONDS in one call per run, so short messages cost no
+renewal at all. A lease it fails to renew is lost (it expired and the tick re-sent the message,
+or the run ended): the message's loop stops before its next job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from dataclasses import dataclass, field
+
+import redis
+
+from optio.redis_state import RunStore
+
+log = logging.getLogger("optio")
+
+
+@dataclass
+class Held:
+    """One message this process runs under lease."""
+
+    run_id: str
+    key: str
+    token: str = field(default_factory=lambda: secrets.token_hex(8))
+    lost: threading.Event = field(default_factory=threading.Event)
+
+
+class Keeper:
+    """The leases of this process and the thread that renews them."""
+
+    def __init__(self, store: RunStore, lease_seconds: float) -> None:
+        self.store = store
+        self.lease_ms = int(lease_seconds * 1000)
+        self.interval = lease_seconds / 3
+        self._held: dict[int, Held] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._pid: int | None = None
+
+    def hold(self, held: Held) -> None:
+        with self._lock:
+            self._held[id(held)] = held
+            if self._pid != os.getpid():  # first lease in this (possibly forked) process
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="optio-leases", daemon=True).start()
+
+    def drop(self, held: Held) -> None:
+        with self._lock:
+            self._held.pop(id(held), None)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.interval)
+            try:
+                self.renew()
+            except redis.RedisError as exc:
+                # the leases run out if this lasts: their messages are sent again, counted once
+                log.warning("[worker] Leases not renewed (%s)", exc)
+
+    def renew(self) -> None:
+        """Extend every lease held; flag the ones lost."""
+        with self._lock:
+            by_run: dict[str, dict[str, Held]] = {}
+            for held in self._held.values():
+                by_run.setdefault(held.run_id, {})[held.key] = held
+        for run_id, helds in by_run.items():
+            status, lost = self.store.renew_leases(
+                run_id, {key: h.token for key, h in helds.items()}, self.lease_ms
+            )
+            for key in lost:
+                helds[key].lost.set()
+            if lost and status == "running":
+                log.warning(
+                    "[worker] Lost the lease of %d message(s) of run %s (expired and sent "
+                    "again): not starting more of their jobs",
+                    len(lost),
+                    run_id,
+                )

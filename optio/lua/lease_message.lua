@@ -1,0 +1,40 @@
+-- A worker starts a message: lease it and learn which of its jobs still need running.
+-- KEYS[1..7] the run's keys (see _prelude.lua)
+-- ARGV[1] message key   ARGV[2] first job id   ARGV[3] job count   ARGV[4] the worker's token
+-- ARGV[5] lease ms   ARGV[6] now ms ('' = Redis clock)
+-- Returns {status, held, job id, ...}: status is the run's ('gone' when unknown); held is 1 when
+-- another worker holds a live lease on this message (this delivery is a duplicate: drop it).
+-- Otherwise, when the run is running and some jobs are not counted yet, the caller now holds
+-- the lease until now + ARGV[5] and runs the listed jobs.
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == false then
+  return {'gone', 0}
+end
+if status ~= 'running' then
+  return {status, 0}
+end
+local now = now_ms(ARGV[6])
+local key = ARGV[1]
+if redis.call('HEXISTS', KEYS[7], key) == 1 then
+  local deadline = tonumber(redis.call('ZSCORE', KEYS[6], key))
+  if deadline ~= nil and deadline > now then
+    return {status, 1}
+  end
+  drop_holder(key)  -- expired and not yet taken by the tick: this delivery takes it over
+end
+local out = {status, 0}
+local first = tonumber(ARGV[2])
+for job = first, first + tonumber(ARGV[3]) - 1 do
+  if redis.call('GETBIT', KEYS[2], job) == 0 then
+    out[#out + 1] = job
+  end
+end
+local pending = #out - 2
+if pending == 0 then
+  redis.call('ZREM', KEYS[6], key)  -- all done: a duplicate, or a retry already run
+  return out
+end
+redis.call('HSET', KEYS[7], key, ARGV[4] .. ':' .. pending)
+redis.call('ZADD', KEYS[6], now + tonumber(ARGV[5]), key)
+redis.call('HINCRBY', KEYS[1], 'leasedJobs', pending)
+return out
