@@ -51,7 +51,13 @@ app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
-    broker_transport_options={"visibility_timeout": config.VISIBILITY_TIMEOUT},
+    broker_transport_options={
+        "visibility_timeout": config.VISIBILITY_TIMEOUT,
+        # look for messages to hand out again a few times per timeout (kombu's default sweep is
+        # every ~100 s): a message a dead worker had fetched but not started comes back soon
+        "unacked_restore_interval": max(1, config.VISIBILITY_TIMEOUT // 4),
+        "unacked_restore_throttle": 1,
+    },
     broker_connection_retry_on_startup=True,
     worker_send_task_events=False,
 )

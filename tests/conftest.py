@@ -13,7 +13,7 @@ import requests
 
 from optio.devredis import server_args, wait_until_answering
 from optio.redis_state import RunStore
-from tests.helpers import ROOT, Proc, celery_args, free_port, wait_for
+from tests.helpers import ROOT, Proc, RedisServer, celery_args, free_port, wait_for
 
 #: Database for in-process tests of the Lua scripts (flushed around each test).
 SCRIPTS_DB = 1
@@ -77,7 +77,11 @@ class System:
         )
         return proc
 
-    def start_worker(self, name: str = "worker", concurrency: int = 2) -> Proc:
+    def start_worker(
+        self, name: str = "worker", concurrency: int = 2, *extra: str, **env: str
+    ) -> Proc:
+        """A ``celery worker`` (``extra``: more arguments, e.g. "-P", "threads"; ``env``: more
+        environment for this process only)."""
         args = celery_args(
             "worker",
             "-l",
@@ -88,8 +92,9 @@ class System:
             f"{name}@%h",
             "--without-gossip",
             "--without-mingle",
+            *extra,
         )
-        proc = Proc(name, args, self.env, self.log_dir)
+        proc = Proc(name, args, {**self.env, **env}, self.log_dir)
         self.procs[name] = proc
         wait_for(lambda: "ready." in proc.log(), 30, f"{name} to be ready")
         return proc
@@ -143,6 +148,32 @@ def system(redis_server, tmp_path_factory) -> Iterator[System]:
 def idle_system(system) -> System:
     system.ensure_idle()
     return system
+
+
+#: Settings of the fault systems: quick heartbeats and retries so the suite stays short; leases
+#: keep their default (OPTIO_LEASE_SECONDS=10) unless a test says otherwise.
+FAULT_ENV = {
+    "OPTIO_HEARTBEAT_SECONDS": "1",
+    "OPTIO_RETRY_BACKOFF": "0.2",
+    "OPTIO_REDIS_RETRY_SECONDS": "60",
+    "OPTIO_JOB_FUNC": "tests.fault_jobs:counted",
+}
+
+
+@pytest.fixture
+def fault_system(tmp_path, request):
+    """A system of the test's own: its own redis-server (append-only file), processes started
+    by the test; ``@pytest.mark.env({...})`` adds environment."""
+    server = RedisServer(tmp_path)
+    marker = request.node.get_closest_marker("env")
+    env = {**FAULT_ENV, **(marker.args[0] if marker else {})}
+    system = System(f"{server.url}/0", tmp_path, **env)
+    system.server = server
+    try:
+        yield system
+    finally:
+        system.stop_all()
+        server.stop()
 
 
 #: Rows (case, what was done, what was measured) recorded by the fault suite.

@@ -15,7 +15,9 @@ def _redis() -> redis.Redis:
 
 
 def counted(run_id: str, job_id: int) -> str:
-    """Sleep OPTIO_JOB_SECONDS and count how many times each job really ran."""
+    """Record when each execution of a job starts, sleep OPTIO_JOB_SECONDS, and count how many
+    times each job really ran."""
+    _redis().rpush(f"test:starts:{run_id}", f"{job_id}:{time.time() * 1000:.0f}")
     time.sleep(float(os.environ.get("OPTIO_JOB_SECONDS", "0")))
     _redis().hincrby(f"test:executions:{run_id}", str(job_id), 1)
     return f"done-{job_id}"

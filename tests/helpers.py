@@ -159,3 +159,72 @@ class RedisServer:
         if self.proc is not None:
             self.proc.stop()
             self.proc = None
+
+
+# -- a run against a real system (the System of conftest.py) --------------------------------
+
+
+def start(system, x: int, y: float) -> str:
+    response = system.post("/api/run", {"x": x, "y": y})
+    assert response.status_code == 201, response.text
+    return response.json()["runId"]
+
+
+def status(system) -> dict:
+    return system.get("/api/status").json()
+
+
+def wait_processed(system, at_least: int, timeout: float) -> dict:
+    return wait_for(
+        lambda: (s := status(system))["processed"] >= at_least and s, timeout, f"{at_least} done"
+    )
+
+
+def wait_finished(system, run_id: str, timeout: float) -> dict:
+    def finished():
+        state = status(system)
+        return state["runId"] == run_id and not state["running"] and state
+
+    return wait_for(finished, timeout, f"run {run_id} to finish", interval=0.2)
+
+
+def past_schedule(state: dict) -> float:
+    """Seconds the run finished after its exact schedule's last job was due."""
+    due_end = state["startedAt"] / 1000 + (state["xTotal"] - 1) * 60 / state["yMinute"]
+    return state["finishedAt"] / 1000 - due_end
+
+
+def executions(system, run_id: str) -> dict[int, int]:
+    """Job id -> how many times the job function really ran (tests.fault_jobs:counted)."""
+    raw = system.redis.hgetall(f"test:executions:{run_id}")
+    return {int(k): int(v) for k, v in raw.items()}
+
+
+def starts(system, run_id: str) -> list[tuple[int, float]]:
+    """(job id, ms since the epoch) of every execution start, in order."""
+    out = []
+    for item in system.redis.lrange(f"test:starts:{run_id}", 0, -1):
+        job, _, at = item.partition(":")
+        out.append((int(job), float(at)))
+    return out
+
+
+def assert_exactly_once(system, run_id: str, x: int) -> dict:
+    """processed == x, one stored result per job, one bit per job; returns the figures."""
+    from optio.redis_state import done_key, results_key
+
+    state = status(system)
+    r = system.redis
+    figures = {
+        "processed": state["processed"],
+        "failed": state["failed"],
+        "enqueued": state["enqueued"],
+        "results": r.hlen(results_key(run_id)),
+        "bits": r.bitcount(done_key(run_id)),
+        "executions": sum(executions(system, run_id).values()),
+    }
+    assert state["status"] == "completed"
+    assert figures["processed"] == x and figures["failed"] == 0
+    assert figures["results"] == x and figures["bits"] == x
+    assert figures["enqueued"] == x
+    return figures

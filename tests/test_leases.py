@@ -1,0 +1,298 @@
+"""Leases: a job runs once unless its worker really died, and a dead worker's jobs come back
+within a lease. Real redis-server, real celery worker/beat/web processes, real signals; every
+case counts executions of the job function, not only the counters.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from optio import config
+from optio.redis_state import RunStore, run_key
+from optio.tasks import UNCONFIRMED_MS, batch_size
+from tests.helpers import (
+    assert_exactly_once,
+    executions,
+    start,
+    starts,
+    status,
+    wait_finished,
+    wait_for,
+    wait_processed,
+)
+
+pytestmark = pytest.mark.slow
+
+THREADS = ("-P", "threads")
+
+
+def past_start(state: dict) -> float:
+    return (state["finishedAt"] - state["startedAt"]) / 1000
+
+
+def resent_lines(system, name: str = "beat") -> list[str]:
+    return [line for line in system.procs[name].log().splitlines() if "sent again" in line]
+
+
+def optio_warnings(system) -> list[str]:
+    return [
+        line
+        for proc in system.procs.values()
+        for line in proc.log().splitlines()
+        if "WARNING" in line and ("[scheduler]" in line or "[worker]" in line)
+    ]
+
+
+@pytest.mark.env({"OPTIO_JOB_SECONDS": "40"})
+def test_long_jobs_run_once(fault_system, record):
+    s = fault_system
+    s.start_web()
+    s.start_worker("worker-a", 2)
+    s.start_worker("worker-b", 2)  # free pool processes that could run copies
+    s.start_beat()
+    run_id = start(s, 2, 600)
+    final = wait_finished(s, run_id, 90)
+    figures = assert_exactly_once(s, run_id, 2)
+    assert executions(s, run_id) == {0: 1, 1: 1}
+    assert not resent_lines(s)
+    record(
+        "two 40 s jobs, two workers -c 2",
+        "x=2 at 600/min; jobs sleep 40 s (4 renewals of a 10 s lease each)",
+        f"executions={figures['executions']} (each job once), processed={final['processed']}, "
+        "nothing sent again",
+    )
+
+
+@pytest.mark.env({"OPTIO_JOB_SECONDS": "5"})
+def test_a_slow_rate_runs_each_job_once_without_warnings(fault_system, record):
+    s = fault_system
+    s.start_web()
+    s.start_worker("worker-a", 2)
+    s.start_worker("worker-b", 2)
+    s.start_beat()
+    run_id = start(s, 2, 1)  # job 1 is due a minute after job 0
+    final = wait_finished(s, run_id, 100)
+    assert_exactly_once(s, run_id, 2)
+    assert executions(s, run_id) == {0: 1, 1: 1}
+    assert not resent_lines(s)
+    assert not optio_warnings(s)
+    record(
+        "y = 1/min",
+        "x=2 at 1/min, 5 s jobs, two workers -c 2",
+        f"each job ran once, no warning logged; took {past_start(final):.1f} s",
+    )
+
+
+def test_no_worker_the_broker_holds_each_message_once(fault_system, record):
+    s = fault_system
+    s.start_web()
+    s.start_beat()
+    x, y = 1500, 60_000
+    run_id = start(s, x, y)
+    per_message = batch_size(y)
+    most_messages = 0
+    deadline = time.monotonic() + 75
+    while time.monotonic() < deadline:  # 75 s without any worker
+        most_messages = max(most_messages, s.redis.llen("optio.jobs"))
+        time.sleep(0.5)
+    held = status(s)
+    s.start_worker()
+    final = wait_finished(s, run_id, 120)
+    figures = assert_exactly_once(s, run_id, x)
+    assert most_messages * per_message <= x
+    assert set(executions(s, run_id).values()) == {1}
+    assert not resent_lines(s)
+    record(
+        "no worker for 75 s",
+        f"x={x} at {y}/min ({per_message} jobs per message); a worker started after 75 s",
+        f"the broker held at most {most_messages} messages ({most_messages * per_message} jobs; "
+        f"enqueued {held['enqueued']}); then processed={final['processed']}, "
+        f"executions={figures['executions']} (each job once)",
+    )
+
+
+@pytest.mark.env({"OPTIO_JOB_SECONDS": "12", "OPTIO_VISIBILITY_TIMEOUT": "4"})
+def test_a_job_longer_than_the_visibility_timeout_runs_once(fault_system, record):
+    s = fault_system
+    s.start_web()
+    worker = s.start_worker("worker", 2)
+    s.start_beat()
+    run_id = start(s, 1, 600)
+    wait_finished(s, run_id, 60)
+    assert_exactly_once(s, run_id, 1)
+    assert executions(s, run_id) == {0: 1}
+    dropped = worker.log().count("Dropped a second delivery")
+    assert dropped >= 1, "kombu did not redeliver: the case was not exercised"
+    record(
+        "a job longer than the visibility timeout",
+        "x=1, a 12 s job, OPTIO_VISIBILITY_TIMEOUT=4: kombu delivers the message again",
+        f"the second delivery was dropped ({dropped}x: a live worker held the lease); "
+        "the job ran once",
+    )
+
+
+@pytest.mark.env({"OPTIO_JOB_SECONDS": "0.2", "OPTIO_LEASE_SECONDS": "3"})
+def test_a_frozen_worker_loses_its_leases_and_its_late_results_count_once(fault_system, record):
+    s = fault_system
+    s.start_web()
+    frozen = s.start_worker("worker-a", 2)
+    s.start_beat()
+    x, y = 200, 60_000  # 10 jobs per message: 2 s each
+    run_id = start(s, x, y)
+    wait_processed(s, 10, 30)
+    frozen.signal(signal.SIGSTOP)
+    stopped_at = time.monotonic()
+    s.start_worker("worker-b", 2)
+    wait_for(lambda: resent_lines(s), 30, "the frozen worker's messages to be sent again")
+    resent_after = time.monotonic() - stopped_at
+    time.sleep(max(0.0, 8 - (time.monotonic() - stopped_at)))  # frozen longer than the lease
+    frozen.signal(signal.SIGCONT)
+    final = wait_finished(s, run_id, 90)
+    figures = assert_exactly_once(s, run_id, x)
+    extra = figures["executions"] - x
+    # the frozen worker finishes the job each of its 2 processes was in, then starts no more
+    assert extra <= 2, executions(s, run_id)
+    record(
+        "worker SIGSTOPped for 8 s (lease 3 s), then SIGCONT",
+        f"x={x} at {y}/min, 10 jobs of 200 ms per message, worker -c 2; a second worker started",
+        f"its messages were sent again {resent_after:.1f} s after the SIGSTOP; processed="
+        f"{final['processed']}, bits={figures['bits']}, executions={figures['executions']} "
+        f"({extra} jobs that were mid-run when it froze ran twice; none started after)",
+    )
+
+
+def test_a_tick_that_died_after_reserving_is_repaired(fault_system, record):
+    s = fault_system
+    s.start_web()
+    s.start_worker()
+    x, y = 40, 1200
+    run_id = start(s, x, y)  # the start's own tick sends job 0
+    time.sleep(1.0)  # jobs become due; no beat is running
+    dead = RunStore(s.redis).reserve_due(
+        run_id, 0.5, batch=1, unconfirmed_ms=UNCONFIRMED_MS
+    )  # reserved by a tick that dies before publishing anything
+    assert dead.count >= 5
+    died_at = time.monotonic()
+    s.start_beat()
+    wait_for(lambda: resent_lines(s), 30, "the dead tick's messages to be sent again")
+    repaired = time.monotonic() - died_at
+    final = wait_finished(s, run_id, 60)
+    assert_exactly_once(s, run_id, x)
+    assert set(executions(s, run_id).values()) == {1}
+    assert repaired <= UNCONFIRMED_MS / 1000 + 5
+    record(
+        "the tick dies between reserving and publishing",
+        f"x={x} at {y}/min; {dead.count} jobs reserved and never published",
+        f"published again {repaired:.1f} s later (unconfirmed after {UNCONFIRMED_MS / 1000:g} s"
+        f", beat start-up included); processed={final['processed']}, each job ran once",
+    )
+
+
+@pytest.mark.env({"OPTIO_JOB_SECONDS": "0.5"})
+def test_twenty_thousand_lost_jobs_come_back_in_one_lease(fault_system, record):
+    s = fault_system
+    s.start_web()
+    lost = s.start_worker("worker-a", 200, *THREADS)
+    s.start_beat()
+    x, y = 20_000, 1_200_000  # 100 jobs per message: all 200 messages at once
+    run_id = start(s, x, y)
+    wait_for(
+        lambda: int(s.redis.hget(run_key(run_id), "leasedJobs") or 0) >= 19_000,
+        60,
+        "the worker to lease ~all 200 messages",
+    )
+    lost.signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    at_kill = status(s)
+    s.start_worker("worker-b", 200, *THREADS, OPTIO_JOB_SECONDS="0")
+    wait_finished(s, run_id, 120)
+    after = time.monotonic() - killed_at
+    figures = assert_exactly_once(s, run_id, x)
+    lines = resent_lines(s)
+    assert after <= config.LEASE_SECONDS + 10  # one lease period, not several
+    record(
+        "20,000 jobs lost at once",
+        f"x={x} at {y}/min, 200 messages of 100 jobs of 0.5 s on -P threads -c 200; SIGKILL at "
+        f"processed={at_kill['processed']}; a new worker started",
+        f"re-sent by {len(lines)} tick(s); finished {after:.1f} s after the kill (lease "
+        f"{config.LEASE_SECONDS:g} s); processed={figures['processed']}, bits={figures['bits']}",
+    )
+
+
+@pytest.mark.env({"OPTIO_JOB_SECONDS": "5", "OPTIO_MAX_OUTSTANDING": "50"})
+def test_running_jobs_do_not_eat_the_backlog_cap(fault_system, record):
+    s = fault_system
+    s.start_web()
+    s.start_worker("worker", 200, *THREADS)
+    s.start_beat()
+    x, y = 400, 1200  # 100 jobs of 5 s running at once: twice the cap
+    run_id = start(s, x, y)
+
+    held_polls = []
+
+    def all_enqueued():
+        state = status(s)
+        held_polls.append(state["heldBack"])
+        return state["enqueued"] >= x and time.time()
+
+    done_at = wait_for(all_enqueued, 60, "every job enqueued", interval=0.1)
+    state = status(s)
+    reached = (x - 1) * 60 / (done_at - state["startedAt"] / 1000) / y
+    wait_finished(s, run_id, 60)
+    assert reached >= 0.95
+    assert not state["heldBack"]
+    record(
+        "backlog cap 50, 100 jobs running at once",
+        f"x={x} at {y}/min, 5 s jobs, -P threads -c 200, OPTIO_MAX_OUTSTANDING=50",
+        f"enqueued at {reached:.1%} of y (the cap counted running jobs before: ~50 %); "
+        f"heldBack true in {sum(held_polls)} of {len(held_polls)} polls",
+    )
+
+
+@pytest.mark.env({"OPTIO_JOB_SECONDS": "5", "OPTIO_MAX_OUTSTANDING": "50"})
+def test_a_run_held_back_by_the_workers_says_so(fault_system):
+    s = fault_system
+    s.start_web()
+    s.start_worker("worker", 2)
+    s.start_beat()
+    start(s, 1000, 6000)  # 100/s of 5 s jobs on 2 processes
+    held = wait_for(lambda: (st := status(s))["heldBack"] and st, 30, "heldBack")
+    assert held["rateNow"] < 6000 / 2
+    assert s.post("/api/stop").status_code == 200
+    assert status(s)["heldBack"] is False
+
+
+@pytest.mark.env({"OPTIO_JOB_SECONDS": "0.2"})
+def test_stop_takes_effect_between_jobs_of_a_started_message(fault_system, record):
+    s = fault_system
+    s.start_all()
+    x, y = 400, 60_000  # 10 jobs of 200 ms per message
+    run_id = start(s, x, y)
+    wait_processed(s, 10, 30)
+    stopped = s.post("/api/stop").json()
+    stop_ms = stopped["finishedAt"]
+    # watch for 3 s, the time a started message would go on for (2 s) and more, until every
+    # execution that started has ended
+    watch_until = time.monotonic() + 3
+    wait_for(
+        lambda: (
+            time.monotonic() > watch_until
+            and len(starts(s, run_id)) == sum(executions(s, run_id).values())
+        ),
+        30,
+        "the started jobs to end",
+    )
+    late = [at - stop_ms for _, at in starts(s, run_id) if at > stop_ms]
+    # one flush: the job running at the stop, then the worker sees "stopped"
+    assert all(d <= 200 + 300 for d in late), late
+    assert len(late) <= 2
+    record(
+        "stop mid-message",
+        f"x={x} at {y}/min, 10 jobs of 200 ms per message, worker -c 2; stopped at "
+        f"processed={stopped['processed']}",
+        f"{len(late)} job(s) started after the stop (latest {max(late, default=0):.0f} ms after; "
+        "a message has 2 s of jobs)",
+    )
