@@ -88,6 +88,11 @@ def summary(state: dict[str, Any]) -> str:
     )
     if state.get("failed"):
         text += f", failed {state['failed']:,}"
+    if state.get("running") and state.get("heldBack"):
+        text += (
+            f", held back: enqueuing {rate_text(state.get('rateNow', 0))}/min "
+            "(the workers are behind)"
+        )
     return text
 
 
@@ -128,6 +133,8 @@ class Display:
                 parts.append(f"ETA {duration(left * 60 / measured)}")
         if state.get("failed"):
             parts.append(f"failed {state['failed']:,}")
+        if state.get("running") and state.get("heldBack"):
+            parts.append(f"HELD BACK: enqueuing {rate_text(state.get('rateNow', 0))}/min")
         return " · ".join(parts)
 
     def _bar(self, state: dict[str, Any], now: float) -> None:

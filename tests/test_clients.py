@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import ROOT, VENV_BIN, free_port, wait_for
+from tests.helpers import ROOT, VENV_BIN, free_port, start, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -77,12 +77,6 @@ def commands() -> Iterator[list[Command]]:
 
 def optio(*args: str) -> list[str]:
     return [str(VENV_BIN / "optio"), *args]
-
-
-def start(system, x: int, y: float) -> str:
-    response = system.post("/api/run", {"x": x, "y": y})
-    assert response.status_code == 201, response.text
-    return response.json()["runId"]
 
 
 def test_watch_follows_the_next_run_to_completion(idle_system, commands):

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from optio.redis_state import results_key
-from tests.helpers import Watcher, wait_for
+from tests.helpers import Watcher, start, status, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -21,12 +21,6 @@ def watcher(idle_system):
     w = Watcher(idle_system.base)
     yield w
     w.close()
-
-
-def start(system, x: int, y: float) -> str:
-    response = system.post("/api/run", {"x": x, "y": y})
-    assert response.status_code == 201, response.text
-    return response.json()["runId"]
 
 
 def test_a_run_completes_with_exact_counts_and_live_events(idle_system, watcher):
@@ -146,3 +140,28 @@ def test_a_flood_of_updates_is_coalesced_and_ends_on_the_latest(idle_system, wat
     assert got[-1]["processed"] == 500
     assert len(got) <= 20 * elapsed + 2, f"{len(got)} emits in {elapsed:.2f} s"
     assert [s["processed"] for s in got] == sorted(s["processed"] for s in got)
+
+
+def test_finished_runs_leave_no_key_without_expiry_and_health_never_scans(idle_system):
+    s = idle_system
+
+    def persistent_keys() -> set[str]:
+        return {k for k in s.redis.scan_iter("optio:*", count=1000) if s.redis.ttl(k) == -1}
+
+    def run_one() -> None:
+        run_id = start(s, 5, 60_000)
+        wait_for(lambda: not (st := status(s))["running"] and st["runId"] == run_id, 30, "done")
+
+    run_one()
+    after_one = persistent_keys()
+    for _ in range(4):
+        run_one()
+    assert persistent_keys() == after_one
+
+    def scans() -> int:
+        return int(s.redis.info("commandstats").get("cmdstat_scan", {}).get("calls", 0))
+
+    before = scans()
+    for _ in range(5):
+        assert s.get("/api/health").status_code == 200
+    assert scans() == before
