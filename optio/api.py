@@ -200,8 +200,51 @@ def _scrubbed(message: str) -> str:
     return message
 
 
+#: Methods that change state: refused on every route when another web site sends them (CSRF).
+STATE_CHANGING = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+
+
+def origin_allowed(origin: str, environ: dict) -> bool:
+    """The page's own origin (scheme and Host of the request), or one in OPTIO_CORS_ORIGINS."""
+    same = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+    return origin == same or origin in config.CORS_ORIGINS
+
+
+def _refuse_cross_site() -> None:
+    """Refuse state changes sent by other web sites, on every route of the app.
+
+    A form post or a body-less ``fetch`` is a "simple request": browsers send it cross-site with
+    no preflight, to localhost too. They label it with ``Origin`` (or at least ``Referer``), which
+    must then be ours or listed; ``null`` (sandboxed frames, no-referrer pages, file://) never is
+    for changes. Clients that send neither, such as curl, are not browsers acting for a web site.
+    A body must be JSON on every route. (No check of an empty body's type: eventlet reports a
+    missing Content-Type as text/plain, so curl's bare POST could not be told from a form's.)
+    """
+    if request.method not in STATE_CHANGING:
+        return
+    source, origin = "Origin", request.headers.get("Origin")
+    if origin is None and request.referrer is not None:
+        source, origin = "Referer", _origin_of(request.referrer)
+    if origin is not None and (origin == "null" or not origin_allowed(origin, request.environ)):
+        raise ApiError(
+            403,
+            f"cross-site request refused: {source} {origin[:100]!r} is neither this server's "
+            "origin nor listed in OPTIO_CORS_ORIGINS",
+        )
+    has_body = bool(request.content_length) or "Transfer-Encoding" in request.headers
+    if has_body and request.mimetype != "application/json":
+        raise ApiError(415, "Content-Type must be application/json")
+
+
+def _origin_of(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return f"{scheme}://{host}" if scheme and host else "null"
+
+
 def register(app: Flask) -> None:
-    """Attach the API, CORS and the one error handler to ``app``."""
+    """Attach the API, the cross-site guard, CORS and the one error handler to ``app``."""
+    app.before_request(_refuse_cross_site)
     app.register_blueprint(bp)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.after_request(_cors)

@@ -25,19 +25,13 @@ def async_mode() -> str:
     return "threading" if os.environ.get("FLASK_RUN_FROM_CLI") else config.ASYNC_MODE
 
 
-def origin_allowed(origin: str, environ: dict) -> bool:
-    """Socket.IO origin check: the page's own origin, or one listed in OPTIO_CORS_ORIGINS."""
-    same = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
-    return origin == same or origin in config.CORS_ORIGINS
-
-
 app = Flask(__name__)
 api.register(app)
 pages.register(app)
 socketio = SocketIO(
     app,
     async_mode=async_mode(),
-    cors_allowed_origins=origin_allowed,
+    cors_allowed_origins=api.origin_allowed,
     max_http_buffer_size=64 * 1024,
     # Clients only listen. Handling their events inline in the connection's reader (instead of a
     # green thread each) lets a flooding client be cut off at once, before it monopolises the hub.
