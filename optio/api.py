@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from functools import cache
+from urllib.parse import unquote
 
 import redis
 from flask import Blueprint, Flask, jsonify, request
@@ -115,8 +117,8 @@ def health():
     except redis.RedisError as exc:
         body = {
             "status": "unavailable",
-            "checks": {"redis": f"no answer: {exc}"},
-            "error": f"Redis does not answer at {_redacted_url()}",
+            "checks": {"redis": f"no answer: {_scrubbed(str(exc))}"},
+            "error": f"Redis does not answer at {redacted_url(config.REDIS_URL)}",
         }
         return jsonify(body), 503
     checks: dict = {"redis": "ok", "workers": workers, "beats": beats, "lastTick": last}
@@ -137,16 +139,110 @@ def health():
     return jsonify({"status": "ok", "checks": checks})
 
 
-def _redacted_url() -> str:
-    url = config.REDIS_URL
-    if "@" in url:
-        scheme, _, rest = url.partition("://")
-        url = f"{scheme}://***@{rest.rpartition('@')[2]}"
-    return url
+#: Query parameters whose values are hidden in messages (redis-py honours ``password=`` and
+#: ``username=``; sentinel and TLS options carry their own variants).
+_SECRET_PARAM = re.compile(r"pass|secret|token|user|auth|key", re.IGNORECASE)
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with every credential replaced by ``***``: userinfo, and the values of query
+    parameters such as ``password=``; each part of a ``;``-separated sentinel list too."""
+    redacted = []
+    for part in url.split(";"):
+        head, userinfo, location, params = _url_parts(part)
+        query = "&".join(
+            f"{name}=***" if secret else f"{name}{sep}{value}"
+            for name, sep, value, secret in params
+        )
+        redacted.append(
+            head + ("***@" if userinfo else "") + location + ("?" if params else "") + query
+        )
+    return ";".join(redacted)
+
+
+def _url_parts(url: str) -> tuple[str, str, str, list[tuple[str, str, str, bool]]]:
+    """(``scheme://``, userinfo, host and path, query parameters with a secret flag each).
+
+    Split by hand, not with urlsplit: an unencoded ``#`` or ``?`` in a password must not move
+    the secret into a part that is shown. When an ``@`` follows a ``?`` (a ``?`` in the password,
+    or an ``@`` in a query value: no telling which), all of it counts as userinfo.
+    """
+    scheme, sep, rest = url.partition("://")
+    head = scheme + sep if sep else ""
+    rest = rest if sep else url
+    if "?" in rest.rpartition("@")[0]:
+        return head, rest, "", []
+    userinfo, at, rest = rest.rpartition("@")
+    location, _, query = rest.partition("?")
+    params = [
+        (name, sep_, value, bool(_SECRET_PARAM.search(name)))
+        for name, sep_, value in (p.partition("=") for p in query.split("&") if p)
+    ]
+    return head, userinfo if at else "", location, params
+
+
+def _secrets(url: str) -> list[str]:
+    """The credential values in ``url``, to scrub from error messages that might echo them."""
+    found = []
+    for part in url.split(";"):
+        _, userinfo, _, params = _url_parts(part)
+        found += [userinfo, *userinfo.split(":")]
+        found += [value for _, _, value, secret in params if secret]
+    found = {s for v in found if v for s in (v, unquote(v))}
+    return sorted(found, key=len, reverse=True)
+
+
+def _scrubbed(message: str) -> str:
+    for secret in _secrets(config.REDIS_URL):
+        message = message.replace(secret, "***")
+    return message
+
+
+#: Methods that change state: refused on every route when another web site sends them (CSRF).
+STATE_CHANGING = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+
+
+def origin_allowed(origin: str, environ: dict) -> bool:
+    """The page's own origin (scheme and Host of the request), or one in OPTIO_CORS_ORIGINS."""
+    same = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+    return origin == same or origin in config.CORS_ORIGINS
+
+
+def _refuse_cross_site() -> None:
+    """Refuse state changes sent by other web sites, on every route of the app.
+
+    A form post or a body-less ``fetch`` is a "simple request": browsers send it cross-site with
+    no preflight, to localhost too. They label it with ``Origin`` (or at least ``Referer``), which
+    must then be ours or listed; ``null`` (sandboxed frames, no-referrer pages, file://) never is
+    for changes. Clients that send neither, such as curl, are not browsers acting for a web site.
+    A body must be JSON on every route. (No check of an empty body's type: eventlet reports a
+    missing Content-Type as text/plain, so curl's bare POST could not be told from a form's.)
+    """
+    if request.method not in STATE_CHANGING:
+        return
+    source, origin = "Origin", request.headers.get("Origin")
+    if origin is None and request.referrer is not None:
+        source, origin = "Referer", _origin_of(request.referrer)
+    if origin is not None and (origin == "null" or not origin_allowed(origin, request.environ)):
+        raise ApiError(
+            403,
+            f"cross-site request refused: {source} {origin[:100]!r} is neither this server's "
+            "origin nor listed in OPTIO_CORS_ORIGINS",
+        )
+    has_body = bool(request.content_length) or "Transfer-Encoding" in request.headers
+    if has_body and request.mimetype != "application/json":
+        raise ApiError(415, "Content-Type must be application/json")
+
+
+def _origin_of(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return f"{scheme}://{host}" if scheme and host else "null"
 
 
 def register(app: Flask) -> None:
-    """Attach the API, CORS and the one error handler to ``app``."""
+    """Attach the API, the cross-site guard, CORS and the one error handler to ``app``."""
+    app.before_request(_refuse_cross_site)
     app.register_blueprint(bp)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.after_request(_cors)

@@ -21,6 +21,23 @@ VENDOR = {
     "socket.io.min.js.map": ROOT / "node_modules" / "socket.io-client" / "dist",
 }
 
+#: Sent with every response. No inline script anywhere, and scripts only from this server: a
+#: page that is tricked into adding a <script> (data:, another host) runs nothing. Socket.IO
+#: may connect to other servers (the test client's Server field).
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self' http: https: ws: wss:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+
 bp = Blueprint("pages", __name__)
 
 
@@ -29,10 +46,11 @@ def dashboard():
     return render_template("dashboard.html", max_x=config.MAX_X, max_y=config.MAX_Y)
 
 
-@bp.get("/test-websocket.html")
-def test_client():
-    """Method 1 of the guide; the same file also works opened from disk (file://)."""
-    return send_from_directory(STATIC, "test-websocket.html", max_age=0)
+@bp.get("/<any('test-websocket.html', 'test-websocket.js', 'test-websocket.css'):name>")
+def test_client(name: str):
+    """Method 1 of the guide. Its script and style sit next to it, so that the same files also
+    work opened from disk (file://)."""
+    return send_from_directory(STATIC, name, max_age=0)
 
 
 @bp.get("/vendor/<name>")
@@ -47,5 +65,12 @@ def vendor(name: str):
     return send_from_directory(folder, name, max_age=3600)
 
 
+def _security_headers(response):
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 def register(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.after_request(_security_headers)

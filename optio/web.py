@@ -12,7 +12,7 @@ import time
 
 import redis
 from flask import Flask, request
-from flask_socketio import SocketIO, disconnect
+from flask_socketio import SocketIO
 
 from optio import api, config, pages
 from optio.relay import Relay
@@ -25,22 +25,16 @@ def async_mode() -> str:
     return "threading" if os.environ.get("FLASK_RUN_FROM_CLI") else config.ASYNC_MODE
 
 
-def origin_allowed(origin: str, environ: dict) -> bool:
-    """Socket.IO origin check: the page's own origin, or one listed in OPTIO_CORS_ORIGINS."""
-    same = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
-    return origin == same or origin in config.CORS_ORIGINS
-
-
 app = Flask(__name__)
 api.register(app)
 pages.register(app)
 socketio = SocketIO(
     app,
     async_mode=async_mode(),
-    cors_allowed_origins=origin_allowed,
+    cors_allowed_origins=api.origin_allowed,
     max_http_buffer_size=64 * 1024,
-    # Clients only listen. Handling their events inline in the connection's reader (instead of a
-    # green thread each) lets a flooding client be cut off at once, before it monopolises the hub.
+    # Clients only listen. Handling their packets inline in the connection's reader (instead of a
+    # green thread each) lets a flooding client be cut off at once (PacketBudget below).
     async_handlers=False,
 )
 relay = Relay(socketio, lambda: api.store().current_state())
@@ -68,25 +62,56 @@ def on_connect(auth=None) -> bool | None:
     return None
 
 
-#: Clients only listen: one that sends more than this many events in 10 s is disconnected.
-CLIENT_EVENT_BUDGET = 20
-_client_events: dict[str, list[float]] = {}
+#: Clients only listen: one that sends more than this many packets in BUDGET_SECONDS is cut off.
+CLIENT_PACKET_BUDGET = 20
+BUDGET_SECONDS = 10.0
 
 
-@socketio.on("*")
-def on_client_event(event, *args) -> None:
-    sid = request.sid
-    now = time.monotonic()
-    window = _client_events.setdefault(sid, [now, 0])
-    if now - window[0] > 10:
-        window[:] = [now, 0]
-    window[1] += 1
-    if window[1] == CLIENT_EVENT_BUDGET + 1:
-        log.warning("[api] Disconnecting client %s: it sends events (%r, ...)", sid, event[:50])
-        disconnect()
-    socketio.sleep(0)  # let other clients and requests run between a client's events
+class PacketBudget:
+    """Counts every Socket.IO packet a client sends, before python-socketio looks at it.
+
+    It sits on the Engine.IO ``message`` hook, in front of ``Server._handle_eio_message``:
+    python-socketio would hand client events named ``connect``/``disconnect`` to our own
+    handlers and accepts any JSON value as an event name, and a binary event's attachments reach
+    no handler until the last one arrives. Clients only listen, so only Socket.IO CONNECT and
+    DISCONNECT packets go on to python-socketio; events, acks and attachments are dropped.
+    """
+
+    def __init__(self, server, budget: int, seconds: float) -> None:
+        self.server = server
+        self.budget = budget
+        self.seconds = seconds
+        self._windows: dict[str, list[float]] = {}  # Engine.IO sid -> [window start, packets]
+        self._dispatch = server._handle_eio_message
+        self._eio_disconnect = server._handle_eio_disconnect
+        server.eio.on("message", self.on_message)
+        server.eio.on("disconnect", self.on_disconnect)
+
+    def on_message(self, eio_sid: str, data: str | bytes) -> None:
+        now = time.monotonic()
+        window = self._windows.setdefault(eio_sid, [now, 0])
+        if now - window[0] > self.seconds:
+            window[:] = [now, 0]
+        window[1] += 1
+        if window[1] > self.budget:
+            if window[1] == self.budget + 1:
+                self._cut_off(eio_sid, data)
+            return
+        if isinstance(data, str) and data[:1] in ("0", "1"):  # Socket.IO CONNECT, DISCONNECT
+            self._dispatch(eio_sid, data)
+        self.server.sleep(0)  # let other clients and requests run between a client's packets
+
+    def _cut_off(self, eio_sid: str, data: str | bytes) -> None:
+        sample = data[:50] if isinstance(data, str) else f"<{len(data)} bytes>"
+        log.warning("[api] Disconnecting client %s: it sends packets (%r, ...)", eio_sid, sample)
+        sid = self.server.manager.sid_from_eio_sid(eio_sid, "/")
+        if sid is not None:
+            self.server.disconnect(sid)  # tells a socket.io client not to reconnect
+        self.server.eio.disconnect(eio_sid)
+
+    def on_disconnect(self, eio_sid: str, reason=None) -> None:
+        self._windows.pop(eio_sid, None)
+        self._eio_disconnect(eio_sid, reason)
 
 
-@socketio.on("disconnect")
-def on_disconnect(*_: object) -> None:
-    _client_events.pop(request.sid, None)
+packet_budget = PacketBudget(socketio.server, CLIENT_PACKET_BUDGET, BUDGET_SECONDS)

@@ -7,7 +7,7 @@ import json
 import pytest
 import requests
 
-from tests.helpers import Watcher
+from tests.helpers import Watcher, wait_for
 
 JSON = {"Content-Type": "application/json"}
 
@@ -133,8 +133,6 @@ def test_a_second_start_while_running_is_409_and_keeps_the_run(idle_system):
 
 def test_x_below_enqueued_is_a_clear_400(idle_system):
     assert idle_system.post("/api/run", {"x": 1000, "y": 6000}).status_code == 201
-    from tests.helpers import wait_for
-
     wait_for(lambda: idle_system.get("/api/status").json()["enqueued"] >= 5, 10, "enqueued")
     response = idle_system.put("/api/run", {"x": 1})
     assert response.status_code == 400
@@ -176,9 +174,16 @@ class TestCors:
         with pytest.raises(socketio.exceptions.ConnectionError):
             Watcher(idle_system.base, origin="http://evil.example")
 
-    def test_socketio_accepts_our_origin(self, idle_system):
-        watcher = Watcher(idle_system.base)
-        watcher.close()
+    @pytest.mark.parametrize("own", ["base", "listed"])
+    def test_socketio_accepts_our_origin(self, idle_system, own):
+        origin = idle_system.base if own == "base" else f"http://localhost:{idle_system.port}"
+        watcher = Watcher(idle_system.base, origin=origin)
+        try:
+            assert watcher.client.connected
+            wait_for(watcher.states, 5, "the state sent to a new client")
+            assert watcher.states()[0] == idle_system.get("/api/status").json()
+        finally:
+            watcher.close()
 
 
 def test_json_error_bodies_are_json_objects(idle_system):

@@ -71,8 +71,15 @@ def test_the_right_token_starts_and_stops_and_reads_stay_open(token_system):
     assert started.status_code == 201
     assert token_system.get("/api/status").json()["running"] is True
     assert token_system.post("/api/stop", headers=auth(TOKEN)).status_code == 200
+    # reads need no token: /api/status and the live feed, which sends the state at once
+    status = token_system.get("/api/status")
+    assert status.status_code == 200 and status.json()["status"] == "stopped"
     watcher = Watcher(token_system.base)
-    watcher.close()
+    try:
+        wait_for(watcher.states, 5, "the state sent to a client without a token")
+        assert watcher.states()[0]["runId"] == started.json()["runId"]
+    finally:
+        watcher.close()
 
 
 def test_protected_reads_need_the_token_too(protected_system):

@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -61,6 +62,14 @@ class Page:
         self.console: list[str] = []
         self.tab.on("pageerror", lambda exc: self.errors.append(str(exc)))
         self.tab.on("console", self._console)
+        # Content-Security-Policy violations, as the page itself sees them
+        self.context.add_init_script(
+            "window.__csp = []; document.addEventListener('securitypolicyviolation',"
+            " (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));"
+        )
+
+    def csp_violations(self) -> list[str]:
+        return self.tab.evaluate("window.__csp || []")
 
     def _console(self, message) -> None:
         self.console.append(message.text)
@@ -306,7 +315,12 @@ def second_web(system, tmp_path_factory) -> Iterator[System]:
 def test_the_html_test_client_works_as_a_local_file(idle_system, second_web, page):
     path = ROOT / "optio" / "static" / "test-websocket.html"
     page.tab.goto(f"{path.as_uri()}?server={second_web.base}")
+    asked: list[str] = []
+    page.tab.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     page.tab.click("#connect")
+    # opened from disk, it runs the chosen server's socket.io client only once the user agrees
+    expect(page.tab.locator("#status")).not_to_have_text("Not connected")
+    assert asked and f"{second_web.base}/vendor/socket.io.min.js" in asked[0], asked
     expect(page.tab.locator("#log")).to_contain_text(f"✅ Connected to {second_web.base}")
     expect(page.tab.locator("#log")).to_contain_text("Progress #1:")
 
@@ -317,6 +331,7 @@ def test_a_local_file_is_refused_unless_null_is_allowed(idle_system, browser):
     try:
         path = ROOT / "optio" / "static" / "test-websocket.html"
         tab.tab.goto(f"{path.as_uri()}?server={idle_system.base}")
+        tab.tab.on("dialog", lambda dialog: dialog.accept())
         tab.tab.click("#connect")
         expect(tab.tab.locator("#hint")).to_contain_text("OPTIO_CORS_ORIGINS")
         expect(tab.tab.locator("#log")).to_contain_text("Connection error")
@@ -390,3 +405,80 @@ def test_the_dashboard_asks_for_the_api_token_when_the_server_wants_one(
     expect(tab.locator("#status")).to_have_text("completed", timeout=30_000)
     tab.reload()
     expect(tab.locator("#token")).to_have_value(API_TOKEN)
+
+
+def test_a_local_file_loads_nothing_when_the_user_declines(idle_system, page):
+    path = ROOT / "optio" / "static" / "test-websocket.html"
+    page.tab.goto(f"{path.as_uri()}?server={idle_system.base}")
+    page.tab.on("dialog", lambda dialog: dialog.dismiss())
+    page.tab.click("#connect")
+    expect(page.tab.locator("#log")).to_contain_text("not confirmed")
+    assert page.tab.evaluate("typeof io") == "undefined"
+
+
+HOSTILE_SERVERS = [
+    ("data: URL that stops the run", "data:text/javascript,fetch('/api/stop',{method:'POST'})//x"),
+    ("data: URL", "data:text/javascript,window.pwned='data'//"),
+    ("javascript: URL", "javascript:window.pwned='javascript'//"),
+    ("scheme-relative host", "//evil.example"),
+    ("other scheme", "ftp://evil.example"),
+]
+
+
+@pytest.mark.parametrize(
+    "server", [c[1] for c in HOSTILE_SERVERS], ids=[c[0] for c in HOSTILE_SERVERS]
+)
+def test_the_served_test_page_runs_nothing_from_a_hostile_server_parameter(
+    idle_system, page, server
+):
+    """?server= must name an http(s) server; the page says why it refuses anything else."""
+    run_id = idle_system.post("/api/run", {"x": 100_000, "y": 60}).json()["runId"]
+    evil_hits: list[str] = []
+
+    def evil(route):
+        evil_hits.append(route.request.url)
+        route.fulfill(body="window.pwned = 'evil.example';", content_type="text/javascript")
+
+    page.context.route("http://evil.example/**", evil)
+    try:
+        page.tab.goto(f"{idle_system.base}/test-websocket.html?server={quote(server, safe='')}")
+        hint = page.tab.locator("#hint")
+        expect(hint).to_be_visible()  # says so at once, before Connect
+        expect(hint).to_contain_text("only http:// and https:// addresses are accepted")
+        page.tab.click("#connect")
+        expect(hint).to_contain_text("Nothing was loaded")
+        expect(page.tab.locator("#status")).to_have_text("Not connected")
+        page.tab.wait_for_timeout(300)  # room for a script that was wrongly added to run
+        assert page.tab.evaluate("window.pwned") is None
+        assert page.tab.evaluate("typeof io") == "undefined"
+        srcs = page.tab.evaluate("[...document.scripts].map((s) => s.src)")
+        assert srcs == [f"{idle_system.base}/test-websocket.js"], srcs
+        assert evil_hits == []
+        assert page.csp_violations() == []
+        state = idle_system.get("/api/status").json()
+        assert (state["runId"], state["status"]) == (run_id, "running")
+    finally:
+        idle_system.post("/api/stop")
+
+
+def test_the_pages_work_under_the_content_security_policy(idle_system, page):
+    """Both pages send the CSP, and the dashboard and the test client run with no violation."""
+    for path in ("/", "/test-websocket.html"):
+        policy = idle_system.get(path).headers.get("Content-Security-Policy", "")
+        assert "script-src 'self'" in policy and "unsafe-inline" not in policy, (path, policy)
+
+    open_dashboard(page, idle_system.base)
+    tab = page.tab
+    tab.fill("#x", "5")
+    tab.fill("#y", "6000")
+    tab.click("#start")
+    expect(tab.locator("#status")).to_have_text("completed", timeout=30_000)
+    assert page.csp_violations() == []
+
+    tab.goto(idle_system.base + "/test-websocket.html")
+    expect(tab.locator("#hint")).to_be_hidden()
+    tab.click("#connect")
+    expect(tab.locator("#status")).to_have_text("Connected")
+    expect(tab.locator("#log")).to_contain_text("Progress #1:")
+    assert page.csp_violations() == []
+    assert not [line for line in page.console if "Content Security Policy" in line]

@@ -127,11 +127,23 @@ RAW_CASES = [
 ]
 
 
-@pytest.mark.parametrize("payload", [c[1] for c in RAW_CASES], ids=[c[0] for c in RAW_CASES])
-def test_raw_hostile_requests_never_get_a_5xx(idle_system, payload):
+#: Not HTTP at all: the server closes the connection without an answer. Every other case
+#: must get an HTTP answer with a 4xx status.
+CLOSED_WITHOUT_ANSWER = {"garbage request line", "binary noise", "unknown HTTP version"}
+
+
+@pytest.mark.parametrize(
+    "payload, closes",
+    [(c[1], c[0] in CLOSED_WITHOUT_ANSWER) for c in RAW_CASES],
+    ids=[c[0] for c in RAW_CASES],
+)
+def test_raw_hostile_requests_never_get_a_5xx(idle_system, payload, closes):
     before = idle_system.get("/api/status").json()
     status = send_raw(idle_system.port, payload)
-    assert status is None or 400 <= status < 500, status
+    if closes:
+        assert status is None, f"answered {status} to something that is not HTTP"
+    else:
+        assert status is not None and 400 <= status < 500, status
     assert idle_system.get("/api/status").json() == before
     assert idle_system.procs["web"].alive()
 
@@ -143,31 +155,47 @@ def polling_session(system) -> str:
     return json.loads(response.text[response.text.index("{") :])["sid"]
 
 
+#: (name, packet, status of the POST that carries it). The server drops a packet it cannot
+#: parse (200, the session lives on); an unknown Engine.IO packet type ends the session (400).
 BAD_PACKETS = [
-    ("not an Engine.IO packet", b"\x00\xff\xfe"),
-    ("Socket.IO connect with broken JSON", b"40{not json"),
-    ("event with broken JSON", b'42["progress", {'),
-    ("event that is not a list", b'42{"a": 1}'),
-    ("binary-event header lie", b'451-["progress",{"_placeholder":true,"num":7}]'),
-    ("unknown packet type", b"9hello"),
+    ("not an Engine.IO packet", b"\x00\xff\xfe", 200),
+    ("Socket.IO connect with broken JSON", b"40{not json", 200),
+    ("event with broken JSON", b'42["progress", {', 200),
+    ("event that is not a list", b'42{"a": 1}', 200),
+    ("binary-event header lie", b'451-["progress",{"_placeholder":true,"num":7}]', 200),
+    ("unknown packet type", b"9hello", 400),
 ]
 
 
-@pytest.mark.parametrize("packet", [c[1] for c in BAD_PACKETS], ids=[c[0] for c in BAD_PACKETS])
-def test_malformed_socketio_packets_are_refused_cleanly(idle_system, packet):
+@pytest.mark.parametrize(
+    "packet, status", [c[1:] for c in BAD_PACKETS], ids=[c[0] for c in BAD_PACKETS]
+)
+def test_malformed_socketio_packets_are_refused_cleanly(idle_system, packet, status):
+    """Each answered with its status while the session's long-poll is held (as a real client's
+    is), and other requests are served during that held request."""
     before = idle_system.get("/api/status").json()
     sid = polling_session(idle_system)
     url = f"{idle_system.base}/socket.io/?EIO=4&transport=polling&sid={sid}"
+    polled: list[requests.Response] = []
+    poll = threading.Thread(target=lambda: polled.append(requests.get(url, timeout=30)))
+    poll.start()
     try:
+        started = time.monotonic()
+        assert idle_system.get("/api/status").json() == before
+        assert time.monotonic() - started < 2.0, "other requests are served meanwhile"
+        assert poll.is_alive(), "the long-poll was held while /api/status answered"
+
         response = requests.post(
-            url, data=packet, headers={"Content-Type": "text/plain"}, timeout=3
+            url, data=packet, headers={"Content-Type": "text/plain"}, timeout=5
         )
-        assert response.status_code < 500
-    except requests.exceptions.ReadTimeout:
-        pass  # the library holds that one session's request until it times out
-    started = time.monotonic()
+        assert response.status_code == status, response.text
+        if status == 200:  # the session lives on: end it, which answers the held poll
+            close = requests.post(url, data=b"1", headers={"Content-Type": "text/plain"})
+            assert close.status_code == 200
+    finally:
+        poll.join(10)
+    assert polled and polled[0].status_code == 200, "the held poll was answered"
     assert idle_system.get("/api/status").json() == before
-    assert time.monotonic() - started < 2.0, "other requests are served meanwhile"
 
 
 def test_an_oversized_websocket_message_closes_only_that_client(idle_system):
@@ -233,3 +261,115 @@ def test_a_flooding_client_cannot_fake_progress_or_stall_the_server(idle_system)
         assert bystander.client.connected
     finally:
         bystander.close()
+
+
+class RawClient:
+    """A Socket.IO client made of raw Engine.IO/Socket.IO frames over one WebSocket."""
+
+    def __init__(self, port: int) -> None:
+        self.ws = websocket.create_connection(
+            f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket", timeout=5
+        )
+        assert self.ws.recv().startswith("0{")  # Engine.IO open
+        self.ws.send("40")  # Socket.IO CONNECT to "/"
+        self.frames: list[str | bytes] = []
+        wait_for(lambda: self._read(0.2) or self._got("40{"), 5, "the CONNECT answer")
+        # the state sent to every new client
+        wait_for(lambda: self._read(0.2) or self.progress_events(), 5, "the first state")
+
+    def _got(self, prefix: str) -> bool:
+        return any(isinstance(f, str) and f.startswith(prefix) for f in self.frames)
+
+    def progress_events(self) -> int:
+        return sum(isinstance(f, str) and f.startswith('42["progress"') for f in self.frames)
+
+    def _read(self, timeout: float) -> bool:
+        """Read what arrives within ``timeout``; True once the server has closed."""
+        self.ws.settimeout(timeout)
+        try:
+            while True:
+                opcode, data = self.ws.recv_data()
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    return True
+                self.frames.append(data.decode() if opcode == websocket.ABNF.OPCODE_TEXT else data)
+        except websocket.WebSocketTimeoutException:
+            return False
+        except (websocket.WebSocketConnectionClosedException, OSError):
+            return True
+
+    def send(self, frame: str | bytes) -> bool:
+        """Send one frame; False when the server has already closed the connection."""
+        try:
+            if isinstance(frame, bytes):
+                self.ws.send_binary(frame)
+            else:
+                self.ws.send(frame)
+            return True
+        except (websocket.WebSocketConnectionClosedException, OSError):
+            return False
+
+    def closed(self) -> bool:
+        return self._read(0.2)
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+#: optio.web.CLIENT_PACKET_BUDGET (not imported: that would build the web app in this process)
+CLIENT_PACKET_BUDGET = 20
+ATTACHMENT = b"\x00\x01binary\xff"
+#: Packets that each must count against the budget: (name, frames sent per round).
+BUDGET_BYPASSES = [
+    ("events named disconnect", ['42["disconnect"]']),
+    ("events named connect", ['42["connect"]']),
+    ("a number as event name", ["42[7]"]),
+    ("null as event name", ["42[null]"]),
+    ("an object as event name", ['42[{"a":1}]']),
+    ("acks", ["431[]"]),
+    ("binary event and attachment", ['451-["x",{"_placeholder":true,"num":0}]', ATTACHMENT]),
+    (
+        "attachments of an event announcing 999",
+        ['4599-["x",{"_placeholder":true,"num":0}]'] + [ATTACHMENT] * 50,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "frames", [c[1] for c in BUDGET_BYPASSES], ids=[c[0] for c in BUDGET_BYPASSES]
+)
+def test_every_packet_counts_against_the_flood_budget(idle_system, frames):
+    before = idle_system.get("/api/status").json()
+    bystander = Watcher(idle_system.base)
+    client = RawClient(idle_system.port)
+    try:
+        sent = 0
+        while sent < 5 * CLIENT_PACKET_BUDGET:
+            for frame in frames:
+                if client.send(frame):
+                    sent += 1
+        wait_for(client.closed, 10, "the server to close the flooding connection")
+        assert client._got("41"), "the server says it disconnects (no reconnect)"
+        assert bystander.client.connected
+        assert idle_system.get("/api/status").json() == before
+        other = RawClient(idle_system.port)  # new connections are still served
+        other.close()
+    finally:
+        client.close()
+        bystander.close()
+
+
+def test_connect_named_events_cause_no_emit_and_no_handler(idle_system):
+    """A client event named `connect` must not run the connect handler (a Redis read + an emit)."""
+    client = RawClient(idle_system.port)
+    try:
+        assert client.progress_events() == 1  # the state every new client gets
+        for _ in range(5):  # well within the budget
+            assert client.send('42["connect"]')
+            assert client.send('42["connect",{"token":"x"}]')
+        # nothing changes on an idle system: any progress frame now would come from those events
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            assert not client._read(0.1), "the server closed a client within its budget"
+        assert client.progress_events() == 1, client.frames
+    finally:
+        client.close()

@@ -43,6 +43,21 @@ def test_the_html_test_client_is_served(system):
     for label in ("Connect", "Disconnect", "Clear log"):
         assert f">{label}</button>" in page
     assert not re.search(r'(src|href)="(https?:)?//', page)
+    assert '<script src="test-websocket.js"' in page
+    for name in ("test-websocket.js", "test-websocket.css"):
+        assert system.get(f"/{name}").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/", "/test-websocket.html"])
+def test_pages_have_no_inline_script_and_send_a_csp(system, path):
+    response = system.get(path)
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert "object-src 'none'" in policy and "base-uri 'none'" in policy
+    # every <script> has a src on this server; no inline code, no on* handler attributes
+    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", response.text, re.S)
+    assert scripts and all('src="' in attrs and not body.strip() for attrs, body in scripts)
+    assert not re.search(r"\son[a-z]+=", response.text)
 
 
 def test_static_files_of_the_dashboard(system):
