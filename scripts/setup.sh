@@ -1,21 +1,12 @@
 #!/usr/bin/env bash
 # Create .venv and install optio into it, and the npm packages (with test tools and Chromium
 # when called with "test").
-#
-# OPTIO_REUSE_VENV=/path/to/other/.venv: a new .venv sees that venv's installed packages instead
-# of downloading them again (the tests' fresh clones use it); optio itself is still installed
-# from this directory. Unset, nothing but this directory and the registries is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
-  if [ -n "${OPTIO_REUSE_VENV:-}" ]; then
-    purelib='import sysconfig; print(sysconfig.get_paths()["purelib"])'
-    "$OPTIO_REUSE_VENV/bin/python" -c "$purelib" >"$(.venv/bin/python -c "$purelib")/_optio_reuse.pth"
-  else
-    .venv/bin/python -m pip install -q --upgrade pip
-  fi
+  .venv/bin/python -m pip install -q --upgrade pip
 fi
 # The browser's socket.io client (built into the package, see setup.py) and
 # test-websocket-cli.js come from the npm registry, pinned by package-lock.json.
