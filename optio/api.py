@@ -20,7 +20,13 @@ from optio.redis_state import (
     XBelowEnqueuedError,
     connect,
 )
-from optio.validation import ApiError, parse_json_object, validate_start, validate_update
+from optio.validation import (
+    ApiError,
+    number,
+    parse_json_object,
+    validate_start,
+    validate_update,
+)
 
 log = logging.getLogger("optio.api")
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -77,7 +83,7 @@ def _kick_scheduler() -> None:
 def start_run():
     x, y = validate_start(_body())
     run_id = store().start_run(x, y)
-    log.info("[api] Started run %s: x=%d, y=%g/min", run_id, x, y)
+    log.info("[api] Started run %s: x=%s, y=%s/min", run_id, number(x), number(y))
     _kick_scheduler()
     return jsonify(store().current_state()), 201
 
@@ -85,7 +91,14 @@ def start_run():
 @bp.put("/run")
 def update_run():
     x, y = validate_update(_body())
-    store().update_run(x, y)
+    try:
+        store().update_run(x, y)
+    except XBelowEnqueuedError as exc:
+        raise ApiError(
+            400,
+            f"x ({number(x or 0)}) cannot be below the {number(exc.enqueued)} jobs "
+            "already enqueued",
+        ) from None
     log.info("[api] Updated run: x=%s, y=%s", x, y)
     return jsonify(store().current_state())
 
@@ -293,5 +306,7 @@ def _http_message(exc: HTTPException) -> str:
             f"; use {allowed}" if allowed else ""
         )
     if exc.code == 413:
-        return f"body too large: at most {MAX_BODY_BYTES} bytes"
+        return (
+            f"body too large: at most {MAX_BODY_BYTES // 1024} KiB ({number(MAX_BODY_BYTES)} bytes)"
+        )
     return exc.description or exc.name

@@ -1,4 +1,5 @@
-"""The ``optio`` command. ``optio watch`` follows a run's progress over Socket.IO.
+"""The ``optio`` command. ``optio watch`` follows a run's progress over Socket.IO;
+``optio serve`` runs the web process.
 
 Exit codes of ``optio watch``: 0 the run completed (or ``--once`` printed the state),
 1 the run was stopped or replaced by another, 2 bad arguments, 3 no connection to the server,
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import queue
 import re
 import shutil
@@ -275,6 +277,18 @@ def _reason(exc: Exception) -> str:
     return text[:200] or "no answer"
 
 
+def serve(host: str | None, port: int | None) -> int:
+    """Become the web process. A fresh interpreter, because eventlet must monkey-patch before
+    anything else is imported (this module already imported threading)."""
+    env = dict(os.environ)
+    if host:
+        env["OPTIO_HOST"] = host
+    if port:
+        env["PORT"] = str(port)
+    os.execve(sys.executable, [sys.executable, "-m", "optio.serve"], env)
+    return EXIT_OK  # not reached
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="optio", description="optio command-line tools")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -297,7 +311,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     w.add_argument("--once", action="store_true", help="print the current state and exit")
     w.add_argument("--json", action="store_true", help="print every state received as JSON")
+    s = commands.add_parser(
+        "serve",
+        help="run the web process (HTTP API, dashboard, Socket.IO)",
+        description=(
+            "Run optio's web process. Workers and the scheduler run as "
+            "`celery -A optio.tasks worker` and `celery -A optio.tasks beat`, "
+            "all with the same REDIS_URL."
+        ),
+    )
+    s.add_argument("--host", help=f"interface to bind (default from OPTIO_HOST: {config.HOST})")
+    s.add_argument("--port", type=int, help=f"port (default from PORT: {config.PORT})")
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args.host, args.port)
     if args.command != "watch":
         parser.print_help(sys.stderr)
         return EXIT_USAGE

@@ -21,8 +21,8 @@ REDIS_URL: str = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
 
 #: TCP port of the web process (HTTP API, pages, Socket.IO).
 PORT: int = _int("PORT", 3000)
-#: Interface the web process binds to.
-HOST: str = os.environ.get("OPTIO_HOST", "0.0.0.0")
+#: Interface the web process binds to: loopback unless set (expose it with a token, see README).
+HOST: str = os.environ.get("OPTIO_HOST", "127.0.0.1")
 
 #: Seconds between two scheduler ticks fired by celery beat.
 TICK_SECONDS: float = _float("OPTIO_TICK_SECONDS", 1.0)
@@ -50,6 +50,9 @@ RETRY_BACKOFF: float = _float("OPTIO_RETRY_BACKOFF", 1.0)
 
 #: Replaced by leases (OPTIO_LEASE_SECONDS); set, it is ignored with a warning.
 STALL_SECONDS_DEPRECATED: str | None = os.environ.get("OPTIO_STALL_SECONDS")
+
+#: Seconds a Redis command may take before it fails (a hung Redis makes the API answer 503).
+REDIS_TIMEOUT: float = _float("OPTIO_REDIS_TIMEOUT", 5.0)
 
 #: Seconds a worker keeps retrying Redis calls while Redis is away (restart, failover).
 REDIS_RETRY_SECONDS: float = _float("OPTIO_REDIS_RETRY_SECONDS", 120.0)

@@ -90,10 +90,28 @@ def down() -> None:
     if pid:
         try:
             os.kill(pid, signal.SIGTERM)  # redis-server flushes its append-only file on TERM
-            print(f"[redis] Stopped the local redis-server (pid {pid})")
         except ProcessLookupError:
-            pass
+            pid = 0
+    if pid:
+        # wait for it to be gone, so a run command that returned leaves no Redis behind
+        end = time.monotonic() + 10
+        while time.monotonic() < end and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            print(f"[redis] redis-server (pid {pid}) is still shutting down after 10 s")
+        else:
+            print(f"[redis] Stopped the local redis-server (pid {pid})")
     PID_FILE.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""Browser pages: the dashboard, the guide's HTML test client and the vendored socket.io client.
+"""Browser pages: the dashboard, the guide's HTML test client and the socket.io browser client.
 
-The socket.io browser client is installed from the npm registry (``npm ci``, see package.json)
-and served from ``node_modules``; nothing third-party is committed or fetched from a CDN.
+The socket.io browser client is copied into the package at build time from the npm tarball
+pinned by package-lock.json (see setup.py), so an installed wheel serves it without the
+repository; a checkout without a build falls back to ``node_modules``. Nothing third-party is
+committed or fetched from a CDN.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ from optio.validation import ApiError
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = Path(__file__).resolve().parent / "static"
 #: socket.io-client files served under /vendor/ (the source map keeps devtools quiet).
-VENDOR = {
-    "socket.io.min.js": ROOT / "node_modules" / "socket.io-client" / "dist",
-    "socket.io.min.js.map": ROOT / "node_modules" / "socket.io-client" / "dist",
-}
+VENDOR = ("socket.io.min.js", "socket.io.min.js.map")
+#: Where they are looked for: the package (built), then a checkout's node_modules.
+VENDOR_DIRS = (STATIC, ROOT / "node_modules" / "socket.io-client" / "dist")
 
 #: Sent with every response. No inline script anywhere, and scripts only from this server: a
 #: page that is tricked into adding a <script> (data:, another host) runs nothing. Socket.IO
@@ -55,14 +56,16 @@ def test_client(name: str):
 
 @bp.get("/vendor/<name>")
 def vendor(name: str):
-    folder = VENDOR.get(name)
-    if folder is None:
+    if name not in VENDOR:
         raise ApiError(404, f"no such vendored file: {name[:100]}")
-    if not (folder / name).is_file():
-        raise ApiError(
-            503, f"{name} is not installed: run `npm ci` in {ROOT} (scripts/setup.sh does it)"
-        )
-    return send_from_directory(folder, name, max_age=3600)
+    for folder in VENDOR_DIRS:
+        if (folder / name).is_file():
+            return send_from_directory(folder, name, max_age=3600)
+    raise ApiError(
+        503,
+        f"{name} is missing: reinstall optio (its build copies the socket.io client from npm), "
+        "or run `npm ci` in a checkout; the dashboard polls /api/status meanwhile",
+    )
 
 
 def _security_headers(response):

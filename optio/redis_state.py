@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from optio import config
 
@@ -168,11 +170,18 @@ def new_run_id() -> str:
 
 
 def connect(url: str | None = None) -> redis.Redis:
-    """A client for ``url`` (default ``REDIS_URL``) that returns text, retrying brief outages."""
+    """A client for ``url`` (default ``REDIS_URL``) that returns text.
+
+    Every command fails after OPTIO_REDIS_TIMEOUT seconds, so a hung Redis gives errors (503 in
+    the web) instead of hanging requests; a dropped connection is retried once, a timeout never
+    (a script may have run: the callers' own retries decide).
+    """
     return redis.Redis.from_url(
         url or config.REDIS_URL,
         decode_responses=True,
-        socket_connect_timeout=5,
+        socket_connect_timeout=config.REDIS_TIMEOUT,
+        socket_timeout=config.REDIS_TIMEOUT,
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         health_check_interval=30,
     )
 

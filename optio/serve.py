@@ -9,6 +9,7 @@ if config.ASYNC_MODE == "eventlet":
 
 import logging  # noqa: E402
 
+from optio import preflight  # noqa: E402
 from optio.web import app, relay, socketio  # noqa: E402
 
 
@@ -27,9 +28,12 @@ def main() -> None:
     logging.basicConfig(level=config.LOG_LEVEL, format="%(asctime)s %(levelname)s %(message)s")
     for name in ("socketio.server", "engineio.server"):
         logging.getLogger(name).addFilter(_OneLine())
-    logging.getLogger("optio").info(
+    log = logging.getLogger("optio")
+    preflight.check_redis()
+    log.info(
         "[api] Serving on %s:%d (async mode %s)", config.HOST, config.PORT, socketio.async_mode
     )
+    log.log(*preflight.exposure_notice(config.HOST, config.PORT, config.API_TOKEN))
     relay.start()
     socketio.run(app, host=config.HOST, port=config.PORT, allow_unsafe_werkzeug=True)
 

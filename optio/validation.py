@@ -18,6 +18,13 @@ class ApiError(Exception):
         self.message = message
 
 
+def number(value: float) -> str:
+    """A number as people write it: 1000000.0 → "1,000,000", 1500.5 → "1,500.5"."""
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.15g}"
+
+
 def _reject_constant(name: str) -> Any:
     raise ApiError(400, f"body is not valid JSON: {name} is not allowed")
 
@@ -53,7 +60,7 @@ def validate_x(value: Any) -> int:
     if value < 1:
         raise ApiError(400, "x must be at least 1")
     if value > config.MAX_X:
-        raise ApiError(400, f"x must be at most {config.MAX_X:,}")
+        raise ApiError(400, f"x must be at most {number(config.MAX_X)}")
     return value
 
 
@@ -63,7 +70,7 @@ def validate_y(value: Any) -> float:
     if isinstance(value, float) and not math.isfinite(value):
         raise ApiError(400, "y must be a finite number")
     if value > config.MAX_Y:
-        raise ApiError(400, f"y must be at most {config.MAX_Y:,g} jobs per minute")
+        raise ApiError(400, f"y must be at most {number(config.MAX_Y)} jobs per minute")
     y = float(value)
     if not y > 0:
         raise ApiError(400, "y must be greater than 0")

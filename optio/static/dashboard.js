@@ -437,8 +437,14 @@
 
   function connect() {
     if (typeof window.io !== "function") {
-      connection("disconnected", "No live feed");
-      message("The socket.io client is not installed on the server: run `npm ci` there.", "error");
+      // the server could not serve the socket.io client: read the state once a second instead
+      connection("polling", "No live feed: polling");
+      message(
+        "No live feed: the server has no socket.io client (/vendor/socket.io.min.js), so this " +
+          "page reads /api/status once a second instead.",
+        "info",
+      );
+      setInterval(refresh, 1000);
       return null;
     }
     const socket = window.io({
