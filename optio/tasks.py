@@ -16,7 +16,8 @@ from functools import cache
 from celery import Celery, signals
 from kombu import Queue
 
-from optio import config, liveness  # noqa: F401  (liveness registers heartbeat signals)
+# liveness and preflight register Celery signal handlers: heartbeats, the Redis version check
+from optio import config, liveness, preflight  # noqa: F401
 from optio.beat_schedule import SCHEDULE, TICKS_QUEUE
 from optio.leases import Held, Keeper
 from optio.redis_state import RunStore, connect, message_key, parse_message_key

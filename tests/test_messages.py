@@ -26,7 +26,7 @@ def test_number_writes_thousands_separators_and_no_exponent(value, text):
 def test_limit_messages_name_the_limit_in_full():
     with pytest.raises(ApiError) as y_err:
         validate_y(config.MAX_Y * 2)
-    assert y_err.value.message == "y must be at most 1,000,000 jobs per minute"
+    assert y_err.value.message == "y must be at most 2,000,000 jobs per minute"
     with pytest.raises(ApiError) as x_err:
         validate_x(config.MAX_X + 1)
     assert x_err.value.message == "x must be at most 10,000,000"
@@ -34,9 +34,9 @@ def test_limit_messages_name_the_limit_in_full():
 
 @pytest.mark.slow
 def test_the_api_answers_limits_and_conflicts_in_plain_numbers(idle_system):
-    too_fast = idle_system.post("/api/run", {"x": 10, "y": 2_000_000})
+    too_fast = idle_system.post("/api/run", {"x": 10, "y": 4_000_000})
     assert too_fast.status_code == 400
-    assert too_fast.json() == {"error": "y must be at most 1,000,000 jobs per minute"}
+    assert too_fast.json() == {"error": "y must be at most 2,000,000 jobs per minute"}
 
     big = idle_system.post("/api/run", {"x": 1_000_000, "y": 600_000})
     assert big.status_code == 201

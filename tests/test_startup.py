@@ -110,8 +110,8 @@ def test_every_process_refuses_an_old_redis_at_start(process, old_redis, tmp_pat
     # one line (beat hands stderr to its logger, which adds a prefix)
     assert len(lines) == 1, proc.log()
     assert lines[0].endswith(
-        f"optio needs Redis >= 6.2 (for BITFIELD_RO), but the server at {host_port} is Redis "
-        "5.0.7: upgrade it or point REDIS_URL at a newer one"
+        f"optio needs Redis >= 6.2 (the oldest tested release), but the server at {host_port} "
+        "is Redis 5.0.7: upgrade it or point REDIS_URL at a newer one"
     ), proc.log()
 
 
