@@ -17,7 +17,7 @@ from bench.procs import ROOT
 from bench.stack import CONCURRENCY, OptioStack, RedisProc
 
 PARTS = ("ceiling", "batched", "fidelity", "latency", "api")
-BATCHED_Y = 300_000.0
+BATCHED_Y = 2_000_000.0
 FIDELITY_YS = [60.0, 600.0, 6000.0, 60000.0]
 
 
@@ -26,7 +26,7 @@ def settings(quick: bool) -> dict[str, Any]:
         "quick": quick,
         "ceiling_jobs": 3_000 if quick else 20_000,
         "ceiling_rounds": 1 if quick else 2,
-        "batched_jobs": 100_000 if quick else 1_000_000,
+        "batched_jobs": 200_000 if quick else 2_000_000,
         "batched_y": BATCHED_Y,
         "fidelity_window_s": 10.0 if quick else 60.0,
         "fidelity_ys": FIDELITY_YS,
@@ -129,7 +129,7 @@ def _default_stack(rds, work, prof, cfg, parts, results) -> None:
     stack = OptioStack(rds.url, work, "optio-default", OPTIO_MAX_Y="10000000").start()
     try:
         if "batched" in parts:
-            print("bench: batched run (y = 300,000/min) and memory", flush=True)
+            print(f"bench: batched run (y = {cfg['batched_y']:,.0f}/min) and memory", flush=True)
             baseline = rds.client.info("memory")["used_memory"]
             rss_before = stack.rss()
             batched, run_id = pipeline.batched(stack, rds, cfg["batched_jobs"], cfg["batched_y"])

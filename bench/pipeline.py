@@ -182,7 +182,7 @@ def bare_ceiling(rds: RedisProc, work: Path, n: int, prof_dir: Path | None) -> d
         worker.stop()
 
 
-# -- 2. batched: y = 300,000/min --------------------------------------------------------------
+# -- 2. batched: y = BATCHED_Y (cli.py) -------------------------------------------------------
 
 
 def batched(stack: OptioStack, rds: RedisProc, x: int, y: float) -> tuple[dict, str]:

@@ -169,6 +169,10 @@ def new_run_id() -> str:
     return secrets.token_hex(6)
 
 
+#: Most connections one process's client opens (one per thread using Redis at a moment).
+MAX_CONNECTIONS = 10_000
+
+
 def connect(url: str | None = None) -> redis.Redis:
     """A client for ``url`` (default ``REDIS_URL``) that returns text.
 
@@ -183,6 +187,9 @@ def connect(url: str | None = None) -> redis.Redis:
         socket_timeout=config.REDIS_TIMEOUT,
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         health_check_interval=30,
+        # redis-py 8 caps a pool at 100 connections and then raises; a worker with
+        # `-P threads -c 200` runs 200 jobs at once (connections are made only when needed)
+        max_connections=MAX_CONNECTIONS,
     )
 
 

@@ -11,7 +11,7 @@ import redis
 
 @cache
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(os.environ["REDIS_URL"])
+    return redis.Redis.from_url(os.environ["REDIS_URL"], max_connections=1000)  # -P threads
 
 
 def counted(run_id: str, job_id: int) -> str:

@@ -358,6 +358,18 @@ class TestLeases:
         assert store.client.zcard(messages_key(run_id)) == 0
         assert store.client.hlen(holders_key(run_id)) == 0
 
+    def test_a_lease_with_nothing_left_is_released_and_taken_cleanly(self, store):
+        run_id = store.start_run(20, 600, now_ms=T0)
+        key, _ = lease(store, run_id, 0, 2, now_ms=T0)
+        store.mark_processed(run_id, {0: "a", 1: "b"}, message=key, token="w1", handled=2)
+        # nothing left in the lease: releasing it (or the tick taking it) changes no count
+        flush = store.mark_processed(run_id, {}, message=key, token="w1", release=True)
+        assert flush == Flush(0, "running", False)
+        key, _ = lease(store, run_id, 2, 2, now_ms=T0)
+        store.mark_processed(run_id, {2: "c", 3: "d"}, message=key, token="w1", handled=2)
+        assert store.claim_lost(run_id, most=10, now_ms=T0 + 60_000) == (1, [key])
+        assert store.client.hget(run_key(run_id), "leasedJobs") == "0"
+
     def test_renewal_extends_live_leases_and_reports_lost_ones(self, store):
         run_id = store.start_run(20, 600, now_ms=T0)
         lease(store, run_id, 0, 2, token="w1")

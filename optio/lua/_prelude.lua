@@ -112,7 +112,10 @@ local function drop_holder(key)
   local holder = redis.call('HGET', KEYS[7], key)
   if holder then
     local sep = string.find(holder, ':', 1, true)
-    redis.call('HINCRBY', KEYS[1], 'leasedJobs', -tonumber(string.sub(holder, sep + 1)))
+    local left = tonumber(string.sub(holder, sep + 1))
+    if left ~= 0 then  -- (HINCRBY refuses the "-0" that negating 0 gives)
+      redis.call('HINCRBY', KEYS[1], 'leasedJobs', -left)
+    end
     redis.call('HDEL', KEYS[7], key)
   end
 end

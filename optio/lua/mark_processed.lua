@@ -26,7 +26,9 @@ if left ~= nil then
   else
     redis.call('HSET', KEYS[7], ARGV[3], ARGV[4] .. ':' .. (left - handled))
   end
-  redis.call('HINCRBY', KEYS[1], 'leasedJobs', -handled)
+  if handled ~= 0 then  -- (HINCRBY refuses the "-0" that negating 0 gives)
+    redis.call('HINCRBY', KEYS[1], 'leasedJobs', -handled)
+  end
 end
 local counted = 0
 for i = 7, #ARGV, 2 do
