@@ -13,7 +13,7 @@ import time
 import pytest
 
 from optio import config
-from optio.redis_state import RunStore, run_key
+from optio.redis_state import RunStore, holders_key, run_key
 from optio.tasks import UNCONFIRMED_MS, batch_size
 from tests.helpers import (
     assert_exactly_once,
@@ -212,11 +212,18 @@ def test_twenty_thousand_lost_jobs_come_back_in_one_lease(fault_system, record):
     s.start_beat()
     x, y = 20_000, 1_200_000  # 100 jobs per message: all 200 messages at once
     run_id = start(s, x, y)
+    # ~all jobs leased, and every message the worker fetched started (one fetched but not started
+    # has no lease: it comes back by the broker's visibility timeout instead, see
+    # test_a_fetched_message_never_started_comes_back)
     wait_for(
-        lambda: int(s.redis.hget(run_key(run_id), "leasedJobs") or 0) >= 19_000,
+        lambda: (
+            int(s.redis.hget(run_key(run_id), "leasedJobs") or 0) >= 19_000
+            and s.redis.hlen(holders_key(run_id)) == s.redis.hlen("unacked")
+        ),
         60,
         "the worker to lease ~all 200 messages",
     )
+    lost_jobs = int(s.redis.hget(run_key(run_id), "leasedJobs"))
     lost.signal(signal.SIGKILL)
     killed_at = time.monotonic()
     at_kill = status(s)
@@ -229,7 +236,7 @@ def test_twenty_thousand_lost_jobs_come_back_in_one_lease(fault_system, record):
     record(
         "20,000 jobs lost at once",
         f"x={x} at {y}/min, 200 messages of 100 jobs of 0.5 s on -P threads -c 200; SIGKILL at "
-        f"processed={at_kill['processed']}; a new worker started",
+        f"processed={at_kill['processed']} ({lost_jobs:,} jobs leased); a new worker started",
         f"re-sent by {len(lines)} tick(s); finished {after:.1f} s after the kill (lease "
         f"{config.LEASE_SECONDS:g} s); processed={figures['processed']}, bits={figures['bits']}",
     )
@@ -308,4 +315,30 @@ def test_stop_takes_effect_between_jobs_of_a_started_message(fault_system, recor
         f"processed={stopped['processed']}",
         f"{len(late)} job(s) started after the stop (latest {max(late, default=0):.0f} ms after; "
         "a message has 2 s of jobs)",
+    )
+
+
+@pytest.mark.env({"OPTIO_JOB_SECONDS": "5"})
+def test_a_fetched_message_never_started_comes_back(fault_system, record):
+    s = fault_system
+    s.start_web()
+    # one process fetching 4 messages at a time: 1 runs (leased), 3 wait in its memory (no lease)
+    lost = s.start_worker("worker-a", 1, "--prefetch-multiplier", "4")
+    s.start_beat()
+    x = 4
+    run_id = start(s, x, 600)
+    wait_for(lambda: s.redis.hlen("unacked") >= x, 30, "the worker to fetch every message")
+    lost.signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    s.start_worker("worker-b", 2)
+    wait_finished(s, run_id, 3 * config.VISIBILITY_TIMEOUT + 30)
+    after = time.monotonic() - killed_at
+    figures = assert_exactly_once(s, run_id, x)
+    # the broker hands them out again after its visibility timeout (swept every quarter of it)
+    assert after <= 1.25 * config.VISIBILITY_TIMEOUT + 5 + 5  # + a new worker, + a 5 s job
+    record(
+        "messages a killed worker had fetched but not started",
+        f"x={x} 5 s jobs; worker -c 1 --prefetch-multiplier 4 SIGKILLed holding all {x}",
+        f"finished {after:.1f} s after the kill (OPTIO_VISIBILITY_TIMEOUT="
+        f"{config.VISIBILITY_TIMEOUT} s, default); executions={figures['executions']}",
     )
