@@ -44,7 +44,8 @@ class Held:
     leased: bool = False
     started: float = field(default_factory=time.monotonic)
     token: str = field(default_factory=lambda: secrets.token_hex(8))
-    lost: threading.Event = field(default_factory=threading.Event)
+    #: set by the lease thread (a plain flag: one is made per message, at thousands per second)
+    lost: bool = False
 
 
 class Keeper:
@@ -112,7 +113,7 @@ class Keeper:
                 )
                 self.note_status(held.run_id, lease.status)
                 if lease.held_elsewhere or lease.status != "running":
-                    held.lost.set()
+                    held.lost = True
                 else:
                     held.leased = bool(lease.jobs)  # none left: it is counting its last ones
 
@@ -129,7 +130,7 @@ class Keeper:
             )
             self.note_status(run_id, status)
             for key in lost:
-                helds[key].lost.set()
+                helds[key].lost = True
             if lost and status == "running":
                 log.warning(
                     "[worker] Lost the lease of %d message(s) of run %s (expired and sent "

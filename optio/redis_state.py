@@ -11,12 +11,13 @@ present only while a message is unconfirmed, leased or waiting for its retry tim
 ``…:holders`` (hash: message key -> "token:jobs left" of the worker leasing it). Once a run is
 not running its keys expire after ``OPTIO_RUN_TTL`` (results: ``OPTIO_RESULT_TTL``).
 
-Fields of the run hash: runId, status (running | completed | stopped; ``running`` is
-"1" exactly when status is running), xTotal, yMinute, reserved (jobs handed to the tick),
-enqueued (jobs confirmed in the broker), processed, failed, leasedJobs (jobs of leased messages
-not handled yet), startedAt, finishedAt, anchorMs/anchorCount (the schedule: anchorCount jobs
-due at anchorMs, then y per minute), rateNow/rateAt/rateCount (jobs/min reserved over the last
-window), heldBack/heldAt (the backlog cap held the schedule back within the last window).
+Fields of the run hash: runId; status (running | completed | stopped; the published state's
+``running`` is derived from it, true exactly when status is running); xTotal; yMinute; reserved
+(jobs handed to the tick); enqueued (jobs confirmed in the broker); processed; failed;
+leasedJobs (jobs of leased messages not handled yet); startedAt; finishedAt;
+anchorMs/anchorCount (the schedule: anchorCount jobs due at anchorMs, then y per minute);
+rateNow/rateAt/rateCount (jobs/min reserved over the last window); heldBack/heldAt (the
+backlog cap held the schedule back within the last window).
 """
 
 from __future__ import annotations

@@ -257,7 +257,7 @@ def _run_jobs(state: RunStore, held: Held, jobs: list[int] | range) -> int:
     done: dict[int, str] = {}
     flushed = time.monotonic()
     for job_id in jobs:
-        if held.lost.is_set():
+        if held.lost:
             break
         try:
             done[job_id] = str(job(run_id, job_id))
@@ -277,10 +277,10 @@ def _run_jobs(state: RunStore, held: Held, jobs: list[int] | range) -> int:
             keeper().note_status(run_id, flush.status)
             done, handled, flushed = {}, 0, time.monotonic()
             if flush.lost or flush.status != "running":
-                held.lost.set()  # stopped, or the lease is someone else's now: no more jobs
+                held.lost = True  # stopped, or the lease is someone else's now: no more jobs
                 break
     keeper().drop(held)  # no lease is taken after this point
-    if done or not held.lost.is_set():
+    if done or not held.lost:
         flush = state.mark_processed(
             run_id,
             done,

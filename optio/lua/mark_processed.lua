@@ -17,8 +17,9 @@ if status == false then
   return {0, 'gone', 1}
 end
 local lost = 1
-local left = lease_left(ARGV[3], ARGV[4])
-if left == nil and ARGV[7] == '0' and redis.call('HEXISTS', KEYS[7], ARGV[3]) == 0 then
+local holder = redis.call('HGET', KEYS[7], ARGV[3])
+local left = lease_left(holder, ARGV[4])
+if holder == false and ARGV[7] == '0' then
   lost = 0  -- not leased yet, by anyone
 elseif left ~= nil then
   lost = 0

@@ -8,7 +8,7 @@ local status = redis.call('HGET', KEYS[1], 'status') or 'gone'
 local out = {status}
 local deadline = now_ms(ARGV[2]) + tonumber(ARGV[1])
 for i = 3, #ARGV, 2 do
-  if status == 'running' and lease_left(ARGV[i], ARGV[i + 1]) ~= nil then
+  if status == 'running' and lease_left(redis.call('HGET', KEYS[7], ARGV[i]), ARGV[i + 1]) then
     redis.call('ZADD', KEYS[6], deadline, ARGV[i])
   else
     out[#out + 1] = ARGV[i]

@@ -11,7 +11,7 @@ local now = now_ms(ARGV[4])
 redis.call('SET', KEYS[8], ARGV[1])
 redis.call('SET', KEYS[9], ARGV[1])
 redis.call('HSET', KEYS[1],
-  'runId', ARGV[1], 'status', 'running', 'running', '1',
+  'runId', ARGV[1], 'status', 'running',
   'xTotal', ARGV[2], 'yMinute', ARGV[3],
   'reserved', 0, 'enqueued', 0, 'processed', 0, 'failed', 0, 'leasedJobs', 0,
   'startedAt', now,
