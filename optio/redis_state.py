@@ -429,21 +429,11 @@ class RunStore:
         token: str = "",
         handled: int = 0,
         release: bool = False,
-        leased: bool = True,
         now_ms: int | None = None,
     ) -> Flush:
-        """Store results and count each job id once; account ``handled`` jobs of ``message``
-        (leased with ``token``, or not yet when not ``leased``) and, with ``release``, give its
-        lease up (all in one call)."""
-        args: list[Any] = [
-            run_id,
-            _now_arg(now_ms),
-            message,
-            token,
-            handled,
-            int(release),
-            int(leased),
-        ]
+        """Store results and count each job id once; account ``handled`` jobs of the leased
+        ``message`` and, with ``release``, give its lease up (all in one call)."""
+        args: list[Any] = [run_id, _now_arg(now_ms), message, token, handled, int(release)]
         for job_id, result in results.items():
             args += [job_id, result]
         counted, status, lost = self._run(

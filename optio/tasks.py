@@ -208,49 +208,36 @@ def tick() -> int:
     return reservation.count
 
 
-@app.task(name="optio.process_jobs", ignore_result=True, bind=True)
-def process_jobs(
-    self, run_id: str, first: int, count: int, retry: int = 0, resent: bool = False
-) -> int:
-    """Run jobs ``first .. first+count-1`` of a run; each is counted once. Returns how many
-    were counted now.
+@app.task(name="optio.process_jobs", ignore_result=True)
+def process_jobs(run_id: str, first: int, count: int, retry: int = 0, resent: bool = False) -> int:
+    """Run jobs ``first .. first+count-1`` of a run under a lease; each is counted once.
+    Returns how many were counted now. (``resent``: sent again by the tick; informative only.)
 
-    A first delivery starts at once (it gets its lease if it runs longer than a second, see
-    optio/leases.py). A message that may have run before (redelivered by the broker, re-sent by
-    the tick, a retry) first takes its lease and learns which jobs are left, and is dropped when
-    a live worker holds it. Results are counted in one Lua call per MARK_EVERY_SECONDS of work
-    (every job when jobs are slow), which keeps Redis round trips few at high rates and progress
-    live at low ones; each such call also says whether the run was stopped, so a stop takes
-    effect between jobs.
+    A delivery of a message that another live worker leases is dropped (the broker's redelivery
+    after its visibility timeout, or any other duplicate). Results are counted in one Lua call per
+    MARK_EVERY_SECONDS of work (every job when jobs are slow), which keeps Redis round trips few
+    at high rates and progress live at low ones; each such call also says whether the run was
+    stopped, so a stop takes effect between jobs.
     """
-    state = store()
-    held = Held(run_id, message_key(first, count, retry), first, count)
-    again = resent or retry or (self.request.delivery_info or {}).get("redelivered")
-    if not again:
-        if keeper().ended(run_id):
-            return 0
-        jobs: list[int] | range = range(first, first + count)
-    else:
-        lease = state.lease_message(run_id, held.key, first, count, held.token, keeper().lease_ms)
-        keeper().note_status(run_id, lease.status)
-        if lease.held_elsewhere:
-            if _drop_log():
-                log.info(
-                    "[worker] Dropped a second delivery of message %s: a live worker runs it",
-                    held.key,
-                )
-            return 0
-        if lease.status != "running" or not lease.jobs:
-            return 0
-        jobs, held.leased = lease.jobs, True
+    runs = store()
+    held = Held(run_id, message_key(first, count, retry))
+    lease = runs.lease_message(run_id, held.key, first, count, held.token, keeper().lease_ms)
+    if lease.held_elsewhere:
+        if _drop_log():
+            log.info(
+                "[worker] Dropped a second delivery of message %s: a live worker runs it", held.key
+            )
+        return 0
+    if lease.status != "running" or not lease.jobs:
+        return 0
     keeper().hold(held)
     try:
-        return _run_jobs(state, held, jobs)
+        return _run_jobs(runs, held, lease.jobs)
     finally:
         keeper().drop(held)
 
 
-def _run_jobs(state: RunStore, held: Held, jobs: list[int] | range) -> int:
+def _run_jobs(runs: RunStore, held: Held, jobs: list[int]) -> int:
     job = job_function()
     run_id = held.run_id
     counted = handled = 0
@@ -265,33 +252,19 @@ def _run_jobs(state: RunStore, held: Held, jobs: list[int] | range) -> int:
             _job_failed(run_id, job_id, exc)
         handled += 1
         if time.monotonic() - flushed >= MARK_EVERY_SECONDS:
-            flush = state.mark_processed(
-                run_id,
-                done,
-                message=held.key,
-                token=held.token,
-                handled=handled,
-                leased=held.leased,
+            flush = runs.mark_processed(
+                run_id, done, message=held.key, token=held.token, handled=handled
             )
             counted += flush.counted
-            keeper().note_status(run_id, flush.status)
             done, handled, flushed = {}, 0, time.monotonic()
             if flush.lost or flush.status != "running":
                 held.lost = True  # stopped, or the lease is someone else's now: no more jobs
                 break
-    keeper().drop(held)  # no lease is taken after this point
     if done or not held.lost:
-        flush = state.mark_processed(
-            run_id,
-            done,
-            message=held.key,
-            token=held.token,
-            handled=handled,
-            release=True,
-            leased=held.leased,
+        flush = runs.mark_processed(
+            run_id, done, message=held.key, token=held.token, handled=handled, release=True
         )
         counted += flush.counted
-        keeper().note_status(run_id, flush.status)
     if counted and _publish_log():
         log.info("[worker] Published progress update to Redis channel %s", config.CHANNEL)
     return counted

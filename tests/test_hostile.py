@@ -130,18 +130,23 @@ RAW_CASES = [
 #: Not HTTP at all: the server closes the connection without an answer. Every other case
 #: must get an HTTP answer with a 4xx status.
 CLOSED_WITHOUT_ANSWER = {"garbage request line", "binary noise", "unknown HTTP version"}
+#: Too big to read whole: the server answers 4xx and closes with our bytes unread, so the kernel
+#: may reset the connection before its answer reaches us (TCP). No answer is then fine too.
+MAY_BE_RESET = {"10 KB path", "64 KB header"}
 
 
 @pytest.mark.parametrize(
-    "payload, closes",
-    [(c[1], c[0] in CLOSED_WITHOUT_ANSWER) for c in RAW_CASES],
+    "payload, closes, may_reset",
+    [(c[1], c[0] in CLOSED_WITHOUT_ANSWER, c[0] in MAY_BE_RESET) for c in RAW_CASES],
     ids=[c[0] for c in RAW_CASES],
 )
-def test_raw_hostile_requests_never_get_a_5xx(idle_system, payload, closes):
+def test_raw_hostile_requests_never_get_a_5xx(idle_system, payload, closes, may_reset):
     before = idle_system.get("/api/status").json()
     status = send_raw(idle_system.port, payload)
     if closes:
         assert status is None, f"answered {status} to something that is not HTTP"
+    elif may_reset and status is None:
+        pass  # reset before the 4xx arrived; the server's health is checked below
     else:
         assert status is not None and 400 <= status < 500, status
     assert idle_system.get("/api/status").json() == before

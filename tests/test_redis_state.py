@@ -370,17 +370,6 @@ class TestLeases:
         assert store.claim_lost(run_id, most=10, now_ms=T0 + 60_000) == (1, [key])
         assert store.client.hget(run_key(run_id), "leasedJobs") == "0"
 
-    def test_a_first_delivery_counts_before_its_lease_and_sees_another_holder(self, store):
-        run_id = store.start_run(20, 600, now_ms=T0)
-        first = functools.partial(store.mark_processed, message="0:4", leased=False)
-        assert first(run_id, {0: "a"}, token="w1", handled=1) == Flush(1, "running", False)
-        # taken by its own worker's lease thread: accounted from then on
-        assert lease(store, run_id, 0, 4, token="w1")[1].jobs == [1, 2, 3]
-        assert first(run_id, {1: "b"}, token="w1", handled=1) == Flush(1, "running", False)
-        assert store.client.hget(run_key(run_id), "leasedJobs") == "2"
-        # another delivery holds it: the first one must stop
-        assert first(run_id, {2: "c"}, token="w2", handled=1).lost
-
     def test_renewal_extends_live_leases_and_reports_lost_ones(self, store):
         run_id = store.start_run(20, 600, now_ms=T0)
         lease(store, run_id, 0, 2, token="w1")

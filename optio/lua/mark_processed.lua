@@ -5,23 +5,19 @@
 -- ARGV[1] run id   ARGV[2] now ms ('' = Redis clock)   ARGV[3] message key   ARGV[4] token
 -- ARGV[5] jobs of the message handled since the last call (counted, failed or retried)
 -- ARGV[6] 1 to release the lease (the message is done), else 0
--- ARGV[7] 1 when the caller has taken the lease, 0 when not yet (a message's first delivery runs
---         at once and its worker takes the lease within a second, see optio/leases.py)
--- ARGV[8], ARGV[9], ...: job id, result, job id, result, ...
+-- ARGV[7], ARGV[8], ...: job id, result, job id, result, ...
 -- Returns {counted now, status, lost}: a job id counted before is skipped; status is the run's
--- ('gone' when unknown); lost is 1 when another delivery holds the lease, or the caller's lease
--- is gone (the tick re-sent the message after it expired): it must not start more of its jobs.
+-- ('gone' when unknown); lost is 1 when the caller no longer holds the lease (the tick re-sent
+-- the message after it expired, another delivery took it over): it must not start more of its
+-- jobs.
 -- Publishes the state once when anything was counted.
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == false then
   return {0, 'gone', 1}
 end
 local lost = 1
-local holder = redis.call('HGET', KEYS[7], ARGV[3])
-local left = lease_left(holder, ARGV[4])
-if holder == false and ARGV[7] == '0' then
-  lost = 0  -- not leased yet, by anyone
-elseif left ~= nil then
+local left = lease_left(redis.call('HGET', KEYS[7], ARGV[3]), ARGV[4])
+if left ~= nil then
   lost = 0
   local handled = math.min(tonumber(ARGV[5]), left)
   if ARGV[6] == '1' then
@@ -36,7 +32,7 @@ elseif left ~= nil then
   end
 end
 local counted = 0
-for i = 8, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   if redis.call('SETBIT', KEYS[2], ARGV[i], 1) == 0 then
     redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
     counted = counted + 1
