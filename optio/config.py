@@ -41,7 +41,7 @@ LEASE_SECONDS: float = _float("OPTIO_LEASE_SECONDS", 10.0)
 #: Seconds after which the broker hands an unacknowledged message to another worker (kombu's
 #: visibility timeout). A second delivery of a message whose lease is alive is dropped, so this
 #: only bounds how long a message a dead worker had fetched but not started waits.
-VISIBILITY_TIMEOUT: int = _int("OPTIO_VISIBILITY_TIMEOUT", 20)
+VISIBILITY_TIMEOUT: int = _int("OPTIO_VISIBILITY_TIMEOUT", 10)
 
 #: Attempts of a job that raises before it is recorded as failed.
 JOB_ATTEMPTS: int = _int("OPTIO_JOB_ATTEMPTS", 4)
