@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 
+from optio import names
+
 
 def _float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
@@ -108,5 +110,5 @@ LOG_LEVEL: str = os.environ.get("OPTIO_LOG_LEVEL", "INFO").upper()
 #: A tick older than this many seconds makes /api/health answer 503.
 HEALTH_TICK_MAX_AGE: float = _float("OPTIO_HEALTH_TICK_MAX_AGE", max(10.0, 5 * TICK_SECONDS))
 
-#: Redis pub/sub channel carrying the run state (the guide's contract).
-CHANNEL = "optio:progress"
+#: Redis pub/sub channel carrying the run state (kept here for callers; it lives in names.py).
+CHANNEL = names.CHANNEL

@@ -17,12 +17,19 @@ from celery import Celery, signals
 from kombu import Queue
 
 # liveness and preflight register Celery signal handlers: heartbeats, the Redis version check
-from optio import config, liveness, preflight  # noqa: F401
-from optio.beat_schedule import SCHEDULE, TICKS_QUEUE
+from optio import config, liveness, names, preflight  # noqa: F401
+from optio.beat_schedule import SCHEDULE
 from optio.leases import Held, Keeper
-from optio.redis_state import RunStore, connect, message_key, parse_message_key
+from optio.names import (
+    JOBS_QUEUE,
+    PROCESS_JOBS_TASK,
+    TICK_TASK,
+    TICKS_QUEUE,
+    message_key,
+    parse_message_key,
+)
+from optio.redis_state import RunStore, connect
 
-JOBS_QUEUE = "optio.jobs"
 #: Publish the enqueued count at least every this many jobs (the guide's "every 10").
 ENQUEUED_PUBLISH_EVERY = 10
 #: Aim for at most this many job messages per second; faster rates put several jobs in one.
@@ -46,7 +53,7 @@ app.conf.update(
     task_default_queue=JOBS_QUEUE,
     # a plain `celery -A optio.tasks worker` consumes both queues
     task_queues=[Queue(JOBS_QUEUE), Queue(TICKS_QUEUE)],
-    task_routes={"optio.tick": {"queue": TICKS_QUEUE}},
+    task_routes={TICK_TASK: {"queue": TICKS_QUEUE}},
     task_ignore_result=True,
     # A job is acknowledged after it ran: a worker that dies mid-job loses nothing.
     task_acks_late=True,
@@ -168,7 +175,7 @@ def _send(run_id: str, messages: list[str], new: bool) -> None:
             state.confirm_enqueued(run_id, jobs if new else 0, chunk)
 
 
-@app.task(name="optio.tick", acks_late=False, ignore_result=True)
+@app.task(name=TICK_TASK, acks_late=False, ignore_result=True)
 def tick() -> int:
     """Reserve the jobs due now and enqueue them, and send again what must be sent again
     (expired leases, due retries, unconfirmed reservations); returns how many were reserved."""
@@ -208,7 +215,7 @@ def tick() -> int:
     return reservation.count
 
 
-@app.task(name="optio.process_jobs", ignore_result=True, bind=True)
+@app.task(name=PROCESS_JOBS_TASK, ignore_result=True, bind=True)
 def process_jobs(
     self, run_id: str, first: int, count: int, retry: int = 0, resent: bool = False
 ) -> int:
@@ -293,7 +300,7 @@ def _run_jobs(state: RunStore, held: Held, jobs: list[int] | range) -> int:
         counted += flush.counted
         keeper().note_status(run_id, flush.status)
     if counted and _publish_log():
-        log.info("[worker] Published progress update to Redis channel %s", config.CHANNEL)
+        log.info("[worker] Published progress update to Redis channel %s", names.CHANNEL)
     return counted
 
 
