@@ -122,11 +122,11 @@ def status():
 def health():
     """What the system needs to make progress: Redis, a worker, a beat, recent ticks."""
     try:
-        state = store()
-        now = state.server_time_ms()
-        last = state.last_tick_ms()
-        workers = heartbeats.alive(state.client, heartbeats.WORKER)
-        beats = heartbeats.alive(state.client, heartbeats.BEAT)
+        runs = store()
+        now = runs.server_time_ms()
+        last = runs.last_tick_ms()
+        workers = heartbeats.alive(runs.client, heartbeats.WORKER)
+        beats = heartbeats.alive(runs.client, heartbeats.BEAT)
     except redis.RedisError as exc:
         body = {
             "status": "unavailable",

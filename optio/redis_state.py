@@ -160,7 +160,8 @@ def _retrying(method: Callable) -> Callable:
 
 
 class RunStore:
-    """The verbs on optio's run state in one Redis.
+    """The verbs on optio's runs in one Redis: runs only (heartbeats are heartbeats.py's, the
+    key names names.py's).
 
     ``retry_for``: seconds a verb keeps retrying while Redis is unreachable (workers wait out a
     Redis restart; the web process answers 503 at once with the default 0).

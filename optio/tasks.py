@@ -162,7 +162,7 @@ def _send(run_id: str, messages: list[str], new: bool) -> None:
     """Publish the messages, about 10 jobs' worth per Redis round trip (a pipelined batch), and
     confirm each chunk once it is in the broker: counted as enqueued when ``new``, else they are
     sent again (flagged, so the worker checks what is left before running any job)."""
-    state = store()
+    runs = store()
     with app.producer_or_acquire() as producer:
         for chunk in _chunks(messages):
             jobs = 0
@@ -172,29 +172,29 @@ def _send(run_id: str, messages: list[str], new: bool) -> None:
                     args = (run_id, first, count) if new else (run_id, first, count, retry, True)
                     process_jobs.apply_async(args, producer=producer)
                     jobs += count
-            state.confirm_enqueued(run_id, jobs if new else 0, chunk)
+            runs.confirm_enqueued(run_id, jobs if new else 0, chunk)
 
 
 @app.task(name=TICK_TASK, acks_late=False, ignore_result=True)
 def tick() -> int:
     """Reserve the jobs due now and enqueue them, and send again what must be sent again
     (expired leases, due retries, unconfirmed reservations); returns how many were reserved."""
-    state = store()
-    run_id = state.active_run_id()
+    runs = store()
+    run_id = runs.active_run_id()
     if run_id is None:
-        state.record_tick()
+        runs.record_tick()
         return 0
-    reservation = state.reserve_due(
+    reservation = runs.reserve_due(
         run_id,
         config.TICK_SECONDS,
-        batch=batch_size(state.run_rate(run_id)),
+        batch=batch_size(runs.run_rate(run_id)),
         max_outstanding=config.MAX_OUTSTANDING,
         unconfirmed_ms=UNCONFIRMED_MS,
     )
     if reservation.count:
         _send(run_id, reservation.messages, True)
         log.info("[scheduler] Enqueued %d jobs of run %s", reservation.count, run_id)
-    leases, again = state.claim_lost(run_id, most=RESEND_MOST, unconfirmed_ms=UNCONFIRMED_MS)
+    leases, again = runs.claim_lost(run_id, most=RESEND_MOST, unconfirmed_ms=UNCONFIRMED_MS)
     if again:
         _send(run_id, again, False)
         retries = sum(1 for key in again if parse_message_key(key)[2])
@@ -230,7 +230,7 @@ def process_jobs(
     live at low ones; each such call also says whether the run was stopped, so a stop takes
     effect between jobs.
     """
-    state = store()
+    runs = store()
     held = Held(run_id, message_key(first, count, retry), first, count)
     again = resent or retry or (self.request.delivery_info or {}).get("redelivered")
     if not again:
@@ -238,7 +238,7 @@ def process_jobs(
             return 0
         jobs: list[int] | range = range(first, first + count)
     else:
-        lease = state.lease_message(run_id, held.key, first, count, held.token, keeper().lease_ms)
+        lease = runs.lease_message(run_id, held.key, first, count, held.token, keeper().lease_ms)
         keeper().note_status(run_id, lease.status)
         if lease.held_elsewhere:
             if _drop_log():
@@ -252,12 +252,12 @@ def process_jobs(
         jobs, held.leased = lease.jobs, True
     keeper().hold(held)
     try:
-        return _run_jobs(state, held, jobs)
+        return _run_jobs(runs, held, jobs)
     finally:
         keeper().drop(held)
 
 
-def _run_jobs(state: RunStore, held: Held, jobs: list[int] | range) -> int:
+def _run_jobs(runs: RunStore, held: Held, jobs: list[int] | range) -> int:
     job = job_function()
     run_id = held.run_id
     counted = handled = 0
@@ -272,7 +272,7 @@ def _run_jobs(state: RunStore, held: Held, jobs: list[int] | range) -> int:
             _job_failed(run_id, job_id, exc)
         handled += 1
         if time.monotonic() - flushed >= MARK_EVERY_SECONDS:
-            flush = state.mark_processed(
+            flush = runs.mark_processed(
                 run_id,
                 done,
                 message=held.key,
@@ -288,7 +288,7 @@ def _run_jobs(state: RunStore, held: Held, jobs: list[int] | range) -> int:
                 break
     keeper().drop(held)  # no lease is taken after this point
     if done or not held.lost:
-        flush = state.mark_processed(
+        flush = runs.mark_processed(
             run_id,
             done,
             message=held.key,
