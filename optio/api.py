@@ -5,14 +5,16 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from functools import cache
+from functools import cached_property
 from urllib.parse import unquote
 
 import redis
-from flask import Blueprint, Flask, jsonify, request
+from celery import Celery
+from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from optio import config, heartbeats
+from optio import heartbeats, names
+from optio.config import Settings
 from optio.redis_state import (
     NoActiveRunError,
     RunActiveError,
@@ -34,18 +36,38 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_BODY_BYTES = 16 * 1024
 
 
-@cache
+class Services:
+    """What one web app's requests use, built from its settings on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def store(self) -> RunStore:
+        client = connect(self.settings.redis_url, timeout=self.settings.redis_timeout)
+        return RunStore(client, run_ttl=self.settings.run_ttl, result_ttl=self.settings.result_ttl)
+
+    @cached_property
+    def producer(self) -> Celery:
+        """Sends tasks by name only: the web process does not import the workers' Celery app."""
+        return Celery("optio-web", broker=self.settings.redis_url, set_as_current=False)
+
+
+def services() -> Services:
+    """The services of the app handling the current request."""
+    return current_app.extensions["optio"]
+
+
 def store() -> RunStore:
-    return RunStore(connect())
+    return services().store
 
 
-def token_ok(presented: str | None) -> bool:
-    """Whether ``presented`` is the configured API token (constant-time comparison)."""
-    if not config.API_TOKEN:
+def token_ok(presented: str | None, expected: str | None) -> bool:
+    """Whether ``presented`` is the ``expected`` API token (constant-time comparison); any is
+    when no token is configured."""
+    if not expected:
         return True
-    return presented is not None and hmac.compare_digest(
-        presented.encode(), config.API_TOKEN.encode()
-    )
+    return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
 
 
 def bearer_token() -> str | None:
@@ -55,11 +77,12 @@ def bearer_token() -> str | None:
 
 @bp.before_request
 def _authorize() -> None:
-    if not config.API_TOKEN or request.method == "OPTIONS" or request.endpoint == "api.health":
+    settings = services().settings
+    if not settings.api_token or request.method == "OPTIONS" or request.endpoint == "api.health":
         return
-    if request.method in ("GET", "HEAD") and not config.PROTECT_READS:
+    if request.method in ("GET", "HEAD") and not settings.protect_reads:
         return
-    if not token_ok(bearer_token()):
+    if not token_ok(bearer_token(), settings.api_token):
         raise ApiError(401, "missing or wrong API token: send Authorization: Bearer <token>")
 
 
@@ -69,19 +92,22 @@ def _body(required: bool = True) -> dict:
     )
 
 
+def _limits() -> dict:
+    settings = services().settings
+    return {"max_x": settings.max_x, "max_y": settings.max_y}
+
+
 def _kick_scheduler() -> None:
     """Fire one tick now so a new run's first jobs don't wait for beat's next tick."""
-    from optio.tasks import tick  # imported late: only the web process's API needs it
-
     try:
-        tick.apply_async()
+        services().producer.send_task(names.TICK_TASK, queue=names.TICKS_QUEUE, ignore_result=True)
     except Exception as exc:  # beat's own tick follows within OPTIO_TICK_SECONDS
         log.warning("[api] Could not send an immediate tick (%s); beat's next tick will do", exc)
 
 
 @bp.post("/run")
 def start_run():
-    x, y = validate_start(_body())
+    x, y = validate_start(_body(), **_limits())
     run_id = store().start_run(x, y)
     log.info("[api] Started run %s: x=%s, y=%s/min", run_id, number(x), number(y))
     _kick_scheduler()
@@ -90,7 +116,7 @@ def start_run():
 
 @bp.put("/run")
 def update_run():
-    x, y = validate_update(_body())
+    x, y = validate_update(_body(), **_limits())
     try:
         store().update_run(x, y)
     except XBelowEnqueuedError as exc:
@@ -131,7 +157,7 @@ def health():
         body = {
             "status": "unavailable",
             "checks": {"redis": f"no answer: {_scrubbed(str(exc))}"},
-            "error": f"Redis does not answer at {redacted_url(config.REDIS_URL)}",
+            "error": f"Redis does not answer at {redacted_url(services().settings.redis_url)}",
         }
         return jsonify(body), 503
     checks: dict = {"redis": "ok", "workers": workers, "beats": beats, "lastTick": last}
@@ -145,7 +171,7 @@ def health():
     else:
         age = max(0.0, (now - last) / 1000)
         checks["lastTickAgeSeconds"] = round(age, 3)
-        if age > config.HEALTH_TICK_MAX_AGE:
+        if age > services().settings.health_tick_max_age:
             problems.append(f"no scheduler tick for {age:.0f} s")
     if problems:
         return jsonify({"status": "degraded", "checks": checks, "error": "; ".join(problems)}), 503
@@ -206,7 +232,7 @@ def _secrets(url: str) -> list[str]:
 
 
 def _scrubbed(message: str) -> str:
-    for secret in _secrets(config.REDIS_URL):
+    for secret in _secrets(services().settings.redis_url):
         message = message.replace(secret, "***")
     return message
 
@@ -215,10 +241,11 @@ def _scrubbed(message: str) -> str:
 STATE_CHANGING = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 
 
-def origin_allowed(origin: str, environ: dict) -> bool:
-    """The page's own origin (scheme and Host of the request), or one in OPTIO_CORS_ORIGINS."""
+def origin_allowed(origin: str, environ: dict, allowed: tuple[str, ...] | list[str]) -> bool:
+    """The page's own origin (scheme and Host of the request), or one in ``allowed``
+    (OPTIO_CORS_ORIGINS)."""
     same = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
-    return origin == same or origin in config.CORS_ORIGINS
+    return origin == same or origin in allowed
 
 
 def _refuse_cross_site() -> None:
@@ -236,7 +263,10 @@ def _refuse_cross_site() -> None:
     source, origin = "Origin", request.headers.get("Origin")
     if origin is None and request.referrer is not None:
         source, origin = "Referer", _origin_of(request.referrer)
-    if origin is not None and (origin == "null" or not origin_allowed(origin, request.environ)):
+    allowed = services().settings.cors_origins
+    if origin is not None and (
+        origin == "null" or not origin_allowed(origin, request.environ, allowed)
+    ):
         raise ApiError(
             403,
             f"cross-site request refused: {source} {origin[:100]!r} is neither this server's "
@@ -253,8 +283,10 @@ def _origin_of(url: str) -> str:
     return f"{scheme}://{host}" if scheme and host else "null"
 
 
-def register(app: Flask) -> None:
-    """Attach the API, the cross-site guard, CORS and the one error handler to ``app``."""
+def register(app: Flask, settings: Settings) -> None:
+    """Attach the API, the cross-site guard, CORS and the one error handler to ``app``, and
+    the services built from ``settings``."""
+    app.extensions["optio"] = Services(settings)
     app.before_request(_refuse_cross_site)
     app.register_blueprint(bp)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -264,7 +296,7 @@ def register(app: Flask) -> None:
 
 def _cors(response):
     origin = request.headers.get("Origin")
-    if origin and origin in config.CORS_ORIGINS:
+    if origin and origin in services().settings.cors_origins:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization"

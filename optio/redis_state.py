@@ -115,18 +115,19 @@ def new_run_id() -> str:
 MAX_CONNECTIONS = 10_000
 
 
-def connect(url: str | None = None) -> redis.Redis:
+def connect(url: str | None = None, *, timeout: float | None = None) -> redis.Redis:
     """A client for ``url`` (default ``REDIS_URL``) that returns text.
 
     Every command fails after OPTIO_REDIS_TIMEOUT seconds, so a hung Redis gives errors (503 in
     the web) instead of hanging requests; a dropped connection is retried once, a timeout never
     (a script may have run: the callers' own retries decide).
     """
+    timeout = config.REDIS_TIMEOUT if timeout is None else timeout
     return redis.Redis.from_url(
         url or config.REDIS_URL,
         decode_responses=True,
-        socket_connect_timeout=config.REDIS_TIMEOUT,
-        socket_timeout=config.REDIS_TIMEOUT,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         health_check_interval=30,
         # redis-py 8 caps a pool at 100 connections and then raises; a worker with
@@ -164,17 +165,27 @@ class RunStore:
     key names names.py's).
 
     ``retry_for``: seconds a verb keeps retrying while Redis is unreachable (workers wait out a
-    Redis restart; the web process answers 503 at once with the default 0).
+    Redis restart; the web process answers 503 at once with the default 0). ``run_ttl`` and
+    ``result_ttl``: OPTIO_RUN_TTL and OPTIO_RESULT_TTL unless given.
     """
 
-    def __init__(self, client: redis.Redis, *, retry_for: float = 0.0) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        retry_for: float = 0.0,
+        run_ttl: int | None = None,
+        result_ttl: int | None = None,
+    ) -> None:
         self.client = client
         self.retry_for = retry_for
+        run_ttl = config.RUN_TTL if run_ttl is None else run_ttl
+        result_ttl = config.RESULT_TTL if result_ttl is None else result_ttl
         prelude = (LUA_DIR / "_prelude.lua").read_text()
         header = (
             f"local OPTIO_CHANNEL = {json.dumps(names.CHANNEL)}\n"
-            f"local OPTIO_RUN_TTL = {int(config.RUN_TTL)}\n"
-            f"local OPTIO_RESULT_TTL = {int(config.RESULT_TTL)}\n"
+            f"local OPTIO_RUN_TTL = {int(run_ttl)}\n"
+            f"local OPTIO_RESULT_TTL = {int(result_ttl)}\n"
         )
         self._scripts = {
             path.stem: client.register_script(header + prelude + path.read_text())
