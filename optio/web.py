@@ -25,7 +25,8 @@ log = logging.getLogger("optio.web")
 def create_app(settings: Settings | None = None) -> Flask:
     """The web app for ``settings`` (default: the environment's). Its Socket.IO server is
     ``app.extensions["socketio"]``; the relay, ``app.extensions["optio"].relay``, starts with
-    the first request or Socket.IO connection (``python -m optio.serve`` starts it at once)."""
+    the first HTTP or Socket.IO request the app serves (``python -m optio.serve`` starts it at
+    once)."""
     settings = settings or config.SETTINGS
     app = Flask(__name__)
     api.register(app, settings)
@@ -42,14 +43,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     services = app.extensions["optio"]
     relay = services.relay = Relay(socketio, lambda: services.store.current_state(), settings)
-    app.before_request(relay.start)
+    app.wsgi_app = _starting(relay, app.wsgi_app)  # outside Socket.IO's: sees every request
 
     @socketio.on("connect")
     def on_connect(auth=None) -> bool | None:
         token = auth.get("token") if isinstance(auth, dict) else None
         if settings.protect_reads and not api.token_ok(token, settings.api_token):
             return False  # refuses the connection
-        relay.start()
         try:
             state = services.store.current_state()
         except redis.RedisError as exc:
@@ -61,6 +61,16 @@ def create_app(settings: Settings | None = None) -> Flask:
         return None
 
     services.packet_budget = PacketBudget(socketio.server, CLIENT_PACKET_BUDGET, BUDGET_SECONDS)
+    return app
+
+
+def _starting(relay: Relay, wsgi_app):
+    """``wsgi_app`` that first makes sure the relay runs (a no-op once it does)."""
+
+    def app(environ, start_response):
+        relay.start()
+        return wsgi_app(environ, start_response)
+
     return app
 
 
