@@ -5,23 +5,20 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from functools import cached_property
 from urllib.parse import unquote
 
 import redis
-from celery import Celery
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from optio import heartbeats, names
-from optio.config import Settings
 from optio.redis_state import (
     NoActiveRunError,
     RunActiveError,
     RunStore,
     XBelowEnqueuedError,
-    connect,
 )
+from optio.services import services
 from optio.validation import (
     ApiError,
     number,
@@ -34,28 +31,6 @@ log = logging.getLogger("optio.api")
 bp = Blueprint("api", __name__, url_prefix="/api")
 #: Request bodies above this size are refused with 413.
 MAX_BODY_BYTES = 16 * 1024
-
-
-class Services:
-    """What one web app's requests use, built from its settings on first use."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    @cached_property
-    def store(self) -> RunStore:
-        client = connect(self.settings.redis_url, timeout=self.settings.redis_timeout)
-        return RunStore(client, run_ttl=self.settings.run_ttl, result_ttl=self.settings.result_ttl)
-
-    @cached_property
-    def producer(self) -> Celery:
-        """Sends tasks by name only: the web process does not import the workers' Celery app."""
-        return Celery("optio-web", broker=self.settings.redis_url, set_as_current=False)
-
-
-def services() -> Services:
-    """The services of the app handling the current request."""
-    return current_app.extensions["optio"]
 
 
 def store() -> RunStore:
@@ -283,10 +258,8 @@ def _origin_of(url: str) -> str:
     return f"{scheme}://{host}" if scheme and host else "null"
 
 
-def register(app: Flask, settings: Settings) -> None:
-    """Attach the API, the cross-site guard, CORS and the one error handler to ``app``, and
-    the services built from ``settings``."""
-    app.extensions["optio"] = Services(settings)
+def register(app: Flask) -> None:
+    """Attach the API, the cross-site guard, CORS and the one error handler to ``app``."""
     app.before_request(_refuse_cross_site)
     app.register_blueprint(bp)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES

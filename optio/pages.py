@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, render_template, send_from_directory
 
-from optio.api import services
+from optio.services import services
 from optio.validation import ApiError
 
 ROOT = Path(__file__).resolve().parent.parent

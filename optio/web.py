@@ -18,6 +18,7 @@ from flask_socketio import SocketIO
 from optio import api, config, pages
 from optio.config import Settings
 from optio.relay import Relay
+from optio.services import Services
 
 log = logging.getLogger("optio.web")
 
@@ -29,7 +30,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     once)."""
     settings = settings or config.SETTINGS
     app = Flask(__name__)
-    api.register(app, settings)
+    services = app.extensions["optio"] = Services(settings)
+    api.register(app)
     pages.register(app)
     socketio = SocketIO(
         app,
@@ -41,7 +43,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         # (PacketBudget below).
         async_handlers=False,
     )
-    services = app.extensions["optio"]
     relay = services.relay = Relay(socketio, lambda: services.store.current_state(), settings)
     app.wsgi_app = _starting(relay, app.wsgi_app)  # outside Socket.IO's: sees every request
 
