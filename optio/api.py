@@ -5,21 +5,20 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from functools import cache
 from urllib.parse import unquote
 
 import redis
 from flask import Blueprint, Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from optio import config, heartbeats
+from optio import heartbeats, names
 from optio.redis_state import (
     NoActiveRunError,
     RunActiveError,
     RunStore,
     XBelowEnqueuedError,
-    connect,
 )
+from optio.services import services
 from optio.validation import (
     ApiError,
     number,
@@ -34,18 +33,16 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_BODY_BYTES = 16 * 1024
 
 
-@cache
 def store() -> RunStore:
-    return RunStore(connect())
+    return services().store
 
 
-def token_ok(presented: str | None) -> bool:
-    """Whether ``presented`` is the configured API token (constant-time comparison)."""
-    if not config.API_TOKEN:
+def token_ok(presented: str | None, expected: str | None) -> bool:
+    """Whether ``presented`` is the ``expected`` API token (constant-time comparison); any is
+    when no token is configured."""
+    if not expected:
         return True
-    return presented is not None and hmac.compare_digest(
-        presented.encode(), config.API_TOKEN.encode()
-    )
+    return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
 
 
 def bearer_token() -> str | None:
@@ -55,11 +52,12 @@ def bearer_token() -> str | None:
 
 @bp.before_request
 def _authorize() -> None:
-    if not config.API_TOKEN or request.method == "OPTIONS" or request.endpoint == "api.health":
+    settings = services().settings
+    if not settings.api_token or request.method == "OPTIONS" or request.endpoint == "api.health":
         return
-    if request.method in ("GET", "HEAD") and not config.PROTECT_READS:
+    if request.method in ("GET", "HEAD") and not settings.protect_reads:
         return
-    if not token_ok(bearer_token()):
+    if not token_ok(bearer_token(), settings.api_token):
         raise ApiError(401, "missing or wrong API token: send Authorization: Bearer <token>")
 
 
@@ -69,19 +67,22 @@ def _body(required: bool = True) -> dict:
     )
 
 
+def _limits() -> dict:
+    settings = services().settings
+    return {"max_x": settings.max_x, "max_y": settings.max_y}
+
+
 def _kick_scheduler() -> None:
     """Fire one tick now so a new run's first jobs don't wait for beat's next tick."""
-    from optio.tasks import tick  # imported late: only the web process's API needs it
-
     try:
-        tick.apply_async()
+        services().producer.send_task(names.TICK_TASK, queue=names.TICKS_QUEUE, ignore_result=True)
     except Exception as exc:  # beat's own tick follows within OPTIO_TICK_SECONDS
         log.warning("[api] Could not send an immediate tick (%s); beat's next tick will do", exc)
 
 
 @bp.post("/run")
 def start_run():
-    x, y = validate_start(_body())
+    x, y = validate_start(_body(), **_limits())
     run_id = store().start_run(x, y)
     log.info("[api] Started run %s: x=%s, y=%s/min", run_id, number(x), number(y))
     _kick_scheduler()
@@ -90,7 +91,7 @@ def start_run():
 
 @bp.put("/run")
 def update_run():
-    x, y = validate_update(_body())
+    x, y = validate_update(_body(), **_limits())
     try:
         store().update_run(x, y)
     except XBelowEnqueuedError as exc:
@@ -122,16 +123,16 @@ def status():
 def health():
     """What the system needs to make progress: Redis, a worker, a beat, recent ticks."""
     try:
-        state = store()
-        now = state.server_time_ms()
-        last = state.last_tick_ms()
-        workers = heartbeats.alive(state.client, heartbeats.WORKER)
-        beats = heartbeats.alive(state.client, heartbeats.BEAT)
+        runs = store()
+        now = runs.server_time_ms()
+        last = runs.last_tick_ms()
+        workers = heartbeats.alive(runs.client, heartbeats.WORKER)
+        beats = heartbeats.alive(runs.client, heartbeats.BEAT)
     except redis.RedisError as exc:
         body = {
             "status": "unavailable",
             "checks": {"redis": f"no answer: {_scrubbed(str(exc))}"},
-            "error": f"Redis does not answer at {redacted_url(config.REDIS_URL)}",
+            "error": f"Redis does not answer at {redacted_url(services().settings.redis_url)}",
         }
         return jsonify(body), 503
     checks: dict = {"redis": "ok", "workers": workers, "beats": beats, "lastTick": last}
@@ -145,7 +146,7 @@ def health():
     else:
         age = max(0.0, (now - last) / 1000)
         checks["lastTickAgeSeconds"] = round(age, 3)
-        if age > config.HEALTH_TICK_MAX_AGE:
+        if age > services().settings.health_tick_max_age:
             problems.append(f"no scheduler tick for {age:.0f} s")
     if problems:
         return jsonify({"status": "degraded", "checks": checks, "error": "; ".join(problems)}), 503
@@ -206,7 +207,7 @@ def _secrets(url: str) -> list[str]:
 
 
 def _scrubbed(message: str) -> str:
-    for secret in _secrets(config.REDIS_URL):
+    for secret in _secrets(services().settings.redis_url):
         message = message.replace(secret, "***")
     return message
 
@@ -215,10 +216,11 @@ def _scrubbed(message: str) -> str:
 STATE_CHANGING = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 
 
-def origin_allowed(origin: str, environ: dict) -> bool:
-    """The page's own origin (scheme and Host of the request), or one in OPTIO_CORS_ORIGINS."""
+def origin_allowed(origin: str, environ: dict, allowed: tuple[str, ...] | list[str]) -> bool:
+    """The page's own origin (scheme and Host of the request), or one in ``allowed``
+    (OPTIO_CORS_ORIGINS)."""
     same = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
-    return origin == same or origin in config.CORS_ORIGINS
+    return origin == same or origin in allowed
 
 
 def _refuse_cross_site() -> None:
@@ -236,7 +238,10 @@ def _refuse_cross_site() -> None:
     source, origin = "Origin", request.headers.get("Origin")
     if origin is None and request.referrer is not None:
         source, origin = "Referer", _origin_of(request.referrer)
-    if origin is not None and (origin == "null" or not origin_allowed(origin, request.environ)):
+    allowed = services().settings.cors_origins
+    if origin is not None and (
+        origin == "null" or not origin_allowed(origin, request.environ, allowed)
+    ):
         raise ApiError(
             403,
             f"cross-site request refused: {source} {origin[:100]!r} is neither this server's "
@@ -264,7 +269,7 @@ def register(app: Flask) -> None:
 
 def _cors(response):
     origin = request.headers.get("Origin")
-    if origin and origin in config.CORS_ORIGINS:
+    if origin and origin in services().settings.cors_origins:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization"

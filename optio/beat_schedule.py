@@ -5,12 +5,11 @@ schedule's position lives in Redis.
 """
 
 from optio import config
-
-TICKS_QUEUE = "optio.ticks"
+from optio.names import TICK_ENTRY, TICK_TASK, TICKS_QUEUE
 
 SCHEDULE = {
-    "optio-tick": {
-        "task": "optio.tick",
+    TICK_ENTRY: {
+        "task": TICK_TASK,
         "schedule": config.TICK_SECONDS,
         "options": {"queue": TICKS_QUEUE, "expires": max(1.0, 2 * config.TICK_SECONDS)},
     },

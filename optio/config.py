@@ -1,112 +1,201 @@
 """All configuration, read from the environment in one place.
 
-Every setting has a documented default; the README's configuration table lists the same names.
+:class:`Settings` holds every setting with its documented default; ``Settings.from_env()`` reads
+the environment (the README's configuration table lists the same names). The web app takes a
+``Settings`` (``optio.web.create_app(settings)``), so tests can build apps with other settings
+in-process. The module-level names below (``REDIS_URL``, ``TICK_SECONDS``, ...) are aliases of
+one default instance, :data:`SETTINGS`, built once at import; Celery-side code reads those.
+No other module reads ``os.environ`` for a setting.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from optio import names
+
+_TRUE = ("1", "true", "yes")
 
 
-def _float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of optio; the environment variable of each is in ``from_env``."""
+
+    #: Redis used as Celery broker, for counters and for pub/sub (REDIS_URL).
+    redis_url: str = "redis://localhost:6379/0"
+    #: TCP port of the web process: HTTP API, pages, Socket.IO (PORT).
+    port: int = 3000
+    #: Interface the web process binds to: loopback unless set (expose it with a token, see
+    #: README) (OPTIO_HOST).
+    host: str = "127.0.0.1"
+    #: Seconds between two scheduler ticks fired by celery beat (OPTIO_TICK_SECONDS).
+    tick_seconds: float = 1.0
+    #: Simulated work per demo job, in seconds (OPTIO_JOB_SECONDS).
+    job_seconds: float = 0.0
+    #: Import path of the job function, "module:function", called as f(run_id, job_id) -> str
+    #: (OPTIO_JOB_FUNC).
+    job_func: str = "optio.jobs:demo"
+    #: Seconds a worker's lease on a message lasts; the worker renews it every third of this
+    #: while the message runs. A message whose lease runs out (its worker died, froze, or lost
+    #: Redis for this long) is sent again by the next tick. Any job length works: live workers
+    #: renew (OPTIO_LEASE_SECONDS).
+    lease_seconds: float = 10.0
+    #: Seconds after which the broker hands an unacknowledged message to another worker
+    #: (kombu's visibility timeout). A second delivery of a message whose lease is alive is
+    #: dropped, so this only bounds how long a message a dead worker had fetched but not started
+    #: waits (OPTIO_VISIBILITY_TIMEOUT).
+    visibility_timeout: int = 10
+    #: Attempts of a job that raises before it is recorded as failed (OPTIO_JOB_ATTEMPTS).
+    job_attempts: int = 4
+    #: Seconds before the first retry of a job that raised; doubles each attempt (capped at
+    #: 30 s) (OPTIO_RETRY_BACKOFF).
+    retry_backoff: float = 1.0
+    #: Replaced by leases (OPTIO_LEASE_SECONDS); set, it is ignored with a warning
+    #: (OPTIO_STALL_SECONDS).
+    stall_seconds_deprecated: str | None = None
+    #: Seconds a Redis command may take before it fails (a hung Redis makes the API answer
+    #: 503) (OPTIO_REDIS_TIMEOUT).
+    redis_timeout: float = 5.0
+    #: Seconds a worker keeps retrying Redis calls while Redis is away (restart, failover)
+    #: (OPTIO_REDIS_RETRY_SECONDS).
+    redis_retry_seconds: float = 120.0
+    #: Seconds between liveness heartbeats of workers and beat (they expire after 3 of them)
+    #: (OPTIO_HEARTBEAT_SECONDS).
+    heartbeat_seconds: float = 5.0
+    #: Seconds stored job results are kept after their last write (OPTIO_RESULT_TTL).
+    result_ttl: int = 7 * 24 * 3600
+    #: Seconds the keys of a finished or stopped run (its state, bitmap, errors) are kept
+    #: (OPTIO_RUN_TTL).
+    run_ttl: int = 30 * 24 * 3600
+    #: Largest accepted x (jobs in one run); the exactly-once bitmap costs x/8 bytes
+    #: (OPTIO_MAX_X).
+    max_x: int = 10_000_000
+    #: Largest accepted y, jobs per minute (OPTIO_MAX_Y).
+    max_y: float = 2_000_000.0
+    #: Most jobs of a run waiting in the broker at once (reserved, neither done nor started by
+    #: a worker); 0 means five ticks' worth at rate y, at least 1000. Above the workers' pace
+    #: the run goes at their pace and its state says heldBack (OPTIO_MAX_OUTSTANDING).
+    max_outstanding: int = 0
+    #: Largest job-id range carried by one Celery message (high rates batch jobs per message)
+    #: (OPTIO_MAX_BATCH).
+    max_batch: int = 100
+    #: Origins allowed for HTTP (CORS) and Socket.IO, comma separated in the environment;
+    #: default http://localhost:PORT and http://127.0.0.1:PORT (OPTIO_CORS_ORIGINS).
+    cors_origins: tuple[str, ...] | None = None
+    #: Server that the clients `optio watch` and test-websocket-cli.js connect to; default
+    #: http://localhost:PORT (OPTIO_URL).
+    url: str | None = None
+    #: When set, start/update/stop need "Authorization: Bearer <token>" (unset: no auth at
+    #: all) (OPTIO_API_TOKEN).
+    api_token: str | None = field(default=None, repr=False)  # kept out of logs
+    #: With a token set, also require it for GET /api/status and Socket.IO connections
+    #: (OPTIO_PROTECT_READS: 1, true or yes).
+    protect_reads: bool = False
+    #: Async mode of the web process: "eventlet" or "threading" (OPTIO_ASYNC_MODE); `flask run`
+    #: (FLASK_RUN_FROM_CLI set) always serves with threads, as Flask-SocketIO does.
+    async_mode: str = "eventlet"
+    #: Most progress events per second sent to Socket.IO clients (updates are coalesced)
+    #: (OPTIO_EMIT_HZ).
+    emit_hz: float = 20.0
+    #: Log level of all optio processes (OPTIO_LOG_LEVEL).
+    log_level: str = "INFO"
+    #: A tick older than this many seconds makes /api/health answer 503; default
+    #: max(10, 5 × tick_seconds) (OPTIO_HEALTH_TICK_MAX_AGE).
+    health_tick_max_age: float | None = None
+
+    def __post_init__(self) -> None:
+        derived = {
+            "cors_origins": (f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}"),
+            "url": f"http://localhost:{self.port}",
+            "health_tick_max_age": max(10.0, 5 * self.tick_seconds),
+        }
+        for name, value in derived.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        if isinstance(self.cors_origins, list):
+            object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings in ``environ`` (default: ``os.environ``); unset ones keep their default."""
+        env = os.environ if environ is None else environ
+        values: dict = {}
+
+        def take(name: str, variable: str, convert=str) -> None:
+            if variable in env:
+                values[name] = convert(env[variable])
+
+        take("redis_url", "REDIS_URL")
+        take("port", "PORT", int)
+        take("host", "OPTIO_HOST")
+        take("tick_seconds", "OPTIO_TICK_SECONDS", float)
+        take("job_seconds", "OPTIO_JOB_SECONDS", float)
+        take("job_func", "OPTIO_JOB_FUNC")
+        take("lease_seconds", "OPTIO_LEASE_SECONDS", float)
+        take("visibility_timeout", "OPTIO_VISIBILITY_TIMEOUT", int)
+        take("job_attempts", "OPTIO_JOB_ATTEMPTS", int)
+        take("retry_backoff", "OPTIO_RETRY_BACKOFF", float)
+        take("stall_seconds_deprecated", "OPTIO_STALL_SECONDS")
+        take("redis_timeout", "OPTIO_REDIS_TIMEOUT", float)
+        take("redis_retry_seconds", "OPTIO_REDIS_RETRY_SECONDS", float)
+        take("heartbeat_seconds", "OPTIO_HEARTBEAT_SECONDS", float)
+        take("result_ttl", "OPTIO_RESULT_TTL", int)
+        take("run_ttl", "OPTIO_RUN_TTL", int)
+        take("max_x", "OPTIO_MAX_X", int)
+        take("max_y", "OPTIO_MAX_Y", float)
+        take("max_outstanding", "OPTIO_MAX_OUTSTANDING", int)
+        take("max_batch", "OPTIO_MAX_BATCH", int)
+        take("cors_origins", "OPTIO_CORS_ORIGINS", _origins)
+        take("url", "OPTIO_URL")
+        take("api_token", "OPTIO_API_TOKEN", lambda v: v or None)
+        take("protect_reads", "OPTIO_PROTECT_READS", lambda v: v.lower() in _TRUE)
+        take("async_mode", "OPTIO_ASYNC_MODE")
+        if env.get("FLASK_RUN_FROM_CLI"):
+            values["async_mode"] = "threading"
+        take("emit_hz", "OPTIO_EMIT_HZ", float)
+        take("log_level", "OPTIO_LOG_LEVEL", str.upper)
+        take("health_tick_max_age", "OPTIO_HEALTH_TICK_MAX_AGE", float)
+        return cls(**values)
 
 
-def _int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+def _origins(text: str) -> tuple[str, ...]:
+    return tuple(o.strip() for o in text.split(",") if o.strip())
 
 
-#: Redis used as Celery broker, for counters and for pub/sub.
-REDIS_URL: str = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
+#: The settings of this process, read from the environment once.
+SETTINGS = Settings.from_env()
 
-#: TCP port of the web process (HTTP API, pages, Socket.IO).
-PORT: int = _int("PORT", 3000)
-#: Interface the web process binds to: loopback unless set (expose it with a token, see README).
-HOST: str = os.environ.get("OPTIO_HOST", "127.0.0.1")
+# Aliases of SETTINGS for code that reads module-level names (workers, beat, the CLI).
+REDIS_URL: str = SETTINGS.redis_url
+PORT: int = SETTINGS.port
+HOST: str = SETTINGS.host
+TICK_SECONDS: float = SETTINGS.tick_seconds
+JOB_SECONDS: float = SETTINGS.job_seconds
+JOB_FUNC: str = SETTINGS.job_func
+LEASE_SECONDS: float = SETTINGS.lease_seconds
+VISIBILITY_TIMEOUT: int = SETTINGS.visibility_timeout
+JOB_ATTEMPTS: int = SETTINGS.job_attempts
+RETRY_BACKOFF: float = SETTINGS.retry_backoff
+STALL_SECONDS_DEPRECATED: str | None = SETTINGS.stall_seconds_deprecated
+REDIS_TIMEOUT: float = SETTINGS.redis_timeout
+REDIS_RETRY_SECONDS: float = SETTINGS.redis_retry_seconds
+HEARTBEAT_SECONDS: float = SETTINGS.heartbeat_seconds
+RESULT_TTL: int = SETTINGS.result_ttl
+RUN_TTL: int = SETTINGS.run_ttl
+MAX_X: int = SETTINGS.max_x
+MAX_Y: float = SETTINGS.max_y
+MAX_OUTSTANDING: int = SETTINGS.max_outstanding
+MAX_BATCH: int = SETTINGS.max_batch
+CORS_ORIGINS: list[str] = list(SETTINGS.cors_origins)
+URL: str = SETTINGS.url
+API_TOKEN: str | None = SETTINGS.api_token
+PROTECT_READS: bool = SETTINGS.protect_reads
+ASYNC_MODE: str = SETTINGS.async_mode
+EMIT_HZ: float = SETTINGS.emit_hz
+LOG_LEVEL: str = SETTINGS.log_level
+HEALTH_TICK_MAX_AGE: float = SETTINGS.health_tick_max_age
 
-#: Seconds between two scheduler ticks fired by celery beat.
-TICK_SECONDS: float = _float("OPTIO_TICK_SECONDS", 1.0)
-
-#: Simulated work per demo job, in seconds.
-JOB_SECONDS: float = _float("OPTIO_JOB_SECONDS", 0.0)
-
-#: Import path of the job function, "module:function", called as f(run_id, job_id) -> str.
-JOB_FUNC: str = os.environ.get("OPTIO_JOB_FUNC", "optio.jobs:demo")
-
-#: Seconds a worker's lease on a message lasts; the worker renews it every third of this while
-#: the message runs. A message whose lease runs out (its worker died, froze, or lost Redis for
-#: this long) is sent again by the next tick. Any job length works: live workers renew.
-LEASE_SECONDS: float = _float("OPTIO_LEASE_SECONDS", 10.0)
-
-#: Seconds after which the broker hands an unacknowledged message to another worker (kombu's
-#: visibility timeout). A second delivery of a message whose lease is alive is dropped, so this
-#: only bounds how long a message a dead worker had fetched but not started waits.
-VISIBILITY_TIMEOUT: int = _int("OPTIO_VISIBILITY_TIMEOUT", 10)
-
-#: Attempts of a job that raises before it is recorded as failed.
-JOB_ATTEMPTS: int = _int("OPTIO_JOB_ATTEMPTS", 4)
-#: Seconds before the first retry of a job that raised; doubles each attempt (capped at 30 s).
-RETRY_BACKOFF: float = _float("OPTIO_RETRY_BACKOFF", 1.0)
-
-#: Replaced by leases (OPTIO_LEASE_SECONDS); set, it is ignored with a warning.
-STALL_SECONDS_DEPRECATED: str | None = os.environ.get("OPTIO_STALL_SECONDS")
-
-#: Seconds a Redis command may take before it fails (a hung Redis makes the API answer 503).
-REDIS_TIMEOUT: float = _float("OPTIO_REDIS_TIMEOUT", 5.0)
-
-#: Seconds a worker keeps retrying Redis calls while Redis is away (restart, failover).
-REDIS_RETRY_SECONDS: float = _float("OPTIO_REDIS_RETRY_SECONDS", 120.0)
-
-#: Seconds between liveness heartbeats of workers and beat (they expire after 3 of them).
-HEARTBEAT_SECONDS: float = _float("OPTIO_HEARTBEAT_SECONDS", 5.0)
-
-#: Seconds stored job results are kept after their last write.
-RESULT_TTL: int = _int("OPTIO_RESULT_TTL", 7 * 24 * 3600)
-#: Seconds the keys of a finished or stopped run (its state, bitmap, errors) are kept.
-RUN_TTL: int = _int("OPTIO_RUN_TTL", 30 * 24 * 3600)
-
-#: Largest accepted x (jobs in one run); the exactly-once bitmap costs x/8 bytes.
-MAX_X: int = _int("OPTIO_MAX_X", 10_000_000)
-#: Largest accepted y (jobs per minute).
-MAX_Y: float = _float("OPTIO_MAX_Y", 2_000_000.0)
-
-#: Most jobs of a run waiting in the broker at once (reserved, neither done nor started by a
-#: worker); 0 means five ticks' worth at rate y, at least 1000. Above the workers' pace the run
-#: goes at their pace and its state says heldBack.
-MAX_OUTSTANDING: int = _int("OPTIO_MAX_OUTSTANDING", 0)
-
-#: Largest job-id range carried by one Celery message (high rates batch jobs per message).
-MAX_BATCH: int = _int("OPTIO_MAX_BATCH", 100)
-
-#: Origins allowed for HTTP (CORS) and Socket.IO, comma separated.
-CORS_ORIGINS: list[str] = [
-    o.strip()
-    for o in os.environ.get(
-        "OPTIO_CORS_ORIGINS",
-        f"http://localhost:{PORT},http://127.0.0.1:{PORT}",
-    ).split(",")
-    if o.strip()
-]
-
-#: Server that the clients `optio watch` and test-websocket-cli.js connect to.
-URL: str = os.environ.get("OPTIO_URL", f"http://localhost:{PORT}")
-
-#: When set, start/update/stop need "Authorization: Bearer <token>" (unset: no auth at all).
-API_TOKEN: str | None = os.environ.get("OPTIO_API_TOKEN") or None
-#: With a token set, also require it for GET /api/status and Socket.IO connections.
-PROTECT_READS: bool = os.environ.get("OPTIO_PROTECT_READS", "").lower() in ("1", "true", "yes")
-
-#: Async mode of the web process: "eventlet" (default) or "threading".
-ASYNC_MODE: str = os.environ.get("OPTIO_ASYNC_MODE", "eventlet")
-
-#: Most progress events per second sent to Socket.IO clients (updates are coalesced).
-EMIT_HZ: float = _float("OPTIO_EMIT_HZ", 20.0)
-
-#: Log level of all optio processes.
-LOG_LEVEL: str = os.environ.get("OPTIO_LOG_LEVEL", "INFO").upper()
-
-#: A tick older than this many seconds makes /api/health answer 503.
-HEALTH_TICK_MAX_AGE: float = _float("OPTIO_HEALTH_TICK_MAX_AGE", max(10.0, 5 * TICK_SECONDS))
-
-#: Redis pub/sub channel carrying the run state (the guide's contract).
-CHANNEL = "optio:progress"
+#: Redis pub/sub channel carrying the run state (kept here for callers; it lives in names.py).
+CHANNEL = names.CHANNEL

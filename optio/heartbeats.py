@@ -1,19 +1,18 @@
 """Heartbeats of workers and beat processes: one sorted set per kind, read by /api/health.
 
-``optio:heartbeats:<kind>`` maps a process name to the moment (Redis clock, ms) its heartbeat
-runs out. Reading who is alive costs O(live processes), never a scan of the keyspace.
+``optio:heartbeats:<kind>`` (``names.heartbeats_key``) maps a process name to the moment (Redis
+clock, ms) its heartbeat runs out. Reading who is alive costs O(live processes), never a scan
+of the keyspace.
 """
 
 from __future__ import annotations
 
 import redis
 
+from optio.names import heartbeats_key
+
 WORKER = "worker"
 BEAT = "beat"
-
-
-def heartbeats_key(kind: str) -> str:
-    return f"optio:heartbeats:{kind}"
 
 
 def _now_ms(client: redis.Redis) -> int:

@@ -14,7 +14,7 @@ import threading
 import redis
 from celery import signals
 
-from optio import config, heartbeats
+from optio import config, heartbeats, names
 from optio.redis_state import connect
 
 log = logging.getLogger("optio")
@@ -57,7 +57,7 @@ def _worker_ready(sender=None, **_: object) -> None:
 
 
 def _not_a_tick(record: logging.LogRecord) -> bool:
-    return "optio-tick" not in record.getMessage()
+    return names.TICK_ENTRY not in record.getMessage()
 
 
 @signals.beat_init.connect

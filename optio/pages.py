@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, render_template, send_from_directory
 
-from optio import config
+from optio.services import services
 from optio.validation import ApiError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +44,8 @@ bp = Blueprint("pages", __name__)
 
 @bp.get("/")
 def dashboard():
-    return render_template("dashboard.html", max_x=config.MAX_X, max_y=config.MAX_Y)
+    settings = services().settings
+    return render_template("dashboard.html", max_x=settings.max_x, max_y=settings.max_y)
 
 
 @bp.get("/<any('test-websocket.html', 'test-websocket.js', 'test-websocket.css'):name>")

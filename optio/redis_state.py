@@ -1,23 +1,10 @@
-"""Every Redis key, Lua script and verb on the run state.
+"""The Lua scripts on a run's state, and the verbs that call them (:class:`RunStore`).
 
 Counters change only through the Lua scripts in ``optio/lua``; each script that changes a
-counter also publishes the resulting state on ``optio:progress`` in the same atomic step.
-Callers use the verbs of :class:`RunStore`, never the raw client.
-
-Keys of one run (``run_keys``; the order every script receives them in, see ``_prelude.lua``):
-``optio:run:<id>`` (hash, below), ``…:done`` (bitmap: job counted), ``…:results``,
-``…:errors``, ``…:attempts`` (hashes by job id), ``…:msgs`` (zset: message key -> deadline ms,
-present only while a message is unconfirmed, leased or waiting for its retry time) and
-``…:holders`` (hash: message key -> "token:jobs left" of the worker leasing it). Once a run is
-not running its keys expire after ``OPTIO_RUN_TTL`` (results: ``OPTIO_RESULT_TTL``).
-
-Fields of the run hash: runId; status (running | completed | stopped; the published state's
-``running`` is derived from it, true exactly when status is running); xTotal; yMinute; reserved
-(jobs handed to the tick); enqueued (jobs confirmed in the broker); processed; failed;
-leasedJobs (jobs of leased messages not handled yet); startedAt; finishedAt;
-anchorMs/anchorCount (the schedule: anchorCount jobs due at anchorMs, then y per minute);
-rateNow/rateAt/rateCount (jobs/min reserved over the last window); heldBack/heldAt (the
-backlog cap held the schedule back within the last window).
+counter also publishes the resulting state on the progress channel in the same atomic step.
+Callers use the verbs of :class:`RunStore`, never the raw client. Every key and every field of
+the run hash is listed, with its meaning, in ``optio/names.py``, which builds the names; they
+are re-exported here.
 """
 
 from __future__ import annotations
@@ -36,72 +23,26 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from optio import config
+from optio import config, names
+from optio.names import (  # noqa: F401  (re-exported: callers import the key builders from here)
+    ACTIVE_KEY,
+    CURRENT_KEY,
+    LAST_TICK_KEY,
+    attempts_key,
+    done_key,
+    errors_key,
+    holders_key,
+    message_key,
+    messages_key,
+    parse_message_key,
+    results_key,
+    run_key,
+    run_keys,
+)
 
 log = logging.getLogger("optio")
 
 LUA_DIR = Path(__file__).with_name("lua")
-
-ACTIVE_KEY = "optio:active"  # id of the run that is running, absent when none is
-CURRENT_KEY = "optio:current"  # id of the run clients are shown (the latest started)
-LAST_TICK_KEY = "optio:last_tick"  # ms timestamp of the last scheduler tick
-
-
-def run_key(run_id: str) -> str:
-    return f"optio:run:{run_id}"
-
-
-def done_key(run_id: str) -> str:
-    """Bitmap with one bit per job id: set once the job is counted."""
-    return f"optio:run:{run_id}:done"
-
-
-def results_key(run_id: str) -> str:
-    return f"optio:run:{run_id}:results"
-
-
-def errors_key(run_id: str) -> str:
-    """Hash job id -> error of the jobs that failed for good."""
-    return f"optio:run:{run_id}:errors"
-
-
-def attempts_key(run_id: str) -> str:
-    """Hash job id -> attempts made, for jobs that raised at least once."""
-    return f"optio:run:{run_id}:attempts"
-
-
-def messages_key(run_id: str) -> str:
-    """Zset message key -> deadline ms of the messages the tick must (re)send when it passes."""
-    return f"optio:run:{run_id}:msgs"
-
-
-def holders_key(run_id: str) -> str:
-    """Hash message key -> "token:jobs left" of the worker holding the message's lease."""
-    return f"optio:run:{run_id}:holders"
-
-
-def run_keys(run_id: str) -> list[str]:
-    """The keys of one run, in the order every script takes them (see _prelude.lua)."""
-    return [
-        run_key(run_id),
-        done_key(run_id),
-        results_key(run_id),
-        errors_key(run_id),
-        attempts_key(run_id),
-        messages_key(run_id),
-        holders_key(run_id),
-    ]
-
-
-def message_key(first: int, count: int, retry: int = 0) -> str:
-    """Name of the message carrying jobs first .. first+count-1 (retry N of a job: ":rN")."""
-    return f"{first}:{count}:r{retry}" if retry else f"{first}:{count}"
-
-
-def parse_message_key(key: str) -> tuple[int, int, int]:
-    """(first, count, retry) of a message key."""
-    first, count, *rest = key.split(":")
-    return int(first), int(count), int(rest[0][1:]) if rest else 0
 
 
 class RunActiveError(Exception):
@@ -174,18 +115,19 @@ def new_run_id() -> str:
 MAX_CONNECTIONS = 10_000
 
 
-def connect(url: str | None = None) -> redis.Redis:
+def connect(url: str | None = None, *, timeout: float | None = None) -> redis.Redis:
     """A client for ``url`` (default ``REDIS_URL``) that returns text.
 
     Every command fails after OPTIO_REDIS_TIMEOUT seconds, so a hung Redis gives errors (503 in
     the web) instead of hanging requests; a dropped connection is retried once, a timeout never
     (a script may have run: the callers' own retries decide).
     """
+    timeout = config.REDIS_TIMEOUT if timeout is None else timeout
     return redis.Redis.from_url(
         url or config.REDIS_URL,
         decode_responses=True,
-        socket_connect_timeout=config.REDIS_TIMEOUT,
-        socket_timeout=config.REDIS_TIMEOUT,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         health_check_interval=30,
         # redis-py 8 caps a pool at 100 connections and then raises; a worker with
@@ -219,20 +161,31 @@ def _retrying(method: Callable) -> Callable:
 
 
 class RunStore:
-    """The verbs on optio's run state in one Redis.
+    """The verbs on optio's runs in one Redis: runs only (heartbeats are heartbeats.py's, the
+    key names names.py's).
 
     ``retry_for``: seconds a verb keeps retrying while Redis is unreachable (workers wait out a
-    Redis restart; the web process answers 503 at once with the default 0).
+    Redis restart; the web process answers 503 at once with the default 0). ``run_ttl`` and
+    ``result_ttl``: OPTIO_RUN_TTL and OPTIO_RESULT_TTL unless given.
     """
 
-    def __init__(self, client: redis.Redis, *, retry_for: float = 0.0) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        retry_for: float = 0.0,
+        run_ttl: int | None = None,
+        result_ttl: int | None = None,
+    ) -> None:
         self.client = client
         self.retry_for = retry_for
+        run_ttl = config.RUN_TTL if run_ttl is None else run_ttl
+        result_ttl = config.RESULT_TTL if result_ttl is None else result_ttl
         prelude = (LUA_DIR / "_prelude.lua").read_text()
         header = (
-            f"local OPTIO_CHANNEL = {json.dumps(config.CHANNEL)}\n"
-            f"local OPTIO_RUN_TTL = {int(config.RUN_TTL)}\n"
-            f"local OPTIO_RESULT_TTL = {int(config.RESULT_TTL)}\n"
+            f"local OPTIO_CHANNEL = {json.dumps(names.CHANNEL)}\n"
+            f"local OPTIO_RUN_TTL = {int(run_ttl)}\n"
+            f"local OPTIO_RESULT_TTL = {int(result_ttl)}\n"
         )
         self._scripts = {
             path.stem: client.register_script(header + prelude + path.read_text())

@@ -12,7 +12,8 @@ from typing import Any
 import redis
 from flask_socketio import SocketIO
 
-from optio import config
+from optio import config, names
+from optio.config import Settings
 from optio.redis_state import connect
 
 log = logging.getLogger("optio.relay")
@@ -26,9 +27,15 @@ RETRY_FIRST, RETRY_MAX = 0.5, 10.0
 class Relay:
     """Subscribes to the progress channel and emits the latest state to every client."""
 
-    def __init__(self, socketio: SocketIO, read_state: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        socketio: SocketIO,
+        read_state: Callable[[], dict[str, Any]],
+        settings: Settings | None = None,
+    ) -> None:
         self.socketio = socketio
         self.read_state = read_state
+        self.settings = settings or config.SETTINGS
         self.latest: dict[str, Any] | None = None
         self._wake = threading.Event()
         self._started = False
@@ -53,9 +60,10 @@ class Relay:
         while True:
             pubsub = None
             try:
-                pubsub = connect().pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(config.CHANNEL)
-                log.info("[api] Subscribed to Redis channel: %s", config.CHANNEL)
+                client = connect(self.settings.redis_url, timeout=self.settings.redis_timeout)
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(names.CHANNEL)
+                log.info("[api] Subscribed to Redis channel: %s", names.CHANNEL)
                 delay = RETRY_FIRST
                 # Pub/sub keeps nothing for absent subscribers: catch up from the stored state.
                 self.offer(self.read_state())
@@ -82,7 +90,7 @@ class Relay:
         try:
             state = json.loads(data)
         except ValueError:
-            log.warning("[api] Ignored a message that is not JSON on %s", config.CHANNEL)
+            log.warning("[api] Ignored a message that is not JSON on %s", names.CHANNEL)
             return
         self.offer(state)
         now = time.monotonic()
@@ -95,7 +103,7 @@ class Relay:
             )
 
     def _emit_loop(self) -> None:
-        gap = 1.0 / config.EMIT_HZ
+        gap = 1.0 / self.settings.emit_hz
         while True:
             self._wake.wait()
             self._wake.clear()

@@ -12,9 +12,9 @@ import logging
 
 from celery.beat import PersistentScheduler
 
-log = logging.getLogger("optio")
+from optio.names import TICK_TASK
 
-TICK_TASK = "optio.tick"
+log = logging.getLogger("optio")
 
 
 class InlineTickScheduler(PersistentScheduler):

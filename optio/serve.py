@@ -10,7 +10,7 @@ if config.ASYNC_MODE == "eventlet":
 import logging  # noqa: E402
 
 from optio import preflight  # noqa: E402
-from optio.web import app, relay, socketio  # noqa: E402
+from optio.web import create_app  # noqa: E402
 
 
 class _OneLine(logging.Filter):
@@ -25,6 +25,8 @@ class _OneLine(logging.Filter):
 
 
 def main() -> None:
+    app = create_app(config.SETTINGS)
+    socketio = app.extensions["socketio"]
     logging.basicConfig(level=config.LOG_LEVEL, format="%(asctime)s %(levelname)s %(message)s")
     for name in ("socketio.server", "engineio.server"):
         logging.getLogger(name).addFilter(_OneLine())
@@ -34,7 +36,7 @@ def main() -> None:
         "[api] Serving on %s:%d (async mode %s)", config.HOST, config.PORT, socketio.async_mode
     )
     log.log(*preflight.exposure_notice(config.HOST, config.PORT, config.API_TOKEN))
-    relay.start()
+    app.extensions["optio"].relay.start()  # subscribe now, before the first client
     socketio.run(app, host=config.HOST, port=config.PORT, allow_unsafe_werkzeug=True)
 
 

@@ -17,12 +17,19 @@ from celery import Celery, signals
 from kombu import Queue
 
 # liveness and preflight register Celery signal handlers: heartbeats, the Redis version check
-from optio import config, liveness, preflight  # noqa: F401
-from optio.beat_schedule import SCHEDULE, TICKS_QUEUE
+from optio import config, liveness, names, preflight  # noqa: F401
+from optio.beat_schedule import SCHEDULE
 from optio.leases import Held, Keeper
-from optio.redis_state import RunStore, connect, message_key, parse_message_key
+from optio.names import (
+    JOBS_QUEUE,
+    PROCESS_JOBS_TASK,
+    TICK_TASK,
+    TICKS_QUEUE,
+    message_key,
+    parse_message_key,
+)
+from optio.redis_state import RunStore, connect
 
-JOBS_QUEUE = "optio.jobs"
 #: Publish the enqueued count at least every this many jobs (the guide's "every 10").
 ENQUEUED_PUBLISH_EVERY = 10
 #: Aim for at most this many job messages per second; faster rates put several jobs in one.
@@ -46,7 +53,7 @@ app.conf.update(
     task_default_queue=JOBS_QUEUE,
     # a plain `celery -A optio.tasks worker` consumes both queues
     task_queues=[Queue(JOBS_QUEUE), Queue(TICKS_QUEUE)],
-    task_routes={"optio.tick": {"queue": TICKS_QUEUE}},
+    task_routes={TICK_TASK: {"queue": TICKS_QUEUE}},
     task_ignore_result=True,
     # A job is acknowledged after it ran: a worker that dies mid-job loses nothing.
     task_acks_late=True,
@@ -155,7 +162,7 @@ def _send(run_id: str, messages: list[str], new: bool) -> None:
     """Publish the messages, about 10 jobs' worth per Redis round trip (a pipelined batch), and
     confirm each chunk once it is in the broker: counted as enqueued when ``new``, else they are
     sent again (flagged, so the worker checks what is left before running any job)."""
-    state = store()
+    runs = store()
     with app.producer_or_acquire() as producer:
         for chunk in _chunks(messages):
             jobs = 0
@@ -165,29 +172,29 @@ def _send(run_id: str, messages: list[str], new: bool) -> None:
                     args = (run_id, first, count) if new else (run_id, first, count, retry, True)
                     process_jobs.apply_async(args, producer=producer)
                     jobs += count
-            state.confirm_enqueued(run_id, jobs if new else 0, chunk)
+            runs.confirm_enqueued(run_id, jobs if new else 0, chunk)
 
 
-@app.task(name="optio.tick", acks_late=False, ignore_result=True)
+@app.task(name=TICK_TASK, acks_late=False, ignore_result=True)
 def tick() -> int:
     """Reserve the jobs due now and enqueue them, and send again what must be sent again
     (expired leases, due retries, unconfirmed reservations); returns how many were reserved."""
-    state = store()
-    run_id = state.active_run_id()
+    runs = store()
+    run_id = runs.active_run_id()
     if run_id is None:
-        state.record_tick()
+        runs.record_tick()
         return 0
-    reservation = state.reserve_due(
+    reservation = runs.reserve_due(
         run_id,
         config.TICK_SECONDS,
-        batch=batch_size(state.run_rate(run_id)),
+        batch=batch_size(runs.run_rate(run_id)),
         max_outstanding=config.MAX_OUTSTANDING,
         unconfirmed_ms=UNCONFIRMED_MS,
     )
     if reservation.count:
         _send(run_id, reservation.messages, True)
         log.info("[scheduler] Enqueued %d jobs of run %s", reservation.count, run_id)
-    leases, again = state.claim_lost(run_id, most=RESEND_MOST, unconfirmed_ms=UNCONFIRMED_MS)
+    leases, again = runs.claim_lost(run_id, most=RESEND_MOST, unconfirmed_ms=UNCONFIRMED_MS)
     if again:
         _send(run_id, again, False)
         retries = sum(1 for key in again if parse_message_key(key)[2])
@@ -208,7 +215,7 @@ def tick() -> int:
     return reservation.count
 
 
-@app.task(name="optio.process_jobs", ignore_result=True)
+@app.task(name=PROCESS_JOBS_TASK, ignore_result=True)
 def process_jobs(run_id: str, first: int, count: int, retry: int = 0, resent: bool = False) -> int:
     """Run jobs ``first .. first+count-1`` of a run under a lease; each is counted once.
     Returns how many were counted now. (``resent``: sent again by the tick; informative only.)
@@ -266,7 +273,7 @@ def _run_jobs(runs: RunStore, held: Held, jobs: list[int]) -> int:
         )
         counted += flush.counted
     if counted and _publish_log():
-        log.info("[worker] Published progress update to Redis channel %s", config.CHANNEL)
+        log.info("[worker] Published progress update to Redis channel %s", names.CHANNEL)
     return counted
 
 

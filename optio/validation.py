@@ -54,43 +54,49 @@ def _check_fields(body: dict, allowed: tuple[str, ...]) -> None:
         raise ApiError(400, f"unknown field(s): {', '.join(map(str, unknown))[:200]}")
 
 
-def validate_x(value: Any) -> int:
+def validate_x(value: Any, max_x: int | None = None) -> int:
+    max_x = config.MAX_X if max_x is None else max_x
     if isinstance(value, bool) or not isinstance(value, int):
         raise ApiError(400, f"x must be a whole number of jobs, got {_describe(value)}")
     if value < 1:
         raise ApiError(400, "x must be at least 1")
-    if value > config.MAX_X:
-        raise ApiError(400, f"x must be at most {number(config.MAX_X)}")
+    if value > max_x:
+        raise ApiError(400, f"x must be at most {number(max_x)}")
     return value
 
 
-def validate_y(value: Any) -> float:
+def validate_y(value: Any, max_y: float | None = None) -> float:
+    max_y = config.MAX_Y if max_y is None else max_y
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ApiError(400, f"y must be a number of jobs per minute, got {_describe(value)}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ApiError(400, "y must be a finite number")
-    if value > config.MAX_Y:
-        raise ApiError(400, f"y must be at most {number(config.MAX_Y)} jobs per minute")
+    if value > max_y:
+        raise ApiError(400, f"y must be at most {number(max_y)} jobs per minute")
     y = float(value)
     if not y > 0:
         raise ApiError(400, "y must be greater than 0")
     return y
 
 
-def validate_start(body: dict) -> tuple[int, float]:
+def validate_start(
+    body: dict, *, max_x: int | None = None, max_y: float | None = None
+) -> tuple[int, float]:
     _check_fields(body, ("x", "y"))
     for name in ("x", "y"):
         if name not in body:
             raise ApiError(400, f"missing field: {name}")
-    return validate_x(body["x"]), validate_y(body["y"])
+    return validate_x(body["x"], max_x), validate_y(body["y"], max_y)
 
 
-def validate_update(body: dict) -> tuple[int | None, float | None]:
+def validate_update(
+    body: dict, *, max_x: int | None = None, max_y: float | None = None
+) -> tuple[int | None, float | None]:
     _check_fields(body, ("x", "y"))
     if "x" not in body and "y" not in body:
         raise ApiError(400, "send x and/or y to change")
-    x = validate_x(body["x"]) if "x" in body else None
-    y = validate_y(body["y"]) if "y" in body else None
+    x = validate_x(body["x"], max_x) if "x" in body else None
+    y = validate_y(body["y"], max_y) if "y" in body else None
     return x, y
 
 

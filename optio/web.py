@@ -1,13 +1,14 @@
 """The web process: HTTP API, pages and the Socket.IO relay of run progress.
 
-Production entry: ``python -m optio.serve`` (monkey-patches for eventlet first).
-Development: ``flask --app optio.web run`` (Flask's reloader-friendly threading mode).
+``create_app(settings)`` builds one app (Flask's application factory); nothing is built at
+import. Production entry: ``python -m optio.serve`` (monkey-patches for eventlet first).
+Development: ``flask --app optio.web run`` (Flask finds ``create_app``; threading mode).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
 import time
 
 import redis
@@ -15,51 +16,63 @@ from flask import Flask, request
 from flask_socketio import SocketIO
 
 from optio import api, config, pages
+from optio.config import Settings
 from optio.relay import Relay
+from optio.services import Services
 
 log = logging.getLogger("optio.web")
 
 
-def async_mode() -> str:
-    """The one async-mode setting; ``flask run`` serves with threads, as Flask-SocketIO does."""
-    return "threading" if os.environ.get("FLASK_RUN_FROM_CLI") else config.ASYNC_MODE
+def create_app(settings: Settings | None = None) -> Flask:
+    """The web app for ``settings`` (default: the environment's). Its Socket.IO server is
+    ``app.extensions["socketio"]``; the relay, ``app.extensions["optio"].relay``, starts with
+    the first HTTP or Socket.IO request the app serves (``python -m optio.serve`` starts it at
+    once)."""
+    settings = settings or config.SETTINGS
+    app = Flask(__name__)
+    services = app.extensions["optio"] = Services(settings)
+    api.register(app)
+    pages.register(app)
+    socketio = SocketIO(
+        app,
+        async_mode=settings.async_mode,
+        cors_allowed_origins=functools.partial(api.origin_allowed, allowed=settings.cors_origins),
+        max_http_buffer_size=64 * 1024,
+        # Clients only listen. Handling their packets inline in the connection's reader
+        # (instead of a green thread each) lets a flooding client be cut off at once
+        # (PacketBudget below).
+        async_handlers=False,
+    )
+    relay = services.relay = Relay(socketio, lambda: services.store.current_state(), settings)
+    app.wsgi_app = _starting(relay, app.wsgi_app)  # outside Socket.IO's: sees every request
 
-
-app = Flask(__name__)
-api.register(app)
-pages.register(app)
-socketio = SocketIO(
-    app,
-    async_mode=async_mode(),
-    cors_allowed_origins=api.origin_allowed,
-    max_http_buffer_size=64 * 1024,
-    # Clients only listen. Handling their packets inline in the connection's reader (instead of a
-    # green thread each) lets a flooding client be cut off at once (PacketBudget below).
-    async_handlers=False,
-)
-relay = Relay(socketio, lambda: api.store().current_state())
-
-
-@app.before_request
-def _ensure_relay() -> None:
-    relay.start()
-
-
-@socketio.on("connect")
-def on_connect(auth=None) -> bool | None:
-    token = auth.get("token") if isinstance(auth, dict) else None
-    if config.PROTECT_READS and not api.token_ok(token):
-        return False  # refuses the connection
-    relay.start()
-    try:
-        state = api.store().current_state()
-    except redis.RedisError as exc:
-        log.warning("[api] Could not read the state for a new client: %s", exc)
+    @socketio.on("connect")
+    def on_connect(auth=None) -> bool | None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if settings.protect_reads and not api.token_ok(token, settings.api_token):
+            return False  # refuses the connection
+        try:
+            state = services.store.current_state()
+        except redis.RedisError as exc:
+            log.warning("[api] Could not read the state for a new client: %s", exc)
+            return None
+        # sent once the handler has returned, so the client sees "connected" before the state
+        sid = request.sid
+        socketio.start_background_task(socketio.emit, "progress", state, to=sid)
         return None
-    # sent once the handler has returned, so the client sees "connected" before the state
-    sid = request.sid
-    socketio.start_background_task(socketio.emit, "progress", state, to=sid)
-    return None
+
+    services.packet_budget = PacketBudget(socketio.server, CLIENT_PACKET_BUDGET, BUDGET_SECONDS)
+    return app
+
+
+def _starting(relay: Relay, wsgi_app):
+    """``wsgi_app`` that first makes sure the relay runs (a no-op once it does)."""
+
+    def app(environ, start_response):
+        relay.start()
+        return wsgi_app(environ, start_response)
+
+    return app
 
 
 #: Clients only listen: one that sends more than this many packets in BUDGET_SECONDS is cut off.
@@ -112,6 +125,3 @@ class PacketBudget:
     def on_disconnect(self, eio_sid: str, reason=None) -> None:
         self._windows.pop(eio_sid, None)
         self._eio_disconnect(eio_sid, reason)
-
-
-packet_budget = PacketBudget(socketio.server, CLIENT_PACKET_BUDGET, BUDGET_SECONDS)

@@ -1,4 +1,5 @@
-"""The HTTP API of the real web process: bad input of every kind, CORS, conflicts."""
+"""The HTTP API: bad input of every kind (in-process, through Flask's test client, and a
+sample of it against the real web process), CORS and conflicts (real web process)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import pytest
 import requests
 
+from tests.apps import build_app
 from tests.helpers import Watcher, wait_for
 
 JSON = {"Content-Type": "application/json"}
@@ -14,6 +16,12 @@ JSON = {"Content-Type": "application/json"}
 
 def raw(system, method: str, path: str, data: bytes | str = b"", headers=None):
     return requests.request(method, system.base + path, data=data, headers=headers, timeout=5)
+
+
+@pytest.fixture(scope="module")
+def web(redis_server):
+    """Flask's test client of an app built in this process (request validation only)."""
+    return build_app(redis_server, 6).test_client()
 
 
 BAD_STARTS = [
@@ -58,7 +66,26 @@ BAD_STARTS = [
 @pytest.mark.parametrize(
     "body, headers, status", [c[1:] for c in BAD_STARTS], ids=[c[0] for c in BAD_STARTS]
 )
-def test_bad_start_bodies_get_a_clear_4xx_and_change_nothing(idle_system, body, headers, status):
+def test_bad_start_bodies_get_a_clear_4xx_and_change_nothing(web, body, headers, status):
+    before = web.get("/api/status").json
+    response = web.post("/api/run", data=body, headers=headers)
+    assert response.status_code == status, response.text
+    error = response.json["error"]
+    assert isinstance(error, str) and error and "Traceback" not in error
+    assert web.get("/api/status").json == before
+
+
+#: Cases that depend on the server in front of Flask (eventlet's parsing of bodies, headers and
+#: sizes): proven against the real web process too.
+REAL_SERVER_CASES = ["no content type", "not UTF-8", "deep nesting", "oversized body"]
+
+
+@pytest.mark.parametrize(
+    "body, headers, status",
+    [c[1:] for c in BAD_STARTS if c[0] in REAL_SERVER_CASES],
+    ids=REAL_SERVER_CASES,
+)
+def test_the_real_server_refuses_bad_bodies_the_same_way(idle_system, body, headers, status):
     before = idle_system.get("/api/status").json()
     response = raw(idle_system, "POST", "/api/run", body, headers)
     assert response.status_code == status, response.text
@@ -80,10 +107,10 @@ BAD_UPDATES = [
 @pytest.mark.parametrize(
     "body, status", [c[1:] for c in BAD_UPDATES], ids=[c[0] for c in BAD_UPDATES]
 )
-def test_bad_updates_are_refused_before_anything_else(idle_system, body, status):
-    response = raw(idle_system, "PUT", "/api/run", body, JSON)
+def test_bad_updates_are_refused_before_anything_else(web, body, status):
+    response = web.put("/api/run", data=body, headers=JSON)
     assert response.status_code == status, response.text
-    assert response.json()["error"]
+    assert response.json["error"]
 
 
 OTHER_BAD = [
@@ -99,11 +126,22 @@ OTHER_BAD = [
 @pytest.mark.parametrize(
     "method, path, status", [c[1:] for c in OTHER_BAD], ids=[c[0] for c in OTHER_BAD]
 )
-def test_unknown_routes_and_methods_answer_json(idle_system, method, path, status):
-    response = raw(idle_system, method, path)
+def test_unknown_routes_and_methods_answer_json(web, method, path, status):
+    response = web.open(path, method=method)
     assert response.status_code == status
     assert response.headers["Content-Type"].startswith("application/json")
-    assert response.json()["error"]
+    assert response.json["error"]
+
+
+def test_the_real_server_answers_unknown_routes_with_json(idle_system):
+    for method, path, status in [
+        ("GET", "/nope/../../etc/passwd", 404),
+        ("PATCH", "/api/run", 405),
+    ]:
+        response = raw(idle_system, method, path)
+        assert response.status_code == status
+        assert response.headers["Content-Type"].startswith("application/json")
+        assert response.json()["error"]
 
 
 def test_nothing_running_gives_409_for_update_and_stop(idle_system):
@@ -113,8 +151,8 @@ def test_nothing_running_gives_409_for_update_and_stop(idle_system):
     assert stop.status_code == 409 and "no run" in stop.json()["error"]
 
 
-def test_stop_with_a_body_is_refused(idle_system):
-    response = raw(idle_system, "POST", "/api/stop", b'{"now": true}', JSON)
+def test_stop_with_a_body_is_refused(web):
+    response = web.post("/api/stop", data=b'{"now": true}', headers=JSON)
     assert response.status_code == 400
 
 

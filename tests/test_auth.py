@@ -1,4 +1,9 @@
-"""OPTIO_API_TOKEN: changes need the bearer token; reads too with OPTIO_PROTECT_READS."""
+"""OPTIO_API_TOKEN: changes need the bearer token; reads too with OPTIO_PROTECT_READS.
+
+The token checks run in-process (create_app with the token settings, Flask's and
+Flask-SocketIO's test clients); the real web process is proven to check the token the same way
+over real sockets at the end.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,9 @@ import pytest
 import requests
 import socketio
 
+from tests.apps import build_app
 from tests.conftest import System
-from tests.helpers import Watcher, wait_for
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -15,15 +21,13 @@ TOKEN = "s3cret-token"
 
 
 @pytest.fixture(scope="module")
-def token_system(redis_server, tmp_path_factory):
-    system = System(
-        f"{redis_server['url']}/3", tmp_path_factory.mktemp("auth"), OPTIO_API_TOKEN=TOKEN
-    )
-    try:
-        system.start_web()
-        yield system
-    finally:
-        system.stop_all()
+def token_app(redis_server):
+    return build_app(redis_server, 3, api_token=TOKEN)
+
+
+@pytest.fixture(scope="module")
+def protected_app(redis_server):
+    return build_app(redis_server, 7, api_token=TOKEN, protect_reads=True)
 
 
 @pytest.fixture(scope="module")
@@ -45,47 +49,73 @@ def auth(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
+def first_state(client) -> dict:
+    """The ``progress`` state a Socket.IO test client received on connect."""
+    received = wait_for(client.get_received, 5, "the state sent on connect")
+    return next(p["args"][0] for p in received if p["name"] == "progress")
+
+
 @pytest.mark.parametrize(
     "headers",
     [{}, auth("wrong"), auth(""), {"Authorization": TOKEN}, {"Authorization": f"Basic {TOKEN}"}],
     ids=["none", "wrong", "empty", "no scheme", "basic scheme"],
 )
-def test_changes_without_the_right_token_are_401(token_system, headers):
-    before = token_system.get("/api/status").json()
+def test_changes_without_the_right_token_are_401(token_app, headers):
+    web = token_app.test_client()
+    before = web.get("/api/status").json
     for method, path, body in [
         ("POST", "/api/run", {"x": 5, "y": 60}),
         ("PUT", "/api/run", {"y": 60}),
         ("POST", "/api/stop", None),
     ]:
-        response = requests.request(
-            method, token_system.base + path, json=body, headers=headers, timeout=5
-        )
+        response = web.open(path, method=method, json=body, headers=headers)
         assert response.status_code == 401, (method, path)
-        assert "token" in response.json()["error"]
+        assert "token" in response.json["error"]
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    assert token_system.get("/api/status").json() == before
+    assert web.get("/api/status").json == before
 
 
-def test_the_right_token_starts_and_stops_and_reads_stay_open(token_system):
-    started = token_system.post("/api/run", {"x": 1000, "y": 60}, headers=auth(TOKEN))
+def test_the_right_token_starts_and_stops_and_reads_stay_open(token_app):
+    web = token_app.test_client()
+    started = web.post("/api/run", json={"x": 1000, "y": 60}, headers=auth(TOKEN))
     assert started.status_code == 201
-    assert token_system.get("/api/status").json()["running"] is True
-    assert token_system.post("/api/stop", headers=auth(TOKEN)).status_code == 200
+    assert web.get("/api/status").json["running"] is True
+    assert web.post("/api/stop", headers=auth(TOKEN)).status_code == 200
     # reads need no token: /api/status and the live feed, which sends the state at once
-    status = token_system.get("/api/status")
-    assert status.status_code == 200 and status.json()["status"] == "stopped"
-    watcher = Watcher(token_system.base)
+    status = web.get("/api/status")
+    assert status.status_code == 200 and status.json["status"] == "stopped"
+    client = token_app.extensions["socketio"].test_client(token_app)
     try:
-        wait_for(watcher.states, 5, "the state sent to a client without a token")
-        assert watcher.states()[0]["runId"] == started.json()["runId"]
+        assert first_state(client)["runId"] == started.json["runId"]
     finally:
-        watcher.close()
+        client.disconnect()
 
 
-def test_protected_reads_need_the_token_too(protected_system):
+def test_protected_reads_need_the_token_too(protected_app):
+    web = protected_app.test_client()
+    assert web.get("/api/status").status_code == 401
+    assert web.get("/api/status", headers=auth(TOKEN)).status_code == 200
+    assert web.get("/api/health").status_code in (200, 503)  # health stays open
+
+
+def test_protected_socketio_needs_the_token_in_process(protected_app):
+    sio = protected_app.extensions["socketio"]
+    assert not sio.test_client(protected_app).is_connected()
+    for wrong in ({"token": "wrong"}, {"token": None}, "not a dict"):
+        assert not sio.test_client(protected_app, auth=wrong).is_connected()
+    client = sio.test_client(protected_app, auth={"token": TOKEN})
+    try:
+        assert client.is_connected()
+        assert first_state(client)["status"] == "idle"
+    finally:
+        client.disconnect()
+
+
+def test_the_real_server_checks_the_token_the_same_way(protected_system):
+    base = protected_system.base
+    assert protected_system.post("/api/stop").status_code == 401
     assert protected_system.get("/api/status").status_code == 401
-    ok = requests.get(protected_system.base + "/api/status", headers=auth(TOKEN), timeout=5)
-    assert ok.status_code == 200
+    assert requests.get(base + "/api/status", headers=auth(TOKEN), timeout=5).status_code == 200
     assert protected_system.get("/api/health").status_code in (200, 503)  # health stays open
 
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from optio import config
+from optio import config, names
 from optio.redis_state import RunStore, errors_key, results_key
 from tests.helpers import (
     Watcher,
@@ -209,7 +209,7 @@ def test_old_runs_jobs_never_touch_a_new_run(fault_system, record):
     store = RunStore(s.redis)
     old_a = store.run_state(old)
     # the old run's remaining messages drain; its recorded state must not move
-    wait_for(lambda: s.redis.llen("optio.jobs") == 0, 60, "the old queue to drain")
+    wait_for(lambda: s.redis.llen(names.JOBS_QUEUE) == 0, 60, "the old queue to drain")
     old_b = store.run_state(old)
     assert final["processed"] == 30 and final["enqueued"] == 30 and final["status"] == "completed"
     assert old_b["status"] == "stopped" and old_b["processed"] == old_a["processed"]

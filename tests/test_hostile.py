@@ -14,6 +14,7 @@ import requests
 import socketio
 import websocket
 
+from optio.web import CLIENT_PACKET_BUDGET  # importing builds nothing (create_app does)
 from tests.helpers import Watcher, wait_for
 
 pytestmark = pytest.mark.slow
@@ -320,8 +321,6 @@ class RawClient:
         self.ws.close()
 
 
-#: optio.web.CLIENT_PACKET_BUDGET (not imported: that would build the web app in this process)
-CLIENT_PACKET_BUDGET = 20
 ATTACHMENT = b"\x00\x01binary\xff"
 #: Packets that each must count against the budget: (name, frames sent per round).
 BUDGET_BYPASSES = [

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from optio import config
+from optio import config, names
 from optio.redis_state import RunStore, holders_key, run_key
 from optio.tasks import UNCONFIRMED_MS, batch_size
 from tests.helpers import (
@@ -34,7 +34,7 @@ THREADS = ("-P", "threads")
 def queued_jobs(system) -> list[int]:
     """How many jobs each message waiting in the job queue carries."""
     out = []
-    for raw in system.redis.lrange("optio.jobs", 0, -1):
+    for raw in system.redis.lrange(names.JOBS_QUEUE, 0, -1):
         args = json.loads(base64.b64decode(json.loads(raw)["body"]))[0]
         out.append(args[2])
     return out

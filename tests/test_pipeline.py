@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from optio import names
 from optio.redis_state import results_key
 from tests.helpers import Watcher, start, status, wait_for
 
@@ -90,10 +91,10 @@ def test_stop_ends_enqueuing_at_once(idle_system, watcher):
     stopped = response.json()
     assert (stopped["running"], stopped["status"]) == (False, "stopped")
     # two more ticks (0.5 s each) enqueue nothing
-    ticks = [idle_system.redis.get("optio:last_tick")]
+    ticks = [idle_system.redis.get(names.LAST_TICK_KEY)]
 
     def next_tick() -> bool:
-        tick = idle_system.redis.get("optio:last_tick")
+        tick = idle_system.redis.get(names.LAST_TICK_KEY)
         if tick != ticks[-1]:
             ticks.append(tick)
         return len(ticks) >= 3
@@ -138,7 +139,7 @@ def test_a_flood_of_updates_is_coalesced_and_ends_on_the_latest(idle_system, wat
     started = time.monotonic()
     for n in range(1, 501):
         state = {**base, "runId": "coalesce-test", "processed": n}
-        idle_system.redis.publish("optio:progress", json.dumps(state))
+        idle_system.redis.publish(names.CHANNEL, json.dumps(state))
     wait_for(
         lambda: watcher.events[-1][1].get("processed") == 500, 10, "the latest state to arrive"
     )
@@ -153,7 +154,9 @@ def test_finished_runs_leave_no_key_without_expiry_and_health_never_scans(idle_s
     s = idle_system
 
     def persistent_keys() -> set[str]:
-        return {k for k in s.redis.scan_iter("optio:*", count=1000) if s.redis.ttl(k) == -1}
+        return {
+            k for k in s.redis.scan_iter(f"{names.NAMESPACE}:*", count=1000) if s.redis.ttl(k) == -1
+        }
 
     def run_one() -> None:
         run_id = start(s, 5, 60_000)

@@ -142,7 +142,7 @@ class TestReserveDue:
         for t in threads:
             t.join()
         assert sum(results) == 11  # jobs 0..10 are due at +1 s
-        assert store.client.hget(f"optio:run:{run_id}", "reserved") == "11"
+        assert store.client.hget(run_key(run_id), "reserved") == "11"
 
     def test_fractional_rate_one_job_every_two_minutes(self, store):
         run_id = store.start_run(10, 0.5, now_ms=T0)
@@ -513,9 +513,9 @@ class TestExpiry:
         store.fail_job(run_id, 2, "E", attempts=3, backoff_s=1)
         store.mark_processed(run_id, {0: "a"}, message=key, token="w1", handled=1)
         store.stop_run()
-        keys = store.client.keys(f"optio:run:{run_id}*")
+        keys = store.client.keys(f"{run_key(run_id)}*")
         assert len(keys) >= 4
         assert all(store.client.ttl(k) > 0 for k in keys), {k: store.client.ttl(k) for k in keys}
         # a late result of the stopped run keeps the keys expiring
         store.mark_processed(run_id, {1: "late"})
-        assert all(store.client.ttl(k) > 0 for k in store.client.keys(f"optio:run:{run_id}*"))
+        assert all(store.client.ttl(k) > 0 for k in store.client.keys(f"{run_key(run_id)}*"))

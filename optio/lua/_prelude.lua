@@ -3,15 +3,9 @@
 -- (seconds a finished run's keys and its results are kept).
 --
 -- Every script that works on one run takes that run's keys first, in this order
--- (redis_state.run_keys):
---   KEYS[1] run hash           fields: see redis_state.py's module docstring
---   KEYS[2] done bitmap        bit k set once job k is counted (processed or failed)
---   KEYS[3] results hash       job id -> result
---   KEYS[4] errors hash        job id -> error of a job that failed for good
---   KEYS[5] attempts hash      job id -> failed attempts so far
---   KEYS[6] messages zset      message key -> deadline ms: when it passes, the tick sends the
---                              message (again); absent while the message waits in the broker
---   KEYS[7] holders hash       message key -> "token:jobs left" of the worker that leases it
+-- (names.run_keys; optio/names.py lists every key and every run-hash field with its meaning):
+--   KEYS[1] run hash   KEYS[2] done bitmap   KEYS[3] results hash   KEYS[4] errors hash
+--   KEYS[5] attempts hash   KEYS[6] messages zset   KEYS[7] holders hash
 -- A message key is "first:count" (jobs first .. first+count-1) or "job:1:rN" (retry N of a job).
 
 -- Milliseconds since the epoch: the caller's value when given (tests), else the Redis
@@ -34,7 +28,8 @@ local function hgetall(key)
 end
 
 -- The run state as clients see it: the guide's five fields plus ours. (HMGET of just these:
--- this runs on every count, and the hash holds twice as many fields.)
+-- this runs on every count, and the hash holds twice as many fields.) `running` is not stored:
+-- it is derived here from status, true exactly when the run is running.
 local function state_json(run_key)
   local f = redis.call('HMGET', run_key, 'runId', 'status', 'xTotal', 'yMinute', 'enqueued',
     'processed', 'failed', 'startedAt', 'finishedAt', 'rateNow', 'heldBack')

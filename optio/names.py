@@ -1,0 +1,142 @@
+"""Every name optio shares between processes: Redis keys, the channel, Celery tasks and queues.
+
+Each is derived from one namespace, so changing it moves the whole deployment (as dramatiq
+derives its keys from one ``namespace``). Nothing else in optio spells these strings.
+
+Keys (all in the ``REDIS_URL`` database, which the Celery broker shares):
+
+``optio:active``
+    string: id of the run that is running; absent when none is.
+``optio:current``
+    string: id of the run clients are shown (the latest started).
+``optio:last_tick``
+    string: ms timestamp (Redis clock) of the last scheduler tick, read by ``/api/health``.
+``optio:heartbeats:<kind>``
+    zset, kind ``worker`` or ``beat``: process name -> ms its heartbeat runs out (heartbeats.py).
+``optio:run:<id>``
+    hash: the run's state, fields below.
+``optio:run:<id>:done``
+    bitmap: bit k set once job k is counted (processed or failed): exactly once per job id.
+``optio:run:<id>:results``
+    hash: job id -> result.
+``optio:run:<id>:errors``
+    hash: job id -> error of a job that failed for good.
+``optio:run:<id>:attempts``
+    hash: job id -> failed attempts so far.
+``optio:run:<id>:msgs``
+    zset: message key -> deadline ms; when it passes, the tick sends the message (again).
+    Present only while a message is unconfirmed, leased or waiting for its retry time.
+``optio:run:<id>:holders``
+    hash: message key -> ``"token:jobs left"`` of the worker that leases the message.
+
+The seven ``optio:run:<id>…`` keys are what :func:`run_keys` lists, in the order every Lua script
+receives them (``optio/lua/_prelude.lua``). Once a run is not running they expire after
+``OPTIO_RUN_TTL`` (results: ``OPTIO_RESULT_TTL``). A message key is ``first:count`` (jobs
+first .. first+count-1) or ``job:1:rN`` (retry N of a job); see :func:`message_key`.
+Celery's own keys (the queues below, ``unacked*``, ``_kombu.*``) live in the same database.
+
+Fields of the run hash ``optio:run:<id>`` (the one full list; the Lua prelude points here):
+
+runId
+    the run's id.
+status
+    ``running`` | ``completed`` | ``stopped``. The published state's ``running`` is not stored:
+    ``state_json`` in ``_prelude.lua`` derives it from status (true exactly when running).
+xTotal, yMinute
+    x (jobs in the run) and y (jobs per minute).
+reserved
+    jobs handed to the tick (reserved, maybe not yet in the broker).
+enqueued
+    jobs whose messages are confirmed in the broker.
+processed, failed
+    jobs counted done, and failed for good.
+leasedJobs
+    jobs of leased messages not handled yet (they are not waiting in the broker).
+startedAt, finishedAt
+    ms since the epoch, Redis clock; finishedAt absent while running.
+anchorMs, anchorCount
+    the schedule: anchorCount jobs due at anchorMs, then y per minute.
+rateNow, rateAt, rateCount
+    jobs/min reserved over the last window (~3 s), its start and count.
+heldBack, heldAt
+    ``1`` when the backlog cap held the schedule back within the last window, and when.
+"""
+
+from __future__ import annotations
+
+#: Prefix of every Redis key and of the channel, task and queue names.
+NAMESPACE = "optio"
+
+#: Redis pub/sub channel carrying the run state (the guide's contract).
+CHANNEL = f"{NAMESPACE}:progress"
+
+#: Celery task names.
+TICK_TASK = f"{NAMESPACE}.tick"
+PROCESS_JOBS_TASK = f"{NAMESPACE}.process_jobs"
+
+#: Celery queues: job batches, and ticks sent as messages (the web's kick at start).
+JOBS_QUEUE = f"{NAMESPACE}.jobs"
+TICKS_QUEUE = f"{NAMESPACE}.ticks"
+
+#: Name of the tick's entry in the beat schedule (beat logs it with every tick it fires).
+TICK_ENTRY = f"{NAMESPACE}-tick"
+
+ACTIVE_KEY = f"{NAMESPACE}:active"
+CURRENT_KEY = f"{NAMESPACE}:current"
+LAST_TICK_KEY = f"{NAMESPACE}:last_tick"
+
+
+def heartbeats_key(kind: str) -> str:
+    return f"{NAMESPACE}:heartbeats:{kind}"
+
+
+def run_key(run_id: str) -> str:
+    return f"{NAMESPACE}:run:{run_id}"
+
+
+def done_key(run_id: str) -> str:
+    return f"{run_key(run_id)}:done"
+
+
+def results_key(run_id: str) -> str:
+    return f"{run_key(run_id)}:results"
+
+
+def errors_key(run_id: str) -> str:
+    return f"{run_key(run_id)}:errors"
+
+
+def attempts_key(run_id: str) -> str:
+    return f"{run_key(run_id)}:attempts"
+
+
+def messages_key(run_id: str) -> str:
+    return f"{run_key(run_id)}:msgs"
+
+
+def holders_key(run_id: str) -> str:
+    return f"{run_key(run_id)}:holders"
+
+
+def run_keys(run_id: str) -> list[str]:
+    """The keys of one run, in the order every script takes them (see _prelude.lua)."""
+    return [
+        run_key(run_id),
+        done_key(run_id),
+        results_key(run_id),
+        errors_key(run_id),
+        attempts_key(run_id),
+        messages_key(run_id),
+        holders_key(run_id),
+    ]
+
+
+def message_key(first: int, count: int, retry: int = 0) -> str:
+    """Name of the message carrying jobs first .. first+count-1 (retry N of a job: ":rN")."""
+    return f"{first}:{count}:r{retry}" if retry else f"{first}:{count}"
+
+
+def parse_message_key(key: str) -> tuple[int, int, int]:
+    """(first, count, retry) of a message key."""
+    first, count, *rest = key.split(":")
+    return int(first), int(count), int(rest[0][1:]) if rest else 0
