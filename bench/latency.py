@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import profiling
+from bench.meters import CpuMeter
 from bench.pipeline import PROFILE_SECONDS
-from bench.procs import CpuMeter, Proc
 from bench.sampling import summary_ms
 from bench.sio_clients import MARKER_BASE
-from bench.stack import OptioStack, RedisProc
 from optio.redis_state import RunStore, connect
+from optio.testing import Proc, RedisServer, System
 
 CLIENTS_PER_PROCESS = 500
 MARKERS_PER_SECOND = 5
@@ -162,8 +162,8 @@ def latencies(sent: dict[int, float], dumps: list[dict]) -> tuple[list[float], i
 
 
 def measure(
-    stack: OptioStack,
-    rds: RedisProc,
+    stack: System,
+    rds: RedisServer,
     counts: list[int],
     seconds: float,
     work: Path,
@@ -221,7 +221,7 @@ def _phase(rds, markers, clients, web_pid, load: str, seconds: float) -> dict:
     }
 
 
-def _noise(rds: RedisProc, seconds: float) -> subprocess.Popen:
+def _noise(rds: RedisServer, seconds: float) -> subprocess.Popen:
     args = [sys.executable, "-m", "bench.noise", rds.url, str(NOISE_PER_SECOND), str(seconds)]
     return subprocess.Popen(args)
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import requests
 
-from tests.helpers import Watcher, wait_for
+from optio.testing import Watcher, wait_for
 
 JSON = {"Content-Type": "application/json"}
 

@@ -6,8 +6,7 @@ import pytest
 import requests
 import socketio
 
-from tests.conftest import System
-from tests.helpers import Watcher, wait_for
+from optio.testing import System, Watcher, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -16,9 +15,7 @@ TOKEN = "s3cret-token"
 
 @pytest.fixture(scope="module")
 def token_system(redis_server, tmp_path_factory):
-    system = System(
-        f"{redis_server['url']}/3", tmp_path_factory.mktemp("auth"), OPTIO_API_TOKEN=TOKEN
-    )
+    system = System(f"{redis_server.url}/3", tmp_path_factory.mktemp("auth"), OPTIO_API_TOKEN=TOKEN)
     try:
         system.start_web()
         yield system
@@ -29,7 +26,7 @@ def token_system(redis_server, tmp_path_factory):
 @pytest.fixture(scope="module")
 def protected_system(redis_server, tmp_path_factory):
     system = System(
-        f"{redis_server['url']}/4",
+        f"{redis_server.url}/4",
         tmp_path_factory.mktemp("auth-reads"),
         OPTIO_API_TOKEN=TOKEN,
         OPTIO_PROTECT_READS="1",

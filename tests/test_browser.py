@@ -13,8 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import System
-from tests.helpers import ROOT, wait_for
+from optio.testing import ROOT, System, wait_for
 
 pytestmark = pytest.mark.slow
 

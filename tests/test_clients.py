@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import ROOT, VENV_BIN, free_port, start, wait_for
+from optio.testing import ROOT, VENV_BIN, free_port, start, wait_for
 
 pytestmark = pytest.mark.slow
 

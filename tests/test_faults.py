@@ -15,7 +15,7 @@ import pytest
 
 from optio import config
 from optio.redis_state import RunStore, errors_key, results_key
-from tests.helpers import (
+from optio.testing import (
     Watcher,
     assert_exactly_once,
     past_schedule,

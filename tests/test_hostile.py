@@ -14,7 +14,7 @@ import requests
 import socketio
 import websocket
 
-from tests.helpers import Watcher, wait_for
+from optio.testing import Watcher, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ import pytest
 from optio import config
 from optio.redis_state import RunStore, holders_key, run_key
 from optio.tasks import UNCONFIRMED_MS, batch_size
-from tests.helpers import (
+from optio.testing import (
     assert_exactly_once,
     executions,
     start,

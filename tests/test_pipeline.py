@@ -9,7 +9,7 @@ import time
 import pytest
 
 from optio.redis_state import results_key
-from tests.helpers import Watcher, start, status, wait_for
+from optio.testing import Watcher, start, status, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.conftest import System
-from tests.helpers import free_port
+from optio.testing import System, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -19,9 +18,7 @@ STABLE = ("runId", "running", "status", "xTotal", "yMinute")
 @pytest.fixture(scope="module")
 def token_web(redis_server, tmp_path_factory):
     """A web process that wants a token for changes (no worker: a run just stays running)."""
-    system = System(
-        f"{redis_server['url']}/5", tmp_path_factory.mktemp("csrf"), OPTIO_API_TOKEN=TOKEN
-    )
+    system = System(f"{redis_server.url}/5", tmp_path_factory.mktemp("csrf"), OPTIO_API_TOKEN=TOKEN)
     try:
         system.start_web()
         yield system
