@@ -58,6 +58,11 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def write_markdown(path: Path, results: dict[str, Any]) -> None:
+    """Fill the tables of ``path`` (kept as written by hand around them) from ``results``."""
+    path.write_text(report.render(results, path.read_text() if path.exists() else None))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short windows, for development")
@@ -74,13 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--report-only",
         action="store_true",
-        help="only write BENCHMARKS.md again from the benchmarks.json in --out",
+        help="only fill the tables of BENCHMARKS.md again from the benchmarks.json in --out",
     )
     args = parser.parse_args(argv)
     if args.report_only:
         out = Path(args.out)
         results = json.loads((out / "benchmarks.json").read_text())
-        (out / "BENCHMARKS.md").write_text(report.render(results))
+        write_markdown(out / "BENCHMARKS.md", results)
         print(report.summary_table(results), flush=True)
         return 0
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmarks.json").write_text(json.dumps(results, indent=1) + "\n")
-    (out / "BENCHMARKS.md").write_text(report.render(results))
+    write_markdown(out / "BENCHMARKS.md", results)
     print(report.summary_table(results), flush=True)
     print(f"bench: wrote {out / 'BENCHMARKS.md'} and {out / 'benchmarks.json'}", flush=True)
     return 0

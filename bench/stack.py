@@ -17,7 +17,7 @@ def start_optio(redis_url: str, work: Path, name: str, **env: str) -> System:
         redis_url,
         work / name,
         tick_seconds=None,  # optio's default (1 s), or OPTIO_TICK_SECONDS of the caller
-        log_level="WARNING",  # the web logs no INFO line per update it relays
+        log_level="WARNING",  # the web writes no INFO lines while it is measured
         **env,
     )
     try:
