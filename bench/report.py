@@ -50,7 +50,7 @@ def table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> list[str]:
 
 
 def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(figure, measured, goal, verdict) for every figure of the issue."""
+    """(figure, measured, goal, verdict) for every measured figure that has a goal."""
     out: list[tuple[str, str, str, str]] = []
     c = r.get("ceiling")
     if c:

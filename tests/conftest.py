@@ -87,9 +87,11 @@ RELIABILITY_ROWS: list[tuple[str, str, str]] = []
 
 @pytest.fixture
 def record():
-    """Record one row of the reliability table (printed at the end, saved under artifacts/)."""
+    """Record one row of the reliability table (printed at the end, saved under artifacts/):
+    the case, what was done, and the figures measured as ``name=value``."""
 
-    def add(case: str, done: str, measured: str) -> None:
+    def add(case: str, done: str, **figures: object) -> None:
+        measured = ", ".join(f"{name}={value}" for name, value in figures.items())
         RELIABILITY_ROWS.append((case, done, measured))
 
     return add

@@ -1,4 +1,5 @@
-"""The dashboard and the guide's browser test clients, driven in Debian's Chromium by Playwright.
+"""The dashboard and the browser clients of the README's "Watching progress", driven in Debian's
+Chromium by Playwright.
 
 Screenshots of a finished run are saved under artifacts/ (git-ignored) for a person to look at.
 """
@@ -248,7 +249,8 @@ def test_update_rate_from_the_dashboard(idle_system, page):
 
 
 def test_the_devtools_snippet_works_in_the_dashboard_console(idle_system, page):
-    """Method 3 of the guide: the page exposes `io`."""
+    """README Method 3 (devtools): the snippet pasted into the console works because the page
+    exposes `io`."""
     open_dashboard(page, idle_system.base)
     assert page.tab.evaluate("typeof io") == "function"
     page.tab.evaluate(
@@ -270,7 +272,8 @@ def test_the_devtools_snippet_works_in_the_dashboard_console(idle_system, page):
 
 
 def test_the_html_test_client_logs_progress(idle_system, page):
-    """Method 1 of the guide, served by the web process and linked from the dashboard."""
+    """README Method 1: the HTML test client, served by the web process and linked from the
+    dashboard."""
     open_dashboard(page, idle_system.base)
     tab = page.tab
     tab.click("text=WebSocket test client")
