@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,12 +41,25 @@ def store(client) -> RunStore:
 @pytest.fixture(scope="session")
 def system(redis_server, tmp_path_factory) -> Iterator[System]:
     """One running optio (web, worker, beat) on database 0 of the private Redis."""
-    sys_ = System(f"{redis_server.url}/0", tmp_path_factory.mktemp("system"))
-    try:
-        sys_.start_all()
-        yield sys_
-    finally:
-        sys_.stop_all()
+    with System(f"{redis_server.url}/0", tmp_path_factory.mktemp("system")) as running:
+        yield running.start_all()
+
+
+@pytest.fixture(scope="module")
+def web_alone(redis_server, tmp_path_factory) -> Iterator[Callable[..., System]]:
+    """``web_alone(db, **env)`` starts a web process without worker or beat on database ``db``
+    of the private Redis; every one started is stopped after the module."""
+    started: list[System] = []
+
+    def start_web(db: int, **env: str) -> System:
+        system = System(f"{redis_server.url}/{db}", tmp_path_factory.mktemp(f"web-db{db}"), **env)
+        started.append(system)
+        system.start_web()
+        return system
+
+    yield start_web
+    for system in started:
+        system.stop_all()
 
 
 @pytest.fixture
@@ -72,12 +85,11 @@ def fault_system(tmp_path, request):
     server = RedisServer(tmp_path)
     marker = request.node.get_closest_marker("env")
     env = {**FAULT_ENV, **(marker.args[0] if marker else {})}
-    system = System(f"{server.url}/0", tmp_path, **env)
-    system.server = server
     try:
-        yield system
+        with System(f"{server.url}/0", tmp_path, **env) as system:
+            system.server = server
+            yield system
     finally:
-        system.stop_all()
         server.stop()
 
 

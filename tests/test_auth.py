@@ -6,7 +6,7 @@ import pytest
 import requests
 import socketio
 
-from optio.testing import System, Watcher, wait_for
+from optio.testing import Watcher, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -14,28 +14,13 @@ TOKEN = "s3cret-token"
 
 
 @pytest.fixture(scope="module")
-def token_system(redis_server, tmp_path_factory):
-    system = System(f"{redis_server.url}/3", tmp_path_factory.mktemp("auth"), OPTIO_API_TOKEN=TOKEN)
-    try:
-        system.start_web()
-        yield system
-    finally:
-        system.stop_all()
+def token_system(web_alone):
+    return web_alone(3, OPTIO_API_TOKEN=TOKEN)
 
 
 @pytest.fixture(scope="module")
-def protected_system(redis_server, tmp_path_factory):
-    system = System(
-        f"{redis_server.url}/4",
-        tmp_path_factory.mktemp("auth-reads"),
-        OPTIO_API_TOKEN=TOKEN,
-        OPTIO_PROTECT_READS="1",
-    )
-    try:
-        system.start_web()
-        yield system
-    finally:
-        system.stop_all()
+def protected_system(web_alone):
+    return web_alone(4, OPTIO_API_TOKEN=TOKEN, OPTIO_PROTECT_READS="1")
 
 
 def auth(token: str) -> dict:

@@ -77,10 +77,7 @@ def test_a_lost_worker_loses_nothing(fault_system, record, how, lose):
     record(
         f"worker {how} mid-run",
         f"x={x}, y=3000/min, 50 ms jobs, -c 2; {how} at processed={at_loss['processed']}{shutdown}",
-        processed=figures["processed"],
-        results=figures["results"],
-        bits=figures["bits"],
-        executions=figures["executions"],
+        **figures,
         finished_after_s=f"{after:.1f}",
         past_schedule_s=f"{late:.1f}",
         lease_s=f"{config.LEASE_SECONDS:g}",
@@ -120,9 +117,7 @@ def test_redis_restart_mid_run(fault_system, record):
         "Redis restarted mid-run (append-only file)",
         f"x={x}, y=1200/min; redis-server SIGTERM at processed={before['processed']}, "
         f"down {up_after:.1f} s",
-        processed=figures["processed"],
-        results=figures["results"],
-        status=state["status"],
+        **figures,
         events_after_restart=len(later),
         finished_after_s=f"{finished_after:.1f}",
         past_schedule_s=f"{past_schedule(state):.1f}",

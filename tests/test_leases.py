@@ -65,15 +65,14 @@ def test_long_jobs_run_once(fault_system, record):
     s.start_worker("worker-b", 2)  # free pool processes that could run copies
     s.start_beat()
     run_id = start(s, 2, 600)
-    final = wait_finished(s, run_id, 90)
+    wait_finished(s, run_id, 90)
     figures = assert_exactly_once(s, run_id, 2)
     assert executions(s, run_id) == {0: 1, 1: 1}
     assert not resent_lines(s)
     record(
         "two 40 s jobs, two workers -c 2",
         "x=2, y=600/min, 40 s jobs (lease 10 s)",
-        executions=figures["executions"],
-        processed=final["processed"],
+        **figures,
         sent_again=len(resent_lines(s)),
     )
 
@@ -116,7 +115,7 @@ def test_no_worker_the_broker_holds_each_message_once(fault_system, record):
         time.sleep(0.5)
     held = status(s)
     s.start_worker()
-    final = wait_finished(s, run_id, 120)
+    wait_finished(s, run_id, 120)
     figures = assert_exactly_once(s, run_id, x)
     assert most_jobs == x
     assert set(executions(s, run_id).values()) == {1}
@@ -126,9 +125,8 @@ def test_no_worker_the_broker_holds_each_message_once(fault_system, record):
         f"x={x}, y={y}/min ({per_message} jobs per message); a worker started after 75 s",
         most_messages=most_messages,
         most_jobs=most_jobs,
-        enqueued=held["enqueued"],
-        processed=final["processed"],
-        executions=figures["executions"],
+        enqueued_without_worker=held["enqueued"],
+        **figures,
     )
 
 
@@ -168,7 +166,7 @@ def test_a_frozen_worker_loses_its_leases_and_its_late_results_count_once(fault_
     resent_after = time.monotonic() - stopped_at
     time.sleep(max(0.0, 8 - (time.monotonic() - stopped_at)))  # frozen longer than the lease
     frozen.signal(signal.SIGCONT)
-    final = wait_finished(s, run_id, 90)
+    wait_finished(s, run_id, 90)
     figures = assert_exactly_once(s, run_id, x)
     extra = figures["executions"] - x
     # the frozen worker finishes the job each of its 2 processes was in, then starts no more
@@ -177,9 +175,7 @@ def test_a_frozen_worker_loses_its_leases_and_its_late_results_count_once(fault_
         "worker SIGSTOPped for 8 s (lease 3 s), then SIGCONT",
         f"x={x}, y={y}/min, 10 jobs of 200 ms per message, -c 2; a second worker started",
         sent_again_after_s=f"{resent_after:.1f}",
-        processed=final["processed"],
-        bits=figures["bits"],
-        executions=figures["executions"],
+        **figures,
     )
 
 
@@ -247,8 +243,7 @@ def test_twenty_thousand_lost_jobs_come_back_in_one_lease(fault_system, record):
         resending_ticks=len(lines),
         finished_after_s=f"{after:.1f}",
         lease_s=f"{config.LEASE_SECONDS:g}",
-        processed=figures["processed"],
-        bits=figures["bits"],
+        **figures,
     )
 
 
@@ -351,5 +346,5 @@ def test_a_fetched_message_never_started_comes_back(fault_system, record):
         f"x={x}, 5 s jobs; worker -c 1 --prefetch-multiplier 4 SIGKILLed holding all {x}",
         finished_after_s=f"{after:.1f}",
         visibility_timeout_s=config.VISIBILITY_TIMEOUT,
-        executions=figures["executions"],
+        **figures,
     )

@@ -102,6 +102,12 @@ class System:
             proc.stop()
         self.redis.close()
 
+    def __enter__(self) -> System:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop_all()
+
     def pids(self) -> dict[str, int]:
         """Every process by name, the pool children of ``worker`` as ``worker-child-N``."""
         out = {name: proc.pid for name, proc in self.procs.items()}
