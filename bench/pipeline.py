@@ -277,8 +277,9 @@ def _web_profile(stack: System, prof_dir: Path) -> dict:
     port = stack.base.rsplit(":", 1)[1]
     args = [sys.executable, "-m", "bench.status_probe", "127.0.0.1", port]
     args += [str(PROFILE_SECONDS + 2), "50"]
-    probe = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    probe = Proc("status-probe", args, dict(os.environ), stack.log_dir)
     try:
         return profiling.profile({"web": stack.procs["web"].pid}, PROFILE_SECONDS, prof_dir)
     finally:
-        probe.wait(PROFILE_SECONDS + 60)
+        probe.popen.wait(PROFILE_SECONDS + 60)
+        probe.stop()
