@@ -1,4 +1,4 @@
-"""``python -m bench``: run every measurement, then write docs/BENCHMARKS.md and the JSON."""
+"""``python -m bench``: run every measurement, write the JSON, fill the tables of BENCHMARKS.md."""
 
 from __future__ import annotations
 
