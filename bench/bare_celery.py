@@ -1,7 +1,8 @@
 """Bare Celery for comparison: a no-op task, one message per job, on the same Redis.
 
-Same delivery settings as optio's job queue (acks late, prefetch 1, no results), so the
-difference measured is optio's own work per job.
+The same delivery settings as optio's job queue (``optio.celery_settings.DELIVERY``: acks
+late, prefetch 1, no results, the same visibility timeout), so the difference measured is
+optio's own work per job.
 
 Worker: ``celery -A bench.bare_celery worker -c 2``. Publisher:
 ``python -m bench.bare_celery COUNT`` prints the monotonic times it started and finished
@@ -10,7 +11,6 @@ publishing, and the CPU seconds it used.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
@@ -18,27 +18,14 @@ import time
 from celery import Celery, signals
 from kombu import Queue
 
+from optio.celery_settings import DELIVERY, quiet_per_task_lines
+
 QUEUE = "bare.jobs"
 
 app = Celery("bare", broker=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6399/0"))
-app.conf.update(
-    task_default_queue=QUEUE,
-    task_queues=[Queue(QUEUE)],
-    task_ignore_result=True,
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    worker_prefetch_multiplier=1,
-    broker_transport_options={"visibility_timeout": 60},
-    broker_connection_retry_on_startup=True,
-    worker_send_task_events=False,
-)
-
-
-@signals.after_setup_logger.connect
-def _quiet_per_task_lines(**_: object) -> None:
-    # the same two per-task INFO lines optio silences, so neither side pays for logging
-    for name in ("celery.app.trace", "celery.worker.strategy"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+app.conf.update(task_default_queue=QUEUE, task_queues=[Queue(QUEUE)], **DELIVERY)
+# the same per-task INFO lines optio silences, so neither side pays for logging
+signals.after_setup_logger.connect(quiet_per_task_lines)
 
 
 @app.task(name="bare.noop", ignore_result=True)

@@ -1,4 +1,4 @@
-"""``python -m bench``: run every measurement, then write docs/BENCHMARKS.md and the JSON."""
+"""``python -m bench``: run every measurement, write the JSON, fill the tables of BENCHMARKS.md."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import fidelity, latency, machine, pipeline, report
-from bench.procs import ROOT
-from bench.stack import CONCURRENCY, OptioStack, RedisProc
+from bench.meters import rss
+from bench.stack import CONCURRENCY, start_optio
+from optio.testing import ROOT, RedisServer
 
 PARTS = ("ceiling", "batched", "fidelity", "latency", "api")
 BATCHED_Y = 2_000_000.0
@@ -57,6 +58,11 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def write_markdown(path: Path, results: dict[str, Any]) -> None:
+    """Fill the tables of ``path`` (kept as written by hand around them) from ``results``."""
+    path.write_text(report.render(results, path.read_text() if path.exists() else None))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short windows, for development")
@@ -73,13 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--report-only",
         action="store_true",
-        help="only write BENCHMARKS.md again from the benchmarks.json in --out",
+        help="only fill the tables of BENCHMARKS.md again from the benchmarks.json in --out",
     )
     args = parser.parse_args(argv)
     if args.report_only:
         out = Path(args.out)
         results = json.loads((out / "benchmarks.json").read_text())
-        (out / "BENCHMARKS.md").write_text(report.render(results))
+        write_markdown(out / "BENCHMARKS.md", results)
         print(report.summary_table(results), flush=True)
         return 0
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
@@ -102,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         "work_dir": str(work),
     }
     print(f"bench: logs and profiles in {work}", flush=True)
-    rds = RedisProc(work)
+    rds = RedisServer(work, persistent=False)
     try:
         results["machine"] = machine.describe(rds.version())
         if {"batched", "fidelity", "api", "latency"} & set(parts):
@@ -117,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmarks.json").write_text(json.dumps(results, indent=1) + "\n")
-    (out / "BENCHMARKS.md").write_text(report.render(results))
+    write_markdown(out / "BENCHMARKS.md", results)
     print(report.summary_table(results), flush=True)
     print(f"bench: wrote {out / 'BENCHMARKS.md'} and {out / 'benchmarks.json'}", flush=True)
     return 0
@@ -126,12 +132,12 @@ def main(argv: list[str] | None = None) -> int:
 def _default_stack(rds, work, prof, cfg, parts, results) -> None:
     """Everything measured on optio with its default settings (batching on)."""
     # OPTIO_MAX_Y raised so that a rate far above capacity can be asked with batching on
-    stack = OptioStack(rds.url, work, "optio-default", OPTIO_MAX_Y="10000000").start()
+    stack = start_optio(rds.url, work, "optio-default", OPTIO_MAX_Y="10000000")
     try:
         if "batched" in parts:
             print(f"bench: batched run (y = {cfg['batched_y']:,.0f}/min) and memory", flush=True)
             baseline = rds.client.info("memory")["used_memory"]
-            rss_before = stack.rss()
+            rss_before = rss(stack.pids())
             batched, run_id = pipeline.batched(stack, rds, cfg["batched_jobs"], cfg["batched_y"])
             results["batched"] = batched
             results["memory"] = pipeline.memory(stack, rds, run_id, baseline)
@@ -163,14 +169,14 @@ def _default_stack(rds, work, prof, cfg, parts, results) -> None:
                 None if prof is None else prof / "latency",
             )
     finally:
-        stack.stop()
+        stack.stop_all()
 
 
 def _ceiling(rds, work, prof, cfg) -> dict:
     """optio with one message per job against bare Celery, alternating, same Redis."""
     n = cfg["ceiling_jobs"]
     optio_runs, bare_runs = [], []
-    stack = OptioStack(rds.url, work, "optio-batch1", OPTIO_MAX_BATCH="1").start()
+    stack = start_optio(rds.url, work, "optio-batch1", OPTIO_MAX_BATCH="1")
     try:
         for i in range(cfg["ceiling_rounds"]):
             last = i == cfg["ceiling_rounds"] - 1
@@ -181,7 +187,7 @@ def _ceiling(rds, work, prof, cfg) -> dict:
             p = None if prof is None or not last else prof / "ceiling-bare"
             bare_runs.append(pipeline.bare_ceiling(rds, work, n, p))
     finally:
-        stack.stop()
+        stack.stop_all()
     optio_rate = statistics.median(r["jobs_per_s"] for r in optio_runs)
     bare_rate = statistics.median(r["jobs_per_s"] for r in bare_runs)
     return {

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from bench.pipeline import JOBS_QUEUE, drain, start_run, stop_run
-from bench.sampling import CounterSampler
-from bench.stack import OptioStack, RedisProc
+from bench.pipeline import JOBS_QUEUE, drain
+from bench.sampling import CounterSampler, rounded
+from optio.testing import RedisServer, System, start
 
 #: Seconds after the start before the window opens (the start's own tick, beat's first).
 WARM_UP = 3.0
@@ -14,12 +14,13 @@ WARM_UP = 3.0
 POLL = 0.01
 
 
-def measure(stack: OptioStack, rds: RedisProc, y: float, window: float) -> dict:
-    run_id, t_post = start_run(stack, 10_000_000, y)
+def measure(stack: System, rds: RedisServer, y: float, window: float) -> dict:
+    t_post = time.monotonic()
+    run_id = start(stack, 10_000_000, y)
     sampler = CounterSampler(rds.url, run_id, POLL, changes_only=True).start()
     time.sleep(WARM_UP + window + 0.5)
     rows = sampler.stop()
-    stop_run(stack)
+    stack.post("/api/stop")
     drain(rds.client, (JOBS_QUEUE,))
     w0 = t_post + WARM_UP
     w1 = w0 + window
@@ -42,10 +43,10 @@ def analyse(rows, w0: float, w1: float, y: float) -> dict:
     ticks = [(t, e) for t, e in done if w0 < t <= w1]
     between = _slope(ticks) * 60 if len(ticks) >= 3 else None
     return {
-        "achieved_per_min": _r(between),
-        "error_pct": _r(None if between is None else 100 * (between / y - 1)),
-        "fixed_window_per_min": _r(fixed),
-        "fixed_window_error_pct": _r(100 * (fixed / y - 1)),
+        "achieved_per_min": rounded(between, 3),
+        "error_pct": rounded(None if between is None else 100 * (between / y - 1), 3),
+        "fixed_window_per_min": rounded(fixed, 3),
+        "fixed_window_error_pct": rounded(100 * (fixed / y - 1), 3),
         "max_enqueued_in_1s": max_in_window(inside, 1.0, start_count),
         "largest_tick": _largest_step([(t, r["reserved"]) for t, r in rows], w0, w1),
         "per_tick_expected": round(y / 60, 2),
@@ -93,7 +94,3 @@ def max_in_window(steps: list[tuple[float, int]], span: float, start_count: int)
             j += 1
         best = max(best, values[j] - values[i - 1])
     return best
-
-
-def _r(v: float | None) -> float | None:
-    return None if v is None else round(v, 3)

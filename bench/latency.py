@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import profiling
+from bench.meters import CpuMeter
 from bench.pipeline import PROFILE_SECONDS
-from bench.procs import CpuMeter, Proc
 from bench.sampling import summary_ms
 from bench.sio_clients import MARKER_BASE
-from bench.stack import OptioStack, RedisProc
 from optio.redis_state import RunStore, connect
+from optio.testing import Proc, RedisServer, System
 
 CLIENTS_PER_PROCESS = 500
 MARKERS_PER_SECOND = 5
@@ -162,8 +162,8 @@ def latencies(sent: dict[int, float], dumps: list[dict]) -> tuple[list[float], i
 
 
 def measure(
-    stack: OptioStack,
-    rds: RedisProc,
+    stack: System,
+    rds: RedisServer,
     counts: list[int],
     seconds: float,
     work: Path,
@@ -210,7 +210,7 @@ def _phase(rds, markers, clients, web_pid, load: str, seconds: float) -> dict:
     cpu = meter.stop()
     dumps = clients.dump()
     if noise is not None:
-        noise.wait(30)
+        _finish(noise)
     values, missing = latencies(sent, dumps)
     return {
         **summary_ms(values),
@@ -221,9 +221,18 @@ def _phase(rds, markers, clients, web_pid, load: str, seconds: float) -> dict:
     }
 
 
-def _noise(rds: RedisProc, seconds: float) -> subprocess.Popen:
+def _noise(rds: RedisServer, seconds: float) -> Proc:
     args = [sys.executable, "-m", "bench.noise", rds.url, str(NOISE_PER_SECOND), str(seconds)]
-    return subprocess.Popen(args)
+    return Proc("noise", args, dict(os.environ), rds.dir)
+
+
+def _finish(proc: Proc) -> None:
+    """Let ``proc`` end by itself (30 s at most), then end its group."""
+    try:
+        proc.popen.wait(30)
+    except subprocess.TimeoutExpired:
+        pass
+    proc.stop()
 
 
 def _profile_busy(rds, markers, web_pid: int, prof_dir: Path) -> dict:
@@ -237,4 +246,4 @@ def _profile_busy(rds, markers, web_pid: int, prof_dir: Path) -> dict:
         return profiling.profile({"web": web_pid}, PROFILE_SECONDS, prof_dir)
     finally:
         sender.join(30)
-        noise.wait(30)
+        _finish(noise)

@@ -9,8 +9,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from bench.procs import ROOT
 from bench.profiling import py_spy
+from optio.testing import ROOT
 
 PACKAGES = [
     "celery",

@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import redis
-import requests
 
 from bench import profiling
 from bench.bare_celery import QUEUE as BARE_QUEUE
-from bench.procs import CpuMeter, Proc, children, wait_for
-from bench.sampling import CounterSampler, rate_between, summary_ms, value_at
-from bench.stack import OptioStack, RedisProc, worker_args
+from bench.meters import CpuMeter, rss
+from bench.sampling import CounterSampler, rate_between, rounded, summary_ms, value_at
+from bench.stack import CONCURRENCY
+from optio.redis_state import done_key, results_key, run_key
+from optio.testing import Proc, RedisServer, System, children, start, wait_finished, wait_for
+from optio.testing import worker_args as celery_worker_args
 
 JOBS_QUEUE = "optio.jobs"
 #: Far above what 2 cores can do with one message per job (OPTIO_MAX_Y's default).
@@ -25,31 +27,6 @@ CEILING_Y = 1_000_000.0
 #: Far above what 2 cores can do with batches (the bench raises OPTIO_MAX_Y to allow it).
 BATCHED_CEILING_Y = 6_000_000.0
 PROFILE_SECONDS = 10
-
-
-def start_run(stack: OptioStack, x: int, y: float) -> tuple[str, float]:
-    t = time.monotonic()
-    r = requests.post(stack.base + "/api/run", json={"x": x, "y": y}, timeout=10)
-    r.raise_for_status()
-    return r.json()["runId"], t
-
-
-def stop_run(stack: OptioStack) -> None:
-    requests.post(stack.base + "/api/stop", timeout=10)
-
-
-def run_hash(client: redis.Redis, run_id: str) -> dict[str, str]:
-    return client.hgetall(f"optio:run:{run_id}")
-
-
-def wait_finished(client: redis.Redis, run_id: str, timeout: float) -> dict[str, str]:
-    wait_for(
-        lambda: client.hget(f"optio:run:{run_id}", "status") != "running",
-        timeout,
-        f"run {run_id} to finish",
-        interval=0.1,
-    )
-    return run_hash(client, run_id)
 
 
 def drain(client: redis.Redis, queues: tuple[str, ...], timeout: float = 120) -> None:
@@ -87,23 +64,23 @@ def _steady_rate(rows, field: str, total: int) -> float | None:
 # -- 1. ceiling, optio side -------------------------------------------------------------------
 
 
-def optio_ceiling(stack: OptioStack, rds: RedisProc, n: int, prof_dir: Path | None) -> dict:
+def optio_ceiling(stack: System, rds: RedisServer, n: int, prof_dir: Path | None) -> dict:
     """n jobs, one message each, at a rate far above capacity: jobs/s from start to last count."""
     client = rds.client
     client.config_resetstat()
     meter = CpuMeter({**stack.pids(), "redis": rds.pid}).start()
-    run_id, _ = start_run(stack, n, CEILING_Y)
+    run_id = start(stack, n, CEILING_Y)
     sampler = CounterSampler(rds.url, run_id, 0.25).start()
-    h = wait_finished(client, run_id, timeout=max(180.0, n / 50))
+    h = wait_finished(stack, run_id, max(180.0, n / 50), poll_redis=True)
     rows = sampler.stop()
     cpu = meter.stop()
-    seconds = (int(h["finishedAt"]) - int(h["startedAt"])) / 1000
+    seconds = (h["finishedAt"] - h["startedAt"]) / 1000
     out: dict[str, Any] = {
         "jobs": n,
-        "processed": int(h["processed"]),
+        "processed": h["processed"],
         "seconds": round(seconds, 3),
-        "jobs_per_s": round(int(h["processed"]) / seconds, 1),
-        "steady_jobs_per_s": _r(_steady_rate(rows, "processed", n)),
+        "jobs_per_s": round(h["processed"] / seconds, 1),
+        "steady_jobs_per_s": rounded(_steady_rate(rows, "processed", n), 1),
         "cpu": cpu,
         "redis_commandstats": redis_commandstats(client),
     }
@@ -112,13 +89,13 @@ def optio_ceiling(stack: OptioStack, rds: RedisProc, n: int, prof_dir: Path | No
     return out
 
 
-def _profile_run(stack: OptioStack, client: redis.Redis, x: int, y: float, out: Path) -> dict:
+def _profile_run(stack: System, client: redis.Redis, x: int, y: float, out: Path) -> dict:
     """A second run like the measured one, profiled (so the profiler slows no measured run)."""
-    run_id, _ = start_run(stack, x, y)
+    start(stack, x, y)
     time.sleep(3)
     pids = {k: v for k, v in stack.pids().items() if k.startswith("worker")}
     result = profiling.profile(pids, PROFILE_SECONDS, out)
-    stop_run(stack)
+    stack.post("/api/stop")
     drain(client, (JOBS_QUEUE,))
     return result
 
@@ -140,15 +117,16 @@ def _wait_bare_done(client: redis.Redis, pub: Proc, timeout: float) -> float:
     raise TimeoutError("bare Celery did not finish its jobs in time")
 
 
-def bare_ceiling(rds: RedisProc, work: Path, n: int, prof_dir: Path | None) -> dict:
+def bare_ceiling(rds: RedisServer, work: Path, n: int, prof_dir: Path | None) -> dict:
     """n no-op tasks through a bare Celery worker of the same concurrency on the same Redis."""
     work = work / "bare"
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "BENCH_REDIS_URL": rds.url, "PYTHONUNBUFFERED": "1"}
-    worker = Proc("bare-worker", worker_args("bench.bare_celery", "bare"), env, work)
+    args = celery_worker_args("bare", CONCURRENCY, heartbeat=False, app="bench.bare_celery")
+    worker = Proc("bare-worker", args, env, work)
     try:
         wait_for(lambda: "ready." in worker.log(), 60, "the bare worker to be ready")
-        wait_for(lambda: len(children(worker.pid)) >= 2, 30, "the bare worker's pool")
+        wait_for(lambda: len(children(worker.pid)) >= CONCURRENCY, 30, "the bare worker's pool")
         client = rds.client
         client.config_resetstat()
         pids = {"worker": worker.pid, "redis": rds.pid}
@@ -185,18 +163,19 @@ def bare_ceiling(rds: RedisProc, work: Path, n: int, prof_dir: Path | None) -> d
 # -- 2. batched: y = BATCHED_Y (cli.py) -------------------------------------------------------
 
 
-def batched(stack: OptioStack, rds: RedisProc, x: int, y: float) -> tuple[dict, str]:
+def batched(stack: System, rds: RedisServer, x: int, y: float) -> tuple[dict, str]:
     """x jobs at y/min with the default batching: do enqueued and processed keep pace?"""
     client = rds.client
     client.config_resetstat()
     meter = CpuMeter({**stack.pids(), "redis": rds.pid}).start()
-    run_id, t_post = start_run(stack, x, y)
+    t_post = time.monotonic()
+    run_id = start(stack, x, y)
     sampler = CounterSampler(rds.url, run_id, 0.5).start()
     ideal = (x - 1) * 60 / y
-    h = wait_finished(client, run_id, timeout=3 * ideal + 120)
+    h = wait_finished(stack, run_id, 3 * ideal + 120, poll_redis=True)
     rows = sampler.stop()
     cpu = meter.stop()
-    seconds = (int(h["finishedAt"]) - int(h["startedAt"])) / 1000
+    seconds = (h["finishedAt"] - h["startedAt"]) / 1000
     per_s = y / 60
     lag = max((row["enqueued"] - row["processed"] for _, row in rows), default=0)
     behind = max((min(x, 1 + (t - t_post) * per_s) - row["enqueued"] for t, row in rows), default=0)
@@ -210,8 +189,8 @@ def batched(stack: OptioStack, rds: RedisProc, x: int, y: float) -> tuple[dict, 
         "seconds": round(seconds, 3),
         "ideal_seconds": round(ideal, 3),
         "jobs_per_s": round(x / seconds, 1),
-        "enqueued_per_s_steady": _r(rate_between(rows, t0, t_full, "enqueued")),
-        "processed_per_s_steady": _r(rate_between(rows, t0, t_full, "processed")),
+        "enqueued_per_s_steady": rounded(rate_between(rows, t0, t_full, "enqueued"), 1),
+        "processed_per_s_steady": rounded(rate_between(rows, t0, t_full, "processed"), 1),
         "max_enqueued_minus_processed": lag,
         "max_lag_seconds": round(lag / per_s, 3),
         "max_enqueued_behind_schedule": round(behind),
@@ -222,26 +201,26 @@ def batched(stack: OptioStack, rds: RedisProc, x: int, y: float) -> tuple[dict, 
     }, run_id
 
 
-def profile_batched(stack: OptioStack, rds: RedisProc, x: int, y: float, out: Path) -> dict:
+def profile_batched(stack: System, rds: RedisServer, x: int, y: float, out: Path) -> dict:
     return _profile_run(stack, rds.client, x, y, out)
 
 
 # -- 6. memory --------------------------------------------------------------------------------
 
 
-def memory(stack: OptioStack, rds: RedisProc, run_id: str, baseline: int) -> dict:
+def memory(stack: System, rds: RedisServer, run_id: str, baseline: int) -> dict:
     client = rds.client
     keys = {
-        "run hash": f"optio:run:{run_id}",
-        "done bitmap": f"optio:run:{run_id}:done",
-        "results hash": f"optio:run:{run_id}:results",
+        "run hash": run_key(run_id),
+        "done bitmap": done_key(run_id),
+        "results hash": results_key(run_id),
     }
     usage = {name: client.memory_usage(key, samples=0) for name, key in keys.items()}
     info = client.info("memory")
-    rss = stack.rss()
+    after = rss(stack.pids())
     return {
-        "rss_bytes": rss,
-        "worker_total_rss_bytes": sum(v for k, v in rss.items() if k.startswith("worker")),
+        "rss_bytes": after,
+        "worker_total_rss_bytes": sum(v for k, v in after.items() if k.startswith("worker")),
         "redis_used_memory": info["used_memory"],
         "redis_used_memory_before_run": baseline,
         "redis_used_memory_rss": info["used_memory_rss"],
@@ -256,7 +235,7 @@ def memory(stack: OptioStack, rds: RedisProc, run_id: str, baseline: int) -> dic
 # -- 5. API under load ------------------------------------------------------------------------
 
 
-def status_probe(stack: OptioStack, seconds: float, per_second: float) -> dict:
+def status_probe(stack: System, seconds: float, per_second: float) -> dict:
     port = stack.base.rsplit(":", 1)[1]
     args = [sys.executable, "-m", "bench.status_probe", "127.0.0.1", port]
     args += [str(seconds), str(per_second)]
@@ -265,10 +244,10 @@ def status_probe(stack: OptioStack, seconds: float, per_second: float) -> dict:
     return {**summary_ms(data["latencies_ms"]), "errors": data["error_count"]}
 
 
-def api_under_load(stack: OptioStack, rds: RedisProc, seconds: float, prof_dir: Path | None):
+def api_under_load(stack: System, rds: RedisServer, seconds: float, prof_dir: Path | None):
     """GET /api/status at 50/s, idle and while the default pipeline runs at its ceiling."""
     idle = status_probe(stack, min(seconds, 10), 50)
-    run_id, t_post = start_run(stack, 10_000_000, BATCHED_CEILING_Y)
+    run_id = start(stack, 10_000_000, BATCHED_CEILING_Y)
     sampler = CounterSampler(rds.url, run_id, 0.5).start()
     time.sleep(3)
     t0 = time.monotonic()
@@ -280,30 +259,27 @@ def api_under_load(stack: OptioStack, rds: RedisProc, seconds: float, prof_dir: 
     if prof_dir is not None and (busy["p99_ms"] or 0) >= 10:
         web_profile = _web_profile(stack, prof_dir)
     rows = sampler.stop()
-    stop_run(stack)
+    stack.post("/api/stop")
     drain(rds.client, (JOBS_QUEUE,))
     return {
         "asked_per_min": BATCHED_CEILING_Y,
         "idle": idle,
         "at_ceiling": busy,
-        "ceiling_processed_per_s": _r(rate_between(rows, t0, t1, "processed")),
-        "ceiling_enqueued_per_s": _r(rate_between(rows, t0, t1, "enqueued")),
+        "ceiling_processed_per_s": rounded(rate_between(rows, t0, t1, "processed"), 1),
+        "ceiling_enqueued_per_s": rounded(rate_between(rows, t0, t1, "enqueued"), 1),
         "cpu": cpu,
         "web_profile": web_profile,
     }
 
 
-def _web_profile(stack: OptioStack, prof_dir: Path) -> dict:
+def _web_profile(stack: System, prof_dir: Path) -> dict:
     """Profile the web process while the probe runs again (only when the goal was missed)."""
     port = stack.base.rsplit(":", 1)[1]
     args = [sys.executable, "-m", "bench.status_probe", "127.0.0.1", port]
     args += [str(PROFILE_SECONDS + 2), "50"]
-    probe = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    probe = Proc("status-probe", args, dict(os.environ), stack.log_dir)
     try:
         return profiling.profile({"web": stack.procs["web"].pid}, PROFILE_SECONDS, prof_dir)
     finally:
-        probe.wait(PROFILE_SECONDS + 60)
-
-
-def _r(v: float | None) -> float | None:
-    return None if v is None else round(v, 1)
+        probe.popen.wait(PROFILE_SECONDS + 60)
+        probe.stop()

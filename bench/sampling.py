@@ -7,6 +7,8 @@ import time
 
 import redis
 
+from optio.redis_state import run_key
+
 FIELDS = ("reserved", "enqueued", "processed", "failed")
 
 
@@ -22,14 +24,15 @@ def percentile(values: list[float], q: float) -> float | None:
 def summary_ms(values: list[float]) -> dict:
     return {
         "n": len(values),
-        "p50_ms": _r(percentile(values, 50)),
-        "p99_ms": _r(percentile(values, 99)),
-        "max_ms": _r(max(values) if values else None),
+        "p50_ms": rounded(percentile(values, 50), 2),
+        "p99_ms": rounded(percentile(values, 99), 2),
+        "max_ms": rounded(max(values) if values else None, 2),
     }
 
 
-def _r(v: float | None) -> float | None:
-    return None if v is None else round(v, 2)
+def rounded(v: float | None, digits: int) -> float | None:
+    """``round(v, digits)``, None for None (a figure that could not be measured)."""
+    return None if v is None else round(v, digits)
 
 
 class CounterSampler:
@@ -40,7 +43,7 @@ class CounterSampler:
 
     def __init__(self, url: str, run_id: str, interval: float, changes_only: bool = False):
         self.client = redis.Redis.from_url(url, decode_responses=True)
-        self.key = f"optio:run:{run_id}"
+        self.key = run_key(run_id)
         self.interval = interval
         self.changes_only = changes_only
         self.rows: list[tuple[float, dict[str, int]]] = []

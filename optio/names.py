@@ -67,7 +67,7 @@ from __future__ import annotations
 #: Prefix of every Redis key and of the channel, task and queue names.
 NAMESPACE = "optio"
 
-#: Redis pub/sub channel carrying the run state (the guide's contract).
+#: Redis pub/sub channel carrying the run state (external subscribers rely on its name).
 CHANNEL = f"{NAMESPACE}:progress"
 
 #: Celery task names.

@@ -1,4 +1,4 @@
-"""Browser pages: the dashboard, the guide's HTML test client and the socket.io browser client.
+"""Browser pages: the dashboard, the HTML test client (README, method 1), the socket.io client.
 
 The socket.io browser client is copied into the package at build time from the npm tarball
 pinned by package-lock.json (see setup.py), so an installed wheel serves it without the
@@ -50,8 +50,8 @@ def dashboard():
 
 @bp.get("/<any('test-websocket.html', 'test-websocket.js', 'test-websocket.css'):name>")
 def test_client(name: str):
-    """Method 1 of the guide. Its script and style sit next to it, so that the same files also
-    work opened from disk (file://)."""
+    """The HTML test client (README, method 1). Its script and style sit next to it, so that
+    the same files also work opened from disk (file://)."""
     return send_from_directory(STATIC, name, max_age=0)
 
 

@@ -19,6 +19,7 @@ from kombu import Queue
 # liveness and preflight register Celery signal handlers: heartbeats, the Redis version check
 from optio import config, liveness, names, preflight  # noqa: F401
 from optio.beat_schedule import SCHEDULE
+from optio.celery_settings import DELIVERY, quiet_per_task_lines
 from optio.leases import Held, Keeper
 from optio.names import (
     JOBS_QUEUE,
@@ -30,7 +31,8 @@ from optio.names import (
 )
 from optio.redis_state import RunStore, connect
 
-#: Publish the enqueued count at least every this many jobs (the guide's "every 10").
+#: Confirm (and so publish) the enqueued count at least every this many jobs, so progress moves
+#: smoothly without a publish per message.
 ENQUEUED_PUBLISH_EVERY = 10
 #: Aim for at most this many job messages per second; faster rates put several jobs in one.
 MESSAGES_PER_SECOND = 100
@@ -54,28 +56,11 @@ app.conf.update(
     # a plain `celery -A optio.tasks worker` consumes both queues
     task_queues=[Queue(JOBS_QUEUE), Queue(TICKS_QUEUE)],
     task_routes={TICK_TASK: {"queue": TICKS_QUEUE}},
-    task_ignore_result=True,
-    # A job is acknowledged after it ran: a worker that dies mid-job loses nothing.
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    worker_prefetch_multiplier=1,
-    broker_transport_options={
-        "visibility_timeout": config.VISIBILITY_TIMEOUT,
-        # look for messages to hand out again a few times per timeout (kombu's default sweep is
-        # every ~100 s): a message a dead worker had fetched but not started comes back soon
-        "unacked_restore_interval": max(1, config.VISIBILITY_TIMEOUT // 4),
-        "unacked_restore_throttle": 1,
-    },
-    broker_connection_retry_on_startup=True,
-    worker_send_task_events=False,
+    **DELIVERY,
 )
 
 
-@signals.after_setup_logger.connect
-def _quiet_per_task_lines(**_: object) -> None:
-    """Celery logs two INFO lines per task; at thousands of jobs/s they drown everything else."""
-    for name in ("celery.app.trace", "celery.worker.strategy"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+signals.after_setup_logger.connect(quiet_per_task_lines)
 
 
 @cache

@@ -2,7 +2,7 @@
 and auth through Flask's test client.
 
 They use a database of the session's private redis-server, like the real processes. Behaviour
-users rely on is still proven over real sockets against real processes (``conftest.System``);
+users rely on is still proven over real sockets against real processes (``optio.testing.System``);
 each test file that uses these apps keeps such a test too.
 """
 
@@ -15,9 +15,9 @@ from optio.config import Settings
 from optio.web import create_app
 
 
-def build_app(redis_server: dict, db: int, **settings) -> Flask:
+def build_app(redis_server, db: int, **settings) -> Flask:
     """An app on database ``db`` (flushed first), with ``settings`` on top of the defaults."""
-    url = f"{redis_server['url']}/{db}"
+    url = f"{redis_server.url}/{db}"
     with redis.Redis.from_url(url) as client:
         client.flushdb()
     return create_app(Settings(redis_url=url, async_mode="threading", **settings))

@@ -8,6 +8,8 @@ from functools import cache
 
 import redis
 
+from optio.testing.runs import executions_key, starts_key
+
 
 @cache
 def _redis() -> redis.Redis:
@@ -17,9 +19,9 @@ def _redis() -> redis.Redis:
 def counted(run_id: str, job_id: int) -> str:
     """Record when each execution of a job starts, sleep OPTIO_JOB_SECONDS, and count how many
     times each job really ran."""
-    _redis().rpush(f"test:starts:{run_id}", f"{job_id}:{time.time() * 1000:.0f}")
+    _redis().rpush(starts_key(run_id), f"{job_id}:{time.time() * 1000:.0f}")
     time.sleep(float(os.environ.get("OPTIO_JOB_SECONDS", "0")))
-    _redis().hincrby(f"test:executions:{run_id}", str(job_id), 1)
+    _redis().hincrby(executions_key(run_id), str(job_id), 1)
     return f"done-{job_id}"
 
 

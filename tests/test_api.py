@@ -8,8 +8,8 @@ import json
 import pytest
 import requests
 
+from optio.testing import Watcher, wait_for
 from tests.apps import build_app
-from tests.helpers import Watcher, wait_for
 
 JSON = {"Content-Type": "application/json"}
 

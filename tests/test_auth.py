@@ -11,9 +11,8 @@ import pytest
 import requests
 import socketio
 
+from optio.testing import wait_for
 from tests.apps import build_app
-from tests.conftest import System
-from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -31,18 +30,8 @@ def protected_app(redis_server):
 
 
 @pytest.fixture(scope="module")
-def protected_system(redis_server, tmp_path_factory):
-    system = System(
-        f"{redis_server['url']}/4",
-        tmp_path_factory.mktemp("auth-reads"),
-        OPTIO_API_TOKEN=TOKEN,
-        OPTIO_PROTECT_READS="1",
-    )
-    try:
-        system.start_web()
-        yield system
-    finally:
-        system.stop_all()
+def protected_system(web_alone):
+    return web_alone(4, OPTIO_API_TOKEN=TOKEN, OPTIO_PROTECT_READS="1")
 
 
 def auth(token: str) -> dict:

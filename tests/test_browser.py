@@ -1,4 +1,5 @@
-"""The dashboard and the guide's browser test clients, driven in Debian's Chromium by Playwright.
+"""The dashboard and the browser clients of the README's "Watching progress", driven in Debian's
+Chromium by Playwright.
 
 Screenshots of a finished run are saved under artifacts/ (git-ignored) for a person to look at.
 """
@@ -13,8 +14,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import System
-from tests.helpers import ROOT, wait_for
+from optio.testing import ROOT, System, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -116,6 +116,13 @@ def open_dashboard(page: Page, base: str) -> None:
     expect(page.tab.locator("#conn")).to_have_attribute("data-state", "connected")
 
 
+def click_start(page: Page, x: str, y: str) -> None:
+    """Type X and Y into the dashboard and press Start."""
+    page.tab.fill("#x", x)
+    page.tab.fill("#y", y)
+    page.tab.click("#start")
+
+
 def test_a_run_started_by_clicking_counts_up_to_the_total(idle_system, page):
     open_dashboard(page, idle_system.base)
     tab = page.tab
@@ -187,9 +194,7 @@ def test_inputs_are_checked_before_anything_is_sent(idle_system, page):
 def test_stop_from_the_dashboard(idle_system, page):
     open_dashboard(page, idle_system.base)
     tab = page.tab
-    tab.fill("#x", "10000")
-    tab.fill("#y", "600")
-    tab.click("#start")
+    click_start(page, "10000", "600")
     expect(tab.locator("#status")).to_have_text("running")
     wait_for(lambda: page.number("#processed") >= 1, 15, "a processed job")
     tab.click("#stop")
@@ -210,9 +215,7 @@ def test_api_errors_show_as_readable_messages(idle_system, page):
     other = idle_system.post("/api/run", {"x": 10000, "y": 600})
     assert other.status_code == 201
     run_id = other.json()["runId"]
-    tab.fill("#x", "50")
-    tab.fill("#y", "600")
-    tab.click("#start")  # still enabled: this tab has not heard of the other run
+    click_start(page, "50", "600")  # still enabled: this tab has not heard of the other run
 
     message = tab.locator("#message")
     expect(message).to_have_attribute("data-kind", "error")
@@ -236,9 +239,7 @@ def test_api_errors_show_as_readable_messages(idle_system, page):
 def test_update_rate_from_the_dashboard(idle_system, page):
     open_dashboard(page, idle_system.base)
     tab = page.tab
-    tab.fill("#x", "200")
-    tab.fill("#y", "60")
-    tab.click("#start")
+    click_start(page, "200", "60")
     expect(tab.locator("#status")).to_have_text("running")
     expect(tab.locator("#update")).to_be_disabled()  # nothing changed yet
     tab.fill("#y", "12000")
@@ -249,7 +250,8 @@ def test_update_rate_from_the_dashboard(idle_system, page):
 
 
 def test_the_devtools_snippet_works_in_the_dashboard_console(idle_system, page):
-    """Method 3 of the guide: the page exposes `io`."""
+    """README Method 3 (devtools): the snippet pasted into the console works because the page
+    exposes `io`."""
     open_dashboard(page, idle_system.base)
     assert page.tab.evaluate("typeof io") == "function"
     page.tab.evaluate(
@@ -271,7 +273,8 @@ def test_the_devtools_snippet_works_in_the_dashboard_console(idle_system, page):
 
 
 def test_the_html_test_client_logs_progress(idle_system, page):
-    """Method 1 of the guide, served by the web process and linked from the dashboard."""
+    """README Method 1: the HTML test client, served by the web process and linked from the
+    dashboard."""
     open_dashboard(page, idle_system.base)
     tab = page.tab
     tab.click("text=WebSocket test client")
@@ -302,14 +305,11 @@ def second_web(system, tmp_path_factory) -> Iterator[System]:
     It also accepts the origin ``null`` that a page opened from disk sends, and wants an API
     token for changes.
     """
-    other = System(system.redis_url, tmp_path_factory.mktemp("second-web"))
-    other.env["OPTIO_CORS_ORIGINS"] = f"{other.base},null"
-    other.env["OPTIO_API_TOKEN"] = API_TOKEN
-    try:
+    with System(system.redis_url, tmp_path_factory.mktemp("second-web")) as other:
+        other.env["OPTIO_CORS_ORIGINS"] = f"{other.base},null"
+        other.env["OPTIO_API_TOKEN"] = API_TOKEN
         other.start_web()
         yield other
-    finally:
-        other.stop_all()
 
 
 def test_the_html_test_client_works_as_a_local_file(idle_system, second_web, page):
@@ -392,9 +392,7 @@ def test_the_dashboard_asks_for_the_api_token_when_the_server_wants_one(
     open_dashboard(page, second_web.base)
     tab = page.tab
     expect(tab.locator("#token-field")).to_be_hidden()
-    tab.fill("#x", "5")
-    tab.fill("#y", "6000")
-    tab.click("#start")
+    click_start(page, "5", "6000")
     expect(tab.locator("#message")).to_contain_text("missing or wrong API token")
     expect(tab.locator("#token-field")).to_be_visible()
 
@@ -469,9 +467,7 @@ def test_the_pages_work_under_the_content_security_policy(idle_system, page):
 
     open_dashboard(page, idle_system.base)
     tab = page.tab
-    tab.fill("#x", "5")
-    tab.fill("#y", "6000")
-    tab.click("#start")
+    click_start(page, "5", "6000")
     expect(tab.locator("#status")).to_have_text("completed", timeout=30_000)
     assert page.csp_violations() == []
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import ROOT, VENV_BIN, free_port, start, wait_for
+from optio.testing import ROOT, VENV_BIN, free_port, start, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -191,7 +191,7 @@ NODE = shutil.which("node") or "node"
 
 
 def test_the_node_cli_prints_live_progress(idle_system, commands):
-    """Method 2 of the guide: `node test-websocket-cli.js`, socket.io-client from npm."""
+    """README Method 2: `node test-websocket-cli.js`, socket.io-client from npm."""
     cli = Command([NODE, "test-websocket-cli.js", idle_system.base])
     commands.append(cli)
     cli.wait_line(rf"Connecting to {re.escape(idle_system.base)}")

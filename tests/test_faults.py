@@ -15,7 +15,7 @@ import pytest
 
 from optio import config, names
 from optio.redis_state import RunStore, errors_key, results_key
-from tests.helpers import (
+from optio.testing import (
     Watcher,
     assert_exactly_once,
     past_schedule,
@@ -46,7 +46,7 @@ def _shutdown_note(worker) -> str:
     except subprocess.TimeoutExpired:
         worker.signal(signal.SIGKILL)
         worker.popen.wait(5)
-        return " (its warm shutdown hung for 30 s and was SIGKILLed)"
+        return "; warm shutdown hung 30 s, SIGKILLed"
 
 
 @pytest.mark.env({"OPTIO_JOB_SECONDS": "0.05"})
@@ -76,13 +76,11 @@ def test_a_lost_worker_loses_nothing(fault_system, record, how, lose):
     assert figures["executions"] - x <= 2  # at most the two jobs it was running
     record(
         f"worker {how} mid-run",
-        f"x={x} at 3000/min, 50 ms jobs; worker -c 2 got {how} at "
-        f"processed={at_loss['processed']}; a new worker started{shutdown}",
-        f"processed={figures['processed']}, results={figures['results']}, "
-        f"bits={figures['bits']}, job executions={figures['executions']} "
-        f"({figures['executions'] - x} re-runs, counted once); "
-        f"finished {after:.1f} s after the {how}, "
-        f"{late:.1f} s after the schedule's end (lease {config.LEASE_SECONDS:g} s, default)",
+        f"x={x}, y=3000/min, 50 ms jobs, -c 2; {how} at processed={at_loss['processed']}{shutdown}",
+        **figures,
+        finished_after_s=f"{after:.1f}",
+        past_schedule_s=f"{late:.1f}",
+        lease_s=f"{config.LEASE_SECONDS:g}",
     )
 
 
@@ -117,12 +115,12 @@ def test_redis_restart_mid_run(fault_system, record):
         watcher.close()
     record(
         "Redis restarted mid-run (append-only file)",
-        f"x={x} at 1200/min; redis-server SIGTERM at processed={before['processed']}, "
-        f"started again on the same port ({up_after:.1f} s down)",
-        f"processed={figures['processed']}, results={figures['results']}, status="
-        f"{state['status']}; Socket.IO client got {len(later)} events after the restart; "
-        f"finished {finished_after:.1f} s after the restart began, "
-        f"{past_schedule(state):.1f} s after the schedule's end",
+        f"x={x}, y=1200/min; redis-server SIGTERM at processed={before['processed']}, "
+        f"down {up_after:.1f} s",
+        **figures,
+        events_after_restart=len(later),
+        finished_after_s=f"{finished_after:.1f}",
+        past_schedule_s=f"{past_schedule(state):.1f}",
     )
 
 
@@ -149,9 +147,9 @@ def test_web_restart_clients_reconnect_and_get_the_state(fault_system, record):
         watcher.close()
     record(
         "web process restarted mid-run",
-        f"x={x} at 1200/min; web SIGTERM at processed>=20, started again on the same port",
-        f"the client reconnected by itself and got the current state {reconnect_s:.1f} s after "
-        f"the web went away; saw the final state processed={final['processed']}",
+        f"x={x}, y=1200/min; web SIGTERM at processed>=20, started again on the same port",
+        first_event_after_s=f"{reconnect_s:.1f}",
+        final_processed=final["processed"],
     )
 
 
@@ -189,10 +187,12 @@ def test_beat_killed_and_two_beats_never_exceed_the_rate(fault_system, record):
     duration = (state["finishedAt"] - state["startedAt"]) / 1000
     record(
         "two beats at once, then both SIGKILLed and one restarted",
-        f"x={x} at {y}/min (ticks 0.5 s); beats killed at enqueued={killed_at}",
-        f"enqueued={state['enqueued']} (exactly x), most ahead of the exact schedule: "
-        f"{worst:.1f} jobs (one tick = {per_tick:.0f}); run took {duration:.1f} s "
-        f"(exact rate: {(x - 1) * 60 / y:.2f} s)",
+        f"x={x}, y={y}/min, 0.5 s ticks; beats killed at enqueued={killed_at}",
+        enqueued=state["enqueued"],
+        most_ahead_jobs=f"{worst:.1f}",
+        tick_jobs=f"{per_tick:.0f}",
+        took_s=f"{duration:.1f}",
+        exact_s=f"{(x - 1) * 60 / y:.2f}",
     )
 
 
@@ -216,9 +216,11 @@ def test_old_runs_jobs_never_touch_a_new_run(fault_system, record):
     assert old_b["processed"] < 400
     record(
         "stop, then at once a new run while the old run's jobs are queued",
-        "old x=400 all due at once, 100 ms jobs; stopped with >=200 queued; new x=30 started",
-        f"new run: enqueued={final['enqueued']}, processed={final['processed']} (exact); old run "
-        f"kept its final state: status={old_b['status']}, processed={old_b['processed']}",
+        "old x=400 all due, 100 ms jobs, stopped with >=200 queued; new x=30",
+        new_enqueued=final["enqueued"],
+        new_processed=final["processed"],
+        old_status=old_b["status"],
+        old_processed=old_b["processed"],
     )
 
 
@@ -240,10 +242,10 @@ def test_a_job_that_raises_is_retried_then_recorded_as_failed(fault_system, reco
     assert s.redis.hget(results_key(run_id), "3") == "ok-3"
     record(
         "jobs that raise",
-        f"x={x}; every 7th job always raises, jobs 3, 10, ... raise twice; 3 attempts, "
-        "backoff 0.2 s doubling",
-        f"processed={state['processed']}, failed={state['failed']} with their errors stored, "
-        f"processed+failed={state['processed'] + state['failed']} = x; run completed",
+        f"x={x}; every 7th job always raises, 3, 10, ... twice; 3 attempts, backoff 0.2 s",
+        processed=state["processed"],
+        failed=state["failed"],
+        errors_stored=len(errors),
     )
 
 
@@ -267,5 +269,7 @@ def test_health_says_what_is_down(fault_system, record):
     record(
         "health with parts down",
         "worker SIGKILLed, then beat SIGKILLed, then Redis stopped",
-        f'503 each time: "{no_worker["error"]}"; "{no_beat["error"]}"; "{down.json()["error"]}"',
+        no_worker=f'503 "{no_worker["error"]}"',
+        no_beat=f'"{no_beat["error"]}"',
+        no_redis=f'{down.status_code} "{down.json()["error"]}"',
     )

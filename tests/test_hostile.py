@@ -14,8 +14,8 @@ import requests
 import socketio
 import websocket
 
+from optio.testing import Watcher, wait_for
 from optio.web import CLIENT_PACKET_BUDGET  # importing builds nothing (create_app does)
-from tests.helpers import Watcher, wait_for
 
 pytestmark = pytest.mark.slow
 

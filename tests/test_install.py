@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import ROOT, Proc, RedisServer, Watcher, free_port, wait_for
+from optio.testing import ROOT, Proc, RedisServer, Watcher, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -181,29 +181,12 @@ def outside(installed, tmp_path) -> Iterator[dict]:
     procs = {}
     try:
         for name, args in commands.items():
-            procs[name] = _Outside(name, args, env, cwd)
+            procs[name] = Proc(name, args, env, cwd, cwd=cwd)
         yield {"base": f"http://127.0.0.1:{port}", "procs": procs, "venv": installed}
     finally:
         for proc in procs.values():
             proc.stop()
         server.stop()
-
-
-class _Outside(Proc):
-    """A Proc whose working directory is ``cwd`` (Proc runs in the repository)."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], cwd: Path) -> None:
-        self.name = name
-        self.log_path = cwd / f"{name}.log"
-        self._log = open(self.log_path, "ab")
-        self.popen = subprocess.Popen(
-            args,
-            cwd=cwd,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
 
 
 def test_the_installed_wheel_serves_its_pages_and_live_progress_outside_the_repo(outside):
@@ -267,7 +250,7 @@ def test_without_the_client_file_the_vendor_url_says_what_to_do(installed, tmp_p
     port = free_port()
     server = RedisServer(tmp_path)
     env = _env_without_optio(REDIS_URL=f"{server.url}/0", PORT=str(port))
-    web = _Outside("web", [str(installed / "bin" / "optio"), "serve"], env, tmp_path)
+    web = Proc("web", [str(installed / "bin" / "optio"), "serve"], env, tmp_path, cwd=tmp_path)
     try:
         base = f"http://127.0.0.1:{port}"
         (response,) = wait_for(

@@ -15,7 +15,7 @@ import pytest
 from optio import config, names
 from optio.redis_state import RunStore, holders_key, run_key
 from optio.tasks import UNCONFIRMED_MS, batch_size
-from tests.helpers import (
+from optio.testing import (
     assert_exactly_once,
     executions,
     start,
@@ -65,15 +65,15 @@ def test_long_jobs_run_once(fault_system, record):
     s.start_worker("worker-b", 2)  # free pool processes that could run copies
     s.start_beat()
     run_id = start(s, 2, 600)
-    final = wait_finished(s, run_id, 90)
+    wait_finished(s, run_id, 90)
     figures = assert_exactly_once(s, run_id, 2)
     assert executions(s, run_id) == {0: 1, 1: 1}
     assert not resent_lines(s)
     record(
         "two 40 s jobs, two workers -c 2",
-        "x=2 at 600/min; jobs sleep 40 s (4 renewals of a 10 s lease each)",
-        f"executions={figures['executions']} (each job once), processed={final['processed']}, "
-        "nothing sent again",
+        "x=2, y=600/min, 40 s jobs (lease 10 s)",
+        **figures,
+        sent_again=len(resent_lines(s)),
     )
 
 
@@ -92,8 +92,10 @@ def test_a_slow_rate_runs_each_job_once_without_warnings(fault_system, record):
     assert not optio_warnings(s)
     record(
         "y = 1/min",
-        "x=2 at 1/min, 5 s jobs, two workers -c 2",
-        f"each job ran once, no warning logged; took {past_start(final):.1f} s",
+        "x=2, y=1/min, 5 s jobs, two workers -c 2",
+        executions=sum(executions(s, run_id).values()),
+        warnings=len(optio_warnings(s)),
+        took_s=f"{past_start(final):.1f}",
     )
 
 
@@ -113,17 +115,18 @@ def test_no_worker_the_broker_holds_each_message_once(fault_system, record):
         time.sleep(0.5)
     held = status(s)
     s.start_worker()
-    final = wait_finished(s, run_id, 120)
+    wait_finished(s, run_id, 120)
     figures = assert_exactly_once(s, run_id, x)
     assert most_jobs == x
     assert set(executions(s, run_id).values()) == {1}
     assert not resent_lines(s)
     record(
         "no worker for 75 s",
-        f"x={x} at {y}/min ({per_message} jobs per message); a worker started after 75 s",
-        f"the broker held at most {most_messages} messages ({most_jobs} jobs; "
-        f"enqueued {held['enqueued']}); then processed={final['processed']}, "
-        f"executions={figures['executions']} (each job once)",
+        f"x={x}, y={y}/min ({per_message} jobs per message); a worker started after 75 s",
+        most_messages=most_messages,
+        most_jobs=most_jobs,
+        enqueued_without_worker=held["enqueued"],
+        **figures,
     )
 
 
@@ -141,9 +144,9 @@ def test_a_job_longer_than_the_visibility_timeout_runs_once(fault_system, record
     assert dropped >= 1, "kombu did not redeliver: the case was not exercised"
     record(
         "a job longer than the visibility timeout",
-        "x=1, a 12 s job, OPTIO_VISIBILITY_TIMEOUT=4: kombu delivers the message again",
-        f"the second delivery was dropped ({dropped}x: a live worker held the lease); "
-        "the job ran once",
+        "x=1, a 12 s job, OPTIO_VISIBILITY_TIMEOUT=4",
+        second_deliveries_dropped=dropped,
+        executions=sum(executions(s, run_id).values()),
     )
 
 
@@ -163,17 +166,16 @@ def test_a_frozen_worker_loses_its_leases_and_its_late_results_count_once(fault_
     resent_after = time.monotonic() - stopped_at
     time.sleep(max(0.0, 8 - (time.monotonic() - stopped_at)))  # frozen longer than the lease
     frozen.signal(signal.SIGCONT)
-    final = wait_finished(s, run_id, 90)
+    wait_finished(s, run_id, 90)
     figures = assert_exactly_once(s, run_id, x)
     extra = figures["executions"] - x
     # the frozen worker finishes the job each of its 2 processes was in, then starts no more
     assert extra <= 2, executions(s, run_id)
     record(
         "worker SIGSTOPped for 8 s (lease 3 s), then SIGCONT",
-        f"x={x} at {y}/min, 10 jobs of 200 ms per message, worker -c 2; a second worker started",
-        f"its messages were sent again {resent_after:.1f} s after the SIGSTOP; processed="
-        f"{final['processed']}, bits={figures['bits']}, executions={figures['executions']} "
-        f"({extra} jobs that were mid-run when it froze ran twice; none started after)",
+        f"x={x}, y={y}/min, 10 jobs of 200 ms per message, -c 2; a second worker started",
+        sent_again_after_s=f"{resent_after:.1f}",
+        **figures,
     )
 
 
@@ -198,9 +200,10 @@ def test_a_tick_that_died_after_reserving_is_repaired(fault_system, record):
     assert repaired <= UNCONFIRMED_MS / 1000 + 5
     record(
         "the tick dies between reserving and publishing",
-        f"x={x} at {y}/min; {dead.count} jobs reserved and never published",
-        f"published again {repaired:.1f} s later (unconfirmed after {UNCONFIRMED_MS / 1000:g} s"
-        f", beat start-up included); processed={final['processed']}, each job ran once",
+        f"x={x}, y={y}/min; {dead.count} jobs reserved, never published",
+        published_again_after_s=f"{repaired:.1f}",
+        unconfirmed_after_s=f"{UNCONFIRMED_MS / 1000:g}",
+        processed=final["processed"],
     )
 
 
@@ -235,10 +238,12 @@ def test_twenty_thousand_lost_jobs_come_back_in_one_lease(fault_system, record):
     assert after <= config.LEASE_SECONDS + 10  # one lease period, not several
     record(
         "20,000 jobs lost at once",
-        f"x={x} at {y}/min, 200 messages of 100 jobs of 0.5 s on -P threads -c 200; SIGKILL at "
-        f"processed={at_kill['processed']} ({lost_jobs:,} jobs leased); a new worker started",
-        f"re-sent by {len(lines)} tick(s); finished {after:.1f} s after the kill (lease "
-        f"{config.LEASE_SECONDS:g} s); processed={figures['processed']}, bits={figures['bits']}",
+        f"x={x}, y={y}/min, 200 messages of 100 jobs of 0.5 s, -P threads -c 200; SIGKILL at "
+        f"processed={at_kill['processed']} ({lost_jobs:,} leased)",
+        resending_ticks=len(lines),
+        finished_after_s=f"{after:.1f}",
+        lease_s=f"{config.LEASE_SECONDS:g}",
+        **figures,
     )
 
 
@@ -266,9 +271,9 @@ def test_running_jobs_do_not_eat_the_backlog_cap(fault_system, record):
     assert not state["heldBack"]
     record(
         "backlog cap 50, 100 jobs running at once",
-        f"x={x} at {y}/min, 5 s jobs, -P threads -c 200, OPTIO_MAX_OUTSTANDING=50",
-        f"enqueued at {reached:.1%} of y (the cap counted running jobs before: ~50 %); "
-        f"heldBack true in {sum(held_polls)} of {len(held_polls)} polls",
+        f"x={x}, y={y}/min, 5 s jobs, -P threads -c 200, OPTIO_MAX_OUTSTANDING=50",
+        enqueued_share_of_y=f"{reached:.1%}",
+        held_back_polls=f"{sum(held_polls)}/{len(held_polls)}",
     )
 
 
@@ -311,10 +316,10 @@ def test_stop_takes_effect_between_jobs_of_a_started_message(fault_system, recor
     assert len(late) <= 2
     record(
         "stop mid-message",
-        f"x={x} at {y}/min, 10 jobs of 200 ms per message, worker -c 2; stopped at "
+        f"x={x}, y={y}/min, 10 jobs of 200 ms per message, -c 2; stopped at "
         f"processed={stopped['processed']}",
-        f"{len(late)} job(s) started after the stop (latest {max(late, default=0):.0f} ms after; "
-        "a message has 2 s of jobs)",
+        started_after_stop=len(late),
+        latest_ms=f"{max(late, default=0):.0f}",
     )
 
 
@@ -338,7 +343,8 @@ def test_a_fetched_message_never_started_comes_back(fault_system, record):
     assert after <= 1.25 * config.VISIBILITY_TIMEOUT + 5 + 5  # + a new worker, + a 5 s job
     record(
         "messages a killed worker had fetched but not started",
-        f"x={x} 5 s jobs; worker -c 1 --prefetch-multiplier 4 SIGKILLed holding all {x}",
-        f"finished {after:.1f} s after the kill (OPTIO_VISIBILITY_TIMEOUT="
-        f"{config.VISIBILITY_TIMEOUT} s, default); executions={figures['executions']}",
+        f"x={x}, 5 s jobs; worker -c 1 --prefetch-multiplier 4 SIGKILLed holding all {x}",
+        finished_after_s=f"{after:.1f}",
+        visibility_timeout_s=config.VISIBILITY_TIMEOUT,
+        **figures,
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from optio import config
+from optio.testing import wait_for
 from optio.validation import ApiError, number, validate_x, validate_y
-from tests.helpers import wait_for
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 
 from optio import names
 from optio.redis_state import results_key
-from tests.helpers import Watcher, start, status, wait_for
+from optio.testing import Watcher, start, status, wait_for
 
 pytestmark = pytest.mark.slow
 

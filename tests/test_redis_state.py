@@ -23,7 +23,7 @@ from optio.redis_state import (
     results_key,
     run_key,
 )
-from tests.helpers import wait_for
+from optio.testing import wait_for
 
 T0 = 1_800_000_000_000  # a fixed "now" in ms, so schedules are exact
 

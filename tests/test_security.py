@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.conftest import System
-from tests.helpers import free_port
+from optio.testing import System, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -17,16 +16,9 @@ STABLE = ("runId", "running", "status", "xTotal", "yMinute")
 
 
 @pytest.fixture(scope="module")
-def token_web(redis_server, tmp_path_factory):
+def token_web(web_alone):
     """A web process that wants a token for changes (no worker: a run just stays running)."""
-    system = System(
-        f"{redis_server['url']}/5", tmp_path_factory.mktemp("csrf"), OPTIO_API_TOKEN=TOKEN
-    )
-    try:
-        system.start_web()
-        yield system
-    finally:
-        system.stop_all()
+    return web_alone(5, OPTIO_API_TOKEN=TOKEN)
 
 
 @pytest.fixture(params=["no token", "token"])
@@ -162,13 +154,12 @@ def test_health_does_not_show_a_redis_password_given_in_the_query(tmp_path):
     """redis-py honours ?password=; the 503 of /api/health (open to all) must not echo it."""
     secret = "hunter2-in-the-query"
     closed = free_port()  # nothing listens there: Redis "does not answer"
-    system = System(
+    with System(
         f"redis://127.0.0.1:{closed}/0?password={secret}&username=optio-user",
         tmp_path,
         OPTIO_API_TOKEN=TOKEN,
         OPTIO_PROTECT_READS="1",
-    )
-    try:
+    ) as system:
         system.start_web()
         response = system.get("/api/health")
         assert response.status_code == 503
@@ -177,5 +168,3 @@ def test_health_does_not_show_a_redis_password_given_in_the_query(tmp_path):
         assert f"127.0.0.1:{closed}" in body["error"]  # still says where it looked
         assert secret not in response.text and "optio-user" not in response.text
         assert "password=***" in body["error"]
-    finally:
-        system.stop_all()

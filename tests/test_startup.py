@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from optio.preflight import exposure_notice, is_loopback, parse_version, version_problem
-from tests.helpers import Proc, RedisServer, celery_args, free_port, wait_for
+from optio.testing import Proc, RedisServer, celery_args, free_port, wait_for
 
 
 def test_parse_version():

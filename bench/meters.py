@@ -1,39 +1,13 @@
-"""Processes of the benchmark: started in their own process group, ended by that group only."""
+"""CPU and memory of running processes, from /proc."""
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from tests import helpers
-
-ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-# the same helpers the tests use: free loopback ports, polling with a deadline, processes
-# in their own group
-free_port = helpers.free_port
-wait_for = helpers.wait_for
-
-
-Proc = helpers.Proc
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (the prefork pool of a celery worker)."""
-    out: list[int] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            text = Path(f"/proc/{pid}/task/{task}/children").read_text()
-            out += [int(p) for p in text.split()]
-    except FileNotFoundError:
-        pass
-    return sorted(set(out))
 
 
 def rss_bytes(pid: int) -> int:
@@ -41,6 +15,17 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def rss(pids: dict[str, int]) -> dict[str, int]:
+    """RSS in bytes of each named process (0 when it is gone)."""
+    out = {}
+    for name, pid in pids.items():
+        try:
+            out[name] = rss_bytes(pid)
+        except FileNotFoundError:
+            out[name] = 0
+    return out
 
 
 def cpu_seconds(pid: int) -> float | None:

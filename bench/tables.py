@@ -1,0 +1,251 @@
+"""Markdown tables of the measured numbers, one list of lines per section of BENCHMARKS.md."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+MIB = 1024 * 1024
+
+
+def num(v: float | None, digits: int = 0) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:,.{digits}f}"
+
+
+def mib(v: int | None) -> str:
+    return "n/a" if v is None else f"{v / MIB:,.1f} MiB"
+
+
+def table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> list[str]:
+    """A Markdown table, then an empty line."""
+    header = list(header)
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return [*out, ""]
+
+
+def _cpu(named: dict[str, dict[str, Any]]) -> list[str]:
+    """CPU in cores of each process, one column per measured interval."""
+    procs = list(dict.fromkeys(p for cpu in named.values() for p in cpu["core_share"]))
+    body = [[p, *(num(cpu["core_share"].get(p), 2) for cpu in named.values())] for p in procs]
+    body.append(["whole machine", *(num(c["machine_busy_cores"], 2) for c in named.values())])
+    body.append(["of which others", *(num(c["others_busy_cores"], 2) for c in named.values())])
+    body.append(["interval (s)", *(num(c["wall_s"], 1) for c in named.values())])
+    return table(["CPU (cores)", *named], body)
+
+
+def _commandstats(named: dict[str, tuple[dict[str, Any], int]], top: int = 6) -> list[str]:
+    """Redis commands by server time: calls per job and µs per call, per measured run."""
+    body = []
+    for name, (stats, jobs) in named.items():
+        for command, v in list(stats.items())[:top]:
+            body.append([name, command, f"{v['calls'] / jobs:.2f}", f"{v['usec_per_call']:.1f}"])
+    return table(("run", "Redis command", "calls/job", "µs/call"), body)
+
+
+def _profile(prof: dict[str, Any] | None, title: str) -> list[str]:
+    if not prof:
+        return []
+    body = []
+    for name, p in prof.items():
+        if not p.get("samples"):
+            continue
+        incl = "; ".join(f"`{f}` {s}" for f, s in p["inclusive"][:8])
+        own = "; ".join(f"`{f}` {s}" for f, s in p["self"][:5])
+        body.append([name, p["idle_pct"], incl, own])
+    header = (f"{title}: process", "idle %", "inclusive % of samples", "innermost % of samples")
+    return table(header, body)
+
+
+def ceiling(c: dict[str, Any]) -> list[str]:
+    out = table(
+        ("round", "optio jobs/s", "optio steady 20-80 % jobs/s", "bare jobs/s", "bare publish/s"),
+        [
+            [
+                i + 1,
+                num(o["jobs_per_s"]),
+                num(o["steady_jobs_per_s"]),
+                num(b["jobs_per_s"]),
+                num(b["publish_per_s"]),
+            ]
+            for i, (o, b) in enumerate(zip(c["optio_runs"], c["bare_runs"], strict=True))
+        ],
+    )
+    o, b = c["optio_runs"][-1], c["bare_runs"][-1]
+    out += _cpu({"optio": o["cpu"], "bare Celery": b["cpu"]})
+    out += _commandstats(
+        {
+            "optio": (o["redis_commandstats"], o["jobs"]),
+            "bare": (b["redis_commandstats"], b["jobs"]),
+        }
+    )
+    out += _profile(o.get("profile"), "optio, one message per job")
+    out += _profile(b.get("profile"), "bare Celery")
+    return out
+
+
+def batched(b: dict[str, Any], a: dict[str, Any] | None) -> list[str]:
+    figures = [
+        ("jobs", f"{b['jobs']:,}"),
+        ("asked jobs/s", num(b["asked_per_s"])),
+        ("run time s (ideal)", f"{b['seconds']:.1f} ({b['ideal_seconds']:.1f})"),
+        ("jobs/s over the whole run", num(b["jobs_per_s"])),
+        ("enqueued/s, 5 s in to the last enqueue", num(b["enqueued_per_s_steady"])),
+        ("processed/s, 5 s in to the last enqueue", num(b["processed_per_s_steady"])),
+        ("most enqueued but not processed (jobs)", f"{b['max_enqueued_minus_processed']:,}"),
+        ("the same in seconds of the rate", f"{b['max_lag_seconds']:.2f}"),
+        ("most due but not enqueued (jobs)", f"{b['max_enqueued_behind_schedule']:,}"),
+    ]
+    if a:
+        figures += [
+            (
+                f"ceiling, asked {a['asked_per_min']:,.0f}/min: processed/s",
+                num(a["ceiling_processed_per_s"]),
+            ),
+            ("ceiling: enqueued/s", num(a["ceiling_enqueued_per_s"])),
+        ]
+    out = table(("figure", "value"), figures)
+    out += _cpu({"batched run": b["cpu"], **({"ceiling": a["cpu"]} if a else {})})
+    out += _commandstats({"batched run": (b["redis_commandstats"], b["jobs"])})
+    out += _profile(b.get("profile"), f"y = {b['asked_per_s'] * 60:,.0f}/min")
+    return out
+
+
+def fidelity(fs: list[dict[str, Any]]) -> list[str]:
+    header = (
+        "asked/min",
+        "achieved/min",
+        "error",
+        "fixed window/min",
+        "most enqueued in any 1 s",
+        "largest tick (y/60 expected)",
+        "ticks in window",
+    )
+    body = [
+        [
+            f"{f['asked_per_min']:,.0f}",
+            num(f["achieved_per_min"], 2),
+            "n/a" if f["error_pct"] is None else f"{f['error_pct']:+.3f} %",
+            num(f["fixed_window_per_min"], 1),
+            f"{f['max_enqueued_in_1s']:,}",
+            f"{f.get('largest_tick', 0):,} ({f['per_tick_expected']:,.0f})",
+            f["ticks_in_window"],
+        ]
+        for f in fs
+    ]
+    return table(header, body)
+
+
+def latency(lat: dict[str, Any]) -> list[str]:
+    header = (
+        "clients",
+        "quiet p50 / p99 / max ms",
+        "busy p50 / p99 / max ms",
+        "samples (busy)",
+        "web CPU (busy)",
+        "clients' CPU (busy)",
+    )
+    body = []
+    for count, row in lat.items():
+        q, b = row["quiet"], row["busy"]
+        shares = b["cpu"]["core_share"]
+        clients = sum(v for k, v in shares.items() if k.startswith("clients"))
+        body.append(
+            [
+                f"{int(count):,}",
+                f"{num(q['p50_ms'], 1)} / {num(q['p99_ms'], 1)} / {num(q['max_ms'], 1)}",
+                f"{num(b['p50_ms'], 1)} / {num(b['p99_ms'], 1)} / {num(b['max_ms'], 1)}",
+                f"{b['n']:,} ({b['missing']} missing)",
+                f"{shares.get('web', 0):.2f}",
+                f"{clients:.2f}",
+            ]
+        )
+    out = table(header, body)
+    for count, row in lat.items():
+        out += _profile(row.get("web_profile"), f"{int(count):,} clients, busy")
+    return out
+
+
+def api(a: dict[str, Any]) -> list[str]:
+    out = table(
+        ("pipeline", "requests", "p50 ms", "p99 ms", "max ms", "errors"),
+        [
+            [
+                name,
+                s["n"],
+                num(s["p50_ms"], 2),
+                num(s["p99_ms"], 2),
+                num(s["max_ms"], 2),
+                s["errors"],
+            ]
+            for name, s in (("idle", a["idle"]), ("at its ceiling", a["at_ceiling"]))
+        ],
+    )
+    out += _cpu({"at its ceiling": a["cpu"]})
+    out += _profile(a.get("web_profile"), "web at the ceiling")
+    return out
+
+
+def memory(m: dict[str, Any]) -> list[str]:
+    jobs = m["results_fields"] or 1
+    kb = m["key_bytes"]
+    before = m.get("rss_bytes_before_run", {})
+    out = table(
+        ("process", "RSS before the run", "RSS after"),
+        [[name, mib(before.get(name)), mib(v)] for name, v in m["rss_bytes"].items()],
+    )
+    out += table(
+        ("Redis", "before the run", "after"),
+        [
+            ["used_memory", mib(m["redis_used_memory_before_run"]), mib(m["redis_used_memory"])],
+            ["used_memory_rss", "", mib(m["redis_used_memory_rss"])],
+        ],
+    )
+    out += table(
+        ("key of the run", "bytes (MEMORY USAGE)", "per job", "size", "TTL"),
+        [
+            [
+                "done bitmap",
+                f"{kb['done bitmap']:,}",
+                f"{8 * kb['done bitmap'] / jobs:.2f} bit",
+                f"STRLEN {m['bitmap_strlen']:,}",
+                "",
+            ],
+            [
+                "results hash",
+                f"{kb['results hash']:,}",
+                f"{kb['results hash'] / jobs:.1f} B",
+                f"{m['results_fields']:,} fields, {m['results_encoding']}",
+                f"{m['results_ttl_s'] / 86400:.0f} d",
+            ],
+            ["run hash", f"{kb['run hash']:,}", "", "", ""],
+        ],
+    )
+    return out
+
+
+def machine(r: dict[str, Any]) -> list[str]:
+    mach = r["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in mach["packages"].items() if v)
+    commit = mach["optio_commit"] + (" (+ changes)" if mach["optio_uncommitted_changes"] else "")
+    return table(
+        ("machine", "value"),
+        [
+            ["cores, RAM", f"{mach['cores']}, {mach['mem_gib']} GiB"],
+            ["CPU", mach["cpu_model"]],
+            ["Linux, open-file limit", f"{mach['kernel']}, {r['settings'].get('fd_limit')}"],
+            ["Python, Redis server", f"{mach['python']}, {mach['redis_server']}"],
+            ["packages", f"{versions}, py-spy {mach['py_spy']}"],
+            ["optio commit", commit],
+            ["started, took", f"{r['started_at']}, {r['duration_s']:.0f} s"],
+            [
+                "load average at start / end",
+                f"{r['load_average_at_start']} / {r['load_average_at_end']}",
+            ],
+        ],
+    )
+
+
+#: (block name, heading used when the hand-written text has no such block, tables).

@@ -1,0 +1,57 @@
+"""The harness of optio's tests and benchmark: real processes, never mocks.
+
+A private redis-server on a free loopback port (``RedisServer``), the Procfile's processes
+(``System``: web, worker, beat), runs driven over HTTP (``start``, ``wait_finished``, ...), and
+``Proc``, which runs every process in its own group and ends that whole group. Needs the
+``test`` or ``bench`` extra (requests; python-socketio's client for ``Watcher``).
+"""
+
+from optio.testing.procs import (
+    ROOT,
+    VENV_BIN,
+    Proc,
+    RedisServer,
+    celery_args,
+    children,
+    free_port,
+    wait_for,
+    worker_args,
+)
+from optio.testing.runs import (
+    assert_exactly_once,
+    executions,
+    executions_key,
+    past_schedule,
+    start,
+    starts,
+    starts_key,
+    status,
+    wait_finished,
+    wait_processed,
+)
+from optio.testing.system import System
+from optio.testing.watcher import Watcher
+
+__all__ = [
+    "ROOT",
+    "VENV_BIN",
+    "Proc",
+    "RedisServer",
+    "System",
+    "Watcher",
+    "assert_exactly_once",
+    "celery_args",
+    "children",
+    "executions",
+    "executions_key",
+    "free_port",
+    "past_schedule",
+    "start",
+    "starts",
+    "starts_key",
+    "status",
+    "wait_finished",
+    "wait_processed",
+    "wait_for",
+    "worker_args",
+]

@@ -1,0 +1,40 @@
+"""A real Socket.IO client that records the ``progress`` events it receives."""
+
+from __future__ import annotations
+
+import time
+
+from optio.testing.procs import wait_for
+
+
+class Watcher:
+    """A python-socketio client over WebSocket (or long-polling with another ``origin``)."""
+
+    def __init__(self, base: str, origin: str | None = None) -> None:
+        import socketio
+
+        self.events: list[tuple[float, dict]] = []
+        self.client = socketio.Client(reconnection=True, reconnection_delay=0.2)
+        self.client.on("progress", lambda data: self.events.append((time.time(), data)))
+        if origin:
+            # claim another origin over long-polling: the websocket transport adds its own
+            self.client.connect(
+                base, headers={"Origin": origin}, transports=["polling"], wait_timeout=10
+            )
+        else:
+            self.client.connect(base, transports=["websocket"], wait_timeout=10)
+
+    def states(self) -> list[dict]:
+        return [state for _, state in self.events]
+
+    def wait_final(self, run_id: str, timeout: float) -> dict:
+        def final():
+            for _, state in reversed(self.events):
+                if state.get("runId") == run_id and not state["running"]:
+                    return state
+            return None
+
+        return wait_for(final, timeout, f"the final state of run {run_id}")
+
+    def close(self) -> None:
+        self.client.disconnect()
