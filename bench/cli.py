@@ -144,7 +144,7 @@ def _default_stack(rds, work, prof, cfg, parts, results) -> None:
             results["memory"]["rss_bytes_before_run"] = rss_before
             if prof is not None:
                 results["batched"]["profile"] = pipeline.profile_batched(
-                    stack, rds, 100_000, cfg["batched_y"], prof / "batched"
+                    stack, rds, cfg["batched_y"], prof / "batched"
                 )
         if "fidelity" in parts:
             results["fidelity"] = []

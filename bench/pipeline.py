@@ -201,7 +201,9 @@ def batched(stack: System, rds: RedisServer, x: int, y: float) -> tuple[dict, st
     }, run_id
 
 
-def profile_batched(stack: System, rds: RedisServer, x: int, y: float, out: Path) -> dict:
+def profile_batched(stack: System, rds: RedisServer, y: float, out: Path) -> dict:
+    """Profile a run at y that lasts past the profile's window (3 s in, PROFILE_SECONDS long)."""
+    x = int(y / 60 * (3 + PROFILE_SECONDS + 2))
     return _profile_run(stack, rds.client, x, y, out)
 
 
