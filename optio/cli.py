@@ -92,7 +92,7 @@ def summary(state: dict[str, Any]) -> str:
         text += f", failed {state['failed']:,}"
     if state.get("running") and state.get("heldBack"):
         text += (
-            f", held back: enqueuing {rate_text(state.get('rateNow', 0))}/min "
+            f", held back: enqueuing {rate_text(state.get('rateEnqueued', 0))}/min "
             "(the workers are behind)"
         )
     return text
@@ -136,7 +136,7 @@ class Display:
         if state.get("failed"):
             parts.append(f"failed {state['failed']:,}")
         if state.get("running") and state.get("heldBack"):
-            parts.append(f"HELD BACK: enqueuing {rate_text(state.get('rateNow', 0))}/min")
+            parts.append(f"HELD BACK: enqueuing {rate_text(state.get('rateEnqueued', 0))}/min")
         return " · ".join(parts)
 
     def _bar(self, state: dict[str, Any], now: float) -> None:
