@@ -85,7 +85,7 @@ def _answer(status: int, raw: bytes) -> Answer:
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        raise Unreachable(f"the answer (HTTP {status}) is not optio's JSON; is it optio?")
+        raise Unreachable(f"the answer (HTTP {status}) is not optio's JSON")
     text = raw.decode().strip()
     if "\n" in text:  # a server that pretty-prints (debug mode)
         text = json.dumps(data, separators=(",", ":"))

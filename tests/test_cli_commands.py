@@ -8,7 +8,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -178,6 +180,33 @@ def test_cannot_connect_exits_3_and_says_where_and_why():
     )
     done = optio("pause", "--json", OPTIO_URL=nobody)
     assert done.returncode == 3 and nobody in done.stderr
+
+
+class NotOptio(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(b"<html>some other service</html>")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_another_service_at_the_address_exits_3():
+    server = HTTPServer(("127.0.0.1", 0), NotOptio)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        done = optio("status", "--url", url)
+    finally:
+        server.shutdown()
+        thread.join(5)
+    assert done.returncode == 3
+    assert done.stderr.splitlines()[0] == (
+        f"optio status: cannot connect to {url}: the answer (HTTP 200) is not optio's JSON."
+    )
 
 
 def test_bad_arguments_exit_2_and_send_nothing(system):
