@@ -35,8 +35,8 @@ def flaky(run_id: str, job_id: int) -> str:
 
 
 def fails_twice(run_id: str, job_id: int) -> str:
-    """Jobs 1, 5, 9, ... raise on their first two executions in a run, then succeed: with
-    OPTIO_JOB_ATTEMPTS=2 they end failed, and a retry of the failed jobs succeeds."""
-    if job_id % 4 == 1 and _redis().incr(f"test:tries:{run_id}:{job_id}") <= 2:
-        raise RuntimeError(f"job {job_id} fails on its first two tries")
-    return f"ok-{job_id}"
+    """Jobs 1, 6, 11, ... raise on their first two tries and succeed on the third; every
+    execution that gets past that is recorded as ``counted`` records it."""
+    if job_id % 5 == 1 and _redis().incr(f"test:tries:{run_id}:{job_id}") <= 2:
+        raise RuntimeError(f"job {job_id} fails for now")
+    return counted(run_id, job_id)
