@@ -198,25 +198,31 @@ def build_parser() -> argparse.ArgumentParser:
     update = command(
         "update", "change the running run's X and/or Y", "Change the running run's total or rate."
     )
-    update.add_argument("--x", type=jobs, help="new total of jobs")
-    update.add_argument("--y", type=per_minute, help="new rate, jobs per minute")
+    update.add_argument("--x", metavar="N", type=jobs, help="new total of jobs")
+    update.add_argument("--y", metavar="N", type=per_minute, help="new rate, jobs per minute")
     update.set_defaults(usage_error=update.error)
-    command("pause", "pause the running run", "Pause the running run: no more jobs are enqueued.")
+    command(
+        "pause",
+        "pause the running run",
+        "Pause the running run: no job starts until it is resumed.",
+    )
     command("resume", "resume the paused run", "Resume the paused run where it stopped.")
     command("stop", "stop the running run", "Stop the running (or paused) run for good.")
     runs = command(
         "runs",
         "list runs, newest first",
-        "List runs, newest first: status, processed/x, failed, rate, duration without paused "
-        "time, start (local time).",
+        "List runs, newest first: status, processed/x, failed jobs, rate,\n"
+        "how long each ran (paused time left out) and when it started (local time).",
     )
-    runs.add_argument("--limit", type=page_size, help="runs per page (1 to 100; default 20)")
+    runs.add_argument(
+        "--limit", metavar="N", type=page_size, help="runs per page (1 to 100; default 20)"
+    )
     runs.add_argument("--before", metavar="RUN_ID", help="list the runs older than this one")
     retry = command(
         "retry-failed",
         "run a completed run's failed jobs again",
-        "Put a completed run's failed jobs back in its schedule; the run runs again until they "
-        "are done.",
+        "Put a completed run's failed jobs back in its schedule: the run runs\n"
+        "again until they are done.",
     )
     retry.add_argument("run_id", metavar="RUN_ID")
 
@@ -224,8 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
         "watch",
         help="follow a run's progress live",
         description=(
-            "Follow the running run (or, when none is running, the next one to start) until it "
-            "ends. A paused run is still followed."
+            "Follow the running run (or, when none is running, the next one to start)\n"
+            "until it ends. A paused run is still followed (shown as PAUSED)."
         ),
         epilog=WATCH_EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
