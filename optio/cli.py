@@ -93,7 +93,7 @@ def _wire(y: float) -> float | int:
     return int(y) if y.is_integer() else y
 
 
-def _request(args: argparse.Namespace) -> tuple[str, str, dict | None, dict | None]:
+def request_for(args: argparse.Namespace) -> tuple[str, str, dict | None, dict | None]:
     """The API call of a command: method, path, JSON body, query."""
     command = args.command
     if command == "run":
@@ -117,7 +117,7 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict | None, dict | No
 def call(args: argparse.Namespace) -> int:
     """Make the command's API call and print its answer; return the exit code."""
     name = f"optio {args.command}"
-    method, path, body, query = _request(args)
+    method, path, body, query = request_for(args)
     try:
         answer = Api(args.url, args.token).call(method, path, body, query)
     except Refused as exc:

@@ -10,8 +10,7 @@ import time
 import pytest
 
 from optio import config
-from optio.cli import _request as api_request
-from optio.cli import build_parser, jobs, main, per_minute
+from optio.cli import build_parser, jobs, main, per_minute, request_for
 from optio.report import active_seconds, duration, rate_text, runs_table, summary
 from optio.watch import EXIT_ENDED, EXIT_OK, Display, Follower, Throughput
 
@@ -279,7 +278,7 @@ def test_bad_arguments_exit_2_before_anything_is_sent(argv, capsys, monkeypatch)
 
 def test_each_command_makes_its_api_call():
     def request(*argv):
-        return api_request(build_parser().parse_args(list(argv)))
+        return request_for(build_parser().parse_args(list(argv)))
 
     assert request("run", "1,500", "60") == ("POST", "/api/run", {"x": 1500, "y": 60}, None)
     assert request("run", "5", "0.5")[2] == {"x": 5, "y": 0.5}
