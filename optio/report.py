@@ -64,12 +64,25 @@ def summary(state: dict[str, Any]) -> str:
         text += f", failed {state['failed']:,}"
     if state.get("retried"):
         text += f", retried {state['retried']:,}"
+    if throttled_below_y(state):
+        text += (
+            f", throttled {state['throttled']:,} times: rate now {rate_text(state['rateNow'])}/min"
+        )
     if state.get("status") == "running" and state.get("heldBack"):
         text += (
             f", held back: enqueuing {rate_text(state.get('rateEnqueued', 0))}/min "
             "(the workers are behind)"
         )
     return text
+
+
+def throttled_below_y(state: dict[str, Any]) -> bool:
+    """A running run whose effective rate was cut below y by throttles (optio.Throttle)."""
+    return bool(
+        state.get("running")
+        and state.get("throttled")
+        and state.get("rateNow", state.get("yMinute", 0)) < state.get("yMinute", 0)
+    )
 
 
 def local_time(ms: int | None) -> str:

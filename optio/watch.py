@@ -15,7 +15,14 @@ import time
 from collections import deque
 from typing import Any, TextIO
 
-from optio.report import active_seconds, duration, percent, rate_text, summary
+from optio.report import (
+    active_seconds,
+    duration,
+    percent,
+    rate_text,
+    summary,
+    throttled_below_y,
+)
 
 EXIT_OK, EXIT_ENDED, EXIT_NO_CONNECTION, EXIT_INTERRUPTED = 0, 1, 3, 130
 #: Seconds to wait for the server to accept the connection and send the first state.
@@ -116,6 +123,8 @@ class Display:
                 parts.append(f"ETA {duration(left * 60 / measured)}")
         if state.get("failed"):
             parts.append(f"failed {state['failed']:,}")
+        if throttled_below_y(state):
+            parts.append(f"THROTTLED: rate now {rate_text(state['rateNow'])}/min")
         if state.get("status") == "running" and state.get("heldBack"):
             parts.append(f"HELD BACK: enqueuing {rate_text(state.get('rateEnqueued', 0))}/min")
         return " · ".join(parts)

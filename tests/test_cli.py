@@ -294,3 +294,15 @@ def test_each_command_makes_its_api_call():
         {"limit": 5, "before": "abc"},
     )
     assert request("retry-failed", "a/b")[1] == "/api/runs/a%2Fb/retry-failed"
+
+
+def test_a_throttled_run_says_its_effective_rate():
+    from optio.report import summary as line
+
+    throttled = state(processed=10, rateNow=300.0, throttled=7)
+    assert "throttled 7 times: rate now 300/min" in line(throttled)
+    follower_, out, _ = follower()
+    follower_.take(throttled)
+    follower_.take({**throttled, "running": False, "status": "stopped", "seq": 99})
+    assert "THROTTLED: rate now 300/min" in out.getvalue()
+    assert "throttled" not in line(state(processed=10, rateNow=1200.0, throttled=7))
