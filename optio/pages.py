@@ -1,4 +1,5 @@
-"""Browser pages: the dashboard, the HTML test client (README, method 1), the socket.io client.
+"""Browser pages: the dashboard, a run's page, the HTML test client (README, method 1), the
+socket.io client.
 
 The socket.io browser client is copied into the package at build time from the npm tarball
 pinned by package-lock.json (see setup.py), so an installed wheel serves it without the
@@ -8,6 +9,7 @@ committed or fetched from a CDN.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from flask import Blueprint, Flask, render_template, send_from_directory
@@ -39,6 +41,9 @@ CONTENT_SECURITY_POLICY = "; ".join(
     ]
 )
 
+#: A run id as optio makes them (redis_state.new_run_id): 12 lowercase hex digits.
+RUN_ID = re.compile(r"[0-9a-f]{12}")
+
 bp = Blueprint("pages", __name__)
 
 
@@ -46,6 +51,16 @@ bp = Blueprint("pages", __name__)
 def dashboard():
     settings = services().settings
     return render_template("dashboard.html", max_x=settings.max_x, max_y=settings.max_y)
+
+
+@bp.get("/runs/", defaults={"run_id": ""})
+@bp.get("/runs/<path:run_id>")
+def run_page(run_id: str):
+    """A run's state and errors (read by run.js from /api/runs/<id>). Anything that is not a run
+    id gets the not-found page, which repeats nothing of the request."""
+    if not RUN_ID.fullmatch(run_id):
+        return render_template("not_found.html"), 404
+    return render_template("run.html", run_id=run_id)
 
 
 @bp.get("/<any('test-websocket.html', 'test-websocket.js', 'test-websocket.css'):name>")
