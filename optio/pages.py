@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from flask import Blueprint, Flask, render_template, send_from_directory
+from werkzeug.routing import BaseConverter
 
 from optio.services import services
 from optio.validation import ApiError
@@ -44,6 +45,15 @@ CONTENT_SECURITY_POLICY = "; ".join(
 #: A run id as optio makes them (redis_state.new_run_id): 12 lowercase hex digits.
 RUN_ID = re.compile(r"[0-9a-f]{12}")
 
+
+class AnythingConverter(BaseConverter):
+    """The rest of the path, slashes and newlines included (``path`` stops at a newline), so
+    that every address under /runs/ reaches the run page's own check."""
+
+    regex = "(?s:.+)"
+    part_isolating = False
+
+
 bp = Blueprint("pages", __name__)
 
 
@@ -54,7 +64,7 @@ def dashboard():
 
 
 @bp.get("/runs/", defaults={"run_id": ""})
-@bp.get("/runs/<path:run_id>")
+@bp.get("/runs/<anything:run_id>")
 def run_page(run_id: str):
     """A run's state and errors (read by run.js from /api/runs/<id>). Anything that is not a run
     id gets the not-found page, which repeats nothing of the request."""
@@ -91,5 +101,6 @@ def _security_headers(response):
 
 
 def register(app: Flask) -> None:
+    app.url_map.converters["anything"] = AnythingConverter
     app.register_blueprint(bp)
     app.after_request(_security_headers)
