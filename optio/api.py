@@ -14,15 +14,20 @@ from werkzeug.exceptions import HTTPException
 from optio import heartbeats, names
 from optio.redis_state import (
     NoActiveRunError,
+    NotPausedError,
+    RetryRefusedError,
     RunActiveError,
     RunStore,
+    UnknownRunError,
     XBelowEnqueuedError,
 )
 from optio.services import services
 from optio.validation import (
     ApiError,
+    is_run_id,
     number,
     parse_json_object,
+    validate_runs_query,
     validate_start,
     validate_update,
 )
@@ -104,18 +109,74 @@ def update_run():
     return jsonify(store().current_state())
 
 
+def _no_body() -> None:
+    if _body(required=False):
+        raise ApiError(400, f"POST {request.path} takes no fields")
+
+
 @bp.post("/stop")
 def stop_run():
-    body = _body(required=False)
-    if body:
-        raise ApiError(400, "POST /api/stop takes no fields")
+    _no_body()
     run_id = store().stop_run()
     log.info("[api] Stopped run %s", run_id)
     return jsonify(store().current_state())
 
 
+@bp.post("/pause")
+def pause_run():
+    _no_body()
+    run_id = store().pause_run()
+    log.info("[api] Paused run %s", run_id)
+    return jsonify(store().current_state())
+
+
+@bp.post("/resume")
+def resume_run():
+    _no_body()
+    run_id = store().resume_run()
+    log.info("[api] Resumed run %s", run_id)
+    _kick_scheduler()  # its parked messages go out with the next tick
+    return jsonify(store().current_state())
+
+
 @bp.get("/status")
 def status():
+    return jsonify(store().current_state())
+
+
+@bp.get("/runs")
+def list_runs():
+    limit, before = validate_runs_query(request.args)
+    try:
+        runs, after = store().list_runs(limit, before)
+    except UnknownRunError as exc:
+        raise ApiError(400, f"before: {exc}") from None
+    return jsonify({"runs": runs, "next": after})
+
+
+def _known_run(run_id: str) -> dict:
+    state = store().run_state(run_id) if is_run_id(run_id) else None
+    if state is None:
+        raise UnknownRunError(run_id[:40])
+    return state
+
+
+@bp.get("/runs/<run_id>")
+def run_detail(run_id: str):
+    state = _known_run(run_id)
+    runs = store()
+    state["errors"] = runs.run_errors(run_id)
+    state["webhookError"] = runs.webhook_error(run_id)
+    return jsonify(state)
+
+
+@bp.post("/runs/<run_id>/retry-failed")
+def retry_failed(run_id: str):
+    _no_body()
+    _known_run(run_id)
+    count = store().retry_failed(run_id)
+    log.info("[api] Retrying the %s failed job(s) of run %s", number(count), run_id)
+    _kick_scheduler()
     return jsonify(store().current_state())
 
 
@@ -281,8 +342,10 @@ def _cors(response):
 def _handle_error(exc: Exception):
     if isinstance(exc, ApiError):
         status, message = exc.status, exc.message
-    elif isinstance(exc, (RunActiveError, NoActiveRunError)):
+    elif isinstance(exc, (RunActiveError, NoActiveRunError, NotPausedError, RetryRefusedError)):
         status, message = 409, str(exc)
+    elif isinstance(exc, UnknownRunError):
+        status, message = 404, str(exc)
     elif isinstance(exc, XBelowEnqueuedError):
         status, message = 400, str(exc)
     elif isinstance(exc, redis.RedisError):

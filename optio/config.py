@@ -69,6 +69,20 @@ class Settings:
     #: Seconds the keys of a finished or stopped run (its state, bitmap, errors) are kept
     #: (OPTIO_RUN_TTL).
     run_ttl: int = 30 * 24 * 3600
+    #: Runs kept in the history (GET /api/runs): starting one more deletes the oldest run's
+    #: keys (OPTIO_KEEP_RUNS).
+    keep_runs: int = 1000
+    #: URL that receives a POST of a run's final state when it ends (completed or stopped);
+    #: unset: no webhook (OPTIO_WEBHOOK_URL).
+    webhook_url: str | None = None
+    #: Key of the webhook's signature header, X-Optio-Signature: sha256=<HMAC-SHA256 of the body>
+    #: (OPTIO_WEBHOOK_SECRET).
+    webhook_secret: str | None = field(default=None, repr=False)
+    #: Seconds after a run's end during which a failing webhook is retried with backoff
+    #: (OPTIO_WEBHOOK_RETRY_SECONDS).
+    webhook_retry_seconds: float = 300.0
+    #: Seconds one webhook request may take (OPTIO_WEBHOOK_TIMEOUT).
+    webhook_timeout: float = 5.0
     #: Largest accepted x (jobs in one run); the exactly-once bitmap costs x/8 bytes
     #: (OPTIO_MAX_X).
     max_x: int = 10_000_000
@@ -116,6 +130,12 @@ class Settings:
                 object.__setattr__(self, name, value)
         if isinstance(self.cors_origins, list):
             object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+        if self.keep_runs < 1:
+            raise ValueError(f"OPTIO_KEEP_RUNS must be at least 1, not {self.keep_runs}")
+        if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"OPTIO_WEBHOOK_URL must start with http:// or https://, not {self.webhook_url!r}"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -143,6 +163,11 @@ class Settings:
         take("heartbeat_seconds", "OPTIO_HEARTBEAT_SECONDS", float)
         take("result_ttl", "OPTIO_RESULT_TTL", int)
         take("run_ttl", "OPTIO_RUN_TTL", int)
+        take("keep_runs", "OPTIO_KEEP_RUNS", int)
+        take("webhook_url", "OPTIO_WEBHOOK_URL", lambda v: v or None)
+        take("webhook_secret", "OPTIO_WEBHOOK_SECRET", lambda v: v or None)
+        take("webhook_retry_seconds", "OPTIO_WEBHOOK_RETRY_SECONDS", float)
+        take("webhook_timeout", "OPTIO_WEBHOOK_TIMEOUT", float)
         take("max_x", "OPTIO_MAX_X", int)
         take("max_y", "OPTIO_MAX_Y", float)
         take("max_outstanding", "OPTIO_MAX_OUTSTANDING", int)
@@ -184,6 +209,11 @@ REDIS_RETRY_SECONDS: float = SETTINGS.redis_retry_seconds
 HEARTBEAT_SECONDS: float = SETTINGS.heartbeat_seconds
 RESULT_TTL: int = SETTINGS.result_ttl
 RUN_TTL: int = SETTINGS.run_ttl
+KEEP_RUNS: int = SETTINGS.keep_runs
+WEBHOOK_URL: str | None = SETTINGS.webhook_url
+WEBHOOK_SECRET: str | None = SETTINGS.webhook_secret
+WEBHOOK_RETRY_SECONDS: float = SETTINGS.webhook_retry_seconds
+WEBHOOK_TIMEOUT: float = SETTINGS.webhook_timeout
 MAX_X: int = SETTINGS.max_x
 MAX_Y: float = SETTINGS.max_y
 MAX_OUTSTANDING: int = SETTINGS.max_outstanding

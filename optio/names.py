@@ -11,6 +11,13 @@ Keys (all in the ``REDIS_URL`` database, which the Celery broker shares):
     string: id of the run clients are shown (the latest started).
 ``optio:last_tick``
     string: ms timestamp (Redis clock) of the last scheduler tick, read by ``/api/health``.
+``optio:runs``
+    zset: run id -> startedAt ms; the run history, newest last. Holds the newest
+    ``OPTIO_KEEP_RUNS`` runs: starting one more deletes the oldest run's keys.
+``optio:webhooks``
+    zset: run id -> ms its completion webhook is due (the outbox; ``optio/webhooks.py``).
+    A run is added when it ends with a webhook to deliver; a delivery in progress has the
+    deadline of its claim.
 ``optio:heartbeats:<kind>``
     zset, kind ``worker`` or ``beat``: process name -> ms its heartbeat runs out (heartbeats.py).
 ``optio:run:<id>``
@@ -25,7 +32,9 @@ Keys (all in the ``REDIS_URL`` database, which the Celery broker shares):
     hash: job id -> failed attempts so far.
 ``optio:run:<id>:msgs``
     zset: message key -> deadline ms; when it passes, the tick sends the message (again).
-    Present only while a message is unconfirmed, leased or waiting for its retry time.
+    Present only while a message is unconfirmed, leased, waiting for its retry time, or parked:
+    a message a worker got while the run was paused has the deadline ``PARKED`` (never due)
+    until the run resumes; then the tick sends it.
 ``optio:run:<id>:holders``
     hash: message key -> ``"token:jobs left"`` of the worker that leases the message.
 
@@ -40,8 +49,21 @@ Fields of the run hash ``optio:run:<id>`` (the one full list; the Lua prelude po
 runId
     the run's id.
 status
-    ``running`` | ``completed`` | ``stopped``. The published state's ``running`` is not stored:
-    ``state_json`` in ``_prelude.lua`` derives it from status (true exactly when running).
+    ``running`` | ``paused`` | ``completed`` | ``stopped``. The published state's ``running`` is
+    not stored: ``state_json`` in ``_prelude.lua`` derives it from status (true while running or
+    paused: the run has not ended).
+seq
+    grows by one with every published change of the run (clients drop older states).
+pausedAt, pausedMs
+    when the current pause began (absent unless paused); total ms the run was not running
+    before now: earlier pauses, and the time between its end and a retry-failed. Rates and
+    ETAs leave this time out.
+retried
+    jobs put back by retry-failed over the run's life.
+hook, webhook, webhookError
+    ``hook`` is ``1`` when the run was started with a webhook configured; ``webhook`` is the
+    delivery's outcome once the run ended: ``pending``, ``delivered`` or ``failed`` (why:
+    ``webhookError``).
 xTotal, yMinute
     x (jobs in the run) and y (jobs per minute).
 reserved
@@ -84,6 +106,12 @@ TICK_ENTRY = f"{NAMESPACE}-tick"
 ACTIVE_KEY = f"{NAMESPACE}:active"
 CURRENT_KEY = f"{NAMESPACE}:current"
 LAST_TICK_KEY = f"{NAMESPACE}:last_tick"
+RUNS_KEY = f"{NAMESPACE}:runs"
+OUTBOX_KEY = f"{NAMESPACE}:webhooks"
+
+#: Retry number of a message put back by retry-failed (``job:1:r-1``): its job runs again with
+#: fresh attempts, and its own retries are numbered 1, 2, ... as usual.
+RERUN = -1
 
 
 def heartbeats_key(kind: str) -> str:

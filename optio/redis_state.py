@@ -28,6 +28,8 @@ from optio.names import (  # noqa: F401  (re-exported: callers import the key bu
     ACTIVE_KEY,
     CURRENT_KEY,
     LAST_TICK_KEY,
+    OUTBOX_KEY,
+    RUNS_KEY,
     attempts_key,
     done_key,
     errors_key,
@@ -56,8 +58,27 @@ class RunActiveError(Exception):
 class NoActiveRunError(Exception):
     """The operation needs a running run and there is none."""
 
+    def __init__(self, message: str = "no run is running") -> None:
+        super().__init__(message)
+
+
+class NotPausedError(Exception):
+    """Resume needs a paused run and there is none."""
+
     def __init__(self) -> None:
-        super().__init__("no run is running")
+        super().__init__("no run is paused")
+
+
+class UnknownRunError(Exception):
+    """No run has this id (never started, or deleted: OPTIO_KEEP_RUNS, OPTIO_RUN_TTL)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no run {run_id}")
+        self.run_id = run_id
+
+
+class RetryRefusedError(Exception):
+    """retry-failed cannot run now; the message says why."""
 
 
 class XBelowEnqueuedError(Exception):
@@ -86,6 +107,15 @@ class Lease:
     status: str
     held_elsewhere: bool
     jobs: list[int]
+
+
+@dataclass(frozen=True)
+class Lost:
+    """What claim_lost took: expired leases and parked messages among ``keys``."""
+
+    leases: int
+    parked: int
+    keys: list[str]
 
 
 @dataclass(frozen=True)
@@ -176,9 +206,13 @@ class RunStore:
         retry_for: float = 0.0,
         run_ttl: int | None = None,
         result_ttl: int | None = None,
+        keep_runs: int | None = None,
+        webhook: bool | None = None,
     ) -> None:
         self.client = client
         self.retry_for = retry_for
+        self.keep_runs = config.KEEP_RUNS if keep_runs is None else keep_runs
+        self.webhook = bool(config.WEBHOOK_URL) if webhook is None else webhook
         run_ttl = config.RUN_TTL if run_ttl is None else run_ttl
         result_ttl = config.RESULT_TTL if result_ttl is None else result_ttl
         prelude = (LUA_DIR / "_prelude.lua").read_text()
@@ -196,6 +230,10 @@ class RunStore:
     def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return self._scripts[name](keys=keys, args=args)
 
+    def _control(self, name: str, run_id: str, args: list[Any]) -> Any:
+        """Call a script that may end the run: run keys, active, current, webhook outbox."""
+        return self._run(name, [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY, OUTBOX_KEY], args)
+
     # -- runs -------------------------------------------------------------------------------
 
     @_retrying
@@ -204,12 +242,126 @@ class RunStore:
         run_id = new_run_id()
         started, other = self._run(
             "start_run",
-            [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY],
-            [run_id, x, _num_arg(float(y)), _now_arg(now_ms)],
+            [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY, RUNS_KEY],
+            [run_id, x, _num_arg(float(y)), _now_arg(now_ms), int(self.webhook)],
         )
         if not started:
             raise RunActiveError(other)
+        self.prune_runs()
         return run_id
+
+    @_retrying
+    def prune_runs(self) -> list[str]:
+        """Delete the runs older than the newest ``keep_runs`` (their keys and history entry);
+        returns their ids."""
+        old = self.client.zrange(RUNS_KEY, 0, -(self.keep_runs + 1))
+        if old:
+            with self.client.pipeline(transaction=False) as pipe:
+                for run_id in old:
+                    pipe.delete(*run_keys(run_id))
+                pipe.zrem(RUNS_KEY, *old)
+                pipe.execute()
+        return old
+
+    @_retrying
+    def pause_run(self, *, now_ms: int | None = None) -> str:
+        """Pause the running run and return its id (NoActiveRunError when none is running)."""
+        run_id = self.active_run_id()
+        if run_id is None:
+            raise NoActiveRunError()
+        done, *why = self._run(
+            "pause_run", [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY], [run_id, _now_arg(now_ms)]
+        )
+        if not done:
+            raise NoActiveRunError(
+                f"run {run_id} is already paused" if why == ["paused"] else "no run is running"
+            )
+        return run_id
+
+    @_retrying
+    def resume_run(self, *, now_ms: int | None = None) -> str:
+        """Resume the paused run and return its id (NotPausedError when none is paused)."""
+        run_id = self.active_run_id()
+        if (
+            run_id is None
+            or not self._run(
+                "resume_run",
+                [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY],
+                [run_id, _now_arg(now_ms)],
+            )[0]
+        ):
+            raise NotPausedError()
+        return run_id
+
+    @_retrying
+    def retry_failed(self, run_id: str, *, now_ms: int | None = None) -> int:
+        """Put the failed jobs of completed run ``run_id`` back, to run at its rate; returns
+        how many. Raises UnknownRunError, RunActiveError or RetryRefusedError."""
+        count, *why = self._run(
+            "retry_failed",
+            [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY],
+            [run_id, _now_arg(now_ms)],
+        )
+        if count:
+            return int(count)
+        reason, detail = why
+        if reason == "gone":
+            raise UnknownRunError(run_id)
+        if reason == "busy":
+            raise RunActiveError(detail)
+        if reason == "not_completed":
+            raise RetryRefusedError(
+                f"run {run_id} is {detail}: only a completed run's failed jobs can be retried"
+            )
+        raise RetryRefusedError(f"run {run_id} has no failed jobs")
+
+    @_retrying
+    def list_runs(
+        self, limit: int = 20, before: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The states of up to ``limit`` runs, newest first, older than run ``before`` when
+        given; and the id to pass as ``before`` for the next page (None: no more).
+        Raises UnknownRunError when ``before`` is not in the history."""
+        start = 0
+        if before is not None:
+            rank = self.client.zrevrank(RUNS_KEY, before)
+            if rank is None:
+                raise UnknownRunError(before)
+            start = rank + 1
+        states: list[dict[str, Any]] = []
+        gone: list[str] = []
+        while len(states) < limit:
+            ids = self.client.zrevrange(RUNS_KEY, start, start + limit - len(states) - 1)
+            if not ids:
+                break
+            start += len(ids)
+            for run_id in ids:
+                state = self.run_state(run_id)
+                if state is None:
+                    gone.append(run_id)  # expired (OPTIO_RUN_TTL): forget it
+                else:
+                    states.append(state)
+        if gone:
+            self.client.zrem(RUNS_KEY, *gone)
+        # the forgotten runs ranked before `start`: the next run, if any, now ranks lower
+        more = bool(self.client.zrevrange(RUNS_KEY, start - len(gone), start - len(gone)))
+        return states, (states[-1]["runId"] if states and more else None)
+
+    @_retrying
+    def run_errors(self, run_id: str, most: int = 20) -> list[dict[str, Any]]:
+        """Up to ``most`` errors of jobs of ``run_id`` that failed for good, by job id."""
+        found: dict[int, str] = {}
+        cursor = 0
+        while True:
+            cursor, chunk = self.client.hscan(errors_key(run_id), cursor, count=most)
+            found.update((int(job), error) for job, error in chunk.items())
+            if cursor == 0 or len(found) >= most:
+                break
+        return [{"job": job, "error": found[job]} for job in sorted(found)[:most]]
+
+    @_retrying
+    def webhook_error(self, run_id: str) -> str | None:
+        return self.client.hget(run_key(run_id), "webhookError") or None
 
     @_retrying
     def update_run(
@@ -219,9 +371,9 @@ class RunStore:
         run_id = self.active_run_id()
         if run_id is None:
             raise NoActiveRunError()
-        result = self._run(
+        result = self._control(
             "update_run",
-            [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY],
+            run_id,
             [run_id, _num_arg(x), _num_arg(None if y is None else float(y)), _now_arg(now_ms)],
         )
         if result[0] == 1:
@@ -234,9 +386,7 @@ class RunStore:
     def stop_run(self, *, now_ms: int | None = None) -> str:
         """Stop the active run and return its id."""
         run_id = self.active_run_id()
-        if run_id is None or not self._run(
-            "stop_run", [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY], [run_id, _now_arg(now_ms)]
-        ):
+        if run_id is None or not self._control("stop_run", run_id, [run_id, _now_arg(now_ms)]):
             raise NoActiveRunError()
         return run_id
 
@@ -330,13 +480,13 @@ class RunStore:
         self, run_id: str, *, most: int, unconfirmed_ms: int = 5000, now_ms: int | None = None
     ) -> tuple[int, list[str]]:
         """Messages to send again now: expired leases, due retries, unconfirmed reservations
-        (see claim_lost.lua). Returns (how many were expired leases, message keys)."""
-        leases, *keys = self._run(
+        (see claim_lost.lua), and after a pause the messages parked during it."""
+        leases, parked, *keys = self._run(
             "claim_lost",
             [*run_keys(run_id), ACTIVE_KEY],
             [run_id, _now_arg(now_ms), unconfirmed_ms, most],
         )
-        return int(leases), keys
+        return Lost(int(leases), int(parked), keys)
 
     # -- workers ----------------------------------------------------------------------------
 
@@ -389,9 +539,7 @@ class RunStore:
         args: list[Any] = [run_id, _now_arg(now_ms), message, token, handled, int(release)]
         for job_id, result in results.items():
             args += [job_id, result]
-        counted, status, lost = self._run(
-            "mark_processed", [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY], args
-        )
+        counted, status, lost = self._control("mark_processed", run_id, args)
         return Flush(int(counted), status, lost == 1)
 
     @_retrying
@@ -409,9 +557,9 @@ class RunStore:
         """A job raised: schedule its retry after a doubling backoff, or count it as failed once
         ``attempts`` are spent. Returns (outcome, attempts so far, retry delay in s); outcome is
         'retry', 'failed', 'done' (counted before) or 'ended' (the run is not running)."""
-        outcome, made, delay = self._run(
+        outcome, made, delay = self._control(
             "fail_job",
-            [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY],
+            run_id,
             [
                 run_id,
                 job_id,
@@ -423,6 +571,24 @@ class RunStore:
             ],
         )
         return outcome, int(made), int(delay) / 1000
+
+    # -- webhooks ---------------------------------------------------------------------------
+
+    @_retrying
+    def claim_webhooks(self, claim_ms: int, most: int = 10, *, now_ms: int | None = None) -> list:
+        """Run ids whose completion webhook is due, claimed for ``claim_ms`` by the caller."""
+        return self._run("claim_webhooks", [OUTBOX_KEY], [_now_arg(now_ms), claim_ms, most])
+
+    @_retrying
+    def record_webhook(self, run_id: str, outcome: str, *, due_ms: int = 0, error: str = "") -> int:
+        """Record a delivery attempt: 'delivered', 'failed', or 'retry' at ``due_ms``."""
+        return int(
+            self._run(
+                "record_webhook",
+                [run_key(run_id), OUTBOX_KEY, CURRENT_KEY],
+                [run_id, outcome, due_ms, error[:500]],
+            )
+        )
 
     def error(self, run_id: str, job_id: int) -> str | None:
         return self.client.hget(errors_key(run_id), str(job_id))
@@ -446,4 +612,9 @@ def idle_state() -> dict[str, Any]:
         "finishedAt": None,
         "rateNow": 0,
         "heldBack": False,
+        "seq": 0,
+        "pausedAt": None,
+        "pausedMs": 0,
+        "retried": 0,
+        "webhook": None,
     }

@@ -51,7 +51,16 @@ class Relay:
         self.socketio.start_background_task(self._emit_loop)
 
     def offer(self, state: dict[str, Any]) -> None:
-        """Take a new state; the emit loop sends the latest one."""
+        """Take a new state, unless it is older than the one held (same run, lower ``seq``: the
+        stored state read at a resubscription can be ahead of messages still in flight); the
+        emit loop sends the latest one."""
+        held = self.latest
+        if (
+            held is not None
+            and state.get("runId") == held.get("runId")
+            and state.get("seq", 0) < held.get("seq", 0)
+        ):
+            return
         self.latest = state
         self._wake.set()
 

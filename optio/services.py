@@ -26,7 +26,13 @@ class Services:
     @cached_property
     def store(self) -> RunStore:
         client = connect(self.settings.redis_url, timeout=self.settings.redis_timeout)
-        return RunStore(client, run_ttl=self.settings.run_ttl, result_ttl=self.settings.result_ttl)
+        return RunStore(
+            client,
+            run_ttl=self.settings.run_ttl,
+            result_ttl=self.settings.result_ttl,
+            keep_runs=self.settings.keep_runs,
+            webhook=bool(self.settings.webhook_url),
+        )
 
     @cached_property
     def producer(self) -> Celery:

@@ -17,7 +17,7 @@ from celery import Celery, signals
 from kombu import Queue
 
 # liveness and preflight register Celery signal handlers: heartbeats, the Redis version check
-from optio import config, liveness, names, preflight  # noqa: F401
+from optio import config, liveness, names, preflight, webhooks  # noqa: F401
 from optio.beat_schedule import SCHEDULE
 from optio.celery_settings import DELIVERY, quiet_per_task_lines
 from optio.leases import Held, Keeper
@@ -163,8 +163,10 @@ def _send(run_id: str, messages: list[str], new: bool) -> None:
 @app.task(name=TICK_TASK, acks_late=False, ignore_result=True)
 def tick() -> int:
     """Reserve the jobs due now and enqueue them, and send again what must be sent again
-    (expired leases, due retries, unconfirmed reservations); returns how many were reserved."""
+    (expired leases, due retries, unconfirmed reservations, messages parked while paused);
+    start the completion webhooks that are due. Returns how many jobs were reserved."""
     runs = store()
+    webhooks.dispatch(runs)
     run_id = runs.active_run_id()
     if run_id is None:
         runs.record_tick()
@@ -179,16 +181,22 @@ def tick() -> int:
     if reservation.count:
         _send(run_id, reservation.messages, True)
         log.info("[scheduler] Enqueued %d jobs of run %s", reservation.count, run_id)
-    leases, again = runs.claim_lost(run_id, most=RESEND_MOST, unconfirmed_ms=UNCONFIRMED_MS)
-    if again:
-        _send(run_id, again, False)
-        retries = sum(1 for key in again if parse_message_key(key)[2])
-        others = len(again) - leases - retries
-        if leases:
+    lost = runs.claim_lost(run_id, most=RESEND_MOST, unconfirmed_ms=UNCONFIRMED_MS)
+    if lost.keys:
+        _send(run_id, lost.keys, False)
+        retries = sum(1 for key in lost.keys if parse_message_key(key)[2])
+        others = len(lost.keys) - lost.leases - lost.parked - retries
+        if lost.parked:
+            log.info(
+                "[scheduler] Run %s resumed: %d message(s) parked during the pause sent again",
+                run_id,
+                lost.parked,
+            )
+        if lost.leases:
             log.warning(
                 "[scheduler] Run %s: %d message(s) whose lease expired (worker gone) sent again",
                 run_id,
-                leases,
+                lost.leases,
             )
         if others:
             log.warning(
@@ -249,9 +257,11 @@ def _run_jobs(runs: RunStore, held: Held, jobs: list[int]) -> int:
             )
             counted += flush.counted
             done, handled, flushed = {}, 0, time.monotonic()
-            if flush.lost or flush.status != "running":
-                held.lost = True  # stopped, or the lease is someone else's now: no more jobs
+            if flush.lost:
+                held.lost = True  # the lease is someone else's now: no more jobs
                 break
+            if flush.status != "running":
+                break  # paused or ended: no more jobs; a paused run parks the rest below
     if done or not held.lost:
         flush = runs.mark_processed(
             run_id, done, message=held.key, token=held.token, handled=handled, release=True

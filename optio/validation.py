@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from optio import config
@@ -112,3 +114,32 @@ def _describe(value: Any) -> str:
     if isinstance(value, (list, dict)):
         return "a list" if isinstance(value, list) else "an object"
     return type(value).__name__
+
+
+#: A run id as optio makes them (redis_state.new_run_id): 12 lowercase hex digits.
+RUN_ID = re.compile(r"[0-9a-f]{12}")
+#: Most runs one page of GET /api/runs lists.
+MAX_RUNS_PAGE = 100
+
+
+def is_run_id(value: str) -> bool:
+    return RUN_ID.fullmatch(value) is not None
+
+
+def validate_runs_query(args: Mapping[str, str]) -> tuple[int, str | None]:
+    """``limit`` (1..100, default 20) and ``before`` (a run id) of GET /api/runs."""
+    unknown = sorted(set(args) - {"limit", "before"})
+    if unknown:
+        raise ApiError(400, f"unknown query parameter(s): {', '.join(unknown)[:200]}")
+    limit = 20
+    if "limit" in args:
+        text = args["limit"]
+        if not text.isdigit() or not 1 <= int(text) <= MAX_RUNS_PAGE:
+            raise ApiError(
+                400, f"limit must be a whole number from 1 to {MAX_RUNS_PAGE}, got {text[:40]!r}"
+            )
+        limit = int(text)
+    before = args.get("before")
+    if before is not None and not is_run_id(before):
+        raise ApiError(400, f"before must be a run id (12 hex digits), got {before[:40]!r}")
+    return limit, before

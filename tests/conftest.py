@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from optio.redis_state import RunStore
-from optio.testing import ROOT, RedisServer, System
+from optio.testing import ROOT, Published, RedisServer, System
 
 #: Database for in-process tests of the Lua scripts (flushed around each test).
 SCRIPTS_DB = 1
@@ -36,6 +36,14 @@ def client(redis_server) -> Iterator[redis.Redis]:
 @pytest.fixture
 def store(client) -> RunStore:
     return RunStore(client)
+
+
+@pytest.fixture
+def published(client) -> Iterator[Published]:
+    """The states published on the progress channel from now on."""
+    collected = Published(client)
+    yield collected
+    collected.pubsub.close()
 
 
 @pytest.fixture(scope="session")
@@ -117,7 +125,9 @@ def pytest_terminal_summary(terminalreporter) -> None:
     out = Path(ROOT) / "artifacts" / "reliability.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
-    terminalreporter.section("reliability (measured by tests/test_faults.py, tests/test_leases.py)")
+    terminalreporter.section(
+        "reliability (measured by tests/test_faults.py, test_leases.py, test_run_control.py)"
+    )
     for line in lines:
         terminalreporter.write_line(line)
     terminalreporter.write_line(f"saved to {out}")

@@ -34,6 +34,14 @@ def flaky(run_id: str, job_id: int) -> str:
     return f"ok-{job_id}"
 
 
+def fails_twice(run_id: str, job_id: int) -> str:
+    """Jobs 1, 6, 11, ... raise on their first two tries and succeed on the third; every
+    execution that gets past that is recorded as ``counted`` records it."""
+    if job_id % 5 == 1 and _redis().incr(f"test:tries:{run_id}:{job_id}") <= 2:
+        raise RuntimeError(f"job {job_id} fails for now")
+    return counted(run_id, job_id)
+
+
 #: Executions of each of fails_at_first's chosen jobs that raise before one succeeds.
 FIRST_FAILURES = 2
 

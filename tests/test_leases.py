@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import signal
 import time
+from datetime import datetime
 
 import pytest
 
@@ -227,20 +229,32 @@ def test_twenty_thousand_lost_jobs_come_back_in_one_lease(fault_system, record):
         "the worker to lease ~all 200 messages",
     )
     lost_jobs = int(s.redis.hget(run_key(run_id), "leasedJobs"))
+    lost_messages = s.redis.hlen(holders_key(run_id))
     lost.signal(signal.SIGKILL)
-    killed_at = time.monotonic()
+    killed_at, killed_clock = time.monotonic(), time.time()
     at_kill = status(s)
     s.start_worker("worker-b", 200, *THREADS, OPTIO_JOB_SECONDS="0")
     wait_finished(s, run_id, 120)
     after = time.monotonic() - killed_at
     figures = assert_exactly_once(s, run_id, x)
     lines = resent_lines(s)
-    assert after <= config.LEASE_SECONDS + 10  # one lease period, not several
+    # every lost message was sent again within one lease period of the kill, not over several
+    # (how long the new worker then takes is the machine's speed: a figure, not a claim)
+    back, at = 0, None
+    for line in (line for line in lines if "whose lease expired" in line):
+        back += int(re.search(r"(\d+) message\(s\) whose lease expired", line).group(1))
+        if back >= lost_messages:
+            at = datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            break
+    assert back >= lost_messages, (back, lost_messages, lines)
+    all_back_s = at - killed_clock
+    assert all_back_s <= config.LEASE_SECONDS + 5, all_back_s
     record(
         "20,000 jobs lost at once",
         f"x={x}, y={y}/min, 200 messages of 100 jobs of 0.5 s, -P threads -c 200; SIGKILL at "
         f"processed={at_kill['processed']} ({lost_jobs:,} leased)",
         resending_ticks=len(lines),
+        all_sent_again_after_s=f"{all_back_s:.1f}",
         finished_after_s=f"{after:.1f}",
         lease_s=f"{config.LEASE_SECONDS:g}",
         **figures,

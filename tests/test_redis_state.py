@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import functools
-import json
 import threading
 
 import pytest
 
-from optio import config
 from optio.redis_state import (
     Flush,
     Lease,
     NoActiveRunError,
     RunActiveError,
+    RunStore,
     XBelowEnqueuedError,
     done_key,
     holders_key,
@@ -23,40 +22,16 @@ from optio.redis_state import (
     results_key,
     run_key,
 )
-from optio.testing import wait_for
 
 T0 = 1_800_000_000_000  # a fixed "now" in ms, so schedules are exact
 
 FIVE = {"running": bool, "xTotal": int, "yMinute": (int, float), "enqueued": int, "processed": int}
 
 
-class Published:
-    """Collects the states published on optio:progress for one run id."""
-
-    def __init__(self, client) -> None:
-        self.pubsub = client.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.subscribe(config.CHANNEL)
-        self.states: list[dict] = []
-        self.all: list[dict] = []
-
-    def drain(self, run_id: str, expect: int) -> list[dict]:
-        def got_enough():
-            while (m := self.pubsub.get_message(timeout=0.05)) is not None:
-                state = json.loads(m["data"])
-                self.all.append(state)
-                if state["runId"] == run_id:
-                    self.states.append(state)
-            return len(self.states) >= expect
-
-        wait_for(got_enough, 5, f"{expect} published states")
-        return self.states
-
-
-@pytest.fixture
-def published(client):
-    p = Published(client)
-    yield p
-    p.pubsub.close()
+def claimed(store: RunStore, run_id: str, **kwargs) -> tuple[int, list[str]]:
+    """What claim_lost took: (expired leases among them, message keys)."""
+    lost = store.claim_lost(run_id, **kwargs)
+    return lost.leases, lost.keys
 
 
 def assert_shape(state: dict) -> None:
@@ -83,6 +58,11 @@ class TestStartRun:
             "finishedAt": None,
             "rateNow": 0,
             "heldBack": False,
+            "seq": 1,
+            "pausedAt": None,
+            "pausedMs": 0,
+            "retried": 0,
+            "webhook": None,
         }
         assert published.drain(run_id, 1)[0] == state
 
@@ -367,7 +347,7 @@ class TestLeases:
         assert flush == Flush(0, "running", False)
         key, _ = lease(store, run_id, 2, 2, now_ms=T0)
         store.mark_processed(run_id, {2: "c", 3: "d"}, message=key, token="w1", handled=2)
-        assert store.claim_lost(run_id, most=10, now_ms=T0 + 60_000) == (1, [key])
+        assert claimed(store, run_id, most=10, now_ms=T0 + 60_000) == (1, [key])
         assert store.client.hget(run_key(run_id), "leasedJobs") == "0"
 
     def test_renewal_extends_live_leases_and_reports_lost_ones(self, store):
@@ -392,12 +372,12 @@ class TestLeases:
         lease(store, run_id, 5, 5, token="live", now_ms=T0 + 1100)
         store.renew_leases(run_id, {"5:5": "live"}, 60_000, now_ms=T0 + 5000)
         # a message waiting in the broker (10:1) is never taken, however long it waits
-        assert store.claim_lost(run_id, most=100, now_ms=T0 + 11_000) == (0, [])
-        assert store.claim_lost(run_id, most=100, now_ms=T0 + 11_200) == (1, ["0:5"])
-        assert store.claim_lost(run_id, most=100, now_ms=T0 + 11_300) == (0, [])
+        assert claimed(store, run_id, most=100, now_ms=T0 + 11_000) == (0, [])
+        assert claimed(store, run_id, most=100, now_ms=T0 + 11_200) == (1, ["0:5"])
+        assert claimed(store, run_id, most=100, now_ms=T0 + 11_300) == (0, [])
         assert store.client.hget(run_key(run_id), "leasedJobs") == "5"
         store.confirm_enqueued(run_id, 0, ["0:5"])  # published again
-        assert store.claim_lost(run_id, most=100, now_ms=T0 + 60_000) == (0, [])
+        assert claimed(store, run_id, most=100, now_ms=T0 + 60_000) == (0, [])
         # the frozen worker wakes up: its late result counts once, its lease is gone
         flush = store.mark_processed(run_id, {0: "late"}, message="0:5", token="dead", handled=1)
         assert flush == Flush(1, "running", True)
@@ -406,13 +386,13 @@ class TestLeases:
         run_id = store.start_run(100, 600, now_ms=T0)
         store.reserve_due(run_id, 1, batch=4, unconfirmed_ms=5000, now_ms=T0 + 1000)
         # the tick died before publishing: nothing for a few ticks, then all of it once
-        assert store.claim_lost(run_id, most=100, unconfirmed_ms=5000, now_ms=T0 + 5999) == (
+        assert claimed(store, run_id, most=100, unconfirmed_ms=5000, now_ms=T0 + 5999) == (
             0,
             [],
         )
-        again = store.claim_lost(run_id, most=100, unconfirmed_ms=5000, now_ms=T0 + 6000)
+        again = claimed(store, run_id, most=100, unconfirmed_ms=5000, now_ms=T0 + 6000)
         assert again == (0, ["0:4", "4:4", "8:3"])
-        assert store.claim_lost(run_id, most=100, unconfirmed_ms=5000, now_ms=T0 + 6001)[1] == []
+        assert claimed(store, run_id, most=100, unconfirmed_ms=5000, now_ms=T0 + 6001)[1] == []
 
     def test_a_message_leased_before_its_confirmation_stays_leased(self, store):
         run_id = store.start_run(100, 600, now_ms=T0)
@@ -424,14 +404,14 @@ class TestLeases:
     def test_losses_bigger_than_one_call_are_all_taken_at_once(self, store):
         run_id = store.start_run(20_000, 6_000_000, now_ms=T0)
         store.reserve_due(run_id, 1, batch=1, max_outstanding=20_000, now_ms=T0 + 1000)
-        again = store.claim_lost(run_id, most=100_000, now_ms=T0 + 60_000)[1]
+        again = claimed(store, run_id, most=100_000, now_ms=T0 + 60_000)[1]
         assert len(again) == 20_000
 
     def test_stopped_runs_send_nothing_again(self, store):
         run_id = store.start_run(100, 600, now_ms=T0)
         store.reserve_due(run_id, 1, now_ms=T0 + 1000)
         store.stop_run(now_ms=T0 + 1000)
-        assert store.claim_lost(run_id, most=100, now_ms=T0 + 60_000) == (0, [])
+        assert claimed(store, run_id, most=100, now_ms=T0 + 60_000) == (0, [])
 
     def test_a_stop_is_seen_by_the_next_flush(self, store):
         run_id = store.start_run(100, 600, now_ms=T0)
@@ -496,8 +476,8 @@ class TestFailJob:
     def test_a_due_retry_is_sent_by_the_tick(self, store):
         run_id = store.start_run(5, 600, now_ms=T0)
         store.fail_job(run_id, 3, "E", attempts=3, backoff_s=1, now_ms=T0)
-        assert store.claim_lost(run_id, most=10, now_ms=T0 + 999)[1] == []
-        assert store.claim_lost(run_id, most=10, now_ms=T0 + 1000) == (0, ["3:1:r1"])
+        assert claimed(store, run_id, most=10, now_ms=T0 + 999)[1] == []
+        assert claimed(store, run_id, most=10, now_ms=T0 + 1000) == (0, ["3:1:r1"])
         assert parse_message_key("3:1:r1") == (3, 1, 1)
 
     def test_a_stopped_run_records_nothing(self, store):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from optio import config
@@ -89,3 +91,52 @@ def test_redacted_url_keeps_what_helps_find_the_server():
         redacted_url("redis://h:1/0?username=u&password=p&db=1")
         == "redis://h:1/0?username=***&password=***&db=1"
     )
+
+
+def test_the_relay_keeps_the_newest_state_of_a_run_whatever_the_order():
+    from optio.relay import Relay
+
+    relay = Relay(socketio=None, read_state=dict)
+    relay.offer({"runId": "a", "seq": 5, "processed": 50})
+    relay.offer({"runId": "a", "seq": 4, "processed": 40})  # late: dropped
+    assert relay.latest["processed"] == 50
+    relay.offer({"runId": "b", "seq": 1, "processed": 0})  # another run: taken
+    assert relay.latest["runId"] == "b"
+
+
+@pytest.mark.parametrize(
+    "query, error",
+    [
+        ({"limit": "0"}, "limit must be a whole number from 1 to 100"),
+        ({"limit": "101"}, "limit must be"),
+        ({"limit": "-1"}, "limit must be"),
+        ({"limit": "2.5"}, "limit must be"),
+        ({"before": "../../etc"}, "before must be a run id"),
+        ({"before": "ABCDEF012345"}, "before must be a run id"),
+        ({"page": "2"}, "unknown query parameter(s): page"),
+    ],
+)
+def test_runs_queries_are_checked(query, error):
+    from optio.validation import validate_runs_query
+
+    with pytest.raises(ApiError, match=re.escape(error)):
+        validate_runs_query(query)
+
+
+def test_runs_query_defaults():
+    from optio.validation import validate_runs_query
+
+    assert validate_runs_query({}) == (20, None)
+    assert validate_runs_query({"limit": "5", "before": "0123456789ab"}) == (5, "0123456789ab")
+
+
+def test_webhook_signature_and_backoff():
+    import hashlib
+    import hmac
+
+    from optio.webhooks import backoff, payload, signature
+
+    body = payload({"runId": "a", "status": "completed", "webhook": "pending"})
+    assert b"webhook" not in body
+    assert signature(body, "k") == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+    assert [backoff(s) for s in (0, 0.5, 3, 30, 500)] == [1, 1, 3, 30, 60]

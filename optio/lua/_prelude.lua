@@ -7,6 +7,15 @@
 --   KEYS[1] run hash   KEYS[2] done bitmap   KEYS[3] results hash   KEYS[4] errors hash
 --   KEYS[5] attempts hash   KEYS[6] messages zset   KEYS[7] holders hash
 -- A message key is "first:count" (jobs first .. first+count-1) or "job:1:rN" (retry N of a job).
+-- Scripts that can end a run (finish_run) also take KEYS[10], the webhook outbox zset.
+
+-- Deadline of a parked message (see names.py, messages zset): a score no clock reaches.
+local PARKED = 9e15
+
+-- Whether a run with this status has not ended (running or paused).
+local function is_live(status)
+  return status == 'running' or status == 'paused'
+end
 
 -- Milliseconds since the epoch: the caller's value when given (tests), else the Redis
 -- server's clock, so every machine of a deployment shares one clock.
@@ -29,16 +38,17 @@ end
 
 -- The run state as clients see it: the guide's five fields plus ours. (HMGET of just these:
 -- this runs on every count, and the hash holds twice as many fields.) `running` is not stored:
--- it is derived here from status, true exactly when the run is running.
+-- it is derived here from status, true while the run has not ended (running or paused).
 local function state_json(run_key)
   local f = redis.call('HMGET', run_key, 'runId', 'status', 'xTotal', 'yMinute', 'enqueued',
-    'processed', 'failed', 'startedAt', 'finishedAt', 'rateNow', 'heldBack')
+    'processed', 'failed', 'startedAt', 'finishedAt', 'rateNow', 'heldBack', 'seq', 'pausedAt',
+    'pausedMs', 'retried', 'webhook')
   if not f[1] then
     return nil
   end
   local processed, failed = tonumber(f[6]), tonumber(f[7])
   return cjson.encode({
-    running = f[2] == 'running',
+    running = is_live(f[2]),
     xTotal = tonumber(f[3]),
     yMinute = tonumber(f[4]),
     -- the tick confirms what it sent every 10 jobs, after sending: a worker can finish a job
@@ -52,11 +62,17 @@ local function state_json(run_key)
     finishedAt = f[9] and tonumber(f[9]) or cjson.null,
     rateNow = tonumber(f[10] or '0'),
     heldBack = f[11] == '1',
+    seq = tonumber(f[12] or '0'),
+    pausedAt = f[13] and tonumber(f[13]) or cjson.null,
+    pausedMs = tonumber(f[14] or '0'),
+    retried = tonumber(f[15] or '0'),
+    webhook = f[16] or cjson.null,
   })
 end
 
--- Publish the run's state, only when it is the run clients are watching.
+-- A change of the run: count it in `seq`, and publish the state when clients watch this run.
 local function publish_state(run_key, current_key, run_id)
+  redis.call('HINCRBY', run_key, 'seq', 1)
   if redis.call('GET', current_key) == run_id then
     redis.call('PUBLISH', OPTIO_CHANNEL, state_json(run_key))
   end
@@ -72,22 +88,34 @@ local function expire_run()
   redis.call('DEL', KEYS[6], KEYS[7])
 end
 
--- Mark the run finished with the given status and release the active slot.
+-- Mark the run finished with the given status and release the active slot; a paused run's
+-- pause ends with it. With a webhook configured at its start, its delivery is queued in the
+-- outbox (KEYS[10]).
 local function finish_run(active_key, run_id, status, now)
+  local f = redis.call('HMGET', KEYS[1], 'pausedAt', 'hook')
+  if f[1] then
+    redis.call('HINCRBY', KEYS[1], 'pausedMs', now - tonumber(f[1]))
+    redis.call('HDEL', KEYS[1], 'pausedAt')
+  end
   redis.call('HSET', KEYS[1], 'status', status, 'finishedAt', now,
     'heldBack', '0', 'leasedJobs', 0)
+  if f[2] == '1' then
+    redis.call('HSET', KEYS[1], 'webhook', 'pending')
+    redis.call('HDEL', KEYS[1], 'webhookError', 'webhookAttempts')
+    redis.call('ZADD', KEYS[10], now, run_id)
+  end
   if redis.call('GET', active_key) == run_id then
     redis.call('DEL', active_key)
   end
   expire_run()
 end
 
--- After jobs were counted: complete the run when every job is done.
+-- After jobs were counted: complete the run when every job is done (also while paused).
 local function complete_if_done(active_key, run_id, now)
   local f = redis.call('HMGET', KEYS[1], 'status', 'processed', 'failed', 'xTotal')
-  if f[1] == 'running' and tonumber(f[2]) + tonumber(f[3]) >= tonumber(f[4]) then
+  if is_live(f[1]) and tonumber(f[2]) + tonumber(f[3]) >= tonumber(f[4]) then
     finish_run(active_key, run_id, 'completed', now)
-  elseif f[1] ~= 'running' then
+  elseif not is_live(f[1]) then
     expire_run()  -- a late write to a stopped run: keep its keys expiring
   end
 end

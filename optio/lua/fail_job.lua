@@ -1,14 +1,16 @@
 -- A job raised: schedule its retry, or count it as failed for good once its attempts are spent.
 -- KEYS[1..7] the run's keys (see _prelude.lua)   KEYS[8] active run id
--- KEYS[9] current (watched) run id
+-- KEYS[9] current (watched) run id   KEYS[10] webhook outbox
 -- ARGV[1] run id   ARGV[2] job id   ARGV[3] error text   ARGV[4] attempts allowed
 -- ARGV[5] ms before the first retry (doubles each attempt)   ARGV[6] most ms before a retry
 -- ARGV[7] now ms ('' = Redis clock)
 -- A retry is a message "job:1:rN" registered with its due time as deadline: the tick sends it
 -- then (retries never wait in a worker's memory, where a dying worker would lose them).
 -- Returns {outcome, attempts, retry delay ms}: outcome 'retry', 'failed', 'done' (counted
--- before: nothing to do) or 'ended' (the run is not running: nothing recorded).
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then
+-- before: nothing to do) or 'ended' (the run has ended: nothing recorded). A paused run
+-- records failures and schedules retries as a running one does (the tick sends a retry when
+-- it is due; a worker parks it until the run resumes).
+if not is_live(redis.call('HGET', KEYS[1], 'status')) then
   return {'ended', 0, 0}
 end
 local job = ARGV[2]

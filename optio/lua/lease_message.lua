@@ -5,12 +5,13 @@
 -- Returns {status, held, job id, ...}: status is the run's ('gone' when unknown); held is 1 when
 -- another worker holds a live lease on this message (this delivery is a duplicate: drop it).
 -- Otherwise, when the run is running and some jobs are not counted yet, the caller now holds
--- the lease until now + ARGV[5] and runs the listed jobs.
+-- the lease until now + ARGV[5] and runs the listed jobs. While the run is paused no job is
+-- listed: the message is parked (acknowledged here, sent again by the tick after resume).
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == false then
   return {'gone', 0}
 end
-if status ~= 'running' then
+if not is_live(status) then
   return {status, 0}
 end
 local now = now_ms(ARGV[6])
@@ -33,6 +34,10 @@ local pending = #out - 2
 if pending == 0 then
   redis.call('ZREM', KEYS[6], key)  -- all done: a duplicate, or a retry already run
   return out
+end
+if status == 'paused' then
+  redis.call('ZADD', KEYS[6], PARKED, key)  -- the tick sends it again once the run resumes
+  return {status, 0}
 end
 redis.call('HSET', KEYS[7], key, ARGV[4] .. ':' .. pending)
 redis.call('ZADD', KEYS[6], now + tonumber(ARGV[5]), key)

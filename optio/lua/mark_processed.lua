@@ -1,10 +1,11 @@
 -- Count processed jobs of one leased message, once per job id, store their results, account
 -- for the lease, and finish the run when all jobs are done.
 -- KEYS[1..7] the run's keys (see _prelude.lua)   KEYS[8] active run id
--- KEYS[9] current (watched) run id
+-- KEYS[9] current (watched) run id   KEYS[10] webhook outbox
 -- ARGV[1] run id   ARGV[2] now ms ('' = Redis clock)   ARGV[3] message key   ARGV[4] token
 -- ARGV[5] jobs of the message handled since the last call (counted, failed or retried)
--- ARGV[6] 1 to release the lease (the message is done), else 0
+-- ARGV[6] 1 to release the lease (the message is done, or the run is paused: a message
+--         released with jobs not handled while the run is paused is parked), else 0
 -- ARGV[7], ARGV[8], ...: job id, result, job id, result, ...
 -- Returns {counted now, status, lost}: a job id counted before is skipped; status is the run's
 -- ('gone' when unknown); lost is 1 when the caller no longer holds the lease (the tick re-sent
@@ -21,9 +22,13 @@ if left ~= nil then
   lost = 0
   local handled = math.min(tonumber(ARGV[5]), left)
   if ARGV[6] == '1' then
+    if status == 'paused' and handled < left then
+      redis.call('ZADD', KEYS[6], PARKED, ARGV[3])  -- its other jobs run after resume
+    else
+      redis.call('ZREM', KEYS[6], ARGV[3])
+    end
     handled = left
     redis.call('HDEL', KEYS[7], ARGV[3])
-    redis.call('ZREM', KEYS[6], ARGV[3])
   else
     redis.call('HSET', KEYS[7], ARGV[3], ARGV[4] .. ':' .. (left - handled))
   end

@@ -18,6 +18,9 @@ if redis.call('GET', KEYS[8]) ~= ARGV[1] then
   return {0, 0, '0'}
 end
 local h = hgetall(KEYS[1])
+if h.status ~= 'running' then
+  return {tonumber(h.reserved), 0, h.yMinute}  -- paused: nothing is due
+end
 local x = tonumber(h.xTotal)
 local y = tonumber(h.yMinute)
 local reserved = tonumber(h.reserved)

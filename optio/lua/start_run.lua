@@ -1,7 +1,8 @@
 -- Start a run unless one is active.
 -- KEYS[1..7] the new run's keys (see _prelude.lua)   KEYS[8] active run id
--- KEYS[9] current (watched) run id
+-- KEYS[9] current (watched) run id   KEYS[10] run history zset
 -- ARGV[1] run id   ARGV[2] x (jobs)   ARGV[3] y (jobs/min)   ARGV[4] now ms ('' = Redis clock)
+-- ARGV[5] 1 when a completion webhook is configured (delivered when the run ends), else 0
 -- Returns {1, run id} when started, {0, active run id} when another run is active.
 local active = redis.call('GET', KEYS[8])
 if active then
@@ -17,6 +18,8 @@ redis.call('HSET', KEYS[1],
   'startedAt', now,
   -- job k is due at startedAt + k*60/y: one job (job 0) is due at the anchor time
   'anchorMs', now, 'anchorCount', 1,
-  'rateNow', 0, 'rateAt', now, 'rateCount', 0, 'heldBack', '0', 'heldAt', 0)
+  'rateNow', 0, 'rateAt', now, 'rateCount', 0, 'heldBack', '0', 'heldAt', 0,
+  'seq', 0, 'pausedMs', 0, 'retried', 0, 'hook', ARGV[5])
+redis.call('ZADD', KEYS[10], now, ARGV[1])
 publish_state(KEYS[1], KEYS[9], ARGV[1])
 return {1, ARGV[1]}

@@ -1,6 +1,6 @@
 -- Change the total and/or the rate of the active run; a new rate applies from the next tick.
 -- KEYS[1..7] the run's keys (see _prelude.lua)   KEYS[8] active run id
--- KEYS[9] current (watched) run id
+-- KEYS[9] current (watched) run id   KEYS[10] webhook outbox
 -- ARGV[1] run id   ARGV[2] new x ('' = unchanged)   ARGV[3] new y ('' = unchanged)
 -- ARGV[4] now ms ('' = Redis clock)
 -- Returns {1} when changed, {0, 'not_running'}, or {0, 'x_below_enqueued', reserved}.
@@ -14,8 +14,10 @@ if ARGV[2] ~= '' and tonumber(ARGV[2]) < tonumber(h.reserved) then
 end
 if ARGV[3] ~= '' then
   -- keep the fraction of a job already accrued at the old rate, then go on at the new one
-  local accrued = tonumber(h.anchorCount) + (now - tonumber(h.anchorMs)) * tonumber(h.yMinute) / 60000
-  redis.call('HSET', KEYS[1], 'yMinute', ARGV[3], 'anchorMs', now, 'anchorCount', tostring(accrued))
+  -- (while paused, the schedule stands still at the pause)
+  local at = h.status == 'paused' and tonumber(h.pausedAt) or now
+  local accrued = tonumber(h.anchorCount) + (at - tonumber(h.anchorMs)) * tonumber(h.yMinute) / 60000
+  redis.call('HSET', KEYS[1], 'yMinute', ARGV[3], 'anchorMs', at, 'anchorCount', tostring(accrued))
 end
 if ARGV[2] ~= '' then
   redis.call('HSET', KEYS[1], 'xTotal', ARGV[2])

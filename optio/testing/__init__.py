@@ -30,12 +30,13 @@ from optio.testing.runs import (
     wait_processed,
 )
 from optio.testing.system import System
-from optio.testing.watcher import Watcher
+from optio.testing.watcher import Published, Watcher
 
 __all__ = [
     "ROOT",
     "VENV_BIN",
     "Proc",
+    "Published",
     "RedisServer",
     "System",
     "Watcher",

@@ -1,9 +1,12 @@
-"""A real Socket.IO client that records the ``progress`` events it receives."""
+"""Listeners of the progress feed: a real Socket.IO client (``Watcher``), and a subscriber of the
+Redis channel itself (``Published``)."""
 
 from __future__ import annotations
 
+import json
 import time
 
+from optio import names
 from optio.testing.procs import wait_for
 
 
@@ -38,3 +41,25 @@ class Watcher:
 
     def close(self) -> None:
         self.client.disconnect()
+
+
+class Published:
+    """Collects the states published on optio:progress for one run id."""
+
+    def __init__(self, client) -> None:
+        self.pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(names.CHANNEL)
+        self.states: list[dict] = []
+        self.all: list[dict] = []
+
+    def drain(self, run_id: str, expect: int) -> list[dict]:
+        def got_enough():
+            while (m := self.pubsub.get_message(timeout=0.05)) is not None:
+                state = json.loads(m["data"])
+                self.all.append(state)
+                if state["runId"] == run_id:
+                    self.states.append(state)
+            return len(self.states) >= expect
+
+        wait_for(got_enough, 5, f"{expect} published states")
+        return self.states
