@@ -9,14 +9,13 @@ committed or fetched from a CDN.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from flask import Blueprint, Flask, render_template, send_from_directory
 from werkzeug.routing import BaseConverter
 
 from optio.services import services
-from optio.validation import ApiError
+from optio.validation import ApiError, is_run_id
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = Path(__file__).resolve().parent / "static"
@@ -42,9 +41,6 @@ CONTENT_SECURITY_POLICY = "; ".join(
     ]
 )
 
-#: A run id as optio makes them (redis_state.new_run_id): 12 lowercase hex digits.
-RUN_ID = re.compile(r"[0-9a-f]{12}")
-
 
 class AnythingConverter(BaseConverter):
     """The rest of the path, slashes and newlines included (``path`` stops at a newline), so
@@ -68,7 +64,7 @@ def dashboard():
 def run_page(run_id: str):
     """A run's state and errors (read by run.js from /api/runs/<id>). Anything that is not a run
     id gets the not-found page, which repeats nothing of the request."""
-    if not RUN_ID.fullmatch(run_id):
+    if not is_run_id(run_id):
         return render_template("not_found.html"), 404
     return render_template("run.html", run_id=run_id)
 

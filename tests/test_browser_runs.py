@@ -4,19 +4,22 @@ webhook outcome.
 
 The runs here go through a system of this module's own, whose job function fails jobs 4, 9, 14,
 ... on their first two executions (tests/fault_jobs.py): with two attempts those jobs fail for
-good, and a retry of the run's failed jobs then completes it.
+good, and a retry of the run's failed jobs then completes it. Its completion webhook goes to a
+receiver here that refuses (400, final) the end of every run of WEBHOOK_REFUSED_X jobs.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
-from optio.testing import System, start, wait_finished
+from optio.testing import System, free_port, start, wait_finished, wait_for
 from tests import test_browser
 from tests.test_browser import ARTIFACTS, Page, expect, open_dashboard
 
@@ -30,6 +33,8 @@ pytestmark = pytest.mark.slow
 DB = 7
 #: Where the screenshot of the filled table goes, for a person to look at.
 SCREENSHOT = "/work/notes/dashboard-history.png"
+#: Runs of this many jobs get a 400 from the webhook receiver; the others a 204.
+WEBHOOK_REFUSED_X = 7
 
 
 def failing(x: int) -> list[int]:
@@ -37,14 +42,38 @@ def failing(x: int) -> list[int]:
     return [j for j in range(x) if j % 5 == 4]
 
 
+class Hook(BaseHTTPRequestHandler):
+    """Takes every run's end (204) but that of a run of WEBHOOK_REFUSED_X jobs (400)."""
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        final = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(400 if final["xTotal"] == WEBHOOK_REFUSED_X else 204)
+        self.end_headers()
+
+    def log_message(self, *_):
+        pass
+
+
 @pytest.fixture(scope="module")
-def runs_system(redis_server, tmp_path_factory) -> Iterator[System]:
+def webhook_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Hook)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def runs_system(redis_server, webhook_url, tmp_path_factory) -> Iterator[System]:
     with System(
         f"{redis_server.url}/{DB}",
         tmp_path_factory.mktemp("runs-system"),
         OPTIO_JOB_FUNC="tests.fault_jobs:fails_at_first",
         OPTIO_JOB_ATTEMPTS="2",
         OPTIO_RETRY_BACKOFF="0.2",
+        OPTIO_WEBHOOK_URL=webhook_url,
     ) as system:
         system.redis.flushdb()
         yield system.start_all()
@@ -135,6 +164,8 @@ def test_pause_and_resume_from_the_dashboard(idle, page):
     assert int(held["processed"]) < 100
     expect(tab.locator("#paused-for-wrap")).to_be_visible()
     assert page.text("#paused-for") != "—"
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / "dashboard-paused.png"))
 
     tab.click("#resume")
     expect(tab.locator("#status")).to_have_text("running")
@@ -222,9 +253,11 @@ def test_the_history_lists_runs_and_links_to_a_page_with_their_errors(idle, page
     cells = [
         [c.strip() for c in rows.nth(i).locator("th, td").all_text_contents()] for i in range(3)
     ]
-    assert cells[0][0] == stopped_id and cells[0][1].startswith("stopped")
-    assert cells[1][:5] == [flawed["runId"], "completed", "10 / 12", "2", "6,000/min"]
-    assert cells[2][:5] == [clean["runId"], "completed", "4 / 4", "0", "6,000/min"]
+    badges = rows.locator(".badge").all_text_contents()[:3]
+    assert badges == ["stopped", "completed", "completed"]
+    assert cells[0][0] == stopped_id
+    assert [cells[1][0], *cells[1][2:5]] == [flawed["runId"], "10 / 12", "2", "6,000/min"]
+    assert [cells[2][0], *cells[2][2:5]] == [clean["runId"], "4 / 4", "0", "6,000/min"]
     assert re.fullmatch(r"\d+ s", cells[1][5]), cells[1]
     assert re.fullmatch(r"\d{1,2}:\d\d:\d\d\s[AP]M", cells[1][6]), cells[1]
     # only the completed run with failures offers a retry, and it says what it retries
@@ -232,9 +265,6 @@ def test_the_history_lists_runs_and_links_to_a_page_with_their_errors(idle, page
     expect(retry).to_be_enabled()
     assert rows.nth(0).get_by_role("button").count() == 0
     assert rows.nth(2).get_by_role("button").count() == 0
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    tab.screenshot(path=SCREENSHOT, full_page=True)
 
     rows.nth(1).get_by_role("link", name=flawed["runId"]).click()
     expect(tab).to_have_url(f"{idle.base}/runs/{flawed['runId']}")
@@ -254,6 +284,7 @@ def test_the_history_lists_runs_and_links_to_a_page_with_their_errors(idle, page
     assert tab.locator("#errors-body img").count() == 0
     assert tab.evaluate("window.pwned") is None
     expect(tab.locator("#retry")).to_be_enabled()
+    ARTIFACTS.mkdir(exist_ok=True)
     tab.screenshot(path=str(ARTIFACTS / "run-page.png"), full_page=True)
     assert page.csp_violations() == []
 
@@ -320,10 +351,41 @@ def test_retry_is_offered_only_while_no_run_is_active(idle, page):
     expect(row.get_by_role("button")).to_be_enabled()
 
 
-def test_the_webhook_outcome_shows_when_present(idle, page):
+def webhook_outcome(system: System, run_id: str, outcome: str) -> dict:
+    return wait_for(
+        lambda: (state := system.get(f"/api/runs/{run_id}").json())["webhook"] == outcome and state,
+        30,
+        f"the webhook of run {run_id} to be {outcome}",
+    )
+
+
+def test_the_webhook_outcome_shows_in_the_status_area_the_table_and_the_run_page(idle, page):
+    refused = finished_run(idle, WEBHOOK_REFUSED_X)["runId"]
+    taken = finished_run(idle, 3)["runId"]
     open_dashboard(page, idle.base)
     tab = page.tab
-    expect(tab.locator("#webhook")).to_be_hidden()  # this system has no webhook
+    # the run on screen is the latest: its outcome arrives live, pending first
+    expect(tab.locator("#run-id")).to_have_text(taken)
+    expect(tab.locator("#webhook")).to_have_text("webhook delivered", timeout=30_000)
+    expect(tab.locator("#webhook")).to_have_attribute("data-webhook", "delivered")
+    row = tab.locator("table.runs tbody tr", has=tab.get_by_role("link", name=taken))
+    expect(row.locator(".webhook")).to_have_text("webhook delivered")
+
+    final = webhook_outcome(idle, refused, "failed")
+    assert final["webhookError"] == "answered 400 Bad Request", final
+    tab.reload()
+    row = tab.locator("table.runs tbody tr", has=tab.get_by_role("link", name=refused))
+    expect(row.locator(".webhook")).to_have_text("webhook failed")
+    expect(row.locator(".webhook")).to_have_attribute("data-webhook", "failed")
+    row.get_by_role("link", name=refused).click()
+    expect(tab.locator("#webhook")).to_have_text("webhook failed")
+    expect(tab.locator("#webhook-error")).to_have_text("Webhook: answered 400 Bad Request")
+
+
+def test_the_webhook_outcome_follows_the_live_state(idle, page):
+    """pending, failed, and none (a run without a webhook): from the progress events."""
+    open_dashboard(page, idle.base)
+    tab = page.tab
     tab.wait_for_function("() => optio.state() !== null")
     done = {"finishedAt": 1_700_000_100_000}
     deliver(page, [fake_state(1, 1000, "completed", **done, webhook="pending")])
@@ -425,3 +487,28 @@ def test_the_history_works_without_the_socket_io_client(idle, page):
     # read again when polling sees the run end
     expect(row.locator("td").first).to_contain_text("completed", timeout=30_000)
     expect(row.locator("td").nth(1)).to_have_text("4 / 5")
+
+
+def test_a_screenshot_of_the_dashboard_with_recent_runs(idle, page):
+    """For a person to look at: a stopped run, a clean one and one with failures on screen."""
+    start(idle, 1000, 3000)
+    wait_for(lambda: idle.get("/api/status").json()["processed"] >= 30, 30, "30 processed")
+    idle.post("/api/stop")
+    finished_run(idle, 40)
+    flawed = finished_run(idle, 60)
+    webhook_outcome(idle, flawed["runId"], "delivered")
+    open_dashboard(page, idle.base)
+    tab = page.tab
+    expect(tab.locator("#webhook")).to_have_text("webhook delivered")
+    rows = tab.locator("table.runs tbody tr")
+    expect(rows.first.locator("th")).to_have_text(flawed["runId"])
+    expect(rows.first.get_by_role("button", name=re.compile("Retry the 12 failed"))).to_be_enabled()
+    assert rows.count() >= 3
+    tab.wait_for_function("() => document.getAnimations().length === 0")  # the bars' growth
+    tab.screenshot(path=SCREENSHOT, full_page=True)
+    tab.set_viewport_size({"width": 390, "height": 844})
+    expect(tab.locator(".grid")).to_have_css("grid-template-columns", re.compile(r"^\S+$"))
+    width = tab.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page scrolls sideways at phone width ({width} px)"
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / "dashboard-history-phone.png"), full_page=True)

@@ -346,7 +346,11 @@
   // ---- chart ---------------------------------------------------------------------------
 
   function sampleChart() {
-    if (!state || !state.running || state.status === "paused") return;
+    if (!state || !state.running) return;
+    if (state.status === "paused") {
+      drawChart(); // no points while paused, but the axes follow the run's target
+      return;
+    }
     if (seriesRun !== state.runId) {
       seriesRun = state.runId;
       series = [];

@@ -56,8 +56,10 @@
         $("errors-body").replaceChildren(emptyRow("—"));
       }
     }
-    // an active run moves; a finished one is read again only after a retry
-    if (!run || run.running || answer.status === 0) timer = setTimeout(load, POLL_MS);
+    // an active run moves, and a server that is away may come back; a finished run is read
+    // again only after a retry, an unknown one after a new token
+    const again = answer.ok ? Boolean(run && run.running) : answer.status === 0 || answer.status >= 500;
+    if (again) timer = setTimeout(load, POLL_MS);
     controls();
   }
 
@@ -70,6 +72,9 @@
     setText($("webhook"), webhook);
     $("webhook").dataset.webhook = run.webhook || "";
     $("webhook").hidden = !webhook;
+    const webhookError = run.webhook === "failed" && run.webhookError ? `Webhook: ${run.webhookError}` : "";
+    setText($("webhook-error"), webhookError);
+    $("webhook-error").hidden = !webhookError;
     setText($("started"), clock(run.startedAt));
     setText($("finished"), clock(run.finishedAt));
     setText($("duration"), duration(ui.activeMs(run, now)));
