@@ -33,8 +33,20 @@ socket.on("connect", () => {
   console.log(`[${stamp()}] ✅ Connected! (id ${socket.id})`);
 });
 
+// Pub/sub and reconnects can deliver a state late: one older (lower seq) than the last one
+// shown for the same run is skipped, so the output never goes backwards.
+const lastSeq = new Map();
+
 socket.on("progress", (data) => {
-  console.log(`[${stamp()}] 📊 Progress:`, JSON.stringify(data));
+  const last = lastSeq.get(data.runId);
+  if (data.runId && Number.isInteger(data.seq) && last !== undefined && data.seq < last) {
+    console.log(`[${stamp()}] (ignored an older state, seq ${data.seq} < ${last})`);
+    return;
+  }
+  if (data.runId && Number.isInteger(data.seq)) lastSeq.set(data.runId, data.seq);
+  // a paused run has not ended ("running": true): say that it is paused
+  const paused = data.status === "paused" ? " PAUSED" : "";
+  console.log(`[${stamp()}] 📊 Progress${paused}:`, JSON.stringify(data));
 });
 
 socket.on("disconnect", (reason) => {

@@ -1,280 +1,147 @@
-"""The ``optio`` command. ``optio watch`` follows a run's progress over Socket.IO;
-``optio serve`` runs the web process.
+"""The ``optio`` command: control runs over the HTTP API, follow one live, or serve.
 
-Exit codes of ``optio watch``: 0 the run completed (or ``--once`` printed the state),
-1 the run was stopped or replaced by another, 2 bad arguments, 3 no connection to the server,
-130 interrupted (Ctrl-C).
+``optio run X Y``, ``status``, ``update``, ``pause``, ``resume``, ``stop``, ``runs`` and
+``retry-failed`` make one API call each and print one line (``runs``: a table), or with
+``--json`` the server's JSON answer on one line. ``optio watch`` follows a run's progress over
+Socket.IO (``optio.watch``); ``optio serve`` runs the web process.
+
+Exit codes: 0 ok; 1 the server refused (its error is printed to stderr); 2 bad arguments;
+3 cannot connect to the server (or what answers is not optio); 130 interrupted (Ctrl-C).
+``optio watch`` exits 0 when the run completes and 1 when it is stopped or replaced.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import queue
 import re
-import shutil
 import sys
-import time
-from collections import deque
-from typing import Any, TextIO
+from typing import Any
+from urllib.parse import quote
 
 from optio import config
+from optio.client import Api, Refused, Unreachable
+from optio.report import runs_table, summary
 
-EXIT_OK, EXIT_ENDED, EXIT_USAGE, EXIT_NO_CONNECTION, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-#: Seconds to wait for the server to accept the connection and send the first state.
-CONNECT_TIMEOUT = 10.0
-#: Seconds over which the throughput is measured.
-RATE_WINDOW = 10.0
-#: Seconds between two progress lines when the output is not a terminal.
-LINE_INTERVAL = 1.0
-#: Seconds between two redraws of the progress bar.
-BAR_INTERVAL = 0.1
-BAR_WIDTH = 24
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NO_CONNECTION, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
+EXIT_CODES = """\
+exit codes:
+  0    ok
+  1    the server refused (its error is printed on stderr)
+  2    bad arguments
+  3    cannot connect to the server (the message says which address and why)
+  130  interrupted (Ctrl-C)"""
 
-class Throughput:
-    """Jobs per minute over a trailing window, measured from the events' ``processed``."""
+WATCH_EXIT_CODES = """\
+exit codes:
+  0    the run completed (or --once printed the state)
+  1    the run was stopped, or another run replaced it
+  2    bad arguments
+  3    cannot connect to the server
+  130  interrupted (Ctrl-C)"""
 
-    def __init__(self, window: float = RATE_WINDOW) -> None:
-        self.window = window
-        self.samples: deque[tuple[float, int]] = deque()
-
-    def add(self, now: float, processed: int) -> None:
-        self.samples.append((now, processed))
-        # keep one sample at or before the window's start as the baseline
-        while len(self.samples) > 1 and self.samples[1][0] <= now - self.window:
-            self.samples.popleft()
-
-    def per_minute(self, now: float) -> float | None:
-        if len(self.samples) < 2:
-            return None
-        first_t, first_n = self.samples[0]
-        span = now - first_t
-        if span < 1.0:
-            return None
-        return (self.samples[-1][1] - first_n) * 60.0 / span
+_GROUPED = re.compile(r"[0-9]{1,3}(,[0-9]{3})+")
+_WHOLE = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 
 
-def duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    if minutes:
-        return f"{minutes} min {secs:02d} s"
-    return f"{secs} s"
+def _digits(text: str) -> str:
+    """``text`` without thousands separators ("1,500.5" -> "1500.5"); misplaced commas stay."""
+    whole, dot, fraction = text.strip().partition(".")
+    if _GROUPED.fullmatch(whole):
+        whole = whole.replace(",", "")
+    return whole + dot + fraction
 
 
-def rate_text(per_minute: float) -> str:
-    if per_minute >= 100:
-        return f"{per_minute:,.0f}"
-    return f"{per_minute:,.1f}".rstrip("0").rstrip(".")
-
-
-def percent(state: dict[str, Any]) -> float:
-    total = state.get("xTotal") or 0
-    return int(state["processed"] * 1000 / total) / 10 if total else 0.0
-
-
-def summary(state: dict[str, Any]) -> str:
-    """One line describing any state, for ``--once`` and the final line."""
-    if not state.get("runId"):
-        return "idle: no run has been started"
-    total = state["xTotal"]
-    text = (
-        f"run {state['runId']} {state['status']}: processed {state['processed']:,}/{total:,} "
-        f"({percent(state):.1f}%), enqueued {state['enqueued']:,}, "
-        f"rate {rate_text(state['yMinute'])}/min"
-    )
-    if state.get("failed"):
-        text += f", failed {state['failed']:,}"
-    if state.get("running") and state.get("heldBack"):
-        text += (
-            f", held back: enqueuing {rate_text(state.get('rateNow', 0))}/min "
-            "(the workers are behind)"
+def jobs(text: str) -> int:
+    """X: a whole number of jobs, at least 1 (argparse type)."""
+    digits = _digits(text)
+    if not _WHOLE.fullmatch(digits) or int(digits) < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of jobs, at least 1 (1,500 is fine), got {text!r}"
         )
-    return text
+    return int(digits)
 
 
-class Display:
-    """A redrawn progress bar on a terminal, plain throttled lines otherwise."""
-
-    def __init__(self, out: TextIO, tty: bool) -> None:
-        self.out = out
-        self.tty = tty
-        self.rate = Throughput()
-        self.last_draw = 0.0
-        self.bar_shown = False
-
-    def show(self, state: dict[str, Any], force: bool = False) -> None:
-        now = time.monotonic()
-        self.rate.add(now, state["processed"])
-        interval = BAR_INTERVAL if self.tty else LINE_INTERVAL
-        if not force and now - self.last_draw < interval:
-            return
-        self.last_draw = now
-        if self.tty:
-            self._bar(state, now)
-        else:
-            self.out.write(f"{time.strftime('%H:%M:%S')} {self._numbers(state, now)}\n")
-            self.out.flush()
-
-    def _numbers(self, state: dict[str, Any], now: float) -> str:
-        total = state["xTotal"]
-        parts = [
-            f"processed {state['processed']:,}/{total:,} ({percent(state):.1f}%)",
-            f"enqueued {state['enqueued']:,}",
-        ]
-        measured = self.rate.per_minute(now)
-        if measured is not None:
-            parts.append(f"{rate_text(measured)} jobs/min")
-            left = total - state["processed"]
-            if state["running"] and measured > 0 and left > 0:
-                parts.append(f"ETA {duration(left * 60 / measured)}")
-        if state.get("failed"):
-            parts.append(f"failed {state['failed']:,}")
-        if state.get("running") and state.get("heldBack"):
-            parts.append(f"HELD BACK: enqueuing {rate_text(state.get('rateNow', 0))}/min")
-        return " · ".join(parts)
-
-    def _bar(self, state: dict[str, Any], now: float) -> None:
-        total = state["xTotal"] or 1
-        filled = min(BAR_WIDTH, state["processed"] * BAR_WIDTH // total)
-        bar = "█" * filled + "░" * (BAR_WIDTH - filled)
-        line = f"[{bar}] {self._numbers(state, now)}"
-        width = max(20, shutil.get_terminal_size((100, 20)).columns - 1)
-        self.out.write("\r" + line[:width].ljust(width))
-        self.out.flush()
-        self.bar_shown = True
-
-    def end_line(self) -> None:
-        """Leave the bar's line before printing anything else."""
-        if self.bar_shown:
-            self.out.write("\n")
-            self.out.flush()
-            self.bar_shown = False
+def per_minute(text: str) -> float:
+    """Y: jobs per minute, a number above 0 (argparse type)."""
+    digits = _digits(text)
+    if not _DECIMAL.fullmatch(digits) or float(digits) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of jobs per minute above 0 (0.5 and 1,500 are fine), got {text!r}"
+        )
+    return float(digits)
 
 
-class Follower:
-    """Decides, state by state, what to print and when the watch is over."""
-
-    def __init__(self, out: TextIO, err: TextIO, once: bool, as_json: bool) -> None:
-        self.out, self.err = out, err
-        self.once, self.as_json = once, as_json
-        self.display = Display(out, tty=out.isatty() and not as_json)
-        self.run_id: str | None = None
-        self.seen_state = False
-
-    def say(self, text: str) -> None:
-        self.display.end_line()
-        print(text, file=self.out, flush=True)
-
-    def warn(self, text: str) -> None:
-        self.display.end_line()
-        print(f"optio watch: {text}", file=self.err, flush=True)
-
-    def take(self, state: dict[str, Any]) -> int | None:
-        """Handle one state; return an exit code once the watch is over."""
-        first, self.seen_state = not self.seen_state, True
-        if self.as_json:
-            self.out.write(json.dumps(state, separators=(",", ":")) + "\n")
-            self.out.flush()
-        if self.once:
-            if not self.as_json:
-                self.say(summary(state))
-            return EXIT_OK
-        if self.run_id is None:
-            if not state.get("running"):
-                if first:
-                    last = f" (last: {summary(state)})" if state.get("runId") else ""
-                    self.say(f"No run is running{last}. Waiting for the next one; Ctrl-C to quit.")
-                return None
-            self.run_id = state["runId"]
-            if not self.as_json:
-                self.say(
-                    f"Watching run {self.run_id}: {state['xTotal']:,} jobs at "
-                    f"{rate_text(state['yMinute'])}/min"
-                )
-        if state.get("runId") != self.run_id:
-            self.warn(f"run {self.run_id} was replaced by run {state['runId']}")
-            return EXIT_ENDED
-        if not self.as_json:
-            self.display.show(state, force=not state["running"])
-        if state["running"]:
-            return None
-        if state["status"] != "completed":
-            self.warn(
-                f"run {self.run_id} was {state['status']} at {state['processed']:,} of "
-                f"{state['xTotal']:,} jobs processed"
-            )
-            return EXIT_ENDED
-        if not self.as_json:
-            took = ((state.get("finishedAt") or 0) - (state.get("startedAt") or 0)) / 1000
-            self.say(
-                f"Run {self.run_id} completed: {state['processed']:,} jobs processed "
-                f"in {duration(took)}."
-            )
-        return EXIT_OK
+def page_size(text: str) -> int:
+    """--limit of ``optio runs``: 1 to 100 runs."""
+    if not _WHOLE.fullmatch(text.strip()) or not 1 <= int(text) <= 100:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 100, got {text!r}")
+    return int(text)
 
 
-def watch(url: str, once: bool = False, as_json: bool = False, token: str | None = None) -> int:
-    """Follow the current (or next) run until it ends; return the exit code."""
-    import socketio  # imported here: the other commands should not pay for it
+def server_url(text: str) -> str:
+    if not re.match(r"https?://[^/]", text):
+        raise argparse.ArgumentTypeError(
+            f"must be an http:// or https:// address, got {text!r} (from --url or OPTIO_URL)"
+        )
+    return text.rstrip("/")
 
-    events: queue.Queue[tuple[str, Any]] = queue.Queue()
-    client = socketio.Client(reconnection=True, reconnection_delay=0.5, reconnection_delay_max=3)
-    client.on("connect", lambda: events.put(("connect", None)))
-    client.on("disconnect", lambda *_: events.put(("disconnect", None)))
-    client.on("progress", lambda data: events.put(("progress", data)))
+
+def _wire(y: float) -> float | int:
+    return int(y) if y.is_integer() else y
+
+
+def request_for(args: argparse.Namespace) -> tuple[str, str, dict | None, dict | None]:
+    """The API call of a command: method, path, JSON body, query."""
+    command = args.command
+    if command == "run":
+        return "POST", "/api/run", {"x": args.x, "y": _wire(args.y)}, None
+    if command == "update":
+        body: dict[str, Any] = {}
+        if args.x is not None:
+            body["x"] = args.x
+        if args.y is not None:
+            body["y"] = _wire(args.y)
+        return "PUT", "/api/run", body, None
+    if command == "runs":
+        return "GET", "/api/runs", None, {"limit": args.limit, "before": args.before}
+    if command == "retry-failed":
+        return "POST", f"/api/runs/{quote(args.run_id, safe='')}/retry-failed", None, None
+    if command == "status":
+        return "GET", "/api/status", None, None
+    return "POST", f"/api/{command}", None, None  # pause, resume, stop
+
+
+def call(args: argparse.Namespace) -> int:
+    """Make the command's API call and print its answer; return the exit code."""
+    name = f"optio {args.command}"
+    method, path, body, query = request_for(args)
     try:
-        client.connect(url, auth={"token": token} if token else None, wait_timeout=CONNECT_TIMEOUT)
-    except socketio.exceptions.ConnectionError as exc:
-        reason = _reason(exc)
-        if "namespace" in reason.lower():  # the server answered and refused us
-            hint = "The server refused the connection: does it want a token (--token)?"
-        else:
-            hint = "Is the web process running there? Pass another address with --url or OPTIO_URL."
-        print(f"optio watch: cannot connect to {url}: {reason}.\n{hint}", file=sys.stderr)
+        answer = Api(args.url, args.token).call(method, path, body, query)
+    except Refused as exc:
+        print(f"{name}: {exc.message}", file=sys.stderr)
+        if exc.status == 401 and not args.token:
+            print("Pass the API token with --token or OPTIO_API_TOKEN.", file=sys.stderr)
+        return EXIT_REFUSED
+    except Unreachable as exc:
+        print(
+            f"{name}: cannot connect to {args.url}: {exc}.\n"
+            "Is the web process running there? Pass another address with --url or OPTIO_URL.",
+            file=sys.stderr,
+        )
         return EXIT_NO_CONNECTION
-
-    follower = Follower(sys.stdout, sys.stderr, once, as_json)
-    lost = False  # the connection dropped and has not come back yet
-    deadline = time.monotonic() + CONNECT_TIMEOUT
-    try:
-        while True:
-            try:
-                kind, data = events.get(timeout=0.5)
-            except queue.Empty:
-                if not follower.seen_state and time.monotonic() > deadline:
-                    follower.warn(f"{url} sent no state after connecting; is it optio?")
-                    return EXIT_NO_CONNECTION
-                continue
-            if kind == "disconnect":
-                lost = True
-                follower.warn("connection lost; reconnecting…")
-            elif kind == "connect" and lost:
-                lost = False
-                follower.warn("reconnected")
-            elif kind == "progress":
-                code = follower.take(data)
-                if code is not None:
-                    return code
-    except KeyboardInterrupt:
-        follower.display.end_line()
-        return EXIT_INTERRUPTED
-    finally:
-        client.disconnect()
-
-
-def _reason(exc: Exception) -> str:
-    """The useful part of a connection error (requests nests the OS error deep inside)."""
-    text = str(exc)
-    found = re.search(r"\[Errno -?\d+\] ([^\"')(]+)", text)
-    if found:
-        return found.group(1).strip().rstrip(".").lower()
-    return text[:200] or "no answer"
+    if args.json:
+        print(answer.text)
+    elif args.command == "runs":
+        runs = answer.data.get("runs") or []
+        print("\n".join(runs_table(runs)) if runs else "no runs")
+        if answer.data.get("next"):
+            print(f"older runs: optio runs --before {answer.data['next']}")
+    else:
+        print(summary(answer.data))
+    return EXIT_OK
 
 
 def serve(host: str | None, port: int | None) -> int:
@@ -289,28 +156,88 @@ def serve(host: str | None, port: int | None) -> int:
     return EXIT_OK  # not reached
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="optio", description="optio command-line tools")
+def _client_options(parser: argparse.ArgumentParser, json_help: str) -> None:
+    parser.add_argument(
+        "--url",
+        type=server_url,
+        default=config.URL,
+        help=f"server address (default from OPTIO_URL: {config.URL})",
+    )
+    parser.add_argument(
+        "--token",
+        default=config.API_TOKEN,
+        help="API token, when the server wants one (default from OPTIO_API_TOKEN)",
+    )
+    parser.add_argument("--json", action="store_true", help=json_help)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="optio",
+        description="optio command-line tools",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=help,
+            description=description,
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _client_options(sub, "print the server's JSON answer on one line")
+        return sub
+
+    run = command("run", "start a run of X jobs at Y jobs/min", "Start a run.")
+    run.add_argument("x", metavar="X", type=jobs, help="jobs to run (a whole number, 1,500 is ok)")
+    run.add_argument("y", metavar="Y", type=per_minute, help="jobs per minute (above 0)")
+    command("status", "print the current state", "Print the current (or last) run's state.")
+    update = command(
+        "update", "change the running run's X and/or Y", "Change the running run's total or rate."
+    )
+    update.add_argument("--x", metavar="N", type=jobs, help="new total of jobs")
+    update.add_argument("--y", metavar="N", type=per_minute, help="new rate, jobs per minute")
+    update.set_defaults(usage_error=update.error)
+    command(
+        "pause",
+        "pause the running run",
+        "Pause the running run: no job starts until it is resumed.",
+    )
+    command("resume", "resume the paused run", "Resume the paused run where it stopped.")
+    command("stop", "stop the running run", "Stop the running (or paused) run for good.")
+    runs = command(
+        "runs",
+        "list runs, newest first",
+        "List runs, newest first: status, processed/x, failed jobs, rate,\n"
+        "how long each ran (paused time left out) and when it started (local time).",
+    )
+    runs.add_argument(
+        "--limit", metavar="N", type=page_size, help="runs per page (1 to 100; default 20)"
+    )
+    runs.add_argument("--before", metavar="RUN_ID", help="list the runs older than this one")
+    retry = command(
+        "retry-failed",
+        "run a completed run's failed jobs again",
+        "Put a completed run's failed jobs back in its schedule: the run runs\n"
+        "again until they are done.",
+    )
+    retry.add_argument("run_id", metavar="RUN_ID")
+
     w = commands.add_parser(
         "watch",
         help="follow a run's progress live",
         description=(
-            "Follow the running run (or, when none is running, the next one to start) until it "
-            "ends. Exit 0 when it completes, 1 when it is stopped, 3 when the server cannot be "
-            "reached."
+            "Follow the running run (or, when none is running, the next one to start)\n"
+            "until it ends. A paused run is still followed (shown as PAUSED)."
         ),
+        epilog=WATCH_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    w.add_argument(
-        "--url", default=config.URL, help=f"server address (default from OPTIO_URL: {config.URL})"
-    )
-    w.add_argument(
-        "--token",
-        default=config.API_TOKEN,
-        help="API token, when the server protects reads (default from OPTIO_API_TOKEN)",
-    )
+    _client_options(w, "print every state received as JSON")
     w.add_argument("--once", action="store_true", help="print the current state and exit")
-    w.add_argument("--json", action="store_true", help="print every state received as JSON")
     s = commands.add_parser(
         "serve",
         help="run the web process (HTTP API, dashboard, Socket.IO)",
@@ -322,13 +249,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     s.add_argument("--host", help=f"interface to bind (default from OPTIO_HOST: {config.HOST})")
     s.add_argument("--port", type=int, help=f"port (default from PORT: {config.PORT})")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "serve":
-        return serve(args.host, args.port)
-    if args.command != "watch":
+    if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    return watch(args.url.rstrip("/"), once=args.once, as_json=args.json, token=args.token)
+    if args.command == "serve":
+        return serve(args.host, args.port)
+    if args.command == "update" and args.x is None and args.y is None:
+        args.usage_error("give --x, --y or both")  # exits 2
+    try:
+        if args.command == "watch":
+            from optio.watch import watch
+
+            return watch(args.url, once=args.once, as_json=args.json, token=args.token)
+        return call(args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -83,6 +83,14 @@ class Settings:
     webhook_retry_seconds: float = 300.0
     #: Seconds one webhook request may take (OPTIO_WEBHOOK_TIMEOUT).
     webhook_timeout: float = 5.0
+    #: Factor that cuts a run's effective rate when a job raises optio.Throttle
+    #: (OPTIO_THROTTLE_DECREASE).
+    throttle_decrease: float = 0.5
+    #: Seconds: at most one cut per window, and one step back up (y/20) per window without a
+    #: throttle (OPTIO_THROTTLE_WINDOW).
+    throttle_window: float = 2.0
+    #: Lowest effective rate a run is cut to, jobs/min (OPTIO_MIN_RATE).
+    min_rate: float = 1.0
     #: Largest accepted x (jobs in one run); the exactly-once bitmap costs x/8 bytes
     #: (OPTIO_MAX_X).
     max_x: int = 10_000_000
@@ -130,6 +138,12 @@ class Settings:
                 object.__setattr__(self, name, value)
         if isinstance(self.cors_origins, list):
             object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+        if not 0 < self.throttle_decrease < 1:
+            raise ValueError(
+                f"OPTIO_THROTTLE_DECREASE must be between 0 and 1, not {self.throttle_decrease}"
+            )
+        if not self.throttle_window > 0 or not self.min_rate > 0:
+            raise ValueError("OPTIO_THROTTLE_WINDOW and OPTIO_MIN_RATE must be greater than 0")
         if self.keep_runs < 1:
             raise ValueError(f"OPTIO_KEEP_RUNS must be at least 1, not {self.keep_runs}")
         if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
@@ -168,6 +182,9 @@ class Settings:
         take("webhook_secret", "OPTIO_WEBHOOK_SECRET", lambda v: v or None)
         take("webhook_retry_seconds", "OPTIO_WEBHOOK_RETRY_SECONDS", float)
         take("webhook_timeout", "OPTIO_WEBHOOK_TIMEOUT", float)
+        take("throttle_decrease", "OPTIO_THROTTLE_DECREASE", float)
+        take("throttle_window", "OPTIO_THROTTLE_WINDOW", float)
+        take("min_rate", "OPTIO_MIN_RATE", float)
         take("max_x", "OPTIO_MAX_X", int)
         take("max_y", "OPTIO_MAX_Y", float)
         take("max_outstanding", "OPTIO_MAX_OUTSTANDING", int)
@@ -214,6 +231,9 @@ WEBHOOK_URL: str | None = SETTINGS.webhook_url
 WEBHOOK_SECRET: str | None = SETTINGS.webhook_secret
 WEBHOOK_RETRY_SECONDS: float = SETTINGS.webhook_retry_seconds
 WEBHOOK_TIMEOUT: float = SETTINGS.webhook_timeout
+THROTTLE_DECREASE: float = SETTINGS.throttle_decrease
+THROTTLE_WINDOW: float = SETTINGS.throttle_window
+MIN_RATE: float = SETTINGS.min_rate
 MAX_X: int = SETTINGS.max_x
 MAX_Y: float = SETTINGS.max_y
 MAX_OUTSTANDING: int = SETTINGS.max_outstanding

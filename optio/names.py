@@ -77,8 +77,15 @@ leasedJobs
 startedAt, finishedAt
     ms since the epoch, Redis clock; finishedAt absent while running.
 anchorMs, anchorCount
-    the schedule: anchorCount jobs due at anchorMs, then y per minute.
-rateNow, rateAt, rateCount
+    the schedule: anchorCount jobs due at anchorMs, then rateNow per minute.
+rateNow
+    the effective rate, jobs/min: y, unless jobs throttled (optio.Throttle); then cut by
+    OPTIO_THROTTLE_DECREASE at most once per OPTIO_THROTTLE_WINDOW, and back up by y/20 per
+    window without a throttle (AIMD). Never above y.
+throttled, throttleAt, raisedAt, throttleNext
+    throttles so far; when the rate was last cut and last raised; the earliest time the next
+    throttled job may run again (throttled jobs run one spacing apart).
+rateEnqueued, rateAt, rateCount
     jobs/min reserved over the last window (~3 s), its start and count.
 heldBack, heldAt
     ``1`` when the backlog cap held the schedule back within the last window, and when.

@@ -141,6 +141,10 @@ def new_run_id() -> str:
     return secrets.token_hex(6)
 
 
+#: Windows without a throttle that bring a throttled run's effective rate from its floor back to
+#: y: it climbs by y / THROTTLE_STEPS per OPTIO_THROTTLE_WINDOW (the additive increase).
+THROTTLE_STEPS = 20
+
 #: Most connections one process's client opens (one per thread using Redis at a moment).
 MAX_CONNECTIONS = 10_000
 
@@ -414,8 +418,10 @@ class RunStore:
 
     @_retrying
     def run_rate(self, run_id: str) -> float:
-        """The run's target rate y (jobs/min); 0 when the run is unknown."""
-        return float(self.client.hget(run_key(run_id), "yMinute") or 0)
+        """The run's effective rate (jobs/min: y unless jobs throttled); 0 when the run is
+        unknown."""
+        rate, y = self.client.hmget(run_key(run_id), "rateNow", "yMinute")
+        return float(rate or y or 0)
 
     @_retrying
     def reserve_due(
@@ -426,6 +432,7 @@ class RunStore:
         batch: int = 1,
         max_outstanding: int = 0,
         unconfirmed_ms: int = 5000,
+        throttle_window_s: float | None = None,
         now_ms: int | None = None,
     ) -> Reservation:
         """Reserve the jobs of ``run_id`` due now, in messages of at most ``batch`` jobs; also
@@ -433,8 +440,11 @@ class RunStore:
 
         At most ``max_outstanding`` jobs wait (reserved, neither counted nor leased by a worker)
         at once (0: five ticks' worth, at least 1000). A message not confirmed within
-        ``unconfirmed_ms`` is taken by ``claim_lost`` to be sent again.
+        ``unconfirmed_ms`` is taken by ``claim_lost`` to be sent again. After a throttle, the
+        effective rate climbs back by y / THROTTLE_STEPS per ``throttle_window_s`` (default
+        OPTIO_THROTTLE_WINDOW) without a throttle.
         """
+        window = config.THROTTLE_WINDOW if throttle_window_s is None else throttle_window_s
         first, count, y, *messages = self._run(
             "reserve_due",
             [*run_keys(run_id), ACTIVE_KEY, LAST_TICK_KEY],
@@ -445,6 +455,8 @@ class RunStore:
                 max_outstanding,
                 max(1, batch),
                 unconfirmed_ms,
+                int(window * 1000),
+                THROTTLE_STEPS,
             ],
         )
         return Reservation(run_id, int(first), int(count), float(y), messages)
@@ -543,6 +555,36 @@ class RunStore:
         return Flush(int(counted), status, lost == 1)
 
     @_retrying
+    def throttle_job(
+        self,
+        run_id: str,
+        job_id: int,
+        retry_after_s: float | None = None,
+        *,
+        decrease: float | None = None,
+        window_s: float | None = None,
+        min_rate: float | None = None,
+        now_ms: int | None = None,
+    ) -> tuple[str, float, float]:
+        """Job ``job_id`` was throttled: run it again later (no attempt used) and cut the run's
+        effective rate (once per window). Returns (outcome, seconds until it runs again, the
+        effective rate in jobs/min); outcome 'throttled', 'done' or 'ended'."""
+        outcome, wait_ms, rate = self._run(
+            "throttle_job",
+            [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY],
+            [
+                run_id,
+                job_id,
+                _num_arg(None if retry_after_s is None else float(retry_after_s)),
+                repr(float(config.THROTTLE_DECREASE if decrease is None else decrease)),
+                int((config.THROTTLE_WINDOW if window_s is None else window_s) * 1000),
+                repr(float(config.MIN_RATE if min_rate is None else min_rate)),
+                _now_arg(now_ms),
+            ],
+        )
+        return outcome, int(wait_ms) / 1000, float(rate)
+
+    @_retrying
     def fail_job(
         self,
         run_id: str,
@@ -611,6 +653,8 @@ def idle_state() -> dict[str, Any]:
         "startedAt": None,
         "finishedAt": None,
         "rateNow": 0,
+        "rateEnqueued": 0,
+        "throttled": 0,
         "heldBack": False,
         "seq": 0,
         "pausedAt": None,

@@ -30,6 +30,7 @@ from optio.names import (
     parse_message_key,
 )
 from optio.redis_state import RunStore, connect
+from optio.throttle import Throttle
 
 #: Confirm (and so publish) the enqueued count at least every this many jobs, so progress moves
 #: smoothly without a publish per message.
@@ -248,6 +249,8 @@ def _run_jobs(runs: RunStore, held: Held, jobs: list[int]) -> int:
             break
         try:
             done[job_id] = str(job(run_id, job_id))
+        except Throttle as throttle:
+            _job_throttled(run_id, job_id, throttle)
         except Exception as exc:
             _job_failed(run_id, job_id, exc)
         handled += 1
@@ -270,6 +273,23 @@ def _run_jobs(runs: RunStore, held: Held, jobs: list[int]) -> int:
     if counted and _publish_log():
         log.info("[worker] Published progress update to Redis channel %s", names.CHANNEL)
     return counted
+
+
+_throttle_log = _EveryFewSeconds()
+
+
+def _job_throttled(run_id: str, job_id: int, throttle: Throttle) -> None:
+    """The downstream said "slow down": the job runs again later and the run slows down."""
+    outcome, wait, rate = store().throttle_job(run_id, job_id, throttle.retry_after)
+    if outcome == "throttled" and _throttle_log():
+        log.warning(
+            "[worker] Job %s/%d throttled by the downstream: again in %.1f s; the run's rate "
+            "is now %s jobs/min",
+            run_id,
+            job_id,
+            wait,
+            f"{rate:,.1f}",
+        )
 
 
 def _job_failed(run_id: str, job_id: int, exc: Exception) -> None:

@@ -299,7 +299,7 @@ def test_a_run_held_back_by_the_workers_says_so(fault_system):
     s.start_beat()
     start(s, 1000, 6000)  # 100/s of 5 s jobs on 2 processes
     held = wait_for(lambda: (st := status(s))["heldBack"] and st, 30, "heldBack")
-    assert held["rateNow"] < 6000 / 2
+    assert held["rateEnqueued"] < 6000 / 2
     assert s.post("/api/stop").status_code == 200
     assert status(s)["heldBack"] is False
 

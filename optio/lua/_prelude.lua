@@ -42,7 +42,7 @@ end
 local function state_json(run_key)
   local f = redis.call('HMGET', run_key, 'runId', 'status', 'xTotal', 'yMinute', 'enqueued',
     'processed', 'failed', 'startedAt', 'finishedAt', 'rateNow', 'heldBack', 'seq', 'pausedAt',
-    'pausedMs', 'retried', 'webhook')
+    'pausedMs', 'retried', 'webhook', 'rateEnqueued', 'throttled')
   if not f[1] then
     return nil
   end
@@ -67,6 +67,8 @@ local function state_json(run_key)
     pausedMs = tonumber(f[14] or '0'),
     retried = tonumber(f[15] or '0'),
     webhook = f[16] or cjson.null,
+    rateEnqueued = tonumber(f[17] or '0'),
+    throttled = tonumber(f[18] or '0'),
   })
 end
 

@@ -13,6 +13,6 @@ if status ~= 'running' then
   return {0, status}
 end
 redis.call('HSET', KEYS[1], 'status', 'paused', 'pausedAt', now_ms(ARGV[2]),
-  'rateNow', 0, 'heldBack', '0')
+  'rateEnqueued', 0, 'heldBack', '0')
 publish_state(KEYS[1], KEYS[9], ARGV[1])
 return {1}

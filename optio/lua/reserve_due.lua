@@ -4,6 +4,7 @@
 -- ARGV[4] most jobs waiting (reserved, not counted, not leased by a worker) at once;
 --         0 = five ticks' worth, at least 1000
 -- ARGV[5] most jobs per message   ARGV[6] ms a reserved message may stay unconfirmed
+-- ARGV[7] throttle window ms   ARGV[8] steps from the throttle floor back to y
 -- Returns {first job id, count, y, message key, ...}: jobs first .. first+count-1 are now the
 -- caller's to publish, split into the listed messages. Each message is registered with a
 -- deadline of now + ARGV[6]: unless confirm_enqueued says it is in the broker by then, a later
@@ -11,6 +12,8 @@
 -- Concurrent ticks never reserve more than is due; after the scheduler has been away the
 -- schedule slides forward so a tick carries at most one tick's worth of backlog. At most ARGV[4]
 -- jobs wait in the broker: above the workers' pace the run goes at their pace (heldBack).
+-- Jobs are due at the effective rate rateNow: y, unless jobs throttled (throttle_job.lua cuts
+-- it); then it climbs back by y / ARGV[8] per window without a throttle, up to y (AIMD).
 local RATE_WINDOW_MS = 3000
 local now = now_ms(ARGV[3])
 redis.call('SET', KEYS[9], now)
@@ -23,12 +26,21 @@ if h.status ~= 'running' then
 end
 local x = tonumber(h.xTotal)
 local y = tonumber(h.yMinute)
+local rate = tonumber(h.rateNow or h.yMinute)
 local reserved = tonumber(h.reserved)
-local due = math.floor(tonumber(h.anchorCount) + (now - tonumber(h.anchorMs)) * y / 60000 + 1e-9)
+local accrued = tonumber(h.anchorCount) + (now - tonumber(h.anchorMs)) * rate / 60000
+local window = tonumber(ARGV[7])
+if rate < y and now - math.max(tonumber(h.throttleAt or 0), tonumber(h.raisedAt or 0)) >= window then
+  -- a window without a throttle: one step back up (the schedule so far at the old rate)
+  rate = math.min(y, rate + y / tonumber(ARGV[8]))
+  redis.call('HSET', KEYS[1], 'rateNow', rate, 'raisedAt', now, 'anchorMs', now,
+    'anchorCount', tostring(accrued))
+end
+local due = math.floor(accrued + 1e-9)
 if due > x then
   due = x
 end
-local per_tick = math.max(1, math.ceil(y * tonumber(ARGV[2]) / 60))
+local per_tick = math.max(1, math.ceil(rate * tonumber(ARGV[2]) / 60))
 local limit = reserved + 2 * per_tick
 if due > limit then
   redis.call('HSET', KEYS[1], 'anchorMs', now, 'anchorCount', limit)
@@ -47,13 +59,13 @@ if due > reserved + room then
   redis.call('HSET', KEYS[1], 'anchorMs', now, 'anchorCount', due)
   held_at = now
 end
--- rateNow: jobs/min reserved over the last window of ticks; heldBack: the cap held the
+-- rateEnqueued: jobs/min reserved over the last window of ticks; heldBack: the cap held the
 -- schedule back within the last window
 local rate_at = tonumber(h.rateAt)
 local rate_count = tonumber(h.rateCount) + math.max(0, due - reserved)
 local held = (now - held_at < RATE_WINDOW_MS) and '1' or '0'
 if now - rate_at >= RATE_WINDOW_MS then
-  redis.call('HSET', KEYS[1], 'rateNow', rate_count * 60000 / (now - rate_at),
+  redis.call('HSET', KEYS[1], 'rateEnqueued', rate_count * 60000 / (now - rate_at),
     'rateAt', now, 'rateCount', 0)
 else
   redis.call('HSET', KEYS[1], 'rateCount', rate_count)

@@ -18,8 +18,10 @@ redis.call('HSET', KEYS[1],
   'startedAt', now,
   -- job k is due at startedAt + k*60/y: one job (job 0) is due at the anchor time
   'anchorMs', now, 'anchorCount', 1,
-  'rateNow', 0, 'rateAt', now, 'rateCount', 0, 'heldBack', '0', 'heldAt', 0,
-  'seq', 0, 'pausedMs', 0, 'retried', 0, 'hook', ARGV[5])
+  -- rateNow: the effective rate, y until a job throttles (throttle_job.lua)
+  'rateNow', ARGV[3], 'rateEnqueued', 0, 'rateAt', now, 'rateCount', 0,
+  'throttled', 0, 'throttleAt', 0, 'raisedAt', 0, 'throttleNext', 0,
+  'heldBack', '0', 'heldAt', 0, 'seq', 0, 'pausedMs', 0, 'retried', 0, 'hook', ARGV[5])
 redis.call('ZADD', KEYS[10], now, ARGV[1])
 publish_state(KEYS[1], KEYS[9], ARGV[1])
 return {1, ARGV[1]}

@@ -16,8 +16,14 @@ if ARGV[3] ~= '' then
   -- keep the fraction of a job already accrued at the old rate, then go on at the new one
   -- (while paused, the schedule stands still at the pause)
   local at = h.status == 'paused' and tonumber(h.pausedAt) or now
-  local accrued = tonumber(h.anchorCount) + (at - tonumber(h.anchorMs)) * tonumber(h.yMinute) / 60000
-  redis.call('HSET', KEYS[1], 'yMinute', ARGV[3], 'anchorMs', at, 'anchorCount', tostring(accrued))
+  local old_y, new_y = tonumber(h.yMinute), tonumber(ARGV[3])
+  local rate = tonumber(h.rateNow or h.yMinute)
+  local accrued = tonumber(h.anchorCount) + (at - tonumber(h.anchorMs)) * rate / 60000
+  -- y is the ceiling of the effective rate: an unthrottled run follows it, a throttled one
+  -- keeps its rate below it (and climbs to it)
+  rate = (rate >= old_y) and new_y or math.min(rate, new_y)
+  redis.call('HSET', KEYS[1], 'yMinute', ARGV[3], 'rateNow', rate, 'anchorMs', at,
+    'anchorCount', tostring(accrued))
 end
 if ARGV[2] ~= '' then
   redis.call('HSET', KEYS[1], 'xTotal', ARGV[2])

@@ -135,7 +135,7 @@
     for (const el of document.querySelectorAll(".x-total")) setText(el, fmt.format(total));
     setText($("failed"), fmt.format(s.failed || 0));
     setText($("y-minute"), s.yMinute ? fmtRate(s.yMinute) : "—");
-    setText($("rate-now"), s.running && !paused ? fmtRate(s.rateNow || 0) : "—");
+    setText($("rate-now"), s.running && !paused ? fmtRate(s.rateEnqueued || 0) : "—");
     $("held-back").hidden = !(s.running && !paused && s.heldBack);
     setAttr(document.body, "data-status", status);
     bar("enqueued", s.enqueued, total);

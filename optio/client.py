@@ -1,0 +1,101 @@
+"""The HTTP API as the ``optio`` command calls it: standard library only (urllib.request).
+
+:meth:`Api.call` returns the server's JSON answer, or raises :class:`Refused` (the server
+answered with an error) or :class:`Unreachable` (no answer from optio at that address).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import urlencode
+
+from optio import __version__
+
+#: Seconds to wait for the server's answer.
+TIMEOUT = 10.0
+
+
+class Refused(Exception):
+    """The server answered ``status`` with ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Unreachable(Exception):
+    """No answer from optio: nothing listens there, a timeout, or the answer is not optio's."""
+
+
+class Answer:
+    """A successful answer: the parsed JSON and its text, on one line, as the server sent it."""
+
+    def __init__(self, data: dict[str, Any], text: str) -> None:
+        self.data = data
+        self.text = text
+
+
+class Api:
+    """Calls to the web process at ``url`` (``http(s)://host:port``), with ``token`` as
+    ``Authorization: Bearer`` when given."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = TIMEOUT) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        query: dict[str, Any] | None = None,
+    ) -> Answer:
+        params = {k: v for k, v in (query or {}).items() if v is not None}
+        address = self.url + path + ("?" + urlencode(params) if params else "")
+        headers = {"Accept": "application/json", "User-Agent": f"optio-cli/{__version__}"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(address, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return _answer(response.status, response.read())
+        except urllib.error.HTTPError as exc:
+            with exc:
+                answer = _answer(exc.code, exc.read())
+            raise Refused(exc.code, str(answer.data.get("error") or f"HTTP {exc.code}")) from None
+        except urllib.error.URLError as exc:
+            raise Unreachable(_reason(exc.reason)) from None
+        except (OSError, ValueError) as exc:  # reset, closed early, timed out while reading
+            raise Unreachable(_reason(exc)) from None
+
+
+def _answer(status: int, raw: bytes) -> Answer:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise Unreachable(f"the answer (HTTP {status}) is not optio's JSON")
+    text = raw.decode().strip()
+    if "\n" in text:  # a server that pretty-prints (debug mode)
+        text = json.dumps(data, separators=(",", ":"))
+    return Answer(data, text)
+
+
+def _reason(error: object) -> str:
+    """Why a connection failed, as a short lower-case phrase."""
+    if isinstance(error, (socket.timeout, TimeoutError)):
+        return "no answer (timed out)"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    return str(error).lower() or type(error).__name__
