@@ -20,12 +20,8 @@ import pytest
 import requests
 
 from optio.testing import System, free_port, start, wait_finished, wait_for
-from tests import test_browser
-from tests.test_browser import ARTIFACTS, Page, expect, open_dashboard
-
-#: The session's Chromium and a fresh tab per test: test_browser's fixtures.
-browser = test_browser.browser
-page = test_browser.page
+from tests.chromium import Page, expect
+from tests.test_browser import ARTIFACTS, open_dashboard
 
 pytestmark = pytest.mark.slow
 
