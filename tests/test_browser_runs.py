@@ -212,8 +212,8 @@ def test_a_state_with_a_lower_seq_never_moves_the_display_back(idle, page):
     page.tab.reload()  # forget the fake runs
 
 
-def test_states_without_seq_keep_the_live_feed_ahead_of_http_reads(idle, page):
-    """Where seq cannot decide (a state without it), the socket's word beats an HTTP read."""
+def test_states_without_seq_are_shown_in_the_order_they_come(idle, page):
+    """Where seq cannot decide (states without it), the count does not reorder the feed."""
     open_dashboard(page, idle.base)
     page.tab.wait_for_function("() => optio.state() !== null")
     assert deliver(page, [fake_state(None, 500)]) == "500"
