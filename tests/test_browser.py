@@ -301,6 +301,36 @@ def test_a_flood_of_events_is_rendered_once_a_frame(idle_system, page):
     page.tab.reload()  # forget the fake run
 
 
+def test_a_throttled_run_shows_its_effective_rate_beside_the_target(idle_system, page):
+    open_dashboard(page, idle_system.base)
+    page.tab.wait_for_function("() => optio.state() !== null")
+    tab = page.tab
+    tab.evaluate(
+        """() => {
+            optio.socket.disconnect();  // only the states below
+            const deliver = optio.socket.listeners('progress')[0];
+            const base = { running: true, xTotal: 1000, yMinute: 6000, failed: 0, seq: 1,
+                           runId: 'throttled', status: 'running', startedAt: Date.now(),
+                           finishedAt: null, enqueued: 10, processed: 10, throttled: 0,
+                           rateNow: 6000 };
+            deliver(base);
+            deliver({ ...base, seq: 2, processed: 20, throttled: 3, rateNow: 1500 });
+        }"""
+    )
+    expect(tab.locator("#throttled")).to_be_visible()
+    expect(tab.locator("#rate-effective")).to_have_text("1,500")
+    expect(tab.locator("#y-minute")).to_have_text("6,000")
+    expect(tab.locator(".legend")).to_contain_text("effective")
+    tab.evaluate(
+        """() => optio.socket.listeners('progress')[0]({ running: true, xTotal: 1000,
+            yMinute: 6000, failed: 0, seq: 3, runId: 'throttled', status: 'running',
+            startedAt: Date.now(), finishedAt: null, enqueued: 30, processed: 30,
+            throttled: 3, rateNow: 6000 })"""
+    )
+    expect(tab.locator("#throttled")).to_be_hidden()  # climbed back to y
+    tab.reload()  # forget the fake run
+
+
 def test_the_dashboard_asks_for_the_api_token_when_the_server_wants_one(
     idle_system, second_web, page
 ):

@@ -137,6 +137,9 @@
     setText($("y-minute"), s.yMinute ? fmtRate(s.yMinute) : "—");
     setText($("rate-now"), s.running && !paused ? fmtRate(s.rateEnqueued || 0) : "—");
     $("held-back").hidden = !(s.running && !paused && s.heldBack);
+    const throttled = s.running && s.throttled > 0 && s.rateNow < s.yMinute;
+    $("throttled").hidden = !throttled;
+    setText($("rate-effective"), throttled ? fmtRate(s.rateNow) : "—");
     setAttr(document.body, "data-status", status);
     bar("enqueued", s.enqueued, total);
     bar("processed", s.processed, total);
@@ -356,7 +359,8 @@
       series = [];
     }
     const now = Date.now();
-    series.push([now, throughput(now) || 0]);
+    // [time, measured, effective]: the effective rate is y unless throttles cut it
+    series.push([now, throughput(now) || 0, state.rateNow ?? state.yMinute]);
     while (series.length && series[0][0] < now - CHART_SPAN_MS) series.shift();
     drawChart();
   }
@@ -387,6 +391,7 @@
     const grid = css.getPropertyValue("--grid").trim() || "#e5e7eb";
     const target = state && state.yMinute ? state.yMinute : 0;
     const top = niceMax(Math.max(target, ...series.map(([, v]) => v)) * 1.1);
+    const effective = css.getPropertyValue("--effective").trim() || "#d97706";
     const left = 8;
     const right = width - 8;
     const bottom = height - 18;
@@ -427,6 +432,17 @@
       ctx.restore();
     }
     if (series.length < 2) return;
+    if (series.some(([, , e]) => e < target)) {
+      // the effective rate, stepped: it changes at throttles and once per window after them
+      ctx.beginPath();
+      series.forEach(([t, , e], i) => {
+        if (i) ctx.lineTo(xAt(t), yAt(series[i - 1][2]));
+        (i ? ctx.lineTo : ctx.moveTo).call(ctx, xAt(t), yAt(e));
+      });
+      ctx.strokeStyle = effective;
+      ctx.lineWidth = 1.5;
+      ctx.stroke();
+    }
     ctx.beginPath();
     series.forEach(([t, v], i) => (i ? ctx.lineTo(xAt(t), yAt(v)) : ctx.moveTo(xAt(t), yAt(v))));
     ctx.strokeStyle = line;
