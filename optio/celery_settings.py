@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from optio import config
+from optio import config, redis_urls
 
 #: How a message is delivered and acknowledged.
 DELIVERY: dict[str, Any] = {
@@ -28,6 +28,20 @@ DELIVERY: dict[str, Any] = {
     "broker_connection_retry_on_startup": True,
     "worker_send_task_events": False,
 }
+
+
+def broker_settings(url: str) -> dict[str, Any]:
+    """The Celery settings naming the broker at Redis ``url``: kombu's URL for it, and the
+    transport options of DELIVERY plus, for the Sentinel form, the service to ask the Sentinels
+    for (kombu's ``sentinel://`` transport finds the primary again after a failover)."""
+    return {
+        "broker_url": redis_urls.broker_url(url),
+        "broker_transport_options": {
+            **DELIVERY["broker_transport_options"],
+            **redis_urls.broker_transport_options(url),
+        },
+    }
+
 
 #: Loggers that write one INFO line per task.
 PER_TASK_LOGGERS = ("celery.app.trace", "celery.worker.strategy")

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from optio import names
+from optio import names, redis_urls
 
 _TRUE = ("1", "true", "yes")
 
@@ -23,7 +23,9 @@ _TRUE = ("1", "true", "yes")
 class Settings:
     """Every setting of optio; the environment variable of each is in ``from_env``."""
 
-    #: Redis used as Celery broker, for counters and for pub/sub (REDIS_URL).
+    #: Redis used as Celery broker, for counters and for pub/sub (REDIS_URL): one server
+    #: (redis://, rediss://, unix://), or a primary found through Redis Sentinel
+    #: (redis+sentinel://HOST:PORT,HOST:PORT/SERVICE/DB, see optio/redis_urls.py).
     redis_url: str = "redis://localhost:6379/0"
     #: TCP port of the web process: HTTP API, pages, Socket.IO (PORT).
     port: int = 3000
@@ -61,6 +63,14 @@ class Settings:
     #: Seconds a worker keeps retrying Redis calls while Redis is away (restart, failover)
     #: (OPTIO_REDIS_RETRY_SECONDS).
     redis_retry_seconds: float = 120.0
+    #: Replicas that must have each counting write of a worker before it goes on and
+    #: acknowledges the message (Redis WAIT), so a failover cannot uncount a job; default 1 with
+    #: the Sentinel form of REDIS_URL, else 0 (no WAIT) (OPTIO_REDIS_MIN_REPLICAS).
+    redis_min_replicas: int | None = None
+    #: Milliseconds one WAIT for those replicas may take; when fewer answered in time, workers
+    #: warn and stop waiting until the primary has enough replicas online again
+    #: (OPTIO_REDIS_WAIT_MS).
+    redis_wait_ms: int = 1000
     #: Seconds between liveness heartbeats of workers and beat (they expire after 3 of them)
     #: (OPTIO_HEARTBEAT_SECONDS).
     heartbeat_seconds: float = 5.0
@@ -132,6 +142,7 @@ class Settings:
             "cors_origins": (f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}"),
             "url": f"http://localhost:{self.port}",
             "health_tick_max_age": max(10.0, 5 * self.tick_seconds),
+            "redis_min_replicas": 1 if redis_urls.is_sentinel(self.redis_url) else 0,
         }
         for name, value in derived.items():
             if getattr(self, name) is None:
@@ -144,6 +155,17 @@ class Settings:
             )
         if not self.throttle_window > 0 or not self.min_rate > 0:
             raise ValueError("OPTIO_THROTTLE_WINDOW and OPTIO_MIN_RATE must be greater than 0")
+        if redis_urls.is_sentinel(self.redis_url):
+            redis_urls.parse_sentinel(self.redis_url)  # a clear error at start, not at first use
+        if self.redis_min_replicas < 0:
+            raise ValueError(
+                f"OPTIO_REDIS_MIN_REPLICAS must be 0 or more, not {self.redis_min_replicas}"
+            )
+        if not 1 <= self.redis_wait_ms < self.redis_timeout * 1000:
+            raise ValueError(
+                f"OPTIO_REDIS_WAIT_MS must be at least 1 and below OPTIO_REDIS_TIMEOUT "
+                f"({self.redis_timeout:g} s), not {self.redis_wait_ms}"
+            )
         if self.keep_runs < 1:
             raise ValueError(f"OPTIO_KEEP_RUNS must be at least 1, not {self.keep_runs}")
         if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
@@ -174,6 +196,8 @@ class Settings:
         take("stall_seconds_deprecated", "OPTIO_STALL_SECONDS")
         take("redis_timeout", "OPTIO_REDIS_TIMEOUT", float)
         take("redis_retry_seconds", "OPTIO_REDIS_RETRY_SECONDS", float)
+        take("redis_min_replicas", "OPTIO_REDIS_MIN_REPLICAS", int)
+        take("redis_wait_ms", "OPTIO_REDIS_WAIT_MS", int)
         take("heartbeat_seconds", "OPTIO_HEARTBEAT_SECONDS", float)
         take("result_ttl", "OPTIO_RESULT_TTL", int)
         take("run_ttl", "OPTIO_RUN_TTL", int)
@@ -223,6 +247,8 @@ RETRY_BACKOFF: float = SETTINGS.retry_backoff
 STALL_SECONDS_DEPRECATED: str | None = SETTINGS.stall_seconds_deprecated
 REDIS_TIMEOUT: float = SETTINGS.redis_timeout
 REDIS_RETRY_SECONDS: float = SETTINGS.redis_retry_seconds
+REDIS_MIN_REPLICAS: int = SETTINGS.redis_min_replicas
+REDIS_WAIT_MS: int = SETTINGS.redis_wait_ms
 HEARTBEAT_SECONDS: float = SETTINGS.heartbeat_seconds
 RESULT_TTL: int = SETTINGS.result_ttl
 RUN_TTL: int = SETTINGS.run_ttl

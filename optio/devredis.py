@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 import redis
 
-from optio import config
+from optio import config, redis_urls
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "var" / "redis"
 PID_FILE = DATA_DIR / "redis.pid"
@@ -44,7 +44,7 @@ def find_binary() -> str:
 
 def answers(url: str, timeout: float = 1.0) -> bool:
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=timeout).ping())
+        return bool(redis_urls.client_for(url, socket_connect_timeout=timeout).ping())
     except (redis.RedisError, OSError):
         return False
 
@@ -70,8 +70,13 @@ def wait_until_answering(url: str, deadline_s: float = 10.0) -> None:
 def up() -> None:
     url = config.REDIS_URL
     if answers(url):
-        print(f"[redis] Using the Redis that answers at {url}")
+        print(f"[redis] Using the Redis that answers at {redis_urls.where(url)}")
         return
+    if redis_urls.is_sentinel(url):
+        raise SystemExit(
+            f"no primary answers for {redis_urls.where(url)}; optio starts a Redis of its own "
+            "only for a redis:// URL on localhost"
+        )
     parsed = urlparse(url)
     if parsed.hostname not in ("localhost", "127.0.0.1", "::1"):
         raise SystemExit(f"nothing answers at {url}, and optio starts Redis only on localhost")

@@ -11,6 +11,10 @@ Keys (all in the ``REDIS_URL`` database, which the Celery broker shares):
     string: id of the run clients are shown (the latest started).
 ``optio:last_tick``
     string: ms timestamp (Redis clock) of the last scheduler tick, read by ``/api/health``.
+``optio:server``
+    string: ``run_id`` of the Redis server the last tick ran on (``INFO server``). Another one
+    means a failover or a restart: the tick then sends the active run's waiting jobs again, as
+    the broker may have lost messages that a worker had taken but not yet recorded.
 ``optio:runs``
     zset: run id -> startedAt ms; the run history, newest last. Holds the newest
     ``OPTIO_KEEP_RUNS`` runs: starting one more deletes the oldest run's keys.
@@ -117,6 +121,7 @@ TICK_ENTRY = f"{NAMESPACE}-tick"
 ACTIVE_KEY = f"{NAMESPACE}:active"
 CURRENT_KEY = f"{NAMESPACE}:current"
 LAST_TICK_KEY = f"{NAMESPACE}:last_tick"
+SERVER_KEY = f"{NAMESPACE}:server"
 RUNS_KEY = f"{NAMESPACE}:runs"
 OUTBOX_KEY = f"{NAMESPACE}:webhooks"
 METRICS_KEY = f"{NAMESPACE}:metrics"

@@ -11,12 +11,11 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from urllib.parse import urlparse
 
 import redis
 from celery import signals
 
-from optio import config
+from optio import config, redis_urls
 
 log = logging.getLogger("optio")
 
@@ -50,10 +49,8 @@ def version_problem(found: str, where: str) -> str | None:
 
 
 def where(url: str) -> str:
-    """host:port/db of a Redis URL, without any credentials."""
-    parsed = urlparse(url)
-    db = parsed.path.lstrip("/") or "0"
-    return f"{parsed.hostname or 'localhost'}:{parsed.port or 6379}/{db}"
+    """host:port/db of a Redis URL (or the Sentinels and service), without any credentials."""
+    return redis_urls.where(url)
 
 
 def check_redis(url: str | None = None) -> None:
@@ -61,7 +58,7 @@ def check_redis(url: str | None = None) -> None:
     (workers and the web wait for Redis; /api/health says it is away)."""
     url = url or config.REDIS_URL
     # RESP2: a server older than 6 has no HELLO, and could not tell its version over RESP3
-    client = redis.Redis.from_url(
+    client = redis_urls.client_for(
         url, protocol=2, socket_connect_timeout=CHECK_TIMEOUT, socket_timeout=CHECK_TIMEOUT
     )
     try:

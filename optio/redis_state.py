@@ -22,9 +22,10 @@ from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
+from redis.client import NEVER_DECODE
 from redis.retry import Retry
 
-from optio import config, names
+from optio import config, names, redis_urls
 from optio.names import (  # noqa: F401  (re-exported: callers import the key builders from here)
     ACTIVE_KEY,
     CURRENT_KEY,
@@ -32,6 +33,7 @@ from optio.names import (  # noqa: F401  (re-exported: callers import the key bu
     METRICS_KEY,
     OUTBOX_KEY,
     RUNS_KEY,
+    SERVER_KEY,
     attempts_key,
     done_key,
     errors_key,
@@ -43,6 +45,7 @@ from optio.names import (  # noqa: F401  (re-exported: callers import the key bu
     run_key,
     run_keys,
 )
+from optio.replica_wait import ReplicaWait
 
 log = logging.getLogger("optio")
 
@@ -180,10 +183,11 @@ def connect(url: str | None = None, *, timeout: float | None = None) -> redis.Re
 
     Every command fails after OPTIO_REDIS_TIMEOUT seconds, so a hung Redis gives errors (503 in
     the web) instead of hanging requests; a dropped connection is retried once, a timeout never
-    (a script may have run: the callers' own retries decide).
+    (a script may have run: the callers' own retries decide). With the Sentinel form of the URL
+    the client follows a failover (``redis_urls.client_for``).
     """
     timeout = config.REDIS_TIMEOUT if timeout is None else timeout
-    return redis.Redis.from_url(
+    return redis_urls.client_for(
         url or config.REDIS_URL,
         decode_responses=True,
         socket_connect_timeout=timeout,
@@ -226,7 +230,10 @@ class RunStore:
 
     ``retry_for``: seconds a verb keeps retrying while Redis is unreachable (workers wait out a
     Redis restart; the web process answers 503 at once with the default 0). ``run_ttl`` and
-    ``result_ttl``: OPTIO_RUN_TTL and OPTIO_RESULT_TTL unless given.
+    ``result_ttl``: OPTIO_RUN_TTL and OPTIO_RESULT_TTL unless given. ``min_replicas`` and
+    ``wait_ms``: the counting calls of workers (mark_processed, fail_job, throttle_job) return
+    only once that many replicas have their write (Redis WAIT, see replica_wait.py);
+    OPTIO_REDIS_MIN_REPLICAS and OPTIO_REDIS_WAIT_MS unless given.
     """
 
     def __init__(
@@ -238,9 +245,18 @@ class RunStore:
         result_ttl: int | None = None,
         keep_runs: int | None = None,
         webhook: bool | None = None,
+        min_replicas: int | None = None,
+        wait_ms: int | None = None,
     ) -> None:
         self.client = client
+        self.replicas = ReplicaWait(
+            client,
+            config.REDIS_MIN_REPLICAS if min_replicas is None else min_replicas,
+            config.REDIS_WAIT_MS if wait_ms is None else wait_ms,
+        )
         self.retry_for = retry_for
+        #: run_id of the Redis server this store last saw (see primary_changed)
+        self._server: str | None = None
         self.keep_runs = config.KEEP_RUNS if keep_runs is None else keep_runs
         self.webhook = bool(config.WEBHOOK_URL) if webhook is None else webhook
         run_ttl = config.RUN_TTL if run_ttl is None else run_ttl
@@ -263,9 +279,15 @@ class RunStore:
     def _control(self, name: str, run_id: str, args: list[Any]) -> Any:
         """Call a script that may end the run or count jobs: run keys, active, current, webhook
         outbox, metrics."""
-        return self._run(
-            name, [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY, OUTBOX_KEY, METRICS_KEY], args
-        )
+        return self._run(name, self._control_keys(run_id), args)
+
+    def _counting(self, name: str, run_id: str, args: list[Any]) -> Any:
+        """``_control`` for a worker's count: returns once the replicas have it (WAIT)."""
+        return self.replicas.call(self._scripts[name], self._control_keys(run_id), args)
+
+    @staticmethod
+    def _control_keys(run_id: str) -> list[str]:
+        return [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY, OUTBOX_KEY, METRICS_KEY]
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -502,6 +524,49 @@ class RunStore:
         return int(float(value)) if value else None
 
     @_retrying
+    def primary_changed(self) -> bool:
+        """Whether the Redis server answering now is another one than the one any process saw
+        last (a failover to a replica, or a restart): its ``run_id`` is kept in optio:server."""
+        server = self.client.info("server")["run_id"]
+        if server == self._server:
+            return False
+        previous = self.client.set(SERVER_KEY, server, get=True)
+        self._server = server
+        return previous is not None and previous != server
+
+    @_retrying
+    def unaccounted_jobs(self, run_id: str) -> list[int]:
+        """Jobs of ``run_id`` that were sent and that nothing accounts for: not counted, not in a
+        leased message, not due to be sent (again): waiting in the broker, or lost by it.
+
+        Reads the whole done bitmap (x/8 bytes): for use after a failover, not every tick. Not
+        one snapshot: a job counted or leased meanwhile may be listed too (sending it again is
+        harmless), but a job that nothing accounts for is always listed.
+        """
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hkeys(holders_key(run_id))
+            pipe.zrange(messages_key(run_id), 0, -1)
+            pipe.hget(run_key(run_id), "reserved")
+            pipe.execute_command("GET", done_key(run_id), **{NEVER_DECODE: []})
+            held, due, reserved, done = pipe.execute()
+        covered: set[int] = set()
+        for key in (*held, *due):
+            first, count, _ = parse_message_key(key)
+            covered.update(range(first, first + count))
+        done = done or b""
+        total = int(reserved or 0)
+        jobs = []
+        # bit k of the bitmap is bit 7 - k % 8 of byte k // 8; skip the leading all-done bytes
+        for index in range(len(done) - len(done.lstrip(b"\xff")), (total + 7) // 8):
+            byte = done[index] if index < len(done) else 0
+            if byte == 0xFF:
+                continue
+            for job in range(index * 8, min(index * 8 + 8, total)):
+                if not byte & (0x80 >> (job & 7)) and job not in covered:
+                    jobs.append(job)
+        return jobs
+
+    @_retrying
     def server_time_ms(self) -> int:
         seconds, micros = self.client.time()
         return seconds * 1000 + micros // 1000
@@ -590,7 +655,7 @@ class RunStore:
         ]
         for job_id, result in results.items():
             args += [job_id, result]
-        counted, status, lost = self._control("mark_processed", run_id, args)
+        counted, status, lost = self._counting("mark_processed", run_id, args)
         return Flush(int(counted), status, lost == 1)
 
     @_retrying
@@ -608,7 +673,7 @@ class RunStore:
         """Job ``job_id`` was throttled: run it again later (no attempt used) and cut the run's
         effective rate (once per window). Returns (outcome, seconds until it runs again, the
         effective rate in jobs/min); outcome 'throttled', 'done' or 'ended'."""
-        outcome, wait_ms, rate = self._control(
+        outcome, wait_ms, rate = self._counting(
             "throttle_job",
             run_id,
             [
@@ -638,7 +703,7 @@ class RunStore:
         """A job raised: schedule its retry after a doubling backoff, or count it as failed once
         ``attempts`` are spent. Returns (outcome, attempts so far, retry delay in s); outcome is
         'retry', 'failed', 'done' (counted before) or 'ended' (the run is not running)."""
-        outcome, made, delay = self._control(
+        outcome, made, delay = self._counting(
             "fail_job",
             run_id,
             [

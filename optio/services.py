@@ -9,6 +9,7 @@ from typing import Any
 from celery import Celery
 from flask import current_app
 
+from optio.celery_settings import broker_settings
 from optio.config import Settings
 from optio.redis_state import RunStore, connect
 
@@ -32,12 +33,16 @@ class Services:
             result_ttl=self.settings.result_ttl,
             keep_runs=self.settings.keep_runs,
             webhook=bool(self.settings.webhook_url),
+            min_replicas=self.settings.redis_min_replicas,
+            wait_ms=self.settings.redis_wait_ms,
         )
 
     @cached_property
     def producer(self) -> Celery:
         """Sends tasks by name only: the web process does not import the workers' Celery app."""
-        return Celery("optio-web", broker=self.settings.redis_url, set_as_current=False)
+        producer = Celery("optio-web", set_as_current=False)
+        producer.conf.update(broker_settings(self.settings.redis_url))
+        return producer
 
 
 def services() -> Services:

@@ -19,7 +19,7 @@ from kombu import Queue
 # liveness and preflight register Celery signal handlers: heartbeats, the Redis version check
 from optio import config, liveness, names, preflight, webhooks  # noqa: F401
 from optio.beat_schedule import SCHEDULE
-from optio.celery_settings import DELIVERY, quiet_per_task_lines
+from optio.celery_settings import DELIVERY, broker_settings, quiet_per_task_lines
 from optio.leases import Held, Keeper
 from optio.names import (
     JOBS_QUEUE,
@@ -47,7 +47,7 @@ UNCONFIRMED_MS = int(max(5.0, 5 * config.TICK_SECONDS) * 1000)
 
 log = logging.getLogger("optio")
 
-app = Celery("optio", broker=config.REDIS_URL)
+app = Celery("optio")
 app.conf.update(
     beat_schedule=SCHEDULE,
     # beat runs the tick itself (optio/scheduler.py); a tick sent as a message (the web's kick
@@ -57,7 +57,7 @@ app.conf.update(
     # a plain `celery -A optio.tasks worker` consumes both queues
     task_queues=[Queue(JOBS_QUEUE), Queue(TICKS_QUEUE)],
     task_routes={TICK_TASK: {"queue": TICKS_QUEUE}},
-    **DELIVERY,
+    **{**DELIVERY, **broker_settings(config.REDIS_URL)},
 )
 
 
@@ -168,10 +168,13 @@ def tick() -> int:
     start the completion webhooks that are due. Returns how many jobs were reserved."""
     runs = store()
     webhooks.dispatch(runs)
+    failed_over = runs.primary_changed()
     run_id = runs.active_run_id()
     if run_id is None:
         runs.record_tick()
         return 0
+    if failed_over:
+        _send_unaccounted(runs, run_id)
     reservation = runs.reserve_due(
         run_id,
         config.TICK_SECONDS,
@@ -207,6 +210,33 @@ def tick() -> int:
                 others,
             )
     return reservation.count
+
+
+def _send_unaccounted(runs: RunStore, run_id: str) -> None:
+    """Another Redis server answers (a failover, or a restart): send the jobs that nothing
+    accounts for again, once. The broker may have lost a message that a worker had taken from
+    the queue but not yet recorded as unacknowledged when the old server died (kombu does the
+    two in separate calls), and a message waiting in the broker is otherwise never sent again.
+    Copies of messages that were not lost are dropped by their lease or the done bitmap."""
+    jobs = runs.unaccounted_jobs(run_id)
+    log.warning(
+        "[scheduler] Another Redis server answers (failover or restart): %d waiting job(s) of "
+        "run %s sent again in case the broker lost their messages",
+        len(jobs),
+        run_id,
+    )
+    if not jobs:
+        return
+    size = batch_size(runs.run_rate(run_id))
+    keys: list[str] = []
+    for job in jobs:
+        if keys:
+            first, count, _ = parse_message_key(keys[-1])
+            if job == first + count and count < size:
+                keys[-1] = message_key(first, count + 1)
+                continue
+        keys.append(message_key(job, 1))
+    _send(run_id, keys, False)
 
 
 @app.task(name=PROCESS_JOBS_TASK, ignore_result=True)

@@ -6,9 +6,9 @@ import os
 import sys
 from pathlib import Path
 
-import redis
 import requests
 
+from optio import redis_urls
 from optio.testing.procs import (
     ROOT,
     Proc,
@@ -55,7 +55,7 @@ class System:
             **env,
         }
         self.procs: dict[str, Proc] = {}
-        self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
+        self.redis = redis_urls.client_for(redis_url, decode_responses=True)
 
     def start_web(self) -> Proc:
         proc = Proc("web", [sys.executable, "-m", "optio.serve"], self.env, self.log_dir)
