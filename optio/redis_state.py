@@ -24,6 +24,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.client import NEVER_DECODE
 from redis.retry import Retry
+from redis.sentinel import MasterNotFoundError
 
 from optio import config, names, redis_urls
 from optio.names import (  # noqa: F401  (re-exported: callers import the key builders from here)
@@ -205,7 +206,9 @@ TRANSIENT_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, 
 
 
 def _retrying(method: Callable) -> Callable:
-    """Retry a verb while Redis is away, for up to ``self.retry_for`` seconds."""
+    """Retry a verb while Redis is away, for up to ``self.retry_for`` seconds, with a doubling
+    delay; while the Sentinels answer that they have no primary (a failover is under way: it
+    takes seconds), every 0.1 s, so the new primary is used as soon as it is named."""
 
     @functools.wraps(method)
     def wrapper(self: RunStore, *args: Any, **kwargs: Any) -> Any:
@@ -215,6 +218,8 @@ def _retrying(method: Callable) -> Callable:
             try:
                 return method(self, *args, **kwargs)
             except TRANSIENT_ERRORS as exc:
+                if isinstance(exc, MasterNotFoundError):
+                    delay = 0.1
                 if time.monotonic() + delay > deadline:
                     raise
                 log.warning("Redis unavailable (%s); retrying in %.1f s", exc, delay)

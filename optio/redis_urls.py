@@ -15,6 +15,7 @@ primary.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -136,8 +137,26 @@ def client_for(url: str, **options: Any) -> redis.Redis:
         db=parsed.db,
         username=parsed.username,
         password=parsed.password,
+        connection_class=_sentinel_connection_class(),
         **options,
     )
+
+
+@functools.cache
+def _sentinel_connection_class() -> type:
+    from redis.sentinel import SentinelManagedConnection
+
+    class SentinelConnection(SentinelManagedConnection):
+        """redis-py's Sentinel connection, except that a connection dropped within a command's
+        retry asks the Sentinels for the primary again. (redis-py 8.1 reconnects it to the
+        address it had: after a failover, the old primary, which fails the command once more.)"""
+
+        def send_packed_command(self, command, check_health=True):
+            if not self._sock:
+                self.connect()
+            super().send_packed_command(command, check_health)
+
+    return SentinelConnection
 
 
 def broker_url(url: str) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 from flask_socketio import SocketIO
+from redis.sentinel import MasterNotFoundError
 
 from optio import config, names
 from optio.config import Settings
@@ -84,6 +85,10 @@ class Relay:
                     if message and message.get("type") == "message":
                         self._receive(message["data"])
             except (redis.RedisError, OSError) as exc:
+                if isinstance(exc, MasterNotFoundError):
+                    # the Sentinels answer but name no primary: a failover is under way (it
+                    # takes seconds), so look again soon instead of backing off
+                    delay = RETRY_FIRST
                 log.warning(
                     "[api] Lost Redis subscription (%s); resubscribing in %.1f s", exc, delay
                 )

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from optio.redis_state import RunStore
-from optio.testing import ROOT, Published, RedisServer, System
+from optio.testing import ROOT, Published, RedisServer, SentinelGroup, System
 from tests.chromium import browser, page  # noqa: F401 (the browser tests' fixtures)
 
 #: Database for in-process tests of the Lua scripts (flushed around each test).
@@ -100,6 +100,17 @@ def fault_system(tmp_path, request):
             yield system
     finally:
         server.stop()
+
+
+@pytest.fixture
+def sentinel_group(tmp_path) -> Iterator[SentinelGroup]:
+    """A primary, a replica and three Sentinels of the test's own (no persistence), on free
+    loopback ports; ``.url`` is their ``redis+sentinel://`` URL (database 0)."""
+    group = SentinelGroup(tmp_path / "sentinel")
+    try:
+        yield group
+    finally:
+        group.stop()
 
 
 #: Rows (case, what was done, figures) recorded by the fault and lease suites.

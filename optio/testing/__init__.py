@@ -1,6 +1,7 @@
 """The harness of optio's tests and benchmark: real processes, never mocks.
 
-A private redis-server on a free loopback port (``RedisServer``), the Procfile's processes
+A private redis-server on a free loopback port (``RedisServer``), or a primary, a replica and
+three Sentinels (``SentinelGroup``), the Procfile's processes
 (``System``: web, worker, beat), runs driven over HTTP (``start``, ``wait_finished``, ...), and
 ``Proc``, which runs every process in its own group and ends that whole group. Needs the
 ``test`` or ``bench`` extra (requests; python-socketio's client for ``Watcher``).
@@ -29,6 +30,7 @@ from optio.testing.runs import (
     wait_finished,
     wait_processed,
 )
+from optio.testing.sentinel import SentinelGroup
 from optio.testing.system import System
 from optio.testing.watcher import Published, Watcher
 
@@ -38,6 +40,7 @@ __all__ = [
     "Proc",
     "Published",
     "RedisServer",
+    "SentinelGroup",
     "System",
     "Watcher",
     "assert_exactly_once",
