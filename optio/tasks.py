@@ -225,9 +225,12 @@ def _send_unaccounted(runs: RunStore, run_id: str) -> None:
         len(jobs),
         run_id,
     )
-    if not jobs:
-        return
-    size = batch_size(runs.run_rate(run_id))
+    if jobs:
+        _send(run_id, as_messages(jobs, batch_size(runs.run_rate(run_id))), False)
+
+
+def as_messages(jobs: list[int], size: int) -> list[str]:
+    """Message keys for ascending job ids: runs of consecutive ids, at most ``size`` a message."""
     keys: list[str] = []
     for job in jobs:
         if keys:
@@ -236,7 +239,7 @@ def _send_unaccounted(runs: RunStore, run_id: str) -> None:
                 keys[-1] = message_key(first, count + 1)
                 continue
         keys.append(message_key(job, 1))
-    _send(run_id, keys, False)
+    return keys
 
 
 @app.task(name=PROCESS_JOBS_TASK, ignore_result=True)

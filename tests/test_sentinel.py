@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from optio import redis_urls
+from optio import names, redis_urls
 from optio.api import redacted_url
 from optio.celery_settings import broker_settings
 from optio.config import Settings
@@ -22,6 +22,7 @@ from optio.testing import (
     RedisServer,
     System,
     Watcher,
+    executions,
     executions_key,
     past_schedule,
     start,
@@ -240,4 +241,71 @@ def test_primary_killed_mid_run_the_run_finishes_exactly_once(sentinel_group, tm
         first_event_processed=first["processed"],
         finished_after_s=f"{finished_s:.1f}",
         past_schedule_s=f"{past_schedule(final):.1f}",
+    )
+
+
+# -- after a failover or a restart: jobs the broker may have lost --------------------------------
+
+
+def test_a_new_redis_server_is_noticed_once(store, client):
+    assert store.primary_changed() is False  # the first server seen
+    assert RunStore(client).primary_changed() is False  # the same server, another process
+    client.set(names.SERVER_KEY, "the-run-id-of-the-old-primary")
+    other = RunStore(client)
+    assert other.primary_changed() is True
+    assert other.primary_changed() is False
+    assert RunStore(client).primary_changed() is False
+
+
+def test_unaccounted_jobs_are_the_sent_jobs_nothing_else_accounts_for(store, client):
+    run_id = store.start_run(20, 60)
+    now = store.server_time_ms() + 60_000
+    reservation = store.reserve_due(run_id, 5, now_ms=now)  # 10 due at most: two ticks' worth
+    assert reservation.messages == [f"{job}:1" for job in range(10)]
+    assert store.unaccounted_jobs(run_id) == []  # reserved, not confirmed: the tick resends them
+    store.confirm_enqueued(run_id, 10, reservation.messages)  # in the broker now
+    store.lease_message(run_id, "3:1", 3, 1, "token", 10_000)  # a worker runs job 3
+    store.mark_processed(run_id, {0: "a", 1: "b"})  # jobs 0 and 1 are done
+    store.fail_job(run_id, 5, "boom", attempts=3, backoff_s=1)  # job 5 waits for its retry
+    assert store.unaccounted_jobs(run_id) == [2, 4, 6, 7, 8, 9]
+
+
+def test_unaccounted_jobs_go_out_in_messages_of_the_current_batch_size():
+    from optio.tasks import as_messages
+
+    assert as_messages([2, 3, 4, 7, 9, 10], 2) == ["2:2", "4:1", "7:1", "9:2"]
+    assert as_messages([0, 1, 2], 1) == ["0:1", "1:1", "2:1"]
+    assert as_messages([], 5) == []
+
+
+@pytest.mark.slow
+def test_messages_the_broker_lost_at_a_restart_are_sent_again(fault_system, record):
+    """kombu takes a message off the queue and records it as unacknowledged in two calls: when
+    the server dies in between, the message is gone. After a failover or a restart the tick
+    sends the jobs nothing accounts for again. Here messages are taken off the queue by hand
+    while no worker runs, then the Redis server restarts."""
+    s = fault_system
+    s.start_web()
+    s.start_beat()
+    x = 30
+    run_id = start(s, x, 6000)  # all due within 0.3 s
+    wait_for(lambda: s.redis.llen(names.JOBS_QUEUE) == x, 30, "every message in the broker")
+    lost = [s.redis.rpop(names.JOBS_QUEUE) for _ in range(5)]  # the oldest: BRPOP's end
+    s.server.stop()
+    s.server.start()
+    s.start_worker()
+    final = wait_finished(s, run_id, 60)
+    ran = executions(s, run_id)
+    assert final["status"] == "completed" and final["processed"] == x
+    assert s.redis.bitcount(done_key(run_id)) == x and s.redis.hlen(results_key(run_id)) == x
+    assert sorted(ran) == list(range(x)) and sum(ran.values()) == x  # copies were dropped
+    resent = [line for line in s.procs["beat"].log().splitlines() if "Another Redis" in line]
+    assert resent and f"{x} waiting job(s)" in resent[0]
+    record(
+        "broker lost messages at a Redis restart",
+        f"x={x}; {len(lost)} messages taken off the queue, no worker running, then redis-server "
+        "restarted and a worker started",
+        processed=final["processed"],
+        executions=sum(ran.values()),
+        resent_jobs=x,
     )
