@@ -38,7 +38,10 @@ def _x_field(max_x: int, *, optional: bool) -> Any:
         None if optional else ...,
         ge=1,
         le=max_x,
-        description=f"Jobs in the run: a whole number from 1 to {max_x} (OPTIO_MAX_X).",
+        description=(
+            f"Jobs in the run: a whole number from 1 to {max_x} (OPTIO_MAX_X), written "
+            "without a fraction (10.0 is refused)."
+        ),
         examples=[100],
         json_schema_extra=_no_default if optional else None,
     )
