@@ -62,7 +62,12 @@ def _authorize() -> None:
         return
     if request.method in ("GET", "HEAD") and not settings.protect_reads:
         return
-    if not token_ok(bearer_token(), settings.api_token):
+    require_token(settings.api_token)
+
+
+def require_token(expected: str | None) -> None:
+    """Refuse the request (401) unless it carries the API token ``expected`` (any when None)."""
+    if not token_ok(bearer_token(), expected):
         raise ApiError(401, "missing or wrong API token: send Authorization: Bearer <token>")
 
 

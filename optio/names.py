@@ -14,6 +14,10 @@ Keys (all in the ``REDIS_URL`` database, which the Celery broker shares):
 ``optio:runs``
     zset: run id -> startedAt ms; the run history, newest last. Holds the newest
     ``OPTIO_KEEP_RUNS`` runs: starting one more deletes the oldest run's keys.
+``optio:metrics``
+    hash: totals over all runs for /metrics, written by the counting scripts: processed_total,
+    failed_total, retried_total, throttled_total; the job run-time histogram duration_count,
+    duration_sum and duration_bucket:<i> (jobs in bucket i of redis_state.DURATION_BUCKETS).
 ``optio:webhooks``
     zset: run id -> ms its completion webhook is due (the outbox; ``optio/webhooks.py``).
     A run is added when it ends with a webhook to deliver; a delivery in progress has the
@@ -115,6 +119,7 @@ CURRENT_KEY = f"{NAMESPACE}:current"
 LAST_TICK_KEY = f"{NAMESPACE}:last_tick"
 RUNS_KEY = f"{NAMESPACE}:runs"
 OUTBOX_KEY = f"{NAMESPACE}:webhooks"
+METRICS_KEY = f"{NAMESPACE}:metrics"
 
 #: Retry number of a message put back by retry-failed (``job:1:r-1``): its job runs again with
 #: fresh attempts, and its own retries are numbered 1, 2, ... as usual.

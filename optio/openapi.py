@@ -147,6 +147,7 @@ def _page(op_id: str, summary: str, description: str, media: dict, *errors: int)
 
 TEXT = {"type": "string"}
 HTML = {"text/html": TEXT}
+HTML_CONTENT = {"text/html": {"schema": TEXT}}
 
 
 def _paths(start: type[BaseModel], update: type[BaseModel]) -> dict:
@@ -325,6 +326,51 @@ def _paths(start: type[BaseModel], update: type[BaseModel]) -> dict:
         },
         "/api/docs": {"get": _page("getDocs", "This document as a page", "", HTML)},
         "/": {"get": _page("dashboard", "The dashboard", "Start, change and watch runs.", HTML)},
+        "/runs/": {
+            "get": {
+                "operationId": "runPageWithoutId",
+                "summary": "No run named: the not-found page",
+                "tags": ["pages"],
+                "responses": {
+                    "404": {"description": "The not-found page.", "content": HTML_CONTENT}
+                },
+            }
+        },
+        "/runs/{runId}": {
+            "get": {
+                "operationId": "runPage",
+                "summary": "A run's page",
+                "description": "Its state, errors and Retry failed (read from `/api/runs/{runId}` "
+                "by the page's script). Anything that is not a run id gets the not-found page.",
+                "tags": ["pages"],
+                "parameters": [{**RUN_ID_PARAMETER, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "The run's page.", "content": HTML_CONTENT},
+                    "404": {
+                        "description": "Not a run id: the not-found page.",
+                        "content": HTML_CONTENT,
+                    },
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics",
+                "description": "Runs, job totals and run times, heartbeats, tick age, and this "
+                "web process's Socket.IO and relay counters, in the Prometheus text format. "
+                "Needs the token with OPTIO_PROTECT_READS.",
+                "tags": ["system"],
+                "security": TOKEN,
+                "responses": {
+                    "200": {
+                        "description": "The metrics.",
+                        "content": {"text/plain": {"schema": TEXT}},
+                    },
+                    **_errors(*READ_ERRORS),
+                },
+            }
+        },
         "/{name}": {
             "get": {
                 **_page(

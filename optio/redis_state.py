@@ -9,6 +9,7 @@ are re-exported here.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 import logging
@@ -28,6 +29,7 @@ from optio.names import (  # noqa: F401  (re-exported: callers import the key bu
     ACTIVE_KEY,
     CURRENT_KEY,
     LAST_TICK_KEY,
+    METRICS_KEY,
     OUTBOX_KEY,
     RUNS_KEY,
     attempts_key,
@@ -107,6 +109,30 @@ class Lease:
     status: str
     held_elsewhere: bool
     jobs: list[int]
+
+
+#: Upper bounds (seconds) of the job run-time histogram (optio_job_duration_seconds); the last
+#: bucket is +Inf. Workers count into them; /metrics reads them from the metrics hash.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Durations:
+    """Run times of the jobs a worker executed since its last count, as histogram buckets."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(DURATION_BUCKETS) + 1)
+        self.total = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def __bool__(self) -> bool:
+        return any(self.counts)
+
+    def encode(self) -> str:
+        """The form mark_processed.lua takes (its ARGV[7]): "count,sum,n0,n1,..."."""
+        return ",".join([str(sum(self.counts)), repr(self.total), *map(str, self.counts)])
 
 
 @dataclass(frozen=True)
@@ -235,8 +261,11 @@ class RunStore:
         return self._scripts[name](keys=keys, args=args)
 
     def _control(self, name: str, run_id: str, args: list[Any]) -> Any:
-        """Call a script that may end the run: run keys, active, current, webhook outbox."""
-        return self._run(name, [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY, OUTBOX_KEY], args)
+        """Call a script that may end the run or count jobs: run keys, active, current, webhook
+        outbox, metrics."""
+        return self._run(
+            name, [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY, OUTBOX_KEY, METRICS_KEY], args
+        )
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -544,11 +573,21 @@ class RunStore:
         token: str = "",
         handled: int = 0,
         release: bool = False,
+        durations: Durations | None = None,
         now_ms: int | None = None,
     ) -> Flush:
         """Store results and count each job id once; account ``handled`` jobs of the leased
-        ``message`` and, with ``release``, give its lease up (all in one call)."""
-        args: list[Any] = [run_id, _now_arg(now_ms), message, token, handled, int(release)]
+        ``message`` and, with ``release``, give its lease up; add the run times of the jobs
+        executed since the last call to the metrics (all in one call)."""
+        args: list[Any] = [
+            run_id,
+            _now_arg(now_ms),
+            message,
+            token,
+            handled,
+            int(release),
+            durations.encode() if durations else "",
+        ]
         for job_id, result in results.items():
             args += [job_id, result]
         counted, status, lost = self._control("mark_processed", run_id, args)
@@ -569,9 +608,9 @@ class RunStore:
         """Job ``job_id`` was throttled: run it again later (no attempt used) and cut the run's
         effective rate (once per window). Returns (outcome, seconds until it runs again, the
         effective rate in jobs/min); outcome 'throttled', 'done' or 'ended'."""
-        outcome, wait_ms, rate = self._run(
+        outcome, wait_ms, rate = self._control(
             "throttle_job",
-            [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY],
+            run_id,
             [
                 run_id,
                 job_id,

@@ -37,6 +37,9 @@ class Relay:
         self.read_state = read_state
         self.settings = settings or config.SETTINGS
         self.latest: dict[str, Any] | None = None
+        #: states received on the channel, and emits to clients (for /metrics)
+        self.received = 0
+        self.emits = 0
         self._wake = threading.Event()
         self._started = False
         self._start_lock = threading.Lock()
@@ -101,6 +104,7 @@ class Relay:
         except ValueError:
             log.warning("[api] Ignored a message that is not JSON on %s", names.CHANNEL)
             return
+        self.received += 1
         self.offer(state)
         now = time.monotonic()
         if now - self._last_log >= LOG_EVERY or not state.get("running"):
@@ -120,6 +124,7 @@ class Relay:
             if state is not None:
                 try:
                     self.socketio.emit("progress", state)
+                    self.emits += 1
                 except Exception:
                     log.exception("[api] Emit failed")
             self.socketio.sleep(gap)

@@ -29,7 +29,7 @@ from optio.names import (
     message_key,
     parse_message_key,
 )
-from optio.redis_state import RunStore, connect
+from optio.redis_state import Durations, RunStore, connect
 from optio.throttle import Throttle
 
 #: Confirm (and so publish) the enqueued count at least every this many jobs, so progress moves
@@ -243,31 +243,40 @@ def _run_jobs(runs: RunStore, held: Held, jobs: list[int]) -> int:
     run_id = held.run_id
     counted = handled = 0
     done: dict[int, str] = {}
+    took = Durations()
     flushed = time.monotonic()
     for job_id in jobs:
         if held.lost:
             break
+        began = time.perf_counter()
         try:
             done[job_id] = str(job(run_id, job_id))
         except Throttle as throttle:
             _job_throttled(run_id, job_id, throttle)
         except Exception as exc:
             _job_failed(run_id, job_id, exc)
+        took.add(time.perf_counter() - began)
         handled += 1
         if time.monotonic() - flushed >= MARK_EVERY_SECONDS:
             flush = runs.mark_processed(
-                run_id, done, message=held.key, token=held.token, handled=handled
+                run_id, done, message=held.key, token=held.token, handled=handled, durations=took
             )
             counted += flush.counted
-            done, handled, flushed = {}, 0, time.monotonic()
+            done, handled, took, flushed = {}, 0, Durations(), time.monotonic()
             if flush.lost:
                 held.lost = True  # the lease is someone else's now: no more jobs
                 break
             if flush.status != "running":
                 break  # paused or ended: no more jobs; a paused run parks the rest below
-    if done or not held.lost:
+    if done or took or not held.lost:
         flush = runs.mark_processed(
-            run_id, done, message=held.key, token=held.token, handled=handled, release=True
+            run_id,
+            done,
+            message=held.key,
+            token=held.token,
+            handled=handled,
+            release=True,
+            durations=took,
         )
         counted += flush.counted
     if counted and _publish_log():

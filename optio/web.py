@@ -15,7 +15,7 @@ import redis
 from flask import Flask, request
 from flask_socketio import SocketIO
 
-from optio import api, config, openapi, pages
+from optio import api, config, metrics, openapi, pages
 from optio.config import Settings
 from optio.relay import Relay
 from optio.services import Services
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         return None
 
     services.packet_budget = PacketBudget(socketio.server, CLIENT_PACKET_BUDGET, BUDGET_SECONDS)
+    metrics.register(app, socketio)
     return app
 
 

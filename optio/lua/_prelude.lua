@@ -7,7 +7,8 @@
 --   KEYS[1] run hash   KEYS[2] done bitmap   KEYS[3] results hash   KEYS[4] errors hash
 --   KEYS[5] attempts hash   KEYS[6] messages zset   KEYS[7] holders hash
 -- A message key is "first:count" (jobs first .. first+count-1) or "job:1:rN" (retry N of a job).
--- Scripts that can end a run (finish_run) also take KEYS[10], the webhook outbox zset.
+-- Scripts that can end a run (finish_run) also take KEYS[10], the webhook outbox zset, and
+-- scripts that count jobs KEYS[11], the metrics hash (totals over all runs, for /metrics).
 
 -- Deadline of a parked message (see names.py, messages zset): a score no clock reaches.
 local PARKED = 9e15

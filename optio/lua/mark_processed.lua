@@ -1,12 +1,14 @@
 -- Count processed jobs of one leased message, once per job id, store their results, account
 -- for the lease, and finish the run when all jobs are done.
 -- KEYS[1..7] the run's keys (see _prelude.lua)   KEYS[8] active run id
--- KEYS[9] current (watched) run id   KEYS[10] webhook outbox
+-- KEYS[9] current (watched) run id   KEYS[10] webhook outbox   KEYS[11] metrics hash
 -- ARGV[1] run id   ARGV[2] now ms ('' = Redis clock)   ARGV[3] message key   ARGV[4] token
 -- ARGV[5] jobs of the message handled since the last call (counted, failed or retried)
 -- ARGV[6] 1 to release the lease (the message is done, or the run is paused: a message
 --         released with jobs not handled while the run is paused is parked), else 0
--- ARGV[7], ARGV[8], ...: job id, result, job id, result, ...
+-- ARGV[7] run times of the jobs executed since the last call, as "count,sum s,n0,n1,...": how
+--         many fell in each bucket of redis_state.DURATION_BUCKETS ('' = none)
+-- ARGV[8], ARGV[9], ...: job id, result, job id, result, ...
 -- Returns {counted now, status, lost}: a job id counted before is skipped; status is the run's
 -- ('gone' when unknown); lost is 1 when the caller no longer holds the lease (the tick re-sent
 -- the message after it expired, another delivery took it over): it must not start more of its
@@ -36,8 +38,21 @@ if left ~= nil then
     redis.call('HINCRBY', KEYS[1], 'leasedJobs', -handled)
   end
 end
+if ARGV[7] ~= '' then
+  local i = 0
+  for part in string.gmatch(ARGV[7], '[^,]+') do
+    if i == 0 then
+      redis.call('HINCRBY', KEYS[11], 'duration_count', part)
+    elseif i == 1 then
+      redis.call('HINCRBYFLOAT', KEYS[11], 'duration_sum', part)
+    elseif part ~= '0' then
+      redis.call('HINCRBY', KEYS[11], 'duration_bucket:' .. (i - 2), part)
+    end
+    i = i + 1
+  end
+end
 local counted = 0
-for i = 7, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   if redis.call('SETBIT', KEYS[2], ARGV[i], 1) == 0 then
     redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
     counted = counted + 1
@@ -48,6 +63,7 @@ if counted == 0 then
 end
 redis.call('EXPIRE', KEYS[3], OPTIO_RESULT_TTL)
 redis.call('HINCRBY', KEYS[1], 'processed', counted)
+redis.call('HINCRBY', KEYS[11], 'processed_total', counted)
 complete_if_done(KEYS[8], ARGV[1], now_ms(ARGV[2]))
 publish_state(KEYS[1], KEYS[9], ARGV[1])
 return {counted, redis.call('HGET', KEYS[1], 'status'), lost}

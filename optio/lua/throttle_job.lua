@@ -1,7 +1,7 @@
 -- A job was throttled by the downstream (it raised optio.Throttle): run it again later without
 -- using an attempt, and slow the whole run down (the multiplicative decrease of AIMD).
 -- KEYS[1..7] the run's keys (see _prelude.lua)   KEYS[8] active run id
--- KEYS[9] current (watched) run id
+-- KEYS[9] current (watched) run id   KEYS[10] webhook outbox (unused)   KEYS[11] metrics hash
 -- ARGV[1] run id   ARGV[2] job id   ARGV[3] seconds the downstream asked to wait ('' = none)
 -- ARGV[4] factor of a cut (0 < f < 1)   ARGV[5] window ms: at most one cut per window
 -- ARGV[6] lowest effective rate, jobs/min   ARGV[7] now ms ('' = Redis clock)
@@ -42,5 +42,6 @@ redis.call('HSET', KEYS[1], 'throttleNext', due + spacing)
 local again = redis.call('HINCRBY', KEYS[5], 't' .. job, 1)
 redis.call('ZADD', KEYS[6], due, job .. ':1:r-' .. (again + 1))
 redis.call('HINCRBY', KEYS[1], 'throttled', 1)
+redis.call('HINCRBY', KEYS[11], 'throttled_total', 1)
 publish_state(KEYS[1], KEYS[9], ARGV[1])
 return {'throttled', math.floor(due - now), tostring(rate)}

@@ -1,6 +1,6 @@
 -- Change the total and/or the rate of the active run; a new rate applies from the next tick.
 -- KEYS[1..7] the run's keys (see _prelude.lua)   KEYS[8] active run id
--- KEYS[9] current (watched) run id   KEYS[10] webhook outbox
+-- KEYS[9] current (watched) run id   KEYS[10] webhook outbox   KEYS[11] metrics (unused)
 -- ARGV[1] run id   ARGV[2] new x ('' = unchanged)   ARGV[3] new y ('' = unchanged)
 -- ARGV[4] now ms ('' = Redis clock)
 -- Returns {1} when changed, {0, 'not_running'}, or {0, 'x_below_enqueued', reserved}.
