@@ -77,7 +77,7 @@ def _errors(*statuses: int, **said: str) -> dict:
     """Error answers: ``said`` (``e409="..."``) overrides the general meaning of a status."""
     return {
         str(status): _json(said.get(f"e{status}", ERRORS[status]), schemas.Error)
-        for status in statuses
+        for status in sorted(set(statuses))
     }
 
 
