@@ -91,6 +91,7 @@ def _link(operation: str, **parameters: str) -> dict:
 #: Links between operations, for clients and for schemathesis's stateful tests:
 #: start → status / detail → update → pause → resume → stop → retry-failed.
 RUN_LINKS = {
+    "GetStatus": _link("getStatus"),
     "GetRun": _link("getRun", runId="$response.body#/runId"),
     "UpdateRun": _link("updateRun"),
     "PauseRun": _link("pauseRun"),
@@ -101,6 +102,25 @@ ENDED_LINKS = {
     "RetryFailed": _link("retryFailed", runId="$response.body#/runId"),
     "StartRun": _link("startRun"),
 }
+
+#: What resolves a 409 of an operation: stop the run that is in the way, or start one.
+CONFLICT_LINKS = {
+    "startRun": {"StopRun": _link("stopRun")},
+    "retryFailed": {"StopRun": _link("stopRun")},
+    "updateRun": {"StartRun": _link("startRun")},
+    "stopRun": {"StartRun": _link("startRun")},
+    "pauseRun": {"ResumeRun": _link("resumeRun"), "StartRun": _link("startRun")},
+    "resumeRun": {"PauseRun": _link("pauseRun"), "StartRun": _link("startRun")},
+}
+
+
+def _with_conflict_links(paths: dict) -> dict:
+    for item in paths.values():
+        for operation in item.values():
+            links = CONFLICT_LINKS.get(operation["operationId"])
+            if links:
+                operation["responses"]["409"] = {**operation["responses"]["409"], "links": links}
+    return paths
 
 
 def _state(description: str, links: dict | None = None) -> dict:
@@ -228,7 +248,10 @@ def _paths(start: type[BaseModel], update: type[BaseModel]) -> dict:
                 "tags": ["runs"],
                 "security": TOKEN,
                 "responses": {
-                    "200": _state("The latest run's state.", {"GetRun": RUN_LINKS["GetRun"]}),
+                    "200": _state(
+                        "The latest run's state.",
+                        {name: link for name, link in RUN_LINKS.items() if name != "GetStatus"},
+                    ),
                     **_errors(*READ_ERRORS),
                 },
             }
@@ -463,7 +486,7 @@ def document(max_x: int, max_y: float) -> dict[str, Any]:
             {"name": "system", "description": "Health and this document."},
             {"name": "pages", "description": "Browser pages and their files."},
         ],
-        "paths": _paths(start, update),
+        "paths": _with_conflict_links(_paths(start, update)),
         "components": {
             "schemas": components["$defs"],
             "securitySchemes": {

@@ -20,10 +20,9 @@ from optio.testing import ROOT, VENV_BIN, System, free_port
 
 pytestmark = pytest.mark.slow
 
-#: Checks, phases and bounds (examples per operation, stateful sequences).
+#: Checks and bounds (examples per operation, stateful sequences). The reports of the last run
+#: are saved as artifacts/schemathesis-*.txt (git-ignored) and shown when a test fails.
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-#: Its last report (git-ignored), also shown when the test fails.
-REPORT = ROOT / "artifacts" / "schemathesis.txt"
 
 
 @pytest.fixture(scope="module")
@@ -49,20 +48,34 @@ def contract_system(redis_server, tmp_path_factory):
         system.stop_all()
 
 
-def test_the_api_keeps_to_its_openapi_document(contract_system, tmp_path):
+def schemathesis(system: System, phases: str, report: str, cwd: Path) -> None:
+    """Run schemathesis's ``phases`` against ``system``; fail with its report."""
     command = [
         str(VENV_BIN / "schemathesis"),
         "--config-file",
         str(CONFIG),
         "--no-color",
         "run",
-        f"{contract_system.base}/api/openapi.json",
+        "--phases",
+        phases,
+        f"{system.base}/api/openapi.json",
     ]
-    done = subprocess.run(
-        command, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
-    )
-    report = done.stdout + done.stderr
-    REPORT.parent.mkdir(exist_ok=True)
-    REPORT.write_text(report)
-    assert done.returncode == 0, report[-20_000:]
-    assert contract_system.procs["web"].alive()
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+    text = done.stdout + done.stderr
+    path = ROOT / "artifacts" / f"schemathesis-{report}.txt"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    assert done.returncode == 0, text[-20_000:]
+    assert system.procs["web"].alive()
+
+
+def test_every_operation_keeps_to_the_document(contract_system, tmp_path):
+    """Each operation alone: the document's examples, boundary and invalid values, fuzzing."""
+    schemathesis(contract_system, "examples,coverage,fuzzing", "operations", tmp_path)
+
+
+def test_sequences_along_the_links_keep_to_the_document(contract_system, tmp_path):
+    """Stateful: start → status → update → pause → resume → stop → retry-failed, and what
+    resolves a 409. It starts idle, as the fuzzing may have left a run going."""
+    contract_system.ensure_idle()
+    schemathesis(contract_system, "stateful", "stateful", tmp_path)
