@@ -15,6 +15,7 @@ from typing import Any
 from bench import fidelity, latency, machine, pipeline, report, throttle
 from bench.meters import rss
 from bench.stack import CONCURRENCY, start_optio
+from optio import config
 from optio.testing import ROOT, RedisServer
 
 PARTS = ("ceiling", "batched", "fidelity", "latency", "api", "throttle")
@@ -41,7 +42,7 @@ def settings(quick: bool) -> dict[str, Any]:
         "throttle_limits_per_s": THROTTLE_LIMITS,
         "throttle_window_s": 20.0 if quick else 60.0,
         "worker_concurrency": CONCURRENCY,
-        "tick_seconds": float(os.environ.get("OPTIO_TICK_SECONDS", 1.0)),
+        "tick_seconds": float(os.environ.get("OPTIO_TICK_SECONDS", config.TICK_SECONDS)),
     }
 
 
