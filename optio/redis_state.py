@@ -26,7 +26,7 @@ from redis.client import NEVER_DECODE
 from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError
 
-from optio import config, names, redis_urls
+from optio import config, names, redis_urls, schemas
 from optio.names import (  # noqa: F401  (re-exported: callers import the key builders from here)
     ACTIVE_KEY,
     CURRENT_KEY,
@@ -749,25 +749,5 @@ class RunStore:
 
 
 def idle_state() -> dict[str, Any]:
-    """The state shown before any run was started."""
-    return {
-        "running": False,
-        "xTotal": 0,
-        "yMinute": 0,
-        "enqueued": 0,
-        "processed": 0,
-        "failed": 0,
-        "runId": None,
-        "status": "idle",
-        "startedAt": None,
-        "finishedAt": None,
-        "rateNow": 0,
-        "rateEnqueued": 0,
-        "throttled": 0,
-        "heldBack": False,
-        "seq": 0,
-        "pausedAt": None,
-        "pausedMs": 0,
-        "retried": 0,
-        "webhook": None,
-    }
+    """The state shown before any run was started (the defaults of ``schemas.RunState``)."""
+    return schemas.idle_state()
