@@ -138,7 +138,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     terminalreporter.section(
-        "reliability (measured by tests/test_faults.py, test_leases.py, test_run_control.py)"
+        "reliability (measured by tests/test_faults.py, test_leases.py, test_run_control.py, "
+        "test_sentinel.py)"
     )
     for line in lines:
         terminalreporter.write_line(line)
