@@ -33,14 +33,18 @@ DELIVERY: dict[str, Any] = {
 def broker_settings(url: str) -> dict[str, Any]:
     """The Celery settings naming the broker at Redis ``url``: kombu's URL for it, and the
     transport options of DELIVERY plus, for the Sentinel form, the service to ask the Sentinels
-    for (kombu's ``sentinel://`` transport finds the primary again after a failover)."""
-    return {
+    for (kombu's ``sentinel://`` transport finds the primary again after a failover; optio's
+    subclass of it survives the failover, see sentinel_transport.py)."""
+    settings: dict[str, Any] = {
         "broker_url": redis_urls.broker_url(url),
         "broker_transport_options": {
             **DELIVERY["broker_transport_options"],
             **redis_urls.broker_transport_options(url),
         },
     }
+    if redis_urls.is_sentinel(url):
+        settings["broker_transport"] = "optio.sentinel_transport:SentinelTransport"
+    return settings
 
 
 #: Loggers that write one INFO line per task.

@@ -87,6 +87,26 @@ def test_the_broker_gets_kombus_sentinel_form_and_the_service():
     assert "master_name" not in plain["broker_transport_options"]
 
 
+def test_celery_uses_optios_sentinel_transport_for_the_sentinel_form():
+    import redis
+    from celery import Celery
+
+    from optio.sentinel_transport import SentinelChannel, SentinelTransport
+
+    app = Celery("sentinel-test", set_as_current=False)
+    app.conf.update(broker_settings(URL))
+    connection = app.connection_for_write()
+    assert isinstance(connection.transport, SentinelTransport)
+    assert len(connection.alt) == 3 and connection.virtual_host == "2"
+    # a channel closing after Celery detached its connection (the crash seen after a failover)
+    # raises a connection error, which the closing code ignores
+    detached = SentinelChannel.__new__(SentinelChannel)
+    detached.connection = type("Detached", (), {"client": None})()
+    with pytest.raises(redis.ConnectionError):
+        detached._connparams()
+    assert "broker_transport" not in broker_settings("redis://h:6379/0")
+
+
 def test_messages_name_the_sentinels_without_credentials():
     assert where(URL) == "mymaster/2 via Sentinels s1:26379,s2:26379,[::1]:26380"
     shown = redacted_url(URL)  # /api/health's 503 message
