@@ -225,6 +225,7 @@ def test_primary_killed_mid_run_the_run_finishes_exactly_once(sentinel_group, tm
         final = wait_finished(s, run_id, 120)
         finished_s = time.time() - killed_at
         assert watcher.wait_final(run_id, 30)["processed"] == x  # clients kept receiving
+        events_after = sum(1 for _, e in watcher.events[at_kill:] if e.get("runId") == run_id)
 
         r = s.redis  # through the Sentinels: the new primary
         figures = {
@@ -259,6 +260,7 @@ def test_primary_killed_mid_run_the_run_finishes_exactly_once(sentinel_group, tm
         new_primary_named_after_s=f"{promoted_s:.1f}",
         first_event_from_new_primary_after_s=f"{first_at - killed_at:.1f}",
         first_event_processed=first["processed"],
+        events_after_kill=events_after,
         finished_after_s=f"{finished_s:.1f}",
         past_schedule_s=f"{past_schedule(final):.1f}",
     )
