@@ -7,6 +7,7 @@ if config.ASYNC_MODE == "eventlet":
 
     eventlet.monkey_patch()
 
+import errno  # noqa: E402
 import logging  # noqa: E402
 
 from optio import preflight  # noqa: E402
@@ -36,8 +37,40 @@ def main() -> None:
         "[api] Serving on %s:%d (async mode %s)", config.HOST, config.PORT, socketio.async_mode
     )
     log.log(*preflight.exposure_notice(config.HOST, config.PORT, config.API_TOKEN))
+    if socketio.async_mode != "eventlet":
+        app.extensions["optio"].relay.start()
+        socketio.run(app, host=config.HOST, port=config.PORT, allow_unsafe_werkzeug=True)
+        return
+    import eventlet.wsgi
+
+    listener = listen(config.HOST, config.PORT)
     app.extensions["optio"].relay.start()  # subscribe now, before the first client
-    socketio.run(app, host=config.HOST, port=config.PORT, allow_unsafe_werkzeug=True)
+    # what socketio.run does under eventlet, on our own listening socket
+    eventlet.wsgi.server(listener, app, log_output=False)
+
+
+def listen(host: str, port: int):
+    """The web process's listening socket, bound without SO_REUSEPORT; exits with one line when
+    the port is taken.
+
+    ``eventlet.listen`` (and so ``socketio.run``) sets SO_REUSEPORT unless told otherwise: a
+    second web process started on a port in use would start too and silently take a share of
+    the new connections, and a long-polling client whose requests land on both loses its
+    session. Several web processes get a port each (README, Scaling).
+    """
+    import eventlet
+    from eventlet.green import socket
+
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    try:
+        return eventlet.listen(address, family, reuse_port=False)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise SystemExit(
+                f"optio serve: port {port} on {host} is in use (another web process?); "
+                "give each web process its own PORT"
+            ) from None
+        raise
 
 
 if __name__ == "__main__":
