@@ -141,30 +141,46 @@ def fidelity(fs: list[dict[str, Any]]) -> list[str]:
 def latency(lat: dict[str, Any]) -> list[str]:
     header = (
         "clients",
-        "quiet p50 / p99 / max ms",
-        "busy p50 / p99 / max ms",
-        "samples (busy)",
-        "web CPU (busy)",
-        "clients' CPU (busy)",
+        "web processes",
+        "permessage-deflate",
+        "p50 / p99 / max ms",
+        "samples (missing)",
+        "CPU cores: web processes / clients",
+        "web RSS (each)",
+        "load average (1 min) before",
     )
     body = []
-    for count, row in lat.items():
-        q, b = row["quiet"], row["busy"]
-        shares = b["cpu"]["core_share"]
-        clients = sum(v for k, v in shares.items() if k.startswith("clients"))
+    for row in lat["rows"]:
+        shares = row["cpu"]["core_share"]
+        webs = [v for k, v in shares.items() if k.startswith("web")]
+        rss = " / ".join(mib(v) for v in row["web_rss_bytes"].values())
         body.append(
             [
-                f"{int(count):,}",
-                f"{num(q['p50_ms'], 1)} / {num(q['p99_ms'], 1)} / {num(q['max_ms'], 1)}",
-                f"{num(b['p50_ms'], 1)} / {num(b['p99_ms'], 1)} / {num(b['max_ms'], 1)}",
-                f"{b['n']:,} ({b['missing']} missing)",
-                f"{shares.get('web', 0):.2f}",
-                f"{clients:.2f}",
+                f"{row['clients']:,}",
+                row["webs"],
+                row["compression"],
+                f"**{num(row['p50_ms'], 1)} / {num(row['p99_ms'], 1)}** / {num(row['max_ms'], 1)}",
+                f"{row['n']:,} ({row['missing']})",
+                f"{' + '.join(f'{v:.2f}' for v in webs)} / {shares.get('clients', 0):.2f}",
+                rss,
+                f"{row['load_average_1m']:.2f}",
             ]
         )
     out = table(header, body)
-    for count, row in lat.items():
-        out += _profile(row.get("web_profile"), f"{int(count):,} clients, busy")
+    extensions = sorted({ext for row in lat["rows"] for ext in row["extensions"]})
+    out += [
+        f"{lat['states_per_s']} states/s for {lat['seconds']:.0f} s per row; Node.js "
+        f"{lat['node']}, socket.io-client {lat['socket.io-client']}; extensions the clients "
+        f"got: {', '.join(f'`{e}`' for e in extensions)}; load average at start / end "
+        f"{lat['load_average_at_start']} / {lat['load_average_at_end']}.",
+        "",
+    ]
+    for row in lat["rows"]:
+        title = (
+            f"{row['clients']:,} clients on {row['webs']} web, permessage-deflate "
+            f"{row['compression']}"
+        )
+        out += _profile(row.get("web_profile"), title)
     return out
 
 
@@ -226,6 +242,16 @@ def memory(m: dict[str, Any]) -> list[str]:
     return out
 
 
+def _later_run(run: dict[str, Any]) -> list[str]:
+    """A row for parts measured again by a later run (``python -m bench --only ...``)."""
+    commit = run["optio_commit"] + (" (+ changes)" if run["optio_uncommitted_changes"] else "")
+    return [
+        f"measured again later: {', '.join(run['parts'])}",
+        f"{run['started_at']}, {run['duration_s']:.0f} s; optio commit {commit}; load average "
+        f"at start / end {run['load_average_at_start']} / {run['load_average_at_end']}",
+    ]
+
+
 def machine(r: dict[str, Any]) -> list[str]:
     mach = r["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in mach["packages"].items() if v)
@@ -244,6 +270,7 @@ def machine(r: dict[str, Any]) -> list[str]:
                 "load average at start / end",
                 f"{r['load_average_at_start']} / {r['load_average_at_end']}",
             ],
+            *(_later_run(run) for run in r.get("later_runs", [])),
         ],
     )
 

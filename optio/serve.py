@@ -8,10 +8,22 @@ if config.ASYNC_MODE == "eventlet":
     eventlet.monkey_patch()
 
 import errno  # noqa: E402
+import gc  # noqa: E402
 import logging  # noqa: E402
 
 from optio import preflight  # noqa: E402
 from optio.web import create_app  # noqa: E402
+
+#: Net new container objects between two young garbage collections (Python's default: 700).
+#: Every state sent to a client leaves objects alive for a while: eventlet keeps the cancelled
+#: timeout of python-engineio's writer in its timer heap until it sweeps the heap, about once
+#: per round of the clients. Measured with 1,000 clients: the count of young objects swings by
+#: about 8,000 and falls back, and nothing of it is cyclic garbage. With the default the young
+#: collections promoted these objects, and every 3 s or so a full collection of the ~250,000
+#: objects found nothing to free and held the process for 120 to 210 ms: the latency's tail.
+#: Above the swing, they die young, freed by reference counting; cyclic garbage (a client that
+#: left) waits until this many objects accumulate.
+GC_YOUNG_THRESHOLD = 20_000
 
 
 class _OneLine(logging.Filter):
@@ -26,6 +38,7 @@ class _OneLine(logging.Filter):
 
 
 def main() -> None:
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     app = create_app(config.SETTINGS)
     socketio = app.extensions["socketio"]
     logging.basicConfig(level=config.LOG_LEVEL, format="%(asctime)s %(levelname)s %(message)s")
