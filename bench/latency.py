@@ -10,10 +10,11 @@ one). Both clocks are the machine's CLOCK_MONOTONIC, so the difference is the en
 latency: script + pub/sub + relay + Socket.IO fan-out + the client's own decoding. Nothing else
 is published, so every marker is emitted at once: each one is a fan-out to every client.
 
-Each configuration runs twice: with optio's setting (permessage-deflate declined) and with
-``OPTIO_WS_COMPRESSION=1``, which accepts it as optio did before (the "before" figures).
-The web processes are started for the benchmark, without worker or beat (the run's state
-changes only by the markers).
+Each configuration runs twice: with the web process as it is ("now": permessage-deflate
+declined, the young-generation GC threshold of ``optio/serve.py``) and as it was before
+(``bench/web_before.py``: permessage-deflate accepted, Python's default GC thresholds). The
+web processes are started for the benchmark, without worker or beat (the run's state changes
+only by the markers).
 """
 
 from __future__ import annotations
@@ -42,8 +43,12 @@ STATES_PER_SECOND = 10
 GOAL_P99_MS = 100.0
 #: Web processes the clients are spread over, in turn.
 WEB_COUNTS = (1, 2)
-#: (label, OPTIO_WS_COMPRESSION): optio's default first, then as it was before.
-COMPRESSION = (("declined", "0"), ("accepted", "1"))
+#: (label, module run as the web process, its environment): optio's web process as it is,
+#: then as it was before the web-tier changes.
+VARIANTS = (
+    ("now", "optio.serve", {}),
+    ("before", "bench.web_before", {"OPTIO_WS_COMPRESSION": "1"}),
+)
 DRIVER = ROOT / "bench" / "sio_clients.js"
 
 
@@ -180,9 +185,9 @@ def measure(
         "profiles": {},
     }
     try:
-        for label, setting in COMPRESSION:
+        for label, module, env in VARIANTS:
             webs = [
-                _web(rds.url, work, f"web-compression-{label}-{i + 1}", setting)
+                _web(rds.url, work, f"web-{label}-{i + 1}", module, env)
                 for i in range(max(WEB_COUNTS))
             ]
             try:
@@ -190,14 +195,13 @@ def measure(
                     for n in WEB_COUNTS:
                         profile = None
                         if prof_dir is not None and count == max(counts) and n == 1:
-                            profile = prof_dir / f"compression-{label}"
+                            profile = prof_dir / f"web-{label}"
                         print(
-                            f"bench: latency, {count:,} clients on {n} web process(es), "
-                            f"permessage-deflate {label}",
+                            f"bench: latency, {count:,} clients on {n} web process(es) ({label})",
                             flush=True,
                         )
                         row = _row(rds, markers, webs[:n], count, seconds, work, profile)
-                        row["compression"] = label
+                        row["variant"] = label
                         results["rows"].append(row)
             finally:
                 for web in webs:
@@ -209,16 +213,10 @@ def measure(
     return results
 
 
-def _web(redis_url: str, work: Path, name: str, compression: str) -> System:
-    """One web process on a port of its own, as the benchmark's other parts start it."""
-    system = System(
-        redis_url,
-        work / name,
-        tick_seconds=None,
-        log_level="WARNING",
-        OPTIO_WS_COMPRESSION=compression,
-    )
-    system.start_web()
+def _web(redis_url: str, work: Path, name: str, module: str, env: dict[str, str]) -> System:
+    """One web process on a port of its own, logging warnings only (as in bench/stack.py)."""
+    system = System(redis_url, work / name, tick_seconds=None, log_level="WARNING", **env)
+    system.start_web(module)
     return system
 
 

@@ -142,7 +142,8 @@ def latency(lat: dict[str, Any]) -> list[str]:
     header = (
         "clients",
         "web processes",
-        "permessage-deflate",
+        "optio's web process",
+        "WebSocket extensions (connections)",
         "p50 / p99 / max ms",
         "samples (missing)",
         "CPU cores: web processes / clients",
@@ -158,7 +159,8 @@ def latency(lat: dict[str, Any]) -> list[str]:
             [
                 f"{row['clients']:,}",
                 row["webs"],
-                row["compression"],
+                row["variant"],
+                ", ".join(f"{ext} ({n:,})" for ext, n in row["extensions"].items()),
                 f"**{num(row['p50_ms'], 1)} / {num(row['p99_ms'], 1)}** / {num(row['max_ms'], 1)}",
                 f"{row['n']:,} ({row['missing']})",
                 f"{' + '.join(f'{v:.2f}' for v in webs)} / {shares.get('clients', 0):.2f}",
@@ -167,19 +169,14 @@ def latency(lat: dict[str, Any]) -> list[str]:
             ]
         )
     out = table(header, body)
-    extensions = sorted({ext for row in lat["rows"] for ext in row["extensions"]})
     out += [
         f"{lat['states_per_s']} states/s for {lat['seconds']:.0f} s per row; Node.js "
-        f"{lat['node']}, socket.io-client {lat['socket.io-client']}; extensions the clients "
-        f"got: {', '.join(f'`{e}`' for e in extensions)}; load average at start / end "
-        f"{lat['load_average_at_start']} / {lat['load_average_at_end']}.",
+        f"{lat['node']}, socket.io-client {lat['socket.io-client']}; load average at start / "
+        f"end {lat['load_average_at_start']} / {lat['load_average_at_end']}.",
         "",
     ]
     for row in lat["rows"]:
-        title = (
-            f"{row['clients']:,} clients on {row['webs']} web, permessage-deflate "
-            f"{row['compression']}"
-        )
+        title = f"{row['clients']:,} clients on {row['webs']} web process, {row['variant']}"
         out += _profile(row.get("web_profile"), title)
     return out
 
