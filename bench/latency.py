@@ -182,31 +182,33 @@ def measure(
         "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
         **versions(),
         "rows": [],
-        "profiles": {},
     }
+    webs = {}
     try:
         for label, module, env in VARIANTS:
-            webs = [
+            webs[label] = [
                 _web(rds.url, work, f"web-{label}-{i + 1}", module, env)
                 for i in range(max(WEB_COUNTS))
             ]
-            try:
-                for count in counts:
-                    for n in WEB_COUNTS:
-                        profile = None
-                        if prof_dir is not None and count == max(counts) and n == 1:
-                            profile = prof_dir / f"web-{label}"
-                        print(
-                            f"bench: latency, {count:,} clients on {n} web process(es) ({label})",
-                            flush=True,
-                        )
-                        row = _row(rds, markers, webs[:n], count, seconds, work, profile)
-                        row["variant"] = label
-                        results["rows"].append(row)
-            finally:
-                for web in webs:
-                    web.stop_all()
+        # the variants take turns, so that both see about the same load from the rest of the
+        # machine
+        for count in counts:
+            for n in WEB_COUNTS:
+                for label, _, _ in VARIANTS:
+                    profile = None
+                    if prof_dir is not None and count == max(counts) and n == 1:
+                        profile = prof_dir / f"web-{label}"
+                    print(
+                        f"bench: latency, {count:,} clients on {n} web process(es) ({label})",
+                        flush=True,
+                    )
+                    row = _row(rds, markers, webs[label][:n], count, seconds, work, profile)
+                    row["variant"] = label
+                    results["rows"].append(row)
     finally:
+        for started in webs.values():
+            for web in started:
+                web.stop_all()
         if store.active_run_id():
             store.stop_run()
         results["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]

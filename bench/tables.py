@@ -148,7 +148,7 @@ def latency(lat: dict[str, Any]) -> list[str]:
         "samples (missing)",
         "CPU cores: web processes / clients",
         "web RSS (each)",
-        "load average (1 min) before",
+        "load average (1 min) before; others' CPU cores during",
     )
     body = []
     for row in lat["rows"]:
@@ -165,7 +165,7 @@ def latency(lat: dict[str, Any]) -> list[str]:
                 f"{row['n']:,} ({row['missing']})",
                 f"{' + '.join(f'{v:.2f}' for v in webs)} / {shares.get('clients', 0):.2f}",
                 rss,
-                f"{row['load_average_1m']:.2f}",
+                f"{row['load_average_1m']:.2f}; {row['cpu']['others_busy_cores']:.2f}",
             ]
         )
     out = table(header, body)
