@@ -26,6 +26,11 @@ from optio.web import create_app  # noqa: E402
 GC_YOUNG_THRESHOLD = 20_000
 
 
+#: Connections the web process keeps for HTTP requests (API, pages, metrics, long-polling
+#: requests) on top of its OPTIO_MAX_CLIENTS Socket.IO clients.
+HTTP_CONNECTIONS = 100
+
+
 class _OneLine(logging.Filter):
     """Malformed packets from clients make python-socketio log tracebacks: keep one line."""
 
@@ -58,8 +63,11 @@ def main() -> None:
 
     listener = listen(config.HOST, config.PORT)
     app.extensions["optio"].relay.start()  # subscribe now, before the first client
-    # what socketio.run does under eventlet, on our own listening socket
-    eventlet.wsgi.server(listener, app, log_output=False)
+    # what socketio.run does under eventlet, on our own listening socket; every connection holds
+    # a green thread of the pool (a WebSocket for its whole life): room for OPTIO_MAX_CLIENTS
+    # clients (optio.web refuses more) and for HTTP requests besides
+    pool = config.MAX_CLIENTS + HTTP_CONNECTIONS
+    eventlet.wsgi.server(listener, app, max_size=pool, log_output=False)
 
 
 def listen(host: str, port: int):

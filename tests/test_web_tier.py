@@ -16,6 +16,8 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+import requests
+import socketio
 
 from optio.testing import Published, RedisServer, System, Watcher, start, status, wait_for
 
@@ -114,6 +116,30 @@ def test_killing_a_web_process_leaves_the_others_serving(tier, redis_server, tmp
             assert watcher.wait_final(second, 30)["processed"] == 5
     finally:
         doomed.stop_all()
+
+
+def test_a_full_web_process_refuses_new_clients_and_keeps_serving_http(
+    redis_server, tmp_path, watchers
+):
+    """Every WebSocket holds one of eventlet's green threads: OPTIO_MAX_CLIENTS keeps some for
+    HTTP (without it, 1,024 clients made the process accept nothing more)."""
+    # database 1: no worker runs the run started below
+    with System(f"{redis_server.url}/1", tmp_path, OPTIO_MAX_CLIENTS="2") as full:
+        full.start_web()
+        watchers += [Watcher(full.base), Watcher(full.base)]
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            Watcher(full.base)
+        handshake = requests.get(f"{full.base}/socket.io/?EIO=4&transport=polling", timeout=5)
+        assert handshake.status_code == 503 and handshake.headers["Retry-After"] == "1"
+        assert "serves 2 clients" in handshake.json()["error"]
+        assert full.get("/api/status").status_code == 200
+        run_id = start(full, 10, 60)  # the clients it has keep getting states
+        for watcher in watchers:
+            wait_for(lambda w=watcher: run_states(w, run_id), 10, "the new run's state")
+        assert full.post("/api/stop").status_code == 200
+
+        watchers.pop().close()
+        watchers.append(wait_for(lambda: Watcher(full.base), 10, "room for a new client"))
 
 
 def upgrade_answer(port: int, extensions: str) -> str:
