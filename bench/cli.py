@@ -12,14 +12,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import fidelity, latency, machine, pipeline, report
+from bench import fidelity, latency, machine, pipeline, report, throttle
 from bench.meters import rss
 from bench.stack import CONCURRENCY, start_optio
+from optio import config
 from optio.testing import ROOT, RedisServer
 
-PARTS = ("ceiling", "batched", "fidelity", "latency", "api")
+PARTS = ("ceiling", "batched", "fidelity", "latency", "api", "throttle")
+#: The keys of the results each part writes (a part not listed writes the key of its name).
+PART_KEYS = {"batched": ("batched", "memory")}
 BATCHED_Y = 2_000_000.0
 FIDELITY_YS = [60.0, 600.0, 6000.0, 60000.0]
+#: Calls per second the rate-limited server of the throttle part allows, one run each.
+THROTTLE_LIMITS = [20.0, 100.0]
 
 
 def settings(quick: bool) -> dict[str, Any]:
@@ -34,8 +39,10 @@ def settings(quick: bool) -> dict[str, Any]:
         "latency_clients": [100, 1000],
         "latency_seconds": 5.0 if quick else 20.0,
         "api_seconds": 5.0 if quick else 20.0,
+        "throttle_limits_per_s": THROTTLE_LIMITS,
+        "throttle_window_s": 20.0 if quick else 60.0,
         "worker_concurrency": CONCURRENCY,
-        "tick_seconds": float(os.environ.get("OPTIO_TICK_SECONDS", 1.0)),
+        "tick_seconds": float(os.environ.get("OPTIO_TICK_SECONDS", config.TICK_SECONDS)),
     }
 
 
@@ -61,24 +68,6 @@ def raise_fd_limit() -> int:
 def write_markdown(path: Path, results: dict[str, Any]) -> None:
     """Fill the tables of ``path`` (kept as written by hand around them) from ``results``."""
     path.write_text(report.render(results, path.read_text() if path.exists() else None))
-
-
-def merged(earlier: dict[str, Any], now: dict[str, Any], parts: list[str]) -> dict[str, Any]:
-    """The results of an earlier full run with the parts measured ``now`` replaced; the run
-    that measured them is listed under ``later_runs`` (the machine block shows it)."""
-    out = dict(earlier)
-    for part in parts:
-        out[part] = now[part]
-    run = {k: now[k] for k in ("started_at", "load_average_at_start", "load_average_at_end")}
-    run.update(
-        parts=parts,
-        duration_s=now["duration_s"],
-        optio_commit=now["machine"]["optio_commit"],
-        optio_uncommitted_changes=now["machine"]["optio_uncommitted_changes"],
-    )
-    later = [r for r in earlier.get("later_runs", []) if not set(r["parts"]) <= set(parts)]
-    out["later_runs"] = [*later, run]
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,19 +133,62 @@ def main(argv: list[str] | None = None) -> int:
         if "ceiling" in parts:
             rds.client.flushall()
             results["ceiling"] = _ceiling(rds, work, prof, cfg)
+        if "throttle" in parts:
+            results["throttle"] = _throttle(rds, work, cfg)
     finally:
         rds.stop()
     results["duration_s"] = round(time.time() - started, 1)
     results["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if set(parts) != set(PARTS) and (out / "benchmarks.json").exists():
-        results = merged(json.loads((out / "benchmarks.json").read_text()), results, parts)
+    earlier = out / "benchmarks.json"
+    if set(parts) != set(PARTS) and earlier.exists():
+        results = merge(json.loads(earlier.read_text()), results, parts)
     (out / "benchmarks.json").write_text(json.dumps(results, indent=1) + "\n")
     write_markdown(out / "BENCHMARKS.md", results)
     print(report.summary_table(results), flush=True)
     print(f"bench: wrote {out / 'BENCHMARKS.md'} and {out / 'benchmarks.json'}", flush=True)
     return 0
+
+
+def merge(earlier: dict[str, Any], run: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    """The results of a run of some ``parts`` (``--only``) put into those of an earlier run: the
+    parts measured now replace theirs, the others stay as they were, and so do the machine and
+    settings of the earlier run; when, where and with what settings each part measured now ran
+    goes under "separately" (the machine table shows it)."""
+    merged = dict(earlier)
+    for part in parts:
+        for key in PART_KEYS.get(part, (part,)):
+            if key in run:
+                merged[key] = run[key]
+            else:
+                merged.pop(key, None)
+    merged["parts"] = [p for p in PARTS if p in {*earlier.get("parts", ()), *parts}]
+    separately = dict(earlier.get("separately", {}))
+    mach = run["machine"]
+    for part in parts:
+        separately[part] = {
+            "started_at": run["started_at"],
+            "duration_s": run["duration_s"],
+            "load_average_at_start": run["load_average_at_start"],
+            "load_average_at_end": run["load_average_at_end"],
+            "optio_commit": mach["optio_commit"],
+            "optio_uncommitted_changes": mach["optio_uncommitted_changes"],
+            "work_dir": run["work_dir"],
+            "settings": run["settings"],
+        }
+    merged["separately"] = separately
+    return merged
+
+
+def _throttle(rds, work, cfg) -> list[dict]:
+    """A run against a rate-limited server at each limit, each on a stack of its own."""
+    out = []
+    for limit in cfg["throttle_limits_per_s"]:
+        rds.client.flushall()
+        print(f"bench: throttled by a server allowing {limit:g} calls/s", flush=True)
+        out.append(throttle.measure(rds, work, limit, cfg["throttle_window_s"]))
+    return out
 
 
 def _default_stack(rds, work, prof, cfg, parts, results) -> None:

@@ -22,6 +22,10 @@ BATCHED_MAX_LAG_S = 1.5
 FIDELITY_GOAL_PCT = 1.0
 LATENCY_GOAL_MS = 100.0
 API_GOAL_MS = 10.0
+#: Throttled runs: the bars of tests/test_throttle.py (share of the server's capacity used after
+#: the warm-up, 429s per 1,000 jobs accepted), and no job accepted twice.
+THROTTLE_GOAL_SHARE = 0.8
+THROTTLE_GOAL_429_PER_1000 = 100.0
 
 
 def _verdict(ok: bool | None, miss: str = "") -> str:
@@ -142,6 +146,33 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _verdict(m["results_ttl_s"] > 0, "results never expire"),
             )
         )
+    for t in r.get("throttle", []):
+        share, refused = t["capacity_used"], t["refused_per_1000_accepted"]
+        twice = t["accepted_more_than_once"]
+        ok = (
+            share >= THROTTLE_GOAL_SHARE
+            and refused is not None
+            and refused < THROTTLE_GOAL_429_PER_1000
+            and twice == 0
+        )
+        misses = []
+        if share < THROTTLE_GOAL_SHARE:
+            misses.append(f"{100 * (THROTTLE_GOAL_SHARE - share):.1f} points of capacity short")
+        if refused is None or refused >= THROTTLE_GOAL_429_PER_1000:
+            misses.append(f"{num(refused)} 429s per 1,000")
+        if twice:
+            misses.append(f"{twice} jobs accepted twice")
+        out.append(
+            (
+                f"7. Throttled, server {t['limit_per_s']:g}/s, y = {t['asked_per_min']:,.0f}/min "
+                f"({t['window_s']:.0f} s window): capacity used; 429s per 1,000 accepted; "
+                "jobs accepted twice",
+                f"**{100 * share:.1f} %** ({num(t['accepted_per_s'], 1)}/s); "
+                f"{num(refused, 1)}; {twice} (rateNow mean {num(t['rate_now_mean'])}/min)",
+                f">= {100 * THROTTLE_GOAL_SHARE:.0f} %; < {THROTTLE_GOAL_429_PER_1000:.0f}; 0",
+                _verdict(ok, "; ".join(misses)),
+            )
+        )
     return out
 
 
@@ -158,6 +189,7 @@ BLOCKS: list[tuple[str, str, Callable[[dict[str, Any]], list[str]] | None]] = [
     ("latency", "## 4. Live latency", lambda r: tables.latency(r["latency"])),
     ("api", "## 5. API under load", lambda r: tables.api(r["api"])),
     ("memory", "## 6. Memory", lambda r: tables.memory(r["memory"])),
+    ("throttle", "## 7. Throttling", lambda r: tables.throttle(r["throttle"])),
 ]
 
 

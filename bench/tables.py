@@ -239,14 +239,33 @@ def memory(m: dict[str, Any]) -> list[str]:
     return out
 
 
-def _later_run(run: dict[str, Any]) -> list[str]:
-    """A row for parts measured again by a later run (``python -m bench --only ...``)."""
-    commit = run["optio_commit"] + (" (+ changes)" if run["optio_uncommitted_changes"] else "")
-    return [
-        f"measured again later: {', '.join(run['parts'])}",
-        f"{run['started_at']}, {run['duration_s']:.0f} s; optio commit {commit}; load average "
-        f"at start / end {run['load_average_at_start']} / {run['load_average_at_end']}",
+def throttle(ts: list[dict[str, Any]]) -> list[str]:
+    header = (
+        "server allows",
+        "y asked",
+        "accepted/s (of capacity)",
+        "429s per 1,000 accepted",
+        "rateNow min / mean / max, /min",
+        "mean rateNow / limit",
+        "accepted more than once",
+        "window (samples)",
+    )
+    body = [
+        [
+            f"{t['limit_per_s']:g}/s ({t['limit_per_s'] * 60:,.0f}/min)",
+            f"{t['asked_per_min']:,.0f}/min",
+            f"{num(t['accepted_per_s'], 1)} ({100 * t['capacity_used']:.1f} %)",
+            num(t["refused_per_1000_accepted"], 1),
+            f"{num(t['rate_now_min'])} / {num(t['rate_now_mean'])} / {num(t['rate_now_max'])}",
+            num(t["rate_now_mean_over_limit"], 2),
+            f"{t['accepted_more_than_once']} of {t['run_accepted']:,} jobs",
+            f"{t['window_s']:.0f} s ({t['rate_now_samples']})",
+        ]
+        for t in ts
     ]
+    out = table(header, body)
+    out += _cpu({f"server {t['limit_per_s']:g}/s": t["cpu"] for t in ts})
+    return out
 
 
 def machine(r: dict[str, Any]) -> list[str]:
@@ -267,9 +286,20 @@ def machine(r: dict[str, Any]) -> list[str]:
                 "load average at start / end",
                 f"{r['load_average_at_start']} / {r['load_average_at_end']}",
             ],
-            *(_later_run(run) for run in r.get("later_runs", [])),
+            *(_separately(part, s) for part, s in r.get("separately", {}).items()),
         ],
     )
+
+
+def _separately(part: str, s: dict[str, Any]) -> list[str]:
+    """A row for a part measured by a later run of its own (``--only``)."""
+    commit = s["optio_commit"] + (" (+ changes)" if s["optio_uncommitted_changes"] else "")
+    quick = ", `--quick`" if s["settings"].get("quick") else ""
+    return [
+        f"{part}: measured separately",
+        f"started {s['started_at']}, took {s['duration_s']:.0f} s{quick}; commit {commit}; "
+        f"load average {s['load_average_at_start']} / {s['load_average_at_end']}",
+    ]
 
 
 #: (block name, heading used when the hand-written text has no such block, tables).

@@ -1,4 +1,5 @@
-"""Browser pages: the dashboard, the HTML test client (README, method 1), the socket.io client.
+"""Browser pages: the dashboard, a run's page, the HTML test client (README, method 1), the
+socket.io client.
 
 The socket.io browser client is copied into the package at build time from the npm tarball
 pinned by package-lock.json (see setup.py), so an installed wheel serves it without the
@@ -11,9 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Blueprint, Flask, render_template, send_from_directory
+from werkzeug.routing import BaseConverter
 
 from optio.services import services
-from optio.validation import ApiError
+from optio.validation import ApiError, is_run_id
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = Path(__file__).resolve().parent / "static"
@@ -39,6 +41,15 @@ CONTENT_SECURITY_POLICY = "; ".join(
     ]
 )
 
+
+class AnythingConverter(BaseConverter):
+    """The rest of the path, slashes and newlines included (``path`` stops at a newline), so
+    that every address under /runs/ reaches the run page's own check."""
+
+    regex = "(?s:.+)"
+    part_isolating = False
+
+
 bp = Blueprint("pages", __name__)
 
 
@@ -46,6 +57,16 @@ bp = Blueprint("pages", __name__)
 def dashboard():
     settings = services().settings
     return render_template("dashboard.html", max_x=settings.max_x, max_y=settings.max_y)
+
+
+@bp.get("/runs/", defaults={"run_id": ""})
+@bp.get("/runs/<anything:run_id>")
+def run_page(run_id: str):
+    """A run's state and errors (read by run.js from /api/runs/<id>). Anything that is not a run
+    id gets the not-found page, which repeats nothing of the request."""
+    if not is_run_id(run_id):
+        return render_template("not_found.html"), 404
+    return render_template("run.html", run_id=run_id)
 
 
 @bp.get("/<any('test-websocket.html', 'test-websocket.js', 'test-websocket.css'):name>")
@@ -76,5 +97,6 @@ def _security_headers(response):
 
 
 def register(app: Flask) -> None:
+    app.url_map.converters["anything"] = AnythingConverter
     app.register_blueprint(bp)
     app.after_request(_security_headers)

@@ -11,6 +11,7 @@ import redis
 
 from optio.redis_state import RunStore
 from optio.testing import ROOT, Published, RedisServer, System
+from tests.chromium import browser, page  # noqa: F401 (the browser tests' fixtures)
 
 #: Database for in-process tests of the Lua scripts (flushed around each test).
 SCRIPTS_DB = 1

@@ -40,3 +40,16 @@ def fails_twice(run_id: str, job_id: int) -> str:
     if job_id % 5 == 1 and _redis().incr(f"test:tries:{run_id}:{job_id}") <= 2:
         raise RuntimeError(f"job {job_id} fails for now")
     return counted(run_id, job_id)
+
+
+#: Executions of each of fails_at_first's chosen jobs that raise before one succeeds.
+FIRST_FAILURES = 2
+
+
+def fails_at_first(run_id: str, job_id: int) -> str:
+    """Jobs 4, 9, 14, ... raise on their first FIRST_FAILURES executions (a Redis counter per job),
+    then succeed: with OPTIO_JOB_ATTEMPTS=2 they fail for good, and a retry of the run's failed
+    jobs completes it. The error text carries markup, for pages that must show it as text."""
+    if job_id % 5 == 4 and _redis().incr(f"test:fails:{run_id}:{job_id}") <= FIRST_FAILURES:
+        raise RuntimeError(f'job {job_id} fails at first <img src=x onerror="window.pwned=1">')
+    return f"ok-{job_id}"

@@ -7,108 +7,19 @@ Screenshots of a finished run are saved under artifacts/ (git-ignored) for a per
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 from optio.testing import ROOT, System, wait_for
+from tests.chromium import Page, expect
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = ROOT / "artifacts"
 #: The token the second web process wants for changes.
 API_TOKEN = "test-token-of-the-second-web"
-#: Playwright's own wait for one expectation, ms.
-EXPECT_MS = 15_000
-
-
-@pytest.fixture(scope="session")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: scripts/setup.sh test installs Debian's chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        yield browser
-        browser.close()
-
-
-class Page:
-    """A browser tab that records uncaught errors and console output."""
-
-    def __init__(self, browser, width: int = 1280, height: int = 860) -> None:
-        self.context = browser.new_context(
-            locale="en-US", viewport={"width": width, "height": height}
-        )
-        self.tab = self.context.new_page()
-        self.tab.set_default_timeout(EXPECT_MS)
-        self.errors: list[str] = []
-        self.console: list[str] = []
-        self.tab.on("pageerror", lambda exc: self.errors.append(str(exc)))
-        self.tab.on("console", self._console)
-        # Content-Security-Policy violations, as the page itself sees them
-        self.context.add_init_script(
-            "window.__csp = []; document.addEventListener('securitypolicyviolation',"
-            " (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));"
-        )
-
-    def csp_violations(self) -> list[str]:
-        return self.tab.evaluate("window.__csp || []")
-
-    def _console(self, message) -> None:
-        self.console.append(message.text)
-        # the browser itself reports failed requests (our 409s, a server that went away);
-        # anything else is noise of ours
-        browser_own = ("Failed to load resource", "WebSocket connection to")
-        if message.type == "error" and not message.text.startswith(browser_own):
-            self.errors.append(message.text)
-
-    def wait(self, condition, timeout: float, what: str) -> None:
-        """Like wait_for, but lets Playwright deliver events (console lines) while waiting."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-            self.tab.wait_for_timeout(50)
-
-    def text(self, selector: str) -> str:
-        return self.tab.locator(selector).inner_text()
-
-    def number(self, selector: str) -> int:
-        return int(self.text(selector).replace(",", ""))
-
-    def close(self) -> None:
-        self.context.close()
-
-
-@pytest.fixture
-def page(browser) -> Iterator[Page]:
-    tab = Page(browser)
-    yield tab
-    tab.close()
-    assert not tab.errors, f"errors in the page: {tab.errors}"
-
-
-def expect(locator):
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(locator)
 
 
 def open_dashboard(page: Page, base: str) -> None:
@@ -388,6 +299,36 @@ def test_a_flood_of_events_is_rendered_once_a_frame(idle_system, page):
     assert result["writes"] <= 2, result
     assert result["handled"] < 500, result
     page.tab.reload()  # forget the fake run
+
+
+def test_a_throttled_run_shows_its_effective_rate_beside_the_target(idle_system, page):
+    open_dashboard(page, idle_system.base)
+    page.tab.wait_for_function("() => optio.state() !== null")
+    tab = page.tab
+    tab.evaluate(
+        """() => {
+            optio.socket.disconnect();  // only the states below
+            const deliver = optio.socket.listeners('progress')[0];
+            const base = { running: true, xTotal: 1000, yMinute: 6000, failed: 0, seq: 1,
+                           runId: 'throttled', status: 'running', startedAt: Date.now(),
+                           finishedAt: null, enqueued: 10, processed: 10, throttled: 0,
+                           rateNow: 6000 };
+            deliver(base);
+            deliver({ ...base, seq: 2, processed: 20, throttled: 3, rateNow: 1500 });
+        }"""
+    )
+    expect(tab.locator("#throttled")).to_be_visible()
+    expect(tab.locator("#rate-effective")).to_have_text("1,500")
+    expect(tab.locator("#y-minute")).to_have_text("6,000")
+    expect(tab.locator(".legend")).to_contain_text("effective")
+    tab.evaluate(
+        """() => optio.socket.listeners('progress')[0]({ running: true, xTotal: 1000,
+            yMinute: 6000, failed: 0, seq: 3, runId: 'throttled', status: 'running',
+            startedAt: Date.now(), finishedAt: null, enqueued: 30, processed: 30,
+            throttled: 3, rateNow: 6000 })"""
+    )
+    expect(tab.locator("#throttled")).to_be_hidden()  # climbed back to y
+    tab.reload()  # forget the fake run
 
 
 def test_the_dashboard_asks_for_the_api_token_when_the_server_wants_one(

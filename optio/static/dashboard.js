@@ -1,8 +1,11 @@
-// optio dashboard: live run state over Socket.IO, controls over the HTTP API.
-// Updates are coalesced to one render per animation frame, and the DOM is written only
-// where a value changed, so high event rates stay smooth.
+// optio dashboard: live run state over Socket.IO, controls over the HTTP API, recent runs
+// (history.js). Updates are coalesced to one render per animation frame, and the DOM is written
+// only where a value changed, so high event rates stay smooth.
 (function () {
   "use strict";
+
+  const ui = window.optioUi;
+  const { fmt, fmt1, fmtRate, clock, duration, setText } = ui;
 
   const MAX_X = Number(document.body.dataset.maxX);
   const MAX_Y = Number(document.body.dataset.maxY);
@@ -11,50 +14,22 @@
   const CHART_MIN_SPAN_MS = 60 * 1000;
 
   const $ = (id) => document.getElementById(id);
-  const fmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
-  const fmt1 = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
-  const fmtRate = (v) => (v >= 100 ? fmt : fmt1).format(v);
 
   let state = null; // latest run state
-  let fromSocket = false; // a socket event has arrived: ignore slower HTTP answers
+  const lastSeq = new Map(); // runId -> highest seq shown (the last few runs)
+  let fromSocket = false; // a socket event has arrived: ignore slower HTTP answers without seq
   let busy = false; // an API request is in flight
   let inputsFilled = false;
   let frame = 0;
   let socket = null;
-  let samples = []; // [ms, processed] of the current run, for the measured throughput
+  let samples = []; // [active ms, processed] of the current run, for the measured throughput
   let series = []; // [ms, jobs/min] points of the chart
   let seriesRun = null;
 
   // ---- helpers -------------------------------------------------------------------------
 
-  const shown = new Map();
-  function setText(el, text) {
-    if (shown.get(el) !== text) {
-      shown.set(el, text);
-      el.textContent = text;
-    }
-  }
   function setAttr(el, name, value) {
     if (el.getAttribute(name) !== String(value)) el.setAttribute(name, value);
-  }
-
-  function clock(ms) {
-    if (!ms) return "—";
-    const d = new Date(ms);
-    const time = d.toLocaleTimeString();
-    return d.toDateString() === new Date().toDateString() ? time : `${d.toLocaleDateString()} ${time}`;
-  }
-
-  function duration(ms) {
-    if (ms == null || !isFinite(ms)) return "—";
-    let s = Math.max(0, Math.round(ms / 1000));
-    const h = Math.floor(s / 3600);
-    s -= h * 3600;
-    const m = Math.floor(s / 60);
-    s -= m * 60;
-    if (h) return `${h} h ${String(m).padStart(2, "0")} min`;
-    if (m) return `${m} min ${String(s).padStart(2, "0")} s`;
-    return `${s} s`;
   }
 
   function parseCount(text) {
@@ -68,23 +43,34 @@
 
   // ---- state ---------------------------------------------------------------------------
 
+  // Whether `next` is older than what was shown: by seq within a run (every change of a run
+  // raises it), else an HTTP read loses to the live feed once that has spoken.
+  function stale(next, source) {
+    const seen = lastSeq.get(next.runId);
+    if (typeof next.seq === "number" && seen !== undefined) return next.seq < seen;
+    return source === "http" && fromSocket;
+  }
+
   function accept(next, source) {
     if (!next || typeof next !== "object") return;
-    if (source === "socket") {
-      fromSocket = true;
-    } else if (source === "http" && fromSocket) {
-      return; // the live feed is already ahead of this read
-    } else if (state && next.runId === state.runId && next.status === state.status &&
-               next.processed < state.processed) {
-      return; // an answer older than the events already shown
+    if (stale(next, source)) return;
+    if (source === "socket") fromSocket = true;
+    if (typeof next.seq === "number" && next.runId) {
+      lastSeq.delete(next.runId); // re-inserted last: the map keeps the most recent runs
+      lastSeq.set(next.runId, next.seq);
+      if (lastSeq.size > 50) lastSeq.delete(lastSeq.keys().next().value);
     }
-    if (!state || state.runId !== next.runId) {
+    const previous = state;
+    if (!previous || previous.runId !== next.runId) {
       samples = [];
     }
     state = next;
-    if (state.running) {
-      const now = Date.now();
-      samples.push([now, state.processed]);
+    if (state.status === "running" || (state.running && !state.status)) {
+      samples.push([ui.activeMs(state, Date.now()), state.processed]);
+    }
+    // the table of runs is read again when a run starts, pauses, ends...; not per event
+    if (previous && (previous.runId !== next.runId || previous.status !== next.status)) {
+      history.refresh();
     }
     if (!inputsFilled) {
       inputsFilled = true;
@@ -96,19 +82,20 @@
     schedule();
   }
 
-  // Jobs per minute over the trailing window, or the run's average once it has ended.
+  // Jobs per minute over the trailing window, or the run's average once it has ended. Both
+  // count active time only: a pause neither lowers the rate nor moves the window.
   function throughput(now) {
     if (!state || !state.startedAt) return null;
-    const sinceStart = (state.finishedAt || now) - state.startedAt;
-    const average = sinceStart > 0 ? (state.processed * 60000) / Math.max(1000, sinceStart) : null;
+    const active = ui.activeMs(state, now);
+    const average = ui.averageRate(state, now);
     if (!state.running) return average;
     // keep one sample at or before the window's start as the baseline
-    while (samples.length > 1 && samples[1][0] <= now - RATE_WINDOW_MS) samples.shift();
+    while (samples.length > 1 && samples[1][0] <= active - RATE_WINDOW_MS) samples.shift();
     const base = samples[0];
-    if (!base || now - base[0] < RATE_WINDOW_MS / 2 || sinceStart < RATE_WINDOW_MS) {
+    if (!base || active - base[0] < RATE_WINDOW_MS / 2 || active < RATE_WINDOW_MS) {
       return average; // a young run or a fresh page: the average since the start is better
     }
-    return ((state.processed - base[1]) * 60000) / (now - base[0]);
+    return ((state.processed - base[1]) * 60000) / (active - base[0]);
   }
 
   // ---- rendering -----------------------------------------------------------------------
@@ -124,13 +111,21 @@
     const total = s.xTotal || 0;
     const pct = total ? Math.floor((s.processed / total) * 1000) / 10 : 0;
     const status = s.status || (s.running ? "running" : "idle");
+    const paused = status === "paused";
 
     setText($("run-id"), s.runId || "—");
     setText($("status"), status);
     setAttr($("status"), "data-status", status);
+    const webhook = s.webhook ? `webhook ${s.webhook}` : "";
+    setText($("webhook"), webhook);
+    setAttr($("webhook"), "data-webhook", s.webhook || "");
+    $("webhook").hidden = !webhook;
     setText($("started"), clock(s.startedAt));
     setText($("finished"), clock(s.finishedAt));
-    setText($("elapsed"), s.startedAt ? duration((s.finishedAt || now) - s.startedAt) : "—");
+    setText($("elapsed"), s.startedAt ? duration(ui.activeMs(s, now)) : "—");
+    const pausedFor = (s.pausedMs || 0) + (s.pausedAt ? Math.max(0, (s.finishedAt || now) - s.pausedAt) : 0);
+    $("paused-for-wrap").hidden = !(s.startedAt && pausedFor > 0);
+    setText($("paused-for"), duration(pausedFor));
 
     setText($("percent"), fmt1.format(pct));
     setText($("processed-big"), fmt.format(s.processed));
@@ -140,15 +135,21 @@
     for (const el of document.querySelectorAll(".x-total")) setText(el, fmt.format(total));
     setText($("failed"), fmt.format(s.failed || 0));
     setText($("y-minute"), s.yMinute ? fmtRate(s.yMinute) : "—");
-    setText($("rate-now"), s.running ? fmtRate(s.rateEnqueued || 0) : "—");
-    $("held-back").hidden = !(s.running && s.heldBack);
+    setText($("rate-now"), s.running && !paused ? fmtRate(s.rateEnqueued || 0) : "—");
+    $("held-back").hidden = !(s.running && !paused && s.heldBack);
+    const throttled = s.running && s.throttled > 0 && s.rateNow < s.yMinute;
+    $("throttled").hidden = !throttled;
+    setText($("rate-effective"), throttled ? fmtRate(s.rateNow) : "—");
+    setAttr(document.body, "data-status", status);
     bar("enqueued", s.enqueued, total);
     bar("processed", s.processed, total);
 
     const rate = throughput(now);
     setText($("throughput"), rate == null ? "—" : fmtRate(rate));
     let eta = "—";
-    if (s.running) {
+    if (paused) {
+      eta = "paused";
+    } else if (s.running) {
       const left = total - s.processed;
       const perMin = rate && rate > 0 ? rate : s.yMinute;
       eta = left <= 0 ? "any moment" : perMin > 0 ? duration((left / perMin) * 60000) : "—";
@@ -156,9 +157,10 @@
       eta = "done";
     }
     setText($("eta"), eta);
-    const title = s.running ? `${fmt1.format(pct)}% · optio` : "optio";
+    const title = s.running ? `${paused ? "Paused · " : ""}${fmt1.format(pct)}% · optio` : "optio";
     if (document.title !== title) document.title = title;
 
+    history.update(state, now);
     controls();
   }
 
@@ -201,8 +203,12 @@
     const running = Boolean(state && state.running);
     const changed = running && ((y !== null && y !== state.yMinute) || (x !== null && x !== state.xTotal));
     $("start").disabled = busy || running || x === null || y === null;
+    const status = state && state.status;
     $("stop").disabled = busy || !running;
+    $("pause").disabled = busy || status !== "running";
+    $("resume").disabled = busy || status !== "paused";
     $("update").disabled = busy || !running || y === null || x === null || !changed;
+    history.controls();
   }
 
   let messageTimer = 0;
@@ -220,10 +226,7 @@
   }
 
   // An optional API token (OPTIO_API_TOKEN on the server), asked for only when the server wants one.
-  const TOKEN_KEY = "optio-token";
-  function token() {
-    return sessionStorage.getItem(TOKEN_KEY) || "";
-  }
+  const token = ui.token;
   function askForToken() {
     $("token-field").hidden = false;
     $("token").focus();
@@ -231,53 +234,46 @@
   $("token").value = token();
   if (token()) $("token-field").hidden = false;
   $("token").addEventListener("change", () => {
-    sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+    ui.setToken($("token").value);
     if (socket && !socket.connected) socket.connect();
     refresh();
+    history.refresh();
   });
-
-  function headers(json) {
-    const h = json ? { "Content-Type": "application/json" } : {};
-    if (token()) h.Authorization = `Bearer ${token()}`;
-    return h;
-  }
 
   async function call(method, path, body, what) {
     busy = true;
     clearMessage();
     controls();
     try {
-      const response = await fetch(path, {
-        method,
-        headers: headers(body !== undefined),
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      let data = null;
-      try {
-        data = await response.json();
-      } catch (_) {
-        data = null;
-      }
-      if (!response.ok) {
-        const reason = (data && data.error) || `${response.status} ${response.statusText}`;
-        message(`Could not ${what}: ${reason}`, "error");
-        if (response.status === 401) askForToken();
-        refresh(); // our view may be stale: fetch the truth
+      const answer = await ui.request(method, path, body);
+      if (!answer.ok) {
+        message(`Could not ${what}: ${answer.reason}`, "error");
+        if (answer.status === 401) askForToken();
+        if (answer.status) {
+          refresh(); // our view may be stale: fetch the truth
+          history.refresh();
+        }
         return null;
       }
-      return data;
-    } catch (err) {
-      message(`Could not ${what}: the server did not answer (${err.message})`, "error");
-      return null;
+      return answer.data;
     } finally {
       busy = false;
       controls();
     }
   }
 
+  const history = window.optioHistory({
+    call,
+    accept: (next) => accept(next, "http-action"),
+    message,
+    askForToken,
+    // a finished run's failed jobs can be retried while no run is active
+    canRetry: () => !busy && !(state && state.running),
+  });
+
   async function refresh() {
     try {
-      const response = await fetch("/api/status", { headers: headers(false) });
+      const response = await fetch("/api/status", { headers: ui.headers(false) });
       if (response.status === 401) askForToken();
       if (response.ok) {
         const fresh = await response.json();
@@ -314,6 +310,22 @@
     }
   });
 
+  $("pause").addEventListener("click", async () => {
+    const paused = await call("POST", "/api/pause", undefined, "pause the run");
+    if (paused) {
+      accept(paused, "http-action");
+      message(`Paused run ${paused.runId} at ${fmt.format(paused.processed)} processed`, "info");
+    }
+  });
+
+  $("resume").addEventListener("click", async () => {
+    const resumed = await call("POST", "/api/resume", undefined, "resume the run");
+    if (resumed) {
+      accept(resumed, "http-action");
+      message(`Resumed run ${resumed.runId}`, "info");
+    }
+  });
+
   $("stop").addEventListener("click", async () => {
     const stopped = await call("POST", "/api/stop", undefined, "stop the run");
     if (stopped) {
@@ -338,12 +350,17 @@
 
   function sampleChart() {
     if (!state || !state.running) return;
+    if (state.status === "paused") {
+      drawChart(); // no points while paused, but the axes follow the run's target
+      return;
+    }
     if (seriesRun !== state.runId) {
       seriesRun = state.runId;
       series = [];
     }
     const now = Date.now();
-    series.push([now, throughput(now) || 0]);
+    // [time, measured, effective]: the effective rate is y unless throttles cut it
+    series.push([now, throughput(now) || 0, state.rateNow ?? state.yMinute]);
     while (series.length && series[0][0] < now - CHART_SPAN_MS) series.shift();
     drawChart();
   }
@@ -374,6 +391,7 @@
     const grid = css.getPropertyValue("--grid").trim() || "#e5e7eb";
     const target = state && state.yMinute ? state.yMinute : 0;
     const top = niceMax(Math.max(target, ...series.map(([, v]) => v)) * 1.1);
+    const effective = css.getPropertyValue("--effective").trim() || "#d97706";
     const left = 8;
     const right = width - 8;
     const bottom = height - 18;
@@ -414,6 +432,17 @@
       ctx.restore();
     }
     if (series.length < 2) return;
+    if (series.some(([, , e]) => e < target)) {
+      // the effective rate, stepped: it changes at throttles and once per window after them
+      ctx.beginPath();
+      series.forEach(([t, , e], i) => {
+        if (i) ctx.lineTo(xAt(t), yAt(series[i - 1][2]));
+        (i ? ctx.lineTo : ctx.moveTo).call(ctx, xAt(t), yAt(e));
+      });
+      ctx.strokeStyle = effective;
+      ctx.lineWidth = 1.5;
+      ctx.stroke();
+    }
     ctx.beginPath();
     series.forEach(([t, v], i) => (i ? ctx.lineTo(xAt(t), yAt(v)) : ctx.moveTo(xAt(t), yAt(v))));
     ctx.strokeStyle = line;
@@ -478,8 +507,9 @@
   }
 
   socket = connect();
-  window.optio = { socket, state: () => state };
+  window.optio = { socket, state: () => state, history };
   refresh();
+  history.refresh();
   setInterval(() => {
     sampleChart();
     schedule(); // elapsed time and ETA move without events too

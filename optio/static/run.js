@@ -1,0 +1,154 @@
+// A run's page: its state and first errors from GET /api/runs/<id>, read again every second
+// while the run is active, and a button that retries its failed jobs. Text only, never HTML.
+(function () {
+  "use strict";
+
+  const ui = window.optioUi;
+  const { fmt, fmtRate, clock, duration, setText } = ui;
+  const $ = (id) => document.getElementById(id);
+  const RUN_ID = document.body.dataset.runId;
+  const POLL_MS = 1000;
+
+  let run = null; // the run's latest state
+  let otherActive = false; // another run is running or paused: no retry now
+  let busy = false;
+  let timer = 0;
+
+  function message(text, kind) {
+    const box = $("message");
+    box.dataset.kind = kind;
+    setText($("message-text"), text);
+    box.hidden = false;
+  }
+  $("message-close").addEventListener("click", () => ($("message").hidden = true));
+
+  function askForToken() {
+    $("token-field").hidden = false;
+  }
+  $("token").value = ui.token();
+  if (ui.token()) $("token-field").hidden = false;
+  $("token").addEventListener("change", () => {
+    ui.setToken($("token").value);
+    load();
+  });
+
+  async function load() {
+    clearTimeout(timer);
+    const [answer, current] = await Promise.all([
+      ui.request("GET", `/api/runs/${encodeURIComponent(RUN_ID)}`),
+      ui.request("GET", "/api/status"),
+    ]);
+    if (current.ok && current.data) {
+      otherActive = Boolean(current.data.running) && current.data.runId !== RUN_ID;
+    }
+    if (answer.ok && answer.data) {
+      $("load-error").hidden = true;
+      if (!run || answer.data.seq == null || run.seq == null || answer.data.seq >= run.seq) {
+        run = answer.data;
+        render();
+      }
+    } else {
+      if (answer.status === 401) askForToken();
+      $("load-error").hidden = false;
+      setText($("load-error"), `Could not read run ${RUN_ID}: ${answer.reason}`);
+      if (!run) {
+        setText($("status"), answer.status === 404 ? "not found" : "unknown");
+        $("errors-body").replaceChildren(emptyRow("—"));
+      }
+    }
+    // an active run moves, and a server that is away may come back; a finished run is read
+    // again only after a retry, an unknown one after a new token
+    const again = answer.ok ? Boolean(run && run.running) : answer.status === 0 || answer.status >= 500;
+    if (again) timer = setTimeout(load, POLL_MS);
+    controls();
+  }
+
+  function render() {
+    const now = Date.now();
+    const status = String(run.status || "");
+    setText($("status"), status);
+    $("status").dataset.status = status;
+    const webhook = run.webhook ? `webhook ${run.webhook}` : "";
+    setText($("webhook"), webhook);
+    $("webhook").dataset.webhook = run.webhook || "";
+    $("webhook").hidden = !webhook;
+    const webhookError = run.webhook === "failed" && run.webhookError ? `Webhook: ${run.webhookError}` : "";
+    setText($("webhook-error"), webhookError);
+    $("webhook-error").hidden = !webhookError;
+    setText($("started"), clock(run.startedAt));
+    setText($("finished"), clock(run.finishedAt));
+    setText($("duration"), duration(ui.activeMs(run, now)));
+    const pausedFor = (run.pausedMs || 0) + (run.pausedAt ? Math.max(0, (run.finishedAt || now) - run.pausedAt) : 0);
+    $("paused-for-wrap").hidden = !(pausedFor > 0);
+    setText($("paused-for"), duration(pausedFor));
+    setText($("processed"), fmt.format(run.processed || 0));
+    setText($("x-total"), fmt.format(run.xTotal || 0));
+    setText($("failed"), fmt.format(run.failed || 0));
+    setText($("y-minute"), run.yMinute ? fmtRate(run.yMinute) : "—");
+    const rate = ui.averageRate(run, now);
+    setText($("throughput"), rate == null ? "—" : fmtRate(rate));
+    setText($("retried"), fmt.format(run.retried || 0));
+    renderErrors(Array.isArray(run.errors) ? run.errors : []);
+  }
+
+  function renderErrors(errors) {
+    const rows = errors.map((e) => {
+      const tr = document.createElement("tr");
+      const job = document.createElement("td");
+      job.className = "num";
+      job.textContent = String(e && e.job);
+      const error = document.createElement("td");
+      error.className = "error-text";
+      error.textContent = String(e && e.error);
+      tr.append(job, error);
+      return tr;
+    });
+    if (!rows.length) rows.push(emptyRow(run && run.failed > 0 ? "The errors are no longer kept." : "No errors."));
+    $("errors-body").replaceChildren(...rows);
+  }
+
+  function emptyRow(text) {
+    const tr = document.createElement("tr");
+    tr.className = "empty";
+    const td = document.createElement("td");
+    td.colSpan = 2;
+    td.textContent = text;
+    tr.append(td);
+    return tr;
+  }
+
+  function controls() {
+    const can = Boolean(run && run.status === "completed" && run.failed > 0 && !otherActive);
+    $("retry").disabled = busy || !can;
+    let hint = "";
+    if (run && run.failed > 0 && run.status === "completed" && otherActive) {
+      hint = "Another run is active: retry once it has ended.";
+    } else if (run && run.failed > 0 && run.status !== "completed" && !run.running) {
+      hint = "Only a completed run's failed jobs can be retried.";
+    }
+    setText($("retry-hint"), hint);
+  }
+
+  $("retry").addEventListener("click", async () => {
+    busy = true;
+    controls();
+    const failed = run ? run.failed : 0;
+    try {
+      const answer = await ui.request("POST", `/api/runs/${encodeURIComponent(RUN_ID)}/retry-failed`);
+      if (answer.ok) {
+        const jobs = failed === 1 ? "job" : "jobs";
+        message(`Retrying ${fmt.format(failed)} failed ${jobs} of run ${RUN_ID}`, "info");
+      } else {
+        if (answer.status === 401) askForToken();
+        message(`Could not retry the failed jobs: ${answer.reason}`, "error");
+      }
+    } finally {
+      busy = false;
+      load();
+    }
+  });
+
+  window.optioRun = { state: () => run };
+  setInterval(() => run && run.running && render(), 1000); // the duration moves without reads
+  load();
+})();
