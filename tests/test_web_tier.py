@@ -3,8 +3,9 @@
 Each web process subscribes to ``optio:progress`` and relays every state to its own clients,
 so clients of different web processes see the same states and the same final state; killing
 one web process leaves the others serving. Each web process has a port of its own (no
-SO_REUSEPORT: a second one on a port in use stops at start), and declines permessage-deflate
-unless OPTIO_WS_COMPRESSION is set.
+SO_REUSEPORT: a second one on a port in use stops at start), refuses Socket.IO clients past
+OPTIO_MAX_CLIENTS while HTTP goes on, and declines permessage-deflate unless
+OPTIO_WS_COMPRESSION is set.
 """
 
 from __future__ import annotations
