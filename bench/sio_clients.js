@@ -9,8 +9,8 @@
 // value >= MARKER_BASE (the benchmark's markers) since the previous dump. EOF on stdin
 // disconnects everyone and exits.
 //
-// One process drives every client so that the clients are not what the benchmark measures:
-// Node decodes an event in a few microseconds, where a Python client spends about a hundred.
+// One process drives every client (about 24 µs of CPU per event received, measured at 1,000
+// clients), so that the clients weigh little next to the web process they measure.
 // Like a browser, socket.io-client (through the `ws` package) offers permessage-deflate; the
 // dump says which extensions each connection got.
 "use strict";
