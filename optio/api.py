@@ -203,6 +203,12 @@ def health():
         return jsonify(body), 503
     checks: dict = {"redis": "ok", "workers": workers, "beats": beats, "lastTick": last}
     problems = []
+    broker_url = services().settings.broker_url
+    broker = services().broker_problem()
+    checks["broker"] = f"no answer: {_scrubbed(broker, broker_url)}" if broker else "ok"
+    checks["brokerUrl"] = redacted_url(broker_url)
+    if broker:
+        problems.append(f"the broker does not answer at {redacted_url(broker_url)}")
     if not workers:
         problems.append("no worker heartbeat: start `celery -A optio.tasks worker`")
     if not beats:
@@ -272,8 +278,8 @@ def _secrets(url: str) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-def _scrubbed(message: str) -> str:
-    for secret in _secrets(services().settings.redis_url):
+def _scrubbed(message: str, url: str | None = None) -> str:
+    for secret in _secrets(url or services().settings.redis_url):
         message = message.replace(secret, "***")
     return message
 
