@@ -1,7 +1,9 @@
 """RabbitMQ as Celery's broker (OPTIO_BROKER_URL=amqp://...): the messages go through durable
 quorum queues on a private RabbitMQ node; counters, leases, schedule and the progress channel
 stay in Redis. Real processes, real signals, a real broker restart; every case counts the
-executions of the job function, not only the counters.
+executions of the job function, not only the counters. First, in-process: the configuration,
+and the takeover of a dead holder's lease (Lua script and named connection) on the private
+Redis.
 """
 
 from __future__ import annotations
@@ -11,11 +13,16 @@ import time
 from datetime import datetime
 
 import pytest
+import redis
 from amqp.exceptions import PreconditionFailed
 from kombu import Connection, Queue
 
-from optio import config, names
-from optio.redis_state import holders_key
+from optio import config, confirms, names
+from optio.celery_settings import broker_kind, celery_config
+from optio.config import Settings
+from optio.leases import HOLDER_PREFIX, Keeper
+from optio.names import message_key
+from optio.redis_state import RunStore, holders_key, run_key
 from optio.testing import (
     Watcher,
     assert_exactly_once,
@@ -65,6 +72,105 @@ def is_quorum(url: str, queue: str) -> bool:
         except PreconditionFailed as exc:
             return "x-queue-type" in str(exc)
     return False
+
+
+# -- in-process --------------------------------------------------------------------------------
+
+
+def test_the_broker_is_redis_unless_optio_broker_url_says_otherwise():
+    redis_url = "redis://r:6379/0"
+    assert Settings.from_env({"REDIS_URL": redis_url}).broker_url == redis_url
+    assert Settings.from_env({"REDIS_URL": redis_url, "OPTIO_BROKER_URL": ""}).broker_url == (
+        redis_url
+    )
+    amqp = "amqp://u:p@rabbit:5672/optio"
+    assert Settings.from_env({"OPTIO_BROKER_URL": amqp}).broker_url == amqp
+    assert broker_kind(amqp) == "rabbitmq" and broker_kind(redis_url) == "redis"
+
+
+def test_rabbitmq_gets_durable_quorum_queues_and_no_visibility_timeout():
+    amqp = celery_config("amqp://guest:guest@127.0.0.1:5672//")
+    assert amqp["broker_url"].startswith("amqp://")
+    for queue in amqp["task_queues"]:
+        assert queue.queue_arguments == {"x-queue-type": "quorum"} and queue.durable
+        # topic: Celery's native delayed delivery could route a countdown (optio sends none)
+        assert queue.exchange.type == "topic" and queue.routing_key == queue.name
+    assert {q.name for q in amqp["task_queues"]} == {names.JOBS_QUEUE, names.TICKS_QUEUE}
+    assert amqp["worker_detect_quorum_queues"] and amqp["task_acks_late"]
+    assert amqp["task_reject_on_worker_lost"] and amqp["worker_prefetch_multiplier"] == 1
+    assert "broker_transport_options" not in amqp  # no visibility timeout on RabbitMQ
+    redis_side = celery_config("redis://127.0.0.1:6379/0", 10)
+    assert redis_side["broker_transport_options"]["visibility_timeout"] == 10
+    assert all(not q.queue_arguments for q in redis_side["task_queues"])
+
+
+def test_a_live_lease_is_taken_over_only_from_the_holder_named(store):
+    run_id = store.start_run(10, 600)
+    key = message_key(0, 2)
+    first = store.lease_message(run_id, key, 0, 2, "aaaa-1", 10_000)
+    assert first.jobs == [0, 1] and not first.held_elsewhere
+    second = store.lease_message(run_id, key, 0, 2, "bbbb-1", 10_000)
+    assert (second.held_elsewhere, second.holder, second.jobs) == (True, "aaaa-1", [])
+    wrong = store.lease_message(run_id, key, 0, 2, "bbbb-1", 10_000, take_from="cccc-1")
+    assert wrong.held_elsewhere and wrong.holder == "aaaa-1"
+    store.mark_processed(run_id, {0: "done by a"}, message=key, token="aaaa-1", handled=1)
+    taken = store.lease_message(run_id, key, 0, 2, "bbbb-1", 10_000, take_from="aaaa-1")
+    assert (taken.held_elsewhere, taken.jobs) == (False, [1])  # job 0 was counted already
+    assert store.client.hget(holders_key(run_id), key) == "bbbb-1:1"
+    assert store.client.hget(run_key(run_id), "leasedJobs") == "1"
+    # the old holder, if it was alive after all, finds its lease gone and starts no more jobs
+    assert store.renew_leases(run_id, {key: "aaaa-1"}, 10_000) == ("running", [key])
+
+
+def test_a_holder_is_alive_while_its_named_connection_is_open(redis_server):
+    url = f"{redis_server.url}/1"
+    other = Keeper(RunStore(redis.Redis.from_url(url, decode_responses=True)), 10, announce=True)
+    mine = Keeper(RunStore(redis.Redis.from_url(url, decode_responses=True)), 10, announce=True)
+    mine._holder = "c0ffee"  # what token() sets up once per process, without its thread
+    mine._name()
+    token, holder = "c0ffee-1", "c0ffee"
+    names_now = {c["name"] for c in redis_server.client.client_list()}
+    assert HOLDER_PREFIX + holder in names_now
+    assert other.holder_alive(token)
+    assert other.holder_alive("a0b1c2-9") is False  # nobody by that id
+    assert other.holder_alive("tokenwithoutholder")  # leased without announce: can't tell
+    mine._presence.disconnect()  # what the kernel does when the process dies
+    assert not other.holder_alive(token)
+
+
+def test_publisher_confirms_say_what_the_broker_took(rabbit_server):
+    """The tick's wait for confirms (optio/confirms.py) against the node: a queue that refuses
+    what exceeds 5 messages nacks the rest, and the wait says so. (A classic queue: a quorum
+    queue applies its length limit late, so how many it refuses varies.)"""
+    rabbit_server.delete_queues("confirms.ok", "confirms.full")
+    ok = Queue("confirms.ok", durable=True, queue_arguments={"x-queue-type": "quorum"})
+    full = Queue(
+        "confirms.full",
+        durable=True,
+        queue_arguments={
+            "x-queue-type": "classic",
+            "x-max-length": 5,
+            "x-overflow": "reject-publish",
+        },
+    )
+    with Connection(rabbit_server.url) as conn:
+        producer = conn.Producer()
+        for queue in (ok, full):
+            queue(producer.channel).declare()
+        with confirms.tracked(producer) as tracker:
+            for i in range(50):
+                producer.publish({"i": i}, routing_key="confirms.ok")
+            tracker.wait(tracker.mark())
+            assert rabbit_server.ready("confirms.ok") == 50
+            for i in range(10):
+                producer.publish({"i": i}, routing_key="confirms.full")
+            with pytest.raises(confirms.NotConfirmed, match="refused 5 message"):
+                tracker.wait(tracker.mark())
+    assert rabbit_server.ready("confirms.full") == 5
+    rabbit_server.delete_queues("confirms.ok", "confirms.full")
+
+
+# -- real processes on the private RabbitMQ node -----------------------------------------------
 
 
 def test_a_run_goes_through_rabbitmq_exactly_once(rabbit_system, record):

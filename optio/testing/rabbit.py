@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from optio import names
-from optio.testing.procs import Proc, free_port, wait_for
+from optio.testing.procs import Proc, children, free_port, wait_for
 
 #: Where Debian's package puts the start script that the /usr/sbin wrapper calls.
 DEBIAN_SCRIPT = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
@@ -122,6 +122,20 @@ class RabbitServer:
     def pid(self) -> int:
         assert self.proc is not None, "the RabbitMQ node is stopped"
         return self.proc.pid
+
+    def vm_pid(self) -> int:
+        """The Erlang VM (``beam.smp``) of the node: the start script waits for it as a child."""
+        for pid in children(self.pid):
+            if Path(f"/proc/{pid}/comm").read_text().strip().startswith("beam"):
+                return pid
+        raise LookupError(f"no beam process under rabbitmq-server {self.pid}")
+
+    def version(self) -> str:
+        from kombu import Connection
+
+        with Connection(self.url, connect_timeout=5) as conn:
+            conn.connect()
+            return conn.connection.server_properties.get("version", "")
 
     def answers(self) -> bool:
         """True once the node accepts an AMQP connection (it listens only when fully booted)."""
