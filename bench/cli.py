@@ -12,17 +12,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import fidelity, latency, machine, pipeline, report
+from bench import fidelity, latency, machine, pipeline, report, throttle
 from bench.brokers import RabbitBroker
 from bench.meters import rss
 from bench.stack import CONCURRENCY, start_optio
+from optio import config
 from optio.testing import ROOT, RabbitServer, RedisServer
 
-PARTS = ("ceiling", "batched", "fidelity", "latency", "api")
+PARTS = ("ceiling", "batched", "fidelity", "latency", "api", "throttle")
+#: The keys of the results each part writes (a part not listed writes the key of its name).
+PART_KEYS = {"batched": ("batched", "memory")}
 #: The parts that ``--broker amqp`` runs on RabbitMQ.
 RABBITMQ_PARTS = ("ceiling", "batched")
 BATCHED_Y = 2_000_000.0
 FIDELITY_YS = [60.0, 600.0, 6000.0, 60000.0]
+#: Calls per second the rate-limited server of the throttle part allows, one run each.
+THROTTLE_LIMITS = [20.0, 100.0]
 
 
 def settings(quick: bool) -> dict[str, Any]:
@@ -37,8 +42,10 @@ def settings(quick: bool) -> dict[str, Any]:
         "latency_clients": [1, 100, 1000],
         "latency_seconds": 5.0 if quick else 20.0,
         "api_seconds": 5.0 if quick else 20.0,
+        "throttle_limits_per_s": THROTTLE_LIMITS,
+        "throttle_window_s": 20.0 if quick else 60.0,
         "worker_concurrency": CONCURRENCY,
-        "tick_seconds": float(os.environ.get("OPTIO_TICK_SECONDS", 1.0)),
+        "tick_seconds": float(os.environ.get("OPTIO_TICK_SECONDS", config.TICK_SECONDS)),
     }
 
 
@@ -134,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         if "ceiling" in parts:
             rds.client.flushall()
             results["ceiling"] = _ceiling(rds, work, prof, cfg)
+        if "throttle" in parts:
+            results["throttle"] = _throttle(rds, work, cfg)
     finally:
         rds.stop()
     results["duration_s"] = round(time.time() - started, 1)
@@ -141,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     earlier = out / "benchmarks.json"
-    if earlier.exists():  # measured with --broker amqp: kept until measured again
+    if set(parts) != set(PARTS) and earlier.exists():
+        results = merge(json.loads(earlier.read_text()), results, parts)
+    if earlier.exists() and "rabbitmq" not in results:  # from --broker amqp: kept until measured
         kept = json.loads(earlier.read_text()).get("rabbitmq")
         if kept:
             results["rabbitmq"] = kept
@@ -150,6 +161,46 @@ def main(argv: list[str] | None = None) -> int:
     print(report.summary_table(results), flush=True)
     print(f"bench: wrote {out / 'BENCHMARKS.md'} and {out / 'benchmarks.json'}", flush=True)
     return 0
+
+
+def merge(earlier: dict[str, Any], run: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    """The results of a run of some ``parts`` (``--only``) put into those of an earlier run: the
+    parts measured now replace theirs, the others stay as they were, and so do the machine and
+    settings of the earlier run; when, where and with what settings each part measured now ran
+    goes under "separately" (the machine table shows it)."""
+    merged = dict(earlier)
+    for part in parts:
+        for key in PART_KEYS.get(part, (part,)):
+            if key in run:
+                merged[key] = run[key]
+            else:
+                merged.pop(key, None)
+    merged["parts"] = [p for p in PARTS if p in {*earlier.get("parts", ()), *parts}]
+    separately = dict(earlier.get("separately", {}))
+    mach = run["machine"]
+    for part in parts:
+        separately[part] = {
+            "started_at": run["started_at"],
+            "duration_s": run["duration_s"],
+            "load_average_at_start": run["load_average_at_start"],
+            "load_average_at_end": run["load_average_at_end"],
+            "optio_commit": mach["optio_commit"],
+            "optio_uncommitted_changes": mach["optio_uncommitted_changes"],
+            "work_dir": run["work_dir"],
+            "settings": run["settings"],
+        }
+    merged["separately"] = separately
+    return merged
+
+
+def _throttle(rds, work, cfg) -> list[dict]:
+    """A run against a rate-limited server at each limit, each on a stack of its own."""
+    out = []
+    for limit in cfg["throttle_limits_per_s"]:
+        rds.client.flushall()
+        print(f"bench: throttled by a server allowing {limit:g} calls/s", flush=True)
+        out.append(throttle.measure(rds, work, limit, cfg["throttle_window_s"]))
+    return out
 
 
 def _default_stack(rds, work, prof, cfg, parts, results) -> None:

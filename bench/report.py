@@ -22,6 +22,10 @@ BATCHED_MAX_LAG_S = 1.5
 FIDELITY_GOAL_PCT = 1.0
 LATENCY_GOAL_MS = 100.0
 API_GOAL_MS = 10.0
+#: Throttled runs: the bars of tests/test_throttle.py (share of the server's capacity used after
+#: the warm-up, 429s per 1,000 jobs accepted), and no job accepted twice.
+THROTTLE_GOAL_SHARE = 0.8
+THROTTLE_GOAL_429_PER_1000 = 100.0
 
 
 def _verdict(ok: bool | None, miss: str = "") -> str:
@@ -140,12 +144,39 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _verdict(m["results_ttl_s"] > 0, "results never expire"),
             )
         )
+    for t in r.get("throttle", []):
+        share, refused = t["capacity_used"], t["refused_per_1000_accepted"]
+        twice = t["accepted_more_than_once"]
+        ok = (
+            share >= THROTTLE_GOAL_SHARE
+            and refused is not None
+            and refused < THROTTLE_GOAL_429_PER_1000
+            and twice == 0
+        )
+        misses = []
+        if share < THROTTLE_GOAL_SHARE:
+            misses.append(f"{100 * (THROTTLE_GOAL_SHARE - share):.1f} points of capacity short")
+        if refused is None or refused >= THROTTLE_GOAL_429_PER_1000:
+            misses.append(f"{num(refused)} 429s per 1,000")
+        if twice:
+            misses.append(f"{twice} jobs accepted twice")
+        out.append(
+            (
+                f"7. Throttled, server {t['limit_per_s']:g}/s, y = {t['asked_per_min']:,.0f}/min "
+                f"({t['window_s']:.0f} s window): capacity used; 429s per 1,000 accepted; "
+                "jobs accepted twice",
+                f"**{100 * share:.1f} %** ({num(t['accepted_per_s'], 1)}/s); "
+                f"{num(refused, 1)}; {twice} (rateNow mean {num(t['rate_now_mean'])}/min)",
+                f">= {100 * THROTTLE_GOAL_SHARE:.0f} %; < {THROTTLE_GOAL_429_PER_1000:.0f}; 0",
+                _verdict(ok, "; ".join(misses)),
+            )
+        )
     q = r.get("rabbitmq") or {}
     if q.get("ceiling"):
         c = q["ceiling"]
         out.append(
             (
-                "1. (RabbitMQ) Throughput ceiling, one message per job: optio / bare Celery",
+                "8. RabbitMQ broker: throughput ceiling, one message per job: optio / bare Celery",
                 f"{num(c['optio_jobs_per_s'])} / {num(c['bare_jobs_per_s'])} jobs/s "
                 f"= **{c['ratio']:.2f}**",
                 f">= {CEILING_GOAL}",
@@ -162,7 +193,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ok = rate >= BATCHED_GOAL_SHARE * goal and b["max_lag_seconds"] <= BATCHED_MAX_LAG_S
         out.append(
             (
-                f"2. (RabbitMQ) Batched, y = {goal * 60:,.0f}/min: processed/s (enqueued/s)",
+                f"8. RabbitMQ broker: batched, y = {goal * 60:,.0f}/min: processed/s (enqueued/s)",
                 f"**{num(rate)}** ({num(b['enqueued_per_s_steady'])}); {b['jobs']:,} jobs in "
                 f"{b['seconds']:.1f} s (ideal {b['ideal_seconds']:.1f} s); processed at most "
                 f"{b['max_lag_seconds']:.2f} s behind enqueued",
@@ -187,7 +218,8 @@ BLOCKS: list[tuple[str, str, Callable[[dict[str, Any]], list[str]] | None]] = [
     ("latency", "## 4. Live latency", lambda r: tables.latency(r["latency"])),
     ("api", "## 5. API under load", lambda r: tables.api(r["api"])),
     ("memory", "## 6. Memory", lambda r: tables.memory(r["memory"])),
-    ("rabbitmq", "## RabbitMQ as the broker", tables.rabbitmq),
+    ("throttle", "## 7. Throttling", lambda r: tables.throttle(r["throttle"])),
+    ("rabbitmq", "## 8. RabbitMQ as the broker", tables.rabbitmq),
 ]
 
 

@@ -16,7 +16,7 @@ def start_optio(redis_url: str, work: Path, name: str, **env: str) -> System:
     system = System(
         redis_url,
         work / name,
-        tick_seconds=None,  # optio's default (1 s), or OPTIO_TICK_SECONDS of the caller
+        tick_seconds=None,  # optio's default (0.5 s), or OPTIO_TICK_SECONDS of the caller
         log_level="WARNING",  # the web writes no INFO lines while it is measured
         **env,
     )

@@ -226,6 +226,35 @@ def memory(m: dict[str, Any]) -> list[str]:
     return out
 
 
+def throttle(ts: list[dict[str, Any]]) -> list[str]:
+    header = (
+        "server allows",
+        "y asked",
+        "accepted/s (of capacity)",
+        "429s per 1,000 accepted",
+        "rateNow min / mean / max, /min",
+        "mean rateNow / limit",
+        "accepted more than once",
+        "window (samples)",
+    )
+    body = [
+        [
+            f"{t['limit_per_s']:g}/s ({t['limit_per_s'] * 60:,.0f}/min)",
+            f"{t['asked_per_min']:,.0f}/min",
+            f"{num(t['accepted_per_s'], 1)} ({100 * t['capacity_used']:.1f} %)",
+            num(t["refused_per_1000_accepted"], 1),
+            f"{num(t['rate_now_min'])} / {num(t['rate_now_mean'])} / {num(t['rate_now_max'])}",
+            num(t["rate_now_mean_over_limit"], 2),
+            f"{t['accepted_more_than_once']} of {t['run_accepted']:,} jobs",
+            f"{t['window_s']:.0f} s ({t['rate_now_samples']})",
+        ]
+        for t in ts
+    ]
+    out = table(header, body)
+    out += _cpu({f"server {t['limit_per_s']:g}/s": t["cpu"] for t in ts})
+    return out
+
+
 def machine(r: dict[str, Any]) -> list[str]:
     mach = r["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in mach["packages"].items() if v)
@@ -244,8 +273,20 @@ def machine(r: dict[str, Any]) -> list[str]:
                 "load average at start / end",
                 f"{r['load_average_at_start']} / {r['load_average_at_end']}",
             ],
+            *(_separately(part, s) for part, s in r.get("separately", {}).items()),
         ],
     )
+
+
+def _separately(part: str, s: dict[str, Any]) -> list[str]:
+    """A row for a part measured by a later run of its own (``--only``)."""
+    commit = s["optio_commit"] + (" (+ changes)" if s["optio_uncommitted_changes"] else "")
+    quick = ", `--quick`" if s["settings"].get("quick") else ""
+    return [
+        f"{part}: measured separately",
+        f"started {s['started_at']}, took {s['duration_s']:.0f} s{quick}; commit {commit}; "
+        f"load average {s['load_average_at_start']} / {s['load_average_at_end']}",
+    ]
 
 
 #: (block name, heading used when the hand-written text has no such block, tables).
@@ -320,6 +361,7 @@ def rabbitmq(r: dict[str, Any]) -> list[str]:
             ("RabbitMQ server", m.get("rabbitmq_server", "n/a")),
             ("node start-up s", num(q.get("node_start_s"), 1)),
             ("load average at start", " / ".join(num(v, 2) for v in q["load_average_at_start"])),
+            ("tick s", num(q["settings"].get("tick_seconds"), 2)),
             ("optio commit", m.get("optio_commit", "n/a")),
             ("duration s", num(q.get("duration_s"), 1)),
         ],

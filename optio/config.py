@@ -35,7 +35,7 @@ class Settings:
     #: README) (OPTIO_HOST).
     host: str = "127.0.0.1"
     #: Seconds between two scheduler ticks fired by celery beat (OPTIO_TICK_SECONDS).
-    tick_seconds: float = 1.0
+    tick_seconds: float = 0.5
     #: Simulated work per demo job, in seconds (OPTIO_JOB_SECONDS).
     job_seconds: float = 0.0
     #: Import path of the job function, "module:function", called as f(run_id, job_id) -> str
