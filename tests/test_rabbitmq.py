@@ -347,3 +347,38 @@ def test_a_rabbitmq_restart_mid_run_loses_nothing(rabbit_system, record):
         finished_after_s=f"{finished_after:.1f}",
         past_schedule_s=f"{past_schedule(state):.1f}",
     )
+
+
+@pytest.mark.env({"OPTIO_JOB_SECONDS": "20"})
+def test_a_job_running_through_a_rabbitmq_restart_runs_once(rabbit_system, record):
+    """RabbitMQ hands back the messages of a worker whose connection it lost, here while their
+    jobs still run: the worker that gets them sees the holders alive (their Redis connections)
+    and drops them; nothing runs twice."""
+    s = rabbit_system
+    s.start_web()
+    s.start_worker("worker-a")
+    s.start_worker("worker-b")
+    s.start_beat()
+    run_id = start(s, 2, 600)
+    wait_for(lambda: len(starts(s, run_id)) == 2, 20, "both jobs running")
+    s.rabbit.stop()
+    s.rabbit.start()
+    final = wait_finished(s, run_id, 90)
+    assert_exactly_once(s, run_id, 2)
+    assert executions(s, run_id) == {0: 1, 1: 1}
+    assert len(starts(s, run_id)) == 2
+    took_over = sum(
+        len(log_times(s.procs[w], "Took over message")) for w in ("worker-a", "worker-b")
+    )
+    dropped = sum(
+        len(log_times(s.procs[w], "Dropped a second delivery")) for w in ("worker-a", "worker-b")
+    )
+    assert took_over == 0
+    record(
+        "RabbitMQ restarted while two 20 s jobs run",
+        f"x=2, two workers -c 2; node down {s.rabbit.started_in:.1f} s (its start-up)",
+        executions=sum(executions(s, run_id).values()),
+        taken_over=took_over,
+        second_deliveries_dropped_logged=dropped,
+        took_s=f"{(final['finishedAt'] - final['startedAt']) / 1000:.1f}",
+    )
