@@ -340,6 +340,9 @@ def register(app: Flask) -> None:
 
 
 def _cors(response):
+    """CORS for the origins of OPTIO_CORS_ORIGINS, matched exactly as the cross-site guard and
+    Socket.IO match them. (flask-cors would read entries with regex characters as patterns,
+    ``*`` as any origin, and compare without case: a second meaning for the same list.)"""
     origin = request.headers.get("Origin")
     if origin and origin in services().settings.cors_origins:
         response.headers["Access-Control-Allow-Origin"] = origin
@@ -369,6 +372,10 @@ def _handle_error(exc: Exception):
         log.exception("[api] Unexpected error")
         status, message = 500, "internal error"
     response = jsonify({"error": message})
+    if isinstance(exc, HTTPException):  # e.g. the Allow header that a 405 must carry
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="optio"'
     return response, status

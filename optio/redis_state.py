@@ -24,7 +24,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from optio import config, names
+from optio import config, names, schemas
 from optio.names import (  # noqa: F401  (re-exported: callers import the key builders from here)
     ACTIVE_KEY,
     CURRENT_KEY,
@@ -685,25 +685,5 @@ class RunStore:
 
 
 def idle_state() -> dict[str, Any]:
-    """The state shown before any run was started."""
-    return {
-        "running": False,
-        "xTotal": 0,
-        "yMinute": 0,
-        "enqueued": 0,
-        "processed": 0,
-        "failed": 0,
-        "runId": None,
-        "status": "idle",
-        "startedAt": None,
-        "finishedAt": None,
-        "rateNow": 0,
-        "rateEnqueued": 0,
-        "throttled": 0,
-        "heldBack": False,
-        "seq": 0,
-        "pausedAt": None,
-        "pausedMs": 0,
-        "retried": 0,
-        "webhook": None,
-    }
+    """The state shown before any run was started (the defaults of ``schemas.RunState``)."""
+    return schemas.idle_state()

@@ -1,14 +1,18 @@
-"""Validation of API request bodies: pure functions that raise ApiError with a clear message."""
+"""Validation of API requests: pure functions that raise ApiError with a clear message.
+
+The rules are the pydantic models of ``optio.schemas`` (which the OpenAPI document shows);
+this module parses bodies and says what is wrong in our own words."""
 
 from __future__ import annotations
 
 import json
-import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from optio import config
+from optio.schemas import MAX_RUNS_PAGE, RUN_ID, RunsQuery, request_models
 
 
 class ApiError(Exception):
@@ -50,56 +54,89 @@ def parse_json_object(raw: bytes, mimetype: str | None, *, required: bool = True
     return body
 
 
-def _check_fields(body: dict, allowed: tuple[str, ...]) -> None:
-    unknown = sorted(set(body) - set(allowed))
+def _validated(model: type[BaseModel], data: Mapping[str, Any], messages: dict) -> BaseModel:
+    """``data`` checked by ``model``; the first problem as an ApiError in our own words:
+    unknown fields first, then missing ones, then each field's value in field order."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(400, _first_message(exc.errors(), messages)) from None
+
+
+def _first_message(errors: list, messages: dict) -> str:
+    unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
     if unknown:
-        raise ApiError(400, f"unknown field(s): {', '.join(map(str, unknown))[:200]}")
+        return messages["unknown"].format(names=", ".join(unknown)[:200])
+    for error in errors:
+        if error["type"] == "missing":
+            return f"missing field: {error['loc'][0]}"
+    error = errors[0]
+    field = str(error["loc"][0]) if error["loc"] else ""
+    say = messages.get(field)
+    return say(error) if say else f"{field}: {error['msg']}"
 
 
-def validate_x(value: Any, max_x: int | None = None) -> int:
-    max_x = config.MAX_X if max_x is None else max_x
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError(400, f"x must be a whole number of jobs, got {_describe(value)}")
-    if value < 1:
-        raise ApiError(400, "x must be at least 1")
-    if value > max_x:
-        raise ApiError(400, f"x must be at most {number(max_x)}")
-    return value
+def _x_message(error: dict) -> str:
+    kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
+    if kind == "greater_than_equal":
+        return "x must be at least 1"
+    if kind == "less_than_equal":
+        return f"x must be at most {number(ctx['le'])}"
+    return f"x must be a whole number of jobs, got {_describe(value)}"
 
 
-def validate_y(value: Any, max_y: float | None = None) -> float:
-    max_y = config.MAX_Y if max_y is None else max_y
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ApiError(400, f"y must be a number of jobs per minute, got {_describe(value)}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ApiError(400, "y must be a finite number")
-    if value > max_y:
-        raise ApiError(400, f"y must be at most {number(max_y)} jobs per minute")
-    y = float(value)
-    if not y > 0:
-        raise ApiError(400, "y must be greater than 0")
-    return y
+def _y_message(max_y: float):
+    def say(error: dict) -> str:
+        kind, value = error["type"], error.get("input")
+        if kind == "finite_number":
+            return "y must be a finite number"
+        # an integer too large for a float is above any limit too
+        too_large = isinstance(value, int) and not isinstance(value, bool)
+        if kind == "less_than_equal" or (kind == "float_type" and too_large):
+            return f"y must be at most {number(max_y)} jobs per minute"
+        if kind == "greater_than":
+            return "y must be greater than 0"
+        return f"y must be a number of jobs per minute, got {_describe(value)}"
+
+    return say
+
+
+def _body_messages(max_y: float) -> dict:
+    return {"unknown": "unknown field(s): {names}", "x": _x_message, "y": _y_message(max_y)}
+
+
+def _limits(max_x: int | None, max_y: float | None) -> tuple[int, float]:
+    return (config.MAX_X if max_x is None else max_x, config.MAX_Y if max_y is None else max_y)
 
 
 def validate_start(
     body: dict, *, max_x: int | None = None, max_y: float | None = None
 ) -> tuple[int, float]:
-    _check_fields(body, ("x", "y"))
-    for name in ("x", "y"):
-        if name not in body:
-            raise ApiError(400, f"missing field: {name}")
-    return validate_x(body["x"], max_x), validate_y(body["y"], max_y)
+    max_x, max_y = _limits(max_x, max_y)
+    start, _ = request_models(max_x, max_y)
+    run = _validated(start, body, _body_messages(max_y))
+    return run.x, run.y
 
 
 def validate_update(
     body: dict, *, max_x: int | None = None, max_y: float | None = None
 ) -> tuple[int | None, float | None]:
-    _check_fields(body, ("x", "y"))
-    if "x" not in body and "y" not in body:
+    max_x, max_y = _limits(max_x, max_y)
+    _, update = request_models(max_x, max_y)
+    if not body:
         raise ApiError(400, "send x and/or y to change")
-    x = validate_x(body["x"], max_x) if "x" in body else None
-    y = validate_y(body["y"], max_y) if "y" in body else None
-    return x, y
+    change = _validated(update, body, _body_messages(max_y))
+    return change.x, change.y
+
+
+def validate_x(value: Any, max_x: int | None = None) -> int:
+    x, _ = validate_update({"x": value}, max_x=max_x)
+    return x
+
+
+def validate_y(value: Any, max_y: float | None = None) -> float:
+    _, y = validate_update({"y": value}, max_y=max_y)
+    return y
 
 
 def _describe(value: Any) -> str:
@@ -116,30 +153,28 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-#: A run id as optio makes them (redis_state.new_run_id): 12 lowercase hex digits.
-RUN_ID = re.compile(r"[0-9a-f]{12}")
-#: Most runs one page of GET /api/runs lists.
-MAX_RUNS_PAGE = 100
-
-
 def is_run_id(value: str) -> bool:
     return RUN_ID.fullmatch(value) is not None
 
 
+def _limit_message(error: dict) -> str:
+    text = str(error.get("input"))
+    return f"limit must be a whole number from 1 to {MAX_RUNS_PAGE}, got {text[:40]!r}"
+
+
+def _before_message(error: dict) -> str:
+    text = str(error.get("input"))
+    return f"before must be a run id (12 hex digits), got {text[:40]!r}"
+
+
+RUNS_QUERY_MESSAGES = {
+    "unknown": "unknown query parameter(s): {names}",
+    "limit": _limit_message,
+    "before": _before_message,
+}
+
+
 def validate_runs_query(args: Mapping[str, str]) -> tuple[int, str | None]:
     """``limit`` (1..100, default 20) and ``before`` (a run id) of GET /api/runs."""
-    unknown = sorted(set(args) - {"limit", "before"})
-    if unknown:
-        raise ApiError(400, f"unknown query parameter(s): {', '.join(unknown)[:200]}")
-    limit = 20
-    if "limit" in args:
-        text = args["limit"]
-        if not text.isdigit() or not 1 <= int(text) <= MAX_RUNS_PAGE:
-            raise ApiError(
-                400, f"limit must be a whole number from 1 to {MAX_RUNS_PAGE}, got {text[:40]!r}"
-            )
-        limit = int(text)
-    before = args.get("before")
-    if before is not None and not is_run_id(before):
-        raise ApiError(400, f"before must be a run id (12 hex digits), got {before[:40]!r}")
-    return limit, before
+    query = _validated(RunsQuery, dict(args.items()), RUNS_QUERY_MESSAGES)
+    return query.limit, query.before

@@ -15,7 +15,7 @@ import redis
 from flask import Flask, request
 from flask_socketio import SocketIO
 
-from optio import api, config, metrics, pages
+from optio import api, config, metrics, openapi, pages
 from optio.config import Settings
 from optio.relay import Relay
 from optio.services import Services
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     services = app.extensions["optio"] = Services(settings)
     api.register(app)
     pages.register(app)
+    openapi.register(app)
     socketio = SocketIO(
         app,
         async_mode=settings.async_mode,

@@ -227,3 +227,19 @@ class TestCors:
 def test_json_error_bodies_are_json_objects(idle_system):
     response = raw(idle_system, "POST", "/api/run", b"{", JSON)
     assert json.loads(response.text) == {"error": response.json()["error"]}
+
+
+def test_a_405_says_which_methods_are_allowed(web):
+    """RFC 9110: a 405 carries Allow (the error handler keeps the headers of HTTP errors)."""
+    response = web.open("/api/run", method="TRACE")
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].split(", ")) >= {"POST", "PUT"}
+    assert response.json["error"].startswith("method TRACE is not allowed here")
+
+
+@pytest.mark.parametrize("limit", ["²", "٣", " 5", "1_0", "+5"])
+def test_a_limit_must_be_ascii_digits(web, limit):
+    """ "²".isdigit() is true but int("²") raises: that was a 500."""
+    response = web.get("/api/runs", query_string={"limit": limit})
+    assert response.status_code == 400, response.text
+    assert response.json["error"].startswith("limit must be a whole number from 1 to 100")

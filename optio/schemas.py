@@ -1,0 +1,220 @@
+"""The shapes of the HTTP API, as pydantic models: request bodies and queries (validated with
+them, see ``optio.validation``), the run state and every answer. The OpenAPI document
+(``optio.openapi``) takes its JSON Schemas from these same models, so the two cannot drift apart.
+
+Limits that come from the settings (``OPTIO_MAX_X``, ``OPTIO_MAX_Y``) are part of the models:
+``request_models(max_x, max_y)`` builds (once per pair) the bodies for those limits.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+#: A run id as optio makes them (redis_state.new_run_id): 12 lowercase hex digits.
+RUN_ID_PATTERN = r"^[0-9a-f]{12}$"
+RUN_ID = re.compile(RUN_ID_PATTERN)
+#: Most runs one page of GET /api/runs lists, and how many it lists unless told.
+MAX_RUNS_PAGE = 100
+DEFAULT_RUNS_PAGE = 20
+
+RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, examples=["5f0c2a91be3d"])]
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    """An optional field that must not be sent as null: its absence is not a value."""
+    schema.pop("default", None)
+
+
+def _plain(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+def _x_field(max_x: int, *, optional: bool) -> Any:
+    return Field(
+        None if optional else ...,
+        ge=1,
+        le=max_x,
+        description=(
+            f"Jobs in the run: a whole number from 1 to {max_x} (OPTIO_MAX_X), written "
+            "without a fraction (10.0 is refused)."
+        ),
+        examples=[100],
+        json_schema_extra=_no_default if optional else None,
+    )
+
+
+def _y_field(max_y: float, *, optional: bool) -> Any:
+    return Field(
+        None if optional else ...,
+        gt=0,
+        le=max_y,
+        allow_inf_nan=False,
+        description=(
+            "Jobs per minute: a number above 0 (fractions allowed: 0.5 is one job every two "
+            f"minutes), at most {_plain(max_y)} (OPTIO_MAX_Y)."
+        ),
+        examples=[60],
+        json_schema_extra=_no_default if optional else None,
+    )
+
+
+@functools.cache
+def request_models(max_x: int, max_y: float) -> tuple[type[BaseModel], type[BaseModel]]:
+    """The bodies of ``POST /api/run`` and ``PUT /api/run`` for these limits."""
+
+    class StartRun(BaseModel):
+        """Start a run of x jobs at y jobs per minute."""
+
+        model_config = ConfigDict(extra="forbid", strict=True)
+        x: int = _x_field(max_x, optional=False)
+        y: float = _y_field(max_y, optional=False)
+
+    class UpdateRun(BaseModel):
+        """Change the running (or paused) run's total and/or rate; send at least one."""
+
+        model_config = ConfigDict(
+            extra="forbid", strict=True, json_schema_extra={"minProperties": 1}
+        )
+        x: int = _x_field(max_x, optional=True)
+        y: float = _y_field(max_y, optional=True)
+
+    return StartRun, UpdateRun
+
+
+def _ascii_digits(value: Any) -> Any:
+    """A query's number as people type it: ASCII digits only (no sign, space, "²" or "1_0")."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit() and len(value) <= 6):
+        raise ValueError("not a whole number")
+    return value
+
+
+class RunsQuery(BaseModel):
+    """The query of ``GET /api/runs``."""
+
+    model_config = ConfigDict(extra="forbid")
+    limit: Annotated[int, BeforeValidator(_ascii_digits)] = Field(
+        DEFAULT_RUNS_PAGE,
+        ge=1,
+        le=MAX_RUNS_PAGE,
+        description=f"Most runs listed, 1 to {MAX_RUNS_PAGE}.",
+    )
+    before: RunId = Field(
+        None,
+        description="List the runs older than this one: the `next` of the previous page.",
+        json_schema_extra=_no_default,
+    )
+
+
+Status = Literal["idle", "running", "paused", "stopped", "completed"]
+Webhook = Literal["pending", "delivered", "failed"]
+
+
+def _without_defaults(schema: dict[str, Any]) -> None:
+    """Every field of an answer is always there: its default is no part of the contract."""
+    for prop in schema.get("properties", {}).values():
+        prop.pop("default", None)
+
+
+class RunState(BaseModel):
+    """The state of a run, as on Redis channel `optio:progress`, in the Socket.IO `progress`
+    event and from `GET /api/status`. Built by the Lua scripts (`optio/lua/_prelude.lua`,
+    `state_json`); the defaults here are the state shown before any run was started
+    (`redis_state.idle_state`)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_serialization_defaults_required=True,
+        json_schema_extra=_without_defaults,
+    )
+
+    running: bool = Field(False, description="The run has not ended (true while paused too).")
+    xTotal: int = Field(0, description="Jobs in the run (x).")
+    yMinute: float = Field(0, description="Target rate, jobs per minute (y).")
+    enqueued: int = Field(0, description="Jobs whose messages are in the broker.")
+    processed: int = Field(0, description="Jobs done.")
+    failed: int = Field(0, description="Jobs that failed for good.")
+    runId: str | None = Field(None, description="The run's id; null before the first run.")
+    status: Status = Field("idle", description="`idle` only before the first run.")
+    startedAt: int | None = Field(None, description="ms since the epoch (Redis's clock).")
+    finishedAt: int | None = Field(None, description="ms since the epoch; null until it ends.")
+    rateNow: float = Field(
+        0, description="Effective rate the scheduler aims at, jobs/min: y unless throttled."
+    )
+    rateEnqueued: float = Field(
+        0, description="Jobs/min the scheduler enqueued over the last ~3 s."
+    )
+    throttled: int = Field(0, description="Throttle signals of the run's jobs so far.")
+    heldBack: bool = Field(
+        False, description="The backlog cap holds the run below y (workers are behind)."
+    )
+    seq: int = Field(0, description="Grows with every change of the run.")
+    pausedAt: int | None = Field(None, description="ms since the epoch, while paused.")
+    pausedMs: int = Field(0, description="ms the run was not running (pauses, before a retry).")
+    retried: int = Field(0, description="Jobs put back by retry-failed.")
+    webhook: Webhook | None = Field(
+        None, description="Completion webhook: null without OPTIO_WEBHOOK_URL."
+    )
+
+
+class JobError(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    job: int = Field(description="The job's id, 0 to x - 1.")
+    error: str = Field(description="What its last attempt raised.")
+
+
+class RunDetail(RunState):
+    """A run's state with the errors of its failed jobs and of its webhook."""
+
+    errors: list[JobError] = Field(
+        description="Up to 20 jobs that failed for good, by job id.", default_factory=list
+    )
+    webhookError: str | None = Field(None, description="Why the webhook failed, if it did.")
+
+
+class RunsPage(BaseModel):
+    """One page of the run history, newest first."""
+
+    model_config = ConfigDict(extra="forbid")
+    runs: list[RunState]
+    next: RunId | None = Field(description="Pass as `before` for the next page; null: no more.")
+
+
+def _absent(description: str) -> Any:
+    """A field that is left out (not null) when it does not apply."""
+    return Field(None, description=description, json_schema_extra=_no_default)
+
+
+class HealthChecks(BaseModel):
+    """What was checked; with Redis down only `redis`."""
+
+    model_config = ConfigDict(extra="forbid")
+    redis: str = Field(description='"ok", or "no answer: ..." (credentials hidden).')
+    workers: list[str] = _absent("Workers with a live heartbeat.")
+    beats: list[str] = _absent("Beats with a live heartbeat.")
+    lastTick: int | None = _absent("ms since the epoch of the last tick; null: none yet.")
+    lastTickAgeSeconds: float = _absent("Seconds since the last tick.")
+
+
+class Health(BaseModel):
+    """What the system needs to make progress: Redis, a worker, a beat, recent ticks."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["ok", "degraded", "unavailable"]
+    checks: HealthChecks
+    error: str = _absent("What is wrong (503 only).")
+
+
+class Error(BaseModel):
+    """Every error of the API, whatever its status."""
+
+    model_config = ConfigDict(extra="forbid")
+    error: str = Field(description="What is wrong, in words.", examples=["a run is running"])
+
+
+def idle_state() -> dict[str, Any]:
+    """The state shown before any run was started."""
+    return RunState().model_dump()
