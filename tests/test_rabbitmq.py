@@ -17,7 +17,7 @@ import redis
 from amqp.exceptions import PreconditionFailed
 from kombu import Connection, Queue
 
-from optio import config, confirms, names
+from optio import config, confirms, names, schemas
 from optio.celery_settings import broker_kind, celery_config
 from optio.config import Settings
 from optio.leases import HOLDER_PREFIX, Keeper
@@ -186,6 +186,7 @@ def test_a_run_goes_through_rabbitmq_exactly_once(rabbit_system, record):
     assert celery_keys_in_redis(s) == []
     assert s.rabbit.ready(names.JOBS_QUEUE) == 0
     health = s.get("/api/health").json()
+    schemas.Health.model_validate(health)  # the OpenAPI document's shape
     assert health["status"] == "ok" and health["checks"]["broker"] == "ok"
     assert health["checks"]["brokerUrl"] == f"amqp://***@127.0.0.1:{s.rabbit.port}//"
     record(
