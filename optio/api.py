@@ -12,6 +12,7 @@ from flask import Blueprint, Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from optio import heartbeats, names
+from optio.celery_settings import broker_kind
 from optio.redis_state import (
     NoActiveRunError,
     NotPausedError,
@@ -206,7 +207,7 @@ def health():
     broker_url = services().settings.broker_url
     broker = services().broker_problem()
     checks["broker"] = f"no answer: {_scrubbed(broker, broker_url)}" if broker else "ok"
-    checks["brokerUrl"] = redacted_url(broker_url)
+    checks["brokerType"] = broker_kind(broker_url)
     if broker:
         problems.append(f"the broker does not answer at {redacted_url(broker_url)}")
     if not workers:

@@ -201,7 +201,9 @@ class HealthChecks(BaseModel):
         '"ok", or "no answer: ..." when Celery\'s broker (`OPTIO_BROKER_URL`) is not the Redis '
         "and refuses a connection (credentials hidden)."
     )
-    brokerUrl: str = _absent("Celery's broker, credentials hidden (`REDIS_URL` unless set).")
+    brokerType: Literal["redis", "rabbitmq"] = _absent(
+        "What Celery's messages go through (`OPTIO_BROKER_URL`, `REDIS_URL` unless set)."
+    )
 
 
 class Health(BaseModel):

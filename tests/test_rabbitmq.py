@@ -188,7 +188,7 @@ def test_a_run_goes_through_rabbitmq_exactly_once(rabbit_system, record):
     health = s.get("/api/health").json()
     schemas.Health.model_validate(health)  # the OpenAPI document's shape
     assert health["status"] == "ok" and health["checks"]["broker"] == "ok"
-    assert health["checks"]["brokerUrl"] == f"amqp://***@127.0.0.1:{s.rabbit.port}//"
+    assert health["checks"]["brokerType"] == "rabbitmq"
     record(
         "RabbitMQ broker: a run",
         f"x={x}, y=6000/min, quorum queues, -c 2",
