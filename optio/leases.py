@@ -58,15 +58,19 @@ class Keeper:
         self._pid: int | None = None
         self._holder = ""
         self._presence = None  # a connection taken out of the store's pool for good
+        self._named = False  # the presence connection carries its name now
+        self._said_unnamed = False  # a failure to name it is logged once, not every renewal
 
     def token(self) -> str:
-        """A new lease token of this process (with ``announce``: its holder id, then a random
-        part; the named connection is open before the first token is handed out)."""
+        """A new lease token of this process: with ``announce`` and the named connection open,
+        its holder id, then a random part; else a random token (its lease runs out as usual
+        when the process dies, it is never taken over)."""
         if not self.announce:
             return secrets.token_hex(8)
         with self._lock:
             self._start()
-        return f"{self._holder}-{secrets.token_hex(4)}"
+            named = self._named
+        return f"{self._holder}-{secrets.token_hex(4)}" if named else secrets.token_hex(8)
 
     def hold(self, held: Held) -> None:
         with self._lock:
@@ -98,10 +102,11 @@ class Keeper:
         self._pid = os.getpid()
         if self.announce:
             self._holder = secrets.token_hex(6)
+            self._presence, self._named = None, False  # a parent's connection is not ours
             try:
                 self._name()
             except redis.RedisError as exc:  # Redis away: the renewal thread names it later
-                log.warning("[worker] Lease holder connection not named yet (%s)", exc)
+                self._say_unnamed(exc)
         threading.Thread(target=self._run, name="optio-leases", daemon=True).start()
 
     def _name(self) -> None:
@@ -114,8 +119,19 @@ class Keeper:
             conn.send_command("CLIENT", "SETNAME", HOLDER_PREFIX + self._holder)
             conn.read_response()
         except (redis.RedisError, OSError) as exc:
+            self._named = False
             conn.disconnect()  # connect again next time
             raise redis.ConnectionError(str(exc)) from exc
+        self._named = True
+
+    def _say_unnamed(self, exc: Exception) -> None:
+        if not self._said_unnamed:
+            self._said_unnamed = True
+            log.warning(
+                "[worker] Lease holder connection not named (%s): until it is, this process's "
+                "messages come back after their leases run out, not at once",
+                exc,
+            )
 
     def _run(self) -> None:
         stop = threading.Event()  # never set: waits without holding the GIL
@@ -125,7 +141,7 @@ class Keeper:
                 try:
                     self._name()
                 except redis.RedisError as exc:
-                    log.warning("[worker] Lease holder connection not named (%s)", exc)
+                    self._say_unnamed(exc)
             try:
                 self.renew()
             except redis.RedisError as exc:

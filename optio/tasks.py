@@ -52,8 +52,8 @@ app.conf.update(
     beat_scheduler="optio.scheduler:InlineTickScheduler",
     **celery_config(config.BROKER_URL),
 )
-#: RabbitMQ is the broker: the tick waits for publisher confirms of each chunk before counting
-#: it, and a message the broker hands back because its worker died is taken over at once.
+#: RabbitMQ is the broker: the tick counts its messages once the broker confirmed them, and a
+#: message the broker hands back because its worker died is taken over at once.
 RABBITMQ = is_amqp(config.BROKER_URL)
 
 
@@ -152,9 +152,10 @@ def _publish(producer, run_id: str, chunk: list[str], new: bool) -> int:
 
 
 def _send(run_id: str, messages: list[str], new: bool) -> None:
-    """Publish the messages, about 10 jobs' worth per Redis round trip (a pipelined batch), and
-    confirm each chunk once it is in the broker: counted as enqueued when ``new``, else they are
-    sent again (flagged, so the worker checks what is left before running any job)."""
+    """Publish the messages, about 10 jobs' worth per Redis round trip (a pipelined batch; on
+    RabbitMQ see ``_send_confirmed``), and confirm each chunk once it is in the broker: counted
+    as enqueued when ``new``, else they are sent again (flagged, so the worker checks what is
+    left before running any job)."""
     runs = store()
     with app.producer_or_acquire() as producer:
         if RABBITMQ:

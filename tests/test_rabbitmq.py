@@ -8,6 +8,7 @@ Redis.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from datetime import datetime
@@ -168,6 +169,27 @@ def test_publisher_confirms_say_what_the_broker_took(rabbit_server):
                 tracker.wait(tracker.mark())
     assert rabbit_server.ready("confirms.full") == 5
     rabbit_server.delete_queues("confirms.ok", "confirms.full")
+
+
+def test_a_holder_that_cannot_name_its_connection_leases_with_plain_tokens(redis_server):
+    """Without CLIENT SETNAME (an ACL, a managed Redis) a process's tokens carry no holder id:
+    its leases are never taken over, they run out as with the Redis broker."""
+    admin = redis_server.client
+    admin.acl_setuser(
+        "optio-noclient", enabled=True, nopass=True, keys=["*"], commands=["+@all", "-client"]
+    )
+    try:
+        url = f"redis://optio-noclient@127.0.0.1:{redis_server.port}/1"
+        keeper = Keeper(RunStore(redis.Redis.from_url(url, decode_responses=True)), 10)
+        keeper.announce = True
+        keeper._holder = "c0ffee"
+        with pytest.raises(redis.ConnectionError, match="NOPERM|no permissions"):
+            keeper._name()
+        assert not keeper._named
+        keeper._pid = os.getpid()  # as if started: token() must not hand out the holder id
+        assert "-" not in keeper.token()
+    finally:
+        admin.acl_deluser("optio-noclient")
 
 
 # -- real processes on the private RabbitMQ node -----------------------------------------------
