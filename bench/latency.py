@@ -1,15 +1,20 @@
-"""Live latency: from a counter change in Redis to the ``progress`` event at N clients.
+"""Live latency: from a counter change in Redis to the ``progress`` event at N clients, served
+by one web process or spread over two.
 
 The benchmark changes the watched run's ``xTotal`` to a new marker value with the
 ``update_run`` verb (the Lua script writes the counter and PUBLISHes the state in one step)
-and notes the monotonic time just before the call. Client processes note the monotonic time
-at which each client first receives a state carrying that marker (or a later one). Both
-clocks are the machine's CLOCK_MONOTONIC, so the difference is the end-to-end latency:
-script + pub/sub + relay (coalescing) + Socket.IO fan-out + the client's own decoding.
+STATES_PER_SECOND times a second, and notes the monotonic time just before each call. One
+Node.js process (``bench/sio_clients.js``, socket.io-client) drives every client and notes the
+monotonic time at which each client first receives a state carrying that marker (or a later
+one). Both clocks are the machine's CLOCK_MONOTONIC, so the difference is the end-to-end
+latency: script + pub/sub + relay + Socket.IO fan-out + the client's own decoding. Nothing else
+is published, so every marker is emitted at once: each one is a fan-out to every client.
 
-Two loads: "quiet" (only the markers, 5/s: the relay emits at once) and "busy" (a
-publisher also sends the state 500 times a second, as workers do at speed, so every marker
-waits for the relay's next 20 Hz emit slot).
+Each configuration runs twice: with the web process as it is ("now": permessage-deflate
+declined, the young-generation GC threshold of ``optio/serve.py``) and as it was before
+(``bench/web_before.py``: permessage-deflate accepted, Python's default GC thresholds). The
+web processes are started for the benchmark, without worker or beat (the run's state changes
+only by the markers).
 """
 
 from __future__ import annotations
@@ -18,82 +23,83 @@ import json
 import math
 import os
 import select
+import shutil
 import subprocess
-import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from bench import profiling
-from bench.meters import CpuMeter
+from bench.meters import CpuMeter, rss
 from bench.pipeline import PROFILE_SECONDS
 from bench.sampling import summary_ms
-from bench.sio_clients import MARKER_BASE
 from optio.redis_state import RunStore, connect
-from optio.testing import Proc, RedisServer, System
+from optio.testing import ROOT, Proc, RedisServer, System
 
-CLIENTS_PER_PROCESS = 500
-MARKERS_PER_SECOND = 5
-NOISE_PER_SECOND = 500
+#: Values of xTotal at or above this are latency markers (as in bench/sio_clients.js).
+MARKER_BASE = 1_000_000_000
+STATES_PER_SECOND = 10
 GOAL_P99_MS = 100.0
-#: BENCH_PIN_CLIENTS=1 runs the client processes on the last core only (measured: no
-#: difference on an idle 2-core machine, so off by default).
-PIN_CLIENTS = os.environ.get("BENCH_PIN_CLIENTS", "0") == "1"
+#: Web processes the clients are spread over, in turn.
+WEB_COUNTS = (1, 2)
+#: (label, module run as the web process, its environment): optio's web process as it is,
+#: then as it was before the web-tier changes.
+VARIANTS = (
+    ("now", "optio.serve", {}),
+    ("before", "bench.web_before", {"OPTIO_WS_COMPRESSION": "1"}),
+)
+DRIVER = ROOT / "bench" / "sio_clients.js"
+
+
+def node() -> str:
+    found = shutil.which("node")
+    if found is None:
+        raise RuntimeError("the latency benchmark needs Node.js (`node`) on PATH")
+    if not (ROOT / "node_modules" / "socket.io-client").is_dir():
+        raise RuntimeError(f"socket.io-client is missing: run `npm ci` in {ROOT}")
+    return found
+
+
+def versions() -> dict[str, str]:
+    done = subprocess.run([node(), "--version"], capture_output=True, text=True, timeout=10)
+    package = json.loads((ROOT / "node_modules" / "socket.io-client" / "package.json").read_text())
+    return {"node": done.stdout.strip().lstrip("v"), "socket.io-client": package["version"]}
 
 
 class Clients:
-    """COUNT Socket.IO clients spread over a few processes."""
+    """COUNT socket.io-client clients in one Node.js process, spread in turn over ``urls``."""
 
-    def __init__(self, base: str, count: int, work: Path) -> None:
-        self.procs: list[Proc] = []
-        procs = math.ceil(count / CLIENTS_PER_PROCESS)
-        for i in range(procs):
-            share = count // procs + (1 if i < count % procs else 0)
-            args = [sys.executable, "-m", "bench.sio_clients", base, str(share)]
-            self.procs.append(
-                Proc(
-                    f"clients-{count}-{i}",
-                    args,
-                    {**os.environ, "PYTHONUNBUFFERED": "1"},
-                    work,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                )
-            )
-        for proc in self.procs:
-            # Real clients are elsewhere: keep ours off the web process's core where we can.
-            if PIN_CLIENTS and (os.cpu_count() or 1) > 1:
-                os.sched_setaffinity(proc.pid, {(os.cpu_count() or 1) - 1})
-        for proc in self.procs:
-            line = _readline(proc, 300)
-            if not line.startswith("READY"):
-                raise RuntimeError(f"{proc.name} did not connect: {line!r}; see {proc.log_path}")
+    def __init__(self, urls: list[str], count: int, work: Path) -> None:
+        self.proc = Proc(
+            f"clients-{count}-{len(urls)}web",
+            [node(), str(DRIVER), str(count), *urls],
+            dict(os.environ),
+            work,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        line = _readline(self.proc, 300)
+        if not line.startswith("READY"):
+            self.close()
+            raise RuntimeError(f"the clients did not connect: {line!r}; see {self.proc.log_path}")
 
-    def pids(self) -> dict[str, int]:
-        return {p.name: p.pid for p in self.procs}
-
-    def dump(self) -> list[dict[str, Any]]:
-        out = []
-        for proc in self.procs:
-            proc.popen.stdin.write(b"dump\n")
-            proc.popen.stdin.flush()
-        for proc in self.procs:
-            out.append(json.loads(_readline(proc, 120)))
-        return out
+    def dump(self) -> dict[str, Any]:
+        """What the clients saw since the previous dump."""
+        self.proc.popen.stdin.write(b"dump\n")
+        self.proc.popen.stdin.flush()
+        return json.loads(_readline(self.proc, 120))
 
     def close(self) -> None:
-        for proc in self.procs:
-            try:
-                proc.popen.stdin.close()
-            except OSError:
-                pass
-        deadline = time.monotonic() + 30
-        for proc in self.procs:
-            try:
-                proc.popen.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            proc.stop()
+        try:
+            self.proc.popen.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.popen.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+        self.proc.stop()
 
 
 def _readline(proc: Proc, timeout: float) -> str:
@@ -123,7 +129,7 @@ class Markers:
 
     def send_for(self, seconds: float) -> dict[int, float]:
         sent: dict[int, float] = {}
-        gap = 1.0 / MARKERS_PER_SECOND
+        gap = 1.0 / STATES_PER_SECOND
         end = time.monotonic() + seconds
         next_at = time.monotonic()
         while time.monotonic() < end:
@@ -135,115 +141,136 @@ class Markers:
         return sent
 
 
-def latencies(sent: dict[int, float], dumps: list[dict]) -> tuple[list[float], int]:
-    """Milliseconds from each marker's write to each client's first state carrying it."""
+def latencies(sent: dict[int, float], seen: list[list[float]]) -> tuple[list[float], int]:
+    """Milliseconds from each marker's write to one client's first state carrying it (or a
+    later marker), for a client's ``seen`` [[value, time], ...]; and the markers it missed."""
     out: list[float] = []
     missing = 0
-    markers = sorted(sent)
-    for dump in dumps:
-        for seen in dump["first_seen"]:
-            values = sorted((int(k), t) for k, t in seen.items())
-            # earliest arrival of any value >= marker: suffix minimum over sorted values
-            suffix: list[tuple[int, float]] = []
-            best = math.inf
-            for v, t in reversed(values):
-                best = min(best, t)
-                suffix.append((v, best))
-            suffix.reverse()
-            i = 0
-            for m in markers:
-                while i < len(suffix) and suffix[i][0] < m:
-                    i += 1
-                if i == len(suffix):
-                    missing += 1
-                else:
-                    out.append((suffix[i][1] - sent[m]) * 1000)
+    # earliest arrival of any value >= marker: suffix minimum over the values, sorted
+    suffix: list[tuple[int, float]] = []
+    best = math.inf
+    for value, t in sorted(seen, reverse=True):
+        best = min(best, t)
+        suffix.append((int(value), best))
+    suffix.reverse()
+    i = 0
+    for marker in sorted(sent):
+        while i < len(suffix) and suffix[i][0] < marker:
+            i += 1
+        if i == len(suffix):
+            missing += 1
+        else:
+            out.append((suffix[i][1] - sent[marker]) * 1000)
     return out, missing
 
 
 def measure(
-    stack: System,
     rds: RedisServer,
     counts: list[int],
     seconds: float,
     work: Path,
     prof_dir: Path | None,
-) -> dict:
+) -> dict[str, Any]:
     store = RunStore(connect(rds.url))
     if store.active_run_id():
         store.stop_run()
-    store.start_run(MARKER_BASE, 0.001)  # one job now, then none for ~16 hours
+    store.start_run(MARKER_BASE, 0.001)  # one job due now (no worker runs it), then none
     markers = Markers(rds.url)
-    web_pid = stack.procs["web"].pid
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {
+        "states_per_s": STATES_PER_SECOND,
+        "seconds": seconds,
+        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+        **versions(),
+        "rows": [],
+    }
+    webs = {}
     try:
+        for label, module, env in VARIANTS:
+            webs[label] = [
+                _web(rds.url, work, f"web-{label}-{i + 1}", module, env)
+                for i in range(max(WEB_COUNTS))
+            ]
+        # the variants take turns, so that both see about the same load from the rest of the
+        # machine
         for count in counts:
-            t0 = time.monotonic()
-            clients = Clients(stack.base, count, work)
-            connect_s = time.monotonic() - t0
-            row: dict[str, Any] = {"clients": count, "connect_s": round(connect_s, 1)}
-            try:
-                time.sleep(1.0)
-                for load in ("quiet", "busy"):
-                    row[load] = _phase(rds, markers, clients, web_pid, load, seconds)
-                worst = max(row["quiet"]["p99_ms"] or 0, row["busy"]["p99_ms"] or 0)
-                if prof_dir is not None and count == max(counts) and worst >= GOAL_P99_MS:
-                    row["web_profile"] = _profile_busy(rds, markers, web_pid, prof_dir)
-            finally:
-                clients.close()
-            results[str(count)] = row
+            for n in WEB_COUNTS:
+                for label, _, _ in VARIANTS:
+                    profile = None
+                    if prof_dir is not None and count == max(counts) and n == 1:
+                        profile = prof_dir / f"web-{label}"
+                    print(
+                        f"bench: latency, {count:,} clients on {n} web process(es) ({label})",
+                        flush=True,
+                    )
+                    row = _row(rds, markers, webs[label][:n], count, seconds, work, profile)
+                    row["variant"] = label
+                    results["rows"].append(row)
     finally:
+        for started in webs.values():
+            for web in started:
+                web.stop_all()
         if store.active_run_id():
             store.stop_run()
+        results["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     return results
 
 
-def _phase(rds, markers, clients, web_pid, load: str, seconds: float) -> dict:
-    noise = None
-    if load == "busy":
-        noise = _noise(rds, seconds + 3)
-        time.sleep(0.5)
-    clients.dump()  # start each phase with the client processes' buffers emptied
-    meter = CpuMeter({"web": web_pid, "redis": rds.pid, **clients.pids()}).start()
-    sent = markers.send_for(seconds)
-    time.sleep(1.0)  # let the last markers arrive
-    cpu = meter.stop()
-    dumps = clients.dump()
-    if noise is not None:
-        _finish(noise)
-    values, missing = latencies(sent, dumps)
-    return {
-        **summary_ms(values),
-        "markers": len(sent),
-        "missing": missing,
-        "connected": sum(d["connected"] for d in dumps),
-        "cpu": cpu,
-    }
+def _web(redis_url: str, work: Path, name: str, module: str, env: dict[str, str]) -> System:
+    """One web process on a port of its own, logging warnings only (as in bench/stack.py)."""
+    system = System(redis_url, work / name, tick_seconds=None, log_level="WARNING", **env)
+    system.start_web(module)
+    return system
 
 
-def _noise(rds: RedisServer, seconds: float) -> Proc:
-    args = [sys.executable, "-m", "bench.noise", rds.url, str(NOISE_PER_SECOND), str(seconds)]
-    return Proc("noise", args, dict(os.environ), rds.dir)
-
-
-def _finish(proc: Proc) -> None:
-    """Let ``proc`` end by itself (30 s at most), then end its group."""
+def _row(rds, markers, webs: list[System], count: int, seconds: float, work, profile) -> dict:
+    load = os.getloadavg()[0]
+    t0 = time.monotonic()
+    clients = Clients([w.base for w in webs], count, work)
+    connect_s = time.monotonic() - t0
     try:
-        proc.popen.wait(30)
-    except subprocess.TimeoutExpired:
-        pass
-    proc.stop()
+        time.sleep(1.0)  # the states sent on connect are in
+        clients.dump()  # start with the clients' records emptied
+        pids = {f"web-{i + 1}": w.procs["web"].pid for i, w in enumerate(webs)}
+        rss_bytes = rss(pids)
+        meter = CpuMeter({**pids, "clients": clients.proc.pid, "redis": rds.pid}).start()
+        sent = markers.send_for(seconds)
+        time.sleep(1.0)  # let the last markers arrive
+        cpu = meter.stop()
+        seen = clients.dump()
+        values: list[float] = []
+        per_web: list[list[float]] = [[] for _ in webs]
+        missing = 0
+        for client in seen["clients"]:
+            got, lost = latencies(sent, client["first_seen"])
+            values += got
+            per_web[client["url"]] += got
+            missing += lost
+        row: dict[str, Any] = {
+            "clients": count,
+            "webs": len(webs),
+            **summary_ms(values),
+            "per_web": [summary_ms(v) for v in per_web],
+            "markers": len(sent),
+            "missing": missing,
+            "connected": seen["connected"],
+            "extensions": seen["extensions"],
+            "connect_s": round(connect_s, 1),
+            "load_average_1m": round(load, 2),
+            "web_rss_bytes": rss_bytes,
+            "cpu": cpu,
+        }
+        if profile is not None:
+            row["web_profile"] = _profile(markers, pids["web-1"], profile)
+        return row
+    finally:
+        clients.close()
 
 
-def _profile_busy(rds, markers, web_pid: int, prof_dir: Path) -> dict:
-    """Profile the web process under the busy load (markers keep going, not measured)."""
-    from threading import Thread
-
-    noise = _noise(rds, PROFILE_SECONDS + 4)
-    sender = Thread(target=markers.send_for, args=(PROFILE_SECONDS + 2,), daemon=True)
+def _profile(markers: Markers, web_pid: int, out: Path) -> dict:
+    """Profile the web process while markers keep going (not measured)."""
+    sender = threading.Thread(target=markers.send_for, args=(PROFILE_SECONDS + 2,), daemon=True)
     sender.start()
     try:
-        return profiling.profile({"web": web_pid}, PROFILE_SECONDS, prof_dir)
+        return profiling.profile({"web": web_pid}, PROFILE_SECONDS, out)
     finally:
         sender.join(30)
-        _finish(noise)

@@ -21,7 +21,6 @@ PACKAGES = [
     "python-socketio",
     "python-engineio",
     "eventlet",
-    "aiohttp",
 ]
 
 

@@ -141,30 +141,43 @@ def fidelity(fs: list[dict[str, Any]]) -> list[str]:
 def latency(lat: dict[str, Any]) -> list[str]:
     header = (
         "clients",
-        "quiet p50 / p99 / max ms",
-        "busy p50 / p99 / max ms",
-        "samples (busy)",
-        "web CPU (busy)",
-        "clients' CPU (busy)",
+        "web processes",
+        "optio's web process",
+        "WebSocket extensions (connections)",
+        "p50 / p99 / max ms",
+        "samples (missing)",
+        "CPU cores: web processes / clients",
+        "web RSS (each)",
+        "load average (1 min) before; others' CPU cores during",
     )
     body = []
-    for count, row in lat.items():
-        q, b = row["quiet"], row["busy"]
-        shares = b["cpu"]["core_share"]
-        clients = sum(v for k, v in shares.items() if k.startswith("clients"))
+    for row in lat["rows"]:
+        shares = row["cpu"]["core_share"]
+        webs = [v for k, v in shares.items() if k.startswith("web")]
+        rss = " / ".join(mib(v) for v in row["web_rss_bytes"].values())
         body.append(
             [
-                f"{int(count):,}",
-                f"{num(q['p50_ms'], 1)} / {num(q['p99_ms'], 1)} / {num(q['max_ms'], 1)}",
-                f"{num(b['p50_ms'], 1)} / {num(b['p99_ms'], 1)} / {num(b['max_ms'], 1)}",
-                f"{b['n']:,} ({b['missing']} missing)",
-                f"{shares.get('web', 0):.2f}",
-                f"{clients:.2f}",
+                f"{row['clients']:,}",
+                row["webs"],
+                row["variant"],
+                ", ".join(f"{ext} ({n:,})" for ext, n in row["extensions"].items()),
+                f"**{num(row['p50_ms'], 1)} / {num(row['p99_ms'], 1)}** / {num(row['max_ms'], 1)}",
+                f"{row['n']:,} ({row['missing']})",
+                f"{' + '.join(f'{v:.2f}' for v in webs)} / {shares.get('clients', 0):.2f}",
+                rss,
+                f"{row['load_average_1m']:.2f}; {row['cpu']['others_busy_cores']:.2f}",
             ]
         )
     out = table(header, body)
-    for count, row in lat.items():
-        out += _profile(row.get("web_profile"), f"{int(count):,} clients, busy")
+    out += [
+        f"{lat['states_per_s']} states/s for {lat['seconds']:.0f} s per row; Node.js "
+        f"{lat['node']}, socket.io-client {lat['socket.io-client']}; load average at start / "
+        f"end {lat['load_average_at_start']} / {lat['load_average_at_end']}.",
+        "",
+    ]
+    for row in lat["rows"]:
+        title = f"{row['clients']:,} clients on {row['webs']} web process, {row['variant']}"
+        out += _profile(row.get("web_profile"), title)
     return out
 
 

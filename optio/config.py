@@ -125,6 +125,13 @@ class Settings:
     #: Most progress events per second sent to Socket.IO clients (updates are coalesced)
     #: (OPTIO_EMIT_HZ).
     emit_hz: float = 20.0
+    #: Accept permessage-deflate when a WebSocket client offers it (browsers and Node do). Off:
+    #: each state would be compressed once per client, which costs the web process far more
+    #: CPU than the few hundred bytes it saves (OPTIO_WS_COMPRESSION: 1, true or yes).
+    ws_compression: bool = False
+    #: Socket.IO clients one web process serves at once; past it a new client is answered 503
+    #: (it tries again, or the load balancer sends it to another web process) (OPTIO_MAX_CLIENTS).
+    max_clients: int = 1000
     #: Log level of all optio processes (OPTIO_LOG_LEVEL).
     log_level: str = "INFO"
     #: A tick older than this many seconds makes /api/health answer 503; default
@@ -203,6 +210,8 @@ class Settings:
         if env.get("FLASK_RUN_FROM_CLI"):
             values["async_mode"] = "threading"
         take("emit_hz", "OPTIO_EMIT_HZ", float)
+        take("ws_compression", "OPTIO_WS_COMPRESSION", lambda v: v.lower() in _TRUE)
+        take("max_clients", "OPTIO_MAX_CLIENTS", int)
         take("log_level", "OPTIO_LOG_LEVEL", str.upper)
         take("health_tick_max_age", "OPTIO_HEALTH_TICK_MAX_AGE", float)
         return cls(**values)
@@ -251,6 +260,8 @@ API_TOKEN: str | None = SETTINGS.api_token
 PROTECT_READS: bool = SETTINGS.protect_reads
 ASYNC_MODE: str = SETTINGS.async_mode
 EMIT_HZ: float = SETTINGS.emit_hz
+WS_COMPRESSION: bool = SETTINGS.ws_compression
+MAX_CLIENTS: int = SETTINGS.max_clients
 LOG_LEVEL: str = SETTINGS.log_level
 HEALTH_TICK_MAX_AGE: float = SETTINGS.health_tick_max_age
 

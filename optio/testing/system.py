@@ -57,8 +57,9 @@ class System:
         self.procs: dict[str, Proc] = {}
         self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
 
-    def start_web(self) -> Proc:
-        proc = Proc("web", [sys.executable, "-m", "optio.serve"], self.env, self.log_dir)
+    def start_web(self, module: str = "optio.serve") -> Proc:
+        """The web process, ``python -m module`` (the benchmark runs a variant of optio.serve)."""
+        proc = Proc("web", [sys.executable, "-m", module], self.env, self.log_dir)
         self.procs["web"] = proc
         wait_for(
             lambda: requests.get(f"{self.base}/api/health", timeout=1).status_code in (200, 503),
