@@ -1,8 +1,9 @@
-"""Bare Celery for comparison: a no-op task, one message per job, on the same Redis.
+"""Bare Celery for comparison: a no-op task, one message per job, on the same broker.
 
-The same delivery settings as optio's job queue (``optio.celery_settings.DELIVERY``: acks
-late, prefetch 1, no results, the same visibility timeout), so the difference measured is
-optio's own work per job.
+The same delivery settings and queue declaration as optio's job queue
+(``optio.celery_settings``: acks late, prefetch 1, no results; on Redis the same visibility
+timeout, on RabbitMQ a durable quorum queue), so the difference measured is optio's own work
+per job. The broker is ``BENCH_BROKER_URL`` (a Redis or an ``amqp://`` URL).
 
 Worker: ``celery -A bench.bare_celery worker -c 2``. Publisher:
 ``python -m bench.bare_celery COUNT`` prints the monotonic times it started and finished
@@ -16,14 +17,16 @@ import sys
 import time
 
 from celery import Celery, signals
-from kombu import Queue
 
-from optio.celery_settings import DELIVERY, quiet_per_task_lines
+from optio.celery_settings import delivery, queues, quiet_per_task_lines
 
 QUEUE = "bare.jobs"
+BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6399/0")
 
-app = Celery("bare", broker=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6399/0"))
-app.conf.update(task_default_queue=QUEUE, task_queues=[Queue(QUEUE)], **DELIVERY)
+app = Celery("bare")
+app.conf.update(
+    task_default_queue=QUEUE, task_queues=queues(BROKER_URL, QUEUE), **delivery(BROKER_URL)
+)
 # the same per-task INFO lines optio silences, so neither side pays for logging
 signals.after_setup_logger.connect(quiet_per_task_lines)
 

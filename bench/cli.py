@@ -13,14 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from bench import fidelity, latency, machine, pipeline, report, throttle
+from bench.brokers import RabbitBroker
 from bench.meters import rss
 from bench.stack import CONCURRENCY, start_optio
 from optio import config
-from optio.testing import ROOT, RedisServer
+from optio.testing import ROOT, RabbitServer, RedisServer
 
 PARTS = ("ceiling", "batched", "fidelity", "latency", "api", "throttle")
 #: The keys of the results each part writes (a part not listed writes the key of its name).
 PART_KEYS = {"batched": ("batched", "memory")}
+#: The parts that ``--broker amqp`` runs on RabbitMQ.
+RABBITMQ_PARTS = ("ceiling", "batched")
 BATCHED_Y = 2_000_000.0
 FIDELITY_YS = [60.0, 600.0, 6000.0, 60000.0]
 #: Calls per second the rate-limited server of the throttle part allows, one run each.
@@ -73,7 +76,9 @@ def write_markdown(path: Path, results: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short windows, for development")
-    parser.add_argument("--only", default=",".join(PARTS), help=f"comma list of {PARTS}")
+    parser.add_argument(
+        "--only", default=None, help=f"comma list of {PARTS} (default: all that the broker runs)"
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
     parser.add_argument("--out", default=str(ROOT / "docs"), help="where to write the results")
     parser.add_argument(
@@ -82,6 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         metavar="MINUTES",
         help="first wait up to MINUTES for the load average to fall below 1.0",
+    )
+    parser.add_argument(
+        "--broker",
+        choices=("redis", "amqp"),
+        default="redis",
+        help="amqp: run the ceiling and batched parts with Celery's messages in a private "
+        "RabbitMQ node (Redis keeps optio's state); their results replace only the "
+        '"rabbitmq" section of benchmarks.json, beside the Redis figures already there',
     )
     parser.add_argument(
         "--report-only",
@@ -95,10 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         write_markdown(out / "BENCHMARKS.md", results)
         print(report.summary_table(results), flush=True)
         return 0
-    parts = [p.strip() for p in args.only.split(",") if p.strip()]
+    everything = RABBITMQ_PARTS if args.broker == "amqp" else PARTS
+    parts = [p.strip() for p in (args.only or ",".join(everything)).split(",") if p.strip()]
     unknown = set(parts) - set(PARTS)
     if unknown:
         parser.error(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
+    if args.broker == "amqp" and set(parts) - set(RABBITMQ_PARTS):
+        parser.error(f"--broker amqp runs only the parts {RABBITMQ_PARTS}")
     if args.wait_quiet:
         wait_quiet(args.wait_quiet, 1.0)
 
@@ -115,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         "work_dir": str(work),
     }
     print(f"bench: logs and profiles in {work}", flush=True)
+    if args.broker == "amqp":
+        return _on_rabbitmq(Path(args.out), work, prof, cfg, parts, results, started)
     rds = RedisServer(work, persistent=False)
     try:
         results["machine"] = machine.describe(rds.version())
@@ -144,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     earlier = out / "benchmarks.json"
     if set(parts) != set(PARTS) and earlier.exists():
         results = merge(json.loads(earlier.read_text()), results, parts)
+    if earlier.exists() and "rabbitmq" not in results:  # from --broker amqp: kept until measured
+        kept = json.loads(earlier.read_text()).get("rabbitmq")
+        if kept:
+            results["rabbitmq"] = kept
     (out / "benchmarks.json").write_text(json.dumps(results, indent=1) + "\n")
     write_markdown(out / "BENCHMARKS.md", results)
     print(report.summary_table(results), flush=True)
@@ -224,20 +246,71 @@ def _default_stack(rds, work, prof, cfg, parts, results) -> None:
         stack.stop_all()
 
 
-def _ceiling(rds, work, prof, cfg) -> dict:
-    """optio with one message per job against bare Celery, alternating, same Redis."""
+def _on_rabbitmq(
+    out: Path, work: Path, prof, cfg, parts, run: dict[str, Any], started: float
+) -> int:
+    """The ceiling and batched parts with a private RabbitMQ node as Celery's broker (optio's
+    state in a private Redis, as always); written as the "rabbitmq" section of the results in
+    ``out``, the rest of them kept."""
+    rds = RedisServer(work, persistent=False)
+    rabbit = RabbitServer(work / "rabbitmq")
+    broker = RabbitBroker(rabbit)
+    try:
+        run["machine"] = {**machine.describe(rds.version()), "rabbitmq_server": rabbit.version()}
+        run["node_start_s"] = round(rabbit.started_in, 2)
+        if "batched" in parts:
+            print(f"bench: RabbitMQ: batched run (y = {cfg['batched_y']:,.0f}/min)", flush=True)
+            stack = start_optio(
+                rds.url, work, "optio-rabbitmq", OPTIO_MAX_Y="10000000", OPTIO_BROKER_URL=broker.url
+            )
+            try:
+                run["batched"], _ = pipeline.batched(
+                    stack, rds, cfg["batched_jobs"], cfg["batched_y"], broker
+                )
+                if prof is not None:
+                    run["batched"]["profile"] = pipeline.profile_batched(
+                        stack, rds, cfg["batched_y"], prof / "rabbitmq-batched", broker
+                    )
+            finally:
+                stack.stop_all()
+        if "ceiling" in parts:
+            rds.client.flushall()
+            rabbit.delete_queues()
+            run["ceiling"] = _ceiling(rds, work, prof, cfg, broker)
+    finally:
+        rabbit.close()
+        rds.stop()
+    run["duration_s"] = round(time.time() - started, 1)
+    run["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    out.mkdir(parents=True, exist_ok=True)
+    earlier = out / "benchmarks.json"
+    results = json.loads(earlier.read_text()) if earlier.exists() else {"settings": cfg}
+    results["rabbitmq"] = run
+    earlier.write_text(json.dumps(results, indent=1) + "\n")
+    write_markdown(out / "BENCHMARKS.md", results)
+    print(report.summary_table(results), flush=True)
+    print(f"bench: wrote the RabbitMQ section of {out / 'BENCHMARKS.md'}", flush=True)
+    return 0
+
+
+def _ceiling(rds, work, prof, cfg, broker=None) -> dict:
+    """optio with one message per job against bare Celery, alternating, same broker (the Redis
+    unless ``broker`` says otherwise)."""
     n = cfg["ceiling_jobs"]
     optio_runs, bare_runs = [], []
-    stack = start_optio(rds.url, work, "optio-batch1", OPTIO_MAX_BATCH="1")
+    on_rabbit = {"OPTIO_BROKER_URL": broker.url} if broker else {}
+    name = "optio-batch1-rabbitmq" if broker else "optio-batch1"
+    stack = start_optio(rds.url, work, name, OPTIO_MAX_BATCH="1", **on_rabbit)
+    side = f"{broker.kind}-" if broker else ""
     try:
         for i in range(cfg["ceiling_rounds"]):
             last = i == cfg["ceiling_rounds"] - 1
             print(f"bench: ceiling round {i + 1}: optio, one message per job", flush=True)
-            p = None if prof is None or not last else prof / "ceiling-optio"
-            optio_runs.append(pipeline.optio_ceiling(stack, rds, n, p))
+            p = None if prof is None or not last else prof / f"{side}ceiling-optio"
+            optio_runs.append(pipeline.optio_ceiling(stack, rds, n, p, broker))
             print(f"bench: ceiling round {i + 1}: bare Celery", flush=True)
-            p = None if prof is None or not last else prof / "ceiling-bare"
-            bare_runs.append(pipeline.bare_ceiling(rds, work, n, p))
+            p = None if prof is None or not last else prof / f"{side}ceiling-bare"
+            bare_runs.append(pipeline.bare_ceiling(rds, work, n, p, broker))
     finally:
         stack.stop_all()
     optio_rate = statistics.median(r["jobs_per_s"] for r in optio_runs)

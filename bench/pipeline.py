@@ -14,6 +14,7 @@ import redis
 
 from bench import profiling
 from bench.bare_celery import QUEUE as BARE_QUEUE
+from bench.brokers import RabbitBroker, RedisBroker
 from bench.meters import CpuMeter, rss
 from bench.sampling import CounterSampler, rate_between, rounded, summary_ms, value_at
 from bench.stack import CONCURRENCY
@@ -28,11 +29,13 @@ CEILING_Y = 1_000_000.0
 BATCHED_CEILING_Y = 6_000_000.0
 PROFILE_SECONDS = 10
 
+Broker = RedisBroker | RabbitBroker
 
-def drain(client: redis.Redis, queues: tuple[str, ...], timeout: float = 120) -> None:
-    """Wait until no message is queued or unacknowledged (left over from a stopped run)."""
+
+def drain(broker: Broker, queues: tuple[str, ...], timeout: float = 120) -> None:
+    """Wait until no message is waiting (left over from a stopped run)."""
     wait_for(
-        lambda: sum(client.llen(q) for q in queues) == 0 and client.hlen("unacked") == 0,
+        lambda: sum(broker.waiting(q) for q in queues) == 0,
         timeout,
         "the queues to drain",
         interval=0.2,
@@ -64,11 +67,14 @@ def _steady_rate(rows, field: str, total: int) -> float | None:
 # -- 1. ceiling, optio side -------------------------------------------------------------------
 
 
-def optio_ceiling(stack: System, rds: RedisServer, n: int, prof_dir: Path | None) -> dict:
+def optio_ceiling(
+    stack: System, rds: RedisServer, n: int, prof_dir: Path | None, broker: Broker | None = None
+) -> dict:
     """n jobs, one message each, at a rate far above capacity: jobs/s from start to last count."""
+    broker = broker or RedisBroker(rds)
     client = rds.client
     client.config_resetstat()
-    meter = CpuMeter({**stack.pids(), "redis": rds.pid}).start()
+    meter = CpuMeter({**stack.pids(), "redis": rds.pid, **broker.pids()}).start()
     run_id = start(stack, n, CEILING_Y)
     sampler = CounterSampler(rds.url, run_id, 0.25).start()
     h = wait_finished(stack, run_id, max(180.0, n / 50), poll_redis=True)
@@ -85,18 +91,18 @@ def optio_ceiling(stack: System, rds: RedisServer, n: int, prof_dir: Path | None
         "redis_commandstats": redis_commandstats(client),
     }
     if prof_dir is not None:
-        out["profile"] = _profile_run(stack, client, n, CEILING_Y, prof_dir)
+        out["profile"] = _profile_run(stack, broker, n, CEILING_Y, prof_dir)
     return out
 
 
-def _profile_run(stack: System, client: redis.Redis, x: int, y: float, out: Path) -> dict:
+def _profile_run(stack: System, broker: Broker, x: int, y: float, out: Path) -> dict:
     """A second run like the measured one, profiled (so the profiler slows no measured run)."""
     start(stack, x, y)
     time.sleep(3)
     pids = {k: v for k, v in stack.pids().items() if k.startswith("worker")}
     result = profiling.profile(pids, PROFILE_SECONDS, out)
     stack.post("/api/stop")
-    drain(client, (JOBS_QUEUE,))
+    drain(broker, (JOBS_QUEUE,))
     return result
 
 
@@ -108,20 +114,23 @@ def _publish(env: dict[str, str], n: int, work: Path) -> Proc:
     return Proc("bare-publisher", args, env, work, stdout=subprocess.PIPE)
 
 
-def _wait_bare_done(client: redis.Redis, pub: Proc, timeout: float) -> float:
+def _wait_bare_done(broker: Broker, pub: Proc, timeout: float) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not pub.alive() and client.llen(BARE_QUEUE) == 0 and client.hlen("unacked") == 0:
+        if not pub.alive() and broker.waiting(BARE_QUEUE) == 0:
             return time.monotonic()
         time.sleep(0.02)
     raise TimeoutError("bare Celery did not finish its jobs in time")
 
 
-def bare_ceiling(rds: RedisServer, work: Path, n: int, prof_dir: Path | None) -> dict:
-    """n no-op tasks through a bare Celery worker of the same concurrency on the same Redis."""
+def bare_ceiling(
+    rds: RedisServer, work: Path, n: int, prof_dir: Path | None, broker: Broker | None = None
+) -> dict:
+    """n no-op tasks through a bare Celery worker of the same concurrency on the same broker."""
+    broker = broker or RedisBroker(rds)
     work = work / "bare"
     work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "BENCH_REDIS_URL": rds.url, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "BENCH_BROKER_URL": broker.url, "PYTHONUNBUFFERED": "1"}
     args = celery_worker_args("bare", CONCURRENCY, heartbeat=False, app="bench.bare_celery")
     worker = Proc("bare-worker", args, env, work)
     try:
@@ -129,11 +138,11 @@ def bare_ceiling(rds: RedisServer, work: Path, n: int, prof_dir: Path | None) ->
         wait_for(lambda: len(children(worker.pid)) >= CONCURRENCY, 30, "the bare worker's pool")
         client = rds.client
         client.config_resetstat()
-        pids = {"worker": worker.pid, "redis": rds.pid}
+        pids = {"worker": worker.pid, "redis": rds.pid, **broker.pids()}
         pids.update({f"worker-child-{i}": p for i, p in enumerate(children(worker.pid))})
         meter = CpuMeter(pids).start()
         pub = _publish(env, n, work)
-        end = _wait_bare_done(client, pub, timeout=max(180.0, n / 50))
+        end = _wait_bare_done(broker, pub, timeout=max(180.0, n / 50))
         cpu = meter.stop()
         begun, ended, pub_cpu = (float(v) for v in pub.popen.stdout.read().split())
         pub.stop()
@@ -153,7 +162,7 @@ def bare_ceiling(rds: RedisServer, work: Path, n: int, prof_dir: Path | None) ->
             pids = {"worker": worker.pid}
             pids.update({f"worker-child-{i}": p for i, p in enumerate(children(worker.pid))})
             out["profile"] = profiling.profile(pids, PROFILE_SECONDS, prof_dir)
-            _wait_bare_done(client, pub, timeout=max(180.0, n / 50))
+            _wait_bare_done(broker, pub, timeout=max(180.0, n / 50))
             pub.stop()
         return out
     finally:
@@ -163,11 +172,14 @@ def bare_ceiling(rds: RedisServer, work: Path, n: int, prof_dir: Path | None) ->
 # -- 2. batched: y = BATCHED_Y (cli.py) -------------------------------------------------------
 
 
-def batched(stack: System, rds: RedisServer, x: int, y: float) -> tuple[dict, str]:
+def batched(
+    stack: System, rds: RedisServer, x: int, y: float, broker: Broker | None = None
+) -> tuple[dict, str]:
     """x jobs at y/min with the default batching: do enqueued and processed keep pace?"""
+    broker = broker or RedisBroker(rds)
     client = rds.client
     client.config_resetstat()
-    meter = CpuMeter({**stack.pids(), "redis": rds.pid}).start()
+    meter = CpuMeter({**stack.pids(), "redis": rds.pid, **broker.pids()}).start()
     t_post = time.monotonic()
     run_id = start(stack, x, y)
     sampler = CounterSampler(rds.url, run_id, 0.5).start()
@@ -201,10 +213,12 @@ def batched(stack: System, rds: RedisServer, x: int, y: float) -> tuple[dict, st
     }, run_id
 
 
-def profile_batched(stack: System, rds: RedisServer, y: float, out: Path) -> dict:
+def profile_batched(
+    stack: System, rds: RedisServer, y: float, out: Path, broker: Broker | None = None
+) -> dict:
     """Profile a run at y that lasts past the profile's window (3 s in, PROFILE_SECONDS long)."""
     x = int(y / 60 * (3 + PROFILE_SECONDS + 2))
-    return _profile_run(stack, rds.client, x, y, out)
+    return _profile_run(stack, broker or RedisBroker(rds), x, y, out)
 
 
 # -- 6. memory --------------------------------------------------------------------------------
@@ -262,7 +276,7 @@ def api_under_load(stack: System, rds: RedisServer, seconds: float, prof_dir: Pa
         web_profile = _web_profile(stack, prof_dir)
     rows = sampler.stop()
     stack.post("/api/stop")
-    drain(rds.client, (JOBS_QUEUE,))
+    drain(RedisBroker(rds), (JOBS_QUEUE,))
     return {
         "asked_per_min": BATCHED_CEILING_Y,
         "idle": idle,

@@ -173,6 +173,37 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _verdict(ok, "; ".join(misses)),
             )
         )
+    q = r.get("rabbitmq") or {}
+    if q.get("ceiling"):
+        c = q["ceiling"]
+        out.append(
+            (
+                "8. RabbitMQ broker: throughput ceiling, one message per job: optio / bare Celery",
+                f"{num(c['optio_jobs_per_s'])} / {num(c['bare_jobs_per_s'])} jobs/s "
+                f"= **{c['ratio']:.2f}**",
+                f">= {CEILING_GOAL}",
+                _verdict(
+                    c["ratio"] >= CEILING_GOAL,
+                    f"{100 * (CEILING_GOAL - c['ratio']):.0f} points short",
+                ),
+            )
+        )
+    if q.get("batched"):
+        b = q["batched"]
+        goal = b["asked_per_s"]
+        rate = b["processed_per_s_steady"] or 0
+        ok = rate >= BATCHED_GOAL_SHARE * goal and b["max_lag_seconds"] <= BATCHED_MAX_LAG_S
+        out.append(
+            (
+                f"8. RabbitMQ broker: batched, y = {goal * 60:,.0f}/min: processed/s (enqueued/s)",
+                f"**{num(rate)}** ({num(b['enqueued_per_s_steady'])}); {b['jobs']:,} jobs in "
+                f"{b['seconds']:.1f} s (ideal {b['ideal_seconds']:.1f} s); processed at most "
+                f"{b['max_lag_seconds']:.2f} s behind enqueued",
+                f"{goal:,.0f}/s within {100 * (1 - BATCHED_GOAL_SHARE):.0f} %, at most "
+                f"{BATCHED_MAX_LAG_S:g} s behind",
+                _verdict(ok, f"{100 * (1 - rate / goal):.1f} % below"),
+            )
+        )
     return out
 
 
@@ -190,6 +221,7 @@ BLOCKS: list[tuple[str, str, Callable[[dict[str, Any]], list[str]] | None]] = [
     ("api", "## 5. API under load", lambda r: tables.api(r["api"])),
     ("memory", "## 6. Memory", lambda r: tables.memory(r["memory"])),
     ("throttle", "## 7. Throttling", lambda r: tables.throttle(r["throttle"])),
+    ("rabbitmq", "## 8. RabbitMQ as the broker", tables.rabbitmq),
 ]
 
 

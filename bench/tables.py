@@ -303,3 +303,80 @@ def _separately(part: str, s: dict[str, Any]) -> list[str]:
 
 
 #: (block name, heading used when the hand-written text has no such block, tables).
+
+
+def rabbitmq(r: dict[str, Any]) -> list[str]:
+    """The ceiling and batched figures on RabbitMQ beside those on Redis (the last run of those
+    parts), each against bare Celery on the same broker."""
+    q = r["rabbitmq"]
+    rows = []
+    for broker, c, when in (
+        ("Redis", r.get("ceiling"), r.get("started_at")),
+        ("RabbitMQ", q.get("ceiling"), q.get("started_at")),
+    ):
+        if c:
+            rounds = " / ".join(num(o["jobs_per_s"]) for o in c["optio_runs"])
+            bare = " / ".join(num(b["jobs_per_s"]) for b in c["bare_runs"])
+            publish = " / ".join(num(b["publish_per_s"]) for b in c["bare_runs"])
+            rows.append([broker, rounds, bare, f"**{c['ratio']:.2f}**", publish, when or "n/a"])
+    out = table(
+        (
+            "broker: one message per job",
+            "optio jobs/s (rounds)",
+            "bare Celery jobs/s (rounds)",
+            "optio / bare (medians)",
+            "bare publish/s",
+            "measured",
+        ),
+        rows,
+    )
+    rows = []
+    for broker, b, when in (
+        ("Redis", r.get("batched"), r.get("started_at")),
+        ("RabbitMQ", q.get("batched"), q.get("started_at")),
+    ):
+        if b:
+            rows.append(
+                [
+                    broker,
+                    num(b["asked_per_s"]),
+                    f"**{num(b['processed_per_s_steady'])}**",
+                    num(b["enqueued_per_s_steady"]),
+                    f"{b['seconds']:.1f} ({b['ideal_seconds']:.1f})",
+                    f"{b['max_lag_seconds']:.2f}",
+                    when or "n/a",
+                ]
+            )
+    out += table(
+        (
+            f"broker: batched, {q['settings']['batched_jobs']:,} jobs",
+            "asked jobs/s",
+            "processed/s while enqueuing",
+            "enqueued/s",
+            "run time s (ideal)",
+            "most processed lags enqueued (s)",
+            "measured",
+        ),
+        rows,
+    )
+    cpus = {}
+    if q.get("ceiling"):
+        cpus["optio, one message per job"] = q["ceiling"]["optio_runs"][-1]["cpu"]
+        cpus["bare Celery"] = q["ceiling"]["bare_runs"][-1]["cpu"]
+    if q.get("batched"):
+        cpus["optio, batched"] = q["batched"]["cpu"]
+    if cpus:
+        out += _cpu(cpus)
+    m = q["machine"]
+    out += table(
+        ("RabbitMQ run", "value"),
+        [
+            ("RabbitMQ server", m.get("rabbitmq_server", "n/a")),
+            ("node start-up s", num(q.get("node_start_s"), 1)),
+            ("load average at start", " / ".join(num(v, 2) for v in q["load_average_at_start"])),
+            ("tick s", num(q["settings"].get("tick_seconds"), 2)),
+            ("optio commit", m.get("optio_commit", "n/a")),
+            ("duration s", num(q.get("duration_s"), 1)),
+        ],
+    )
+    return out

@@ -12,6 +12,7 @@ from flask import Blueprint, Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from optio import heartbeats, names
+from optio.celery_settings import broker_kind
 from optio.redis_state import (
     NoActiveRunError,
     NotPausedError,
@@ -203,6 +204,12 @@ def health():
         return jsonify(body), 503
     checks: dict = {"redis": "ok", "workers": workers, "beats": beats, "lastTick": last}
     problems = []
+    broker_url = services().settings.broker_url
+    broker = services().broker_problem()
+    checks["broker"] = f"no answer: {_scrubbed(broker, broker_url)}" if broker else "ok"
+    checks["brokerType"] = broker_kind(broker_url)
+    if broker:
+        problems.append(f"the broker does not answer at {redacted_url(broker_url)}")
     if not workers:
         problems.append("no worker heartbeat: start `celery -A optio.tasks worker`")
     if not beats:
@@ -272,8 +279,8 @@ def _secrets(url: str) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-def _scrubbed(message: str) -> str:
-    for secret in _secrets(services().settings.redis_url):
+def _scrubbed(message: str, url: str | None = None) -> str:
+    for secret in _secrets(url or services().settings.redis_url):
         message = message.replace(secret, "***")
     return message
 

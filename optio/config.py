@@ -23,10 +23,14 @@ _TRUE = ("1", "true", "yes")
 class Settings:
     """Every setting of optio; the environment variable of each is in ``from_env``."""
 
-    #: Redis used as Celery broker, for counters and for pub/sub (REDIS_URL): one server
-    #: (redis://, rediss://, unix://), or a primary found through Redis Sentinel
-    #: (redis+sentinel://HOST:PORT,HOST:PORT/SERVICE/DB, see optio/redis_urls.py).
+    #: Redis for the counters, leases, schedule and pub/sub, and Celery's broker unless
+    #: OPTIO_BROKER_URL says otherwise (REDIS_URL): one server (redis://, rediss://, unix://),
+    #: or a primary found through Redis Sentinel (redis+sentinel://HOST:PORT,HOST:PORT/SERVICE/DB,
+    #: see optio/redis_urls.py).
     redis_url: str = "redis://localhost:6379/0"
+    #: Celery's broker: REDIS_URL unless set; ``amqp://`` selects RabbitMQ with durable quorum
+    #: queues. Only the Celery messages move there (OPTIO_BROKER_URL).
+    broker_url: str | None = None
     #: TCP port of the web process: HTTP API, pages, Socket.IO (PORT).
     port: int = 3000
     #: Interface the web process binds to: loopback unless set (expose it with a token, see
@@ -150,6 +154,7 @@ class Settings:
             "url": f"http://localhost:{self.port}",
             "health_tick_max_age": max(10.0, 5 * self.tick_seconds),
             "redis_min_replicas": 1 if redis_urls.is_sentinel(self.redis_url) else 0,
+            "broker_url": self.redis_url,
         }
         for name, value in derived.items():
             if getattr(self, name) is None:
@@ -191,6 +196,7 @@ class Settings:
                 values[name] = convert(env[variable])
 
         take("redis_url", "REDIS_URL")
+        take("broker_url", "OPTIO_BROKER_URL", lambda v: v or None)
         take("port", "PORT", int)
         take("host", "OPTIO_HOST")
         take("tick_seconds", "OPTIO_TICK_SECONDS", float)
@@ -244,6 +250,7 @@ SETTINGS = Settings.from_env()
 
 # Aliases of SETTINGS for code that reads module-level names (workers, beat, the CLI).
 REDIS_URL: str = SETTINGS.redis_url
+BROKER_URL: str = SETTINGS.broker_url
 PORT: int = SETTINGS.port
 HOST: str = SETTINGS.host
 TICK_SECONDS: float = SETTINGS.tick_seconds

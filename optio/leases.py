@@ -6,6 +6,12 @@ run, one daemon thread per process renews all of its leases every third of OPTIO
 one call per run, so short messages cost no renewal at all. A lease it fails to renew is lost (it
 expired and the tick re-sent the message, or the run ended): the message's loop stops before its
 next job.
+
+With ``announce`` (RabbitMQ as the broker), a process also keeps one Redis connection named
+``optio-holder-<id>`` open for its whole life (named again with every renewal), and its lease
+tokens start with that id. A process that dies loses the connection at once, so another worker
+that gets its message back from the broker can tell, with :meth:`Keeper.holder_alive`, that the
+lease's holder is gone and take the lease over instead of waiting for it to run out.
 """
 
 from __future__ import annotations
@@ -34,32 +40,108 @@ class Held:
     lost: bool = False
 
 
-class Keeper:
-    """The leases of this process and the thread that renews them."""
+#: Name prefix of the Redis connection that shows a lease holder is alive (``announce``).
+HOLDER_PREFIX = "optio-holder-"
 
-    def __init__(self, store: RunStore, lease_seconds: float) -> None:
+
+class Keeper:
+    """The leases of this process and the thread that renews them (and, with ``announce``,
+    the named Redis connection that shows this process is alive)."""
+
+    def __init__(self, store: RunStore, lease_seconds: float, *, announce: bool = False) -> None:
         self.store = store
         self.lease_ms = int(lease_seconds * 1000)
         self.interval = lease_seconds / 3
+        self.announce = announce
         self._held: set[Held] = set()
         self._lock = threading.Lock()
         self._pid: int | None = None
+        self._holder = ""
+        self._presence = None  # a connection taken out of the store's pool for good
+        self._named = False  # the presence connection carries its name now
+        self._said_unnamed = False  # a failure to name it is logged once, not every renewal
+
+    def token(self) -> str:
+        """A new lease token of this process: with ``announce`` and the named connection open,
+        its holder id, then a random part; else a random token (its lease runs out as usual
+        when the process dies, it is never taken over)."""
+        if not self.announce:
+            return secrets.token_hex(8)
+        with self._lock:
+            self._start()
+            named = self._named
+        return f"{self._holder}-{secrets.token_hex(4)}" if named else secrets.token_hex(8)
 
     def hold(self, held: Held) -> None:
         with self._lock:
             self._held.add(held)
-            if self._pid != os.getpid():  # first lease in this (possibly forked) process
-                self._pid = os.getpid()
-                threading.Thread(target=self._run, name="optio-leases", daemon=True).start()
+            self._start()
 
     def drop(self, held: Held) -> None:
         with self._lock:
             self._held.discard(held)
 
+    def holder_alive(self, token: str) -> bool:
+        """Whether the process that leased with ``token`` still has its named connection open.
+        A token without a holder id (leased without ``announce``) counts as alive."""
+        holder, dash, _ = token.partition("-")
+        if not dash:
+            return True
+        name = HOLDER_PREFIX + holder
+        try:
+            clients = self.store.client.client_list(_type="normal")
+        except redis.RedisError:
+            return True  # can't tell: the lease runs out instead
+        return any(c.get("name") == name for c in clients)
+
+    def _start(self) -> None:
+        """Once per (possibly forked) process, under the lock: the renewal thread, and with
+        ``announce`` a holder id and its named connection."""
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        if self.announce:
+            self._holder = secrets.token_hex(6)
+            self._presence, self._named = None, False  # a parent's connection is not ours
+            try:
+                self._name()
+            except redis.RedisError as exc:  # Redis away: the renewal thread names it later
+                self._say_unnamed(exc)
+        threading.Thread(target=self._run, name="optio-leases", daemon=True).start()
+
+    def _name(self) -> None:
+        """(Re)name the presence connection; redis-py reconnects it silently when it dropped,
+        and a new connection has no name."""
+        if self._presence is None:
+            self._presence = self.store.client.connection_pool.get_connection()
+        conn = self._presence
+        try:
+            conn.send_command("CLIENT", "SETNAME", HOLDER_PREFIX + self._holder)
+            conn.read_response()
+        except (redis.RedisError, OSError) as exc:
+            self._named = False
+            conn.disconnect()  # connect again next time
+            raise redis.ConnectionError(str(exc)) from exc
+        self._named = True
+
+    def _say_unnamed(self, exc: Exception) -> None:
+        if not self._said_unnamed:
+            self._said_unnamed = True
+            log.warning(
+                "[worker] Lease holder connection not named (%s): until it is, this process's "
+                "messages come back after their leases run out, not at once",
+                exc,
+            )
+
     def _run(self) -> None:
         stop = threading.Event()  # never set: waits without holding the GIL
         while True:
             stop.wait(self.interval)
+            if self.announce:
+                try:
+                    self._name()
+                except redis.RedisError as exc:
+                    self._say_unnamed(exc)
             try:
                 self.renew()
             except redis.RedisError as exc:

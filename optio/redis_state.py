@@ -113,6 +113,8 @@ class Lease:
     status: str
     held_elsewhere: bool
     jobs: list[int]
+    #: the token of the worker holding the live lease, when ``held_elsewhere``
+    holder: str = ""
 
 
 #: Upper bounds (seconds) of the job run-time histogram (optio_job_duration_seconds); the last
@@ -611,15 +613,19 @@ class RunStore:
         token: str,
         lease_ms: int,
         *,
+        take_from: str = "",
         now_ms: int | None = None,
     ) -> Lease:
-        """Start message ``key``: lease it for ``lease_ms`` and get the jobs still to run."""
+        """Start message ``key``: lease it for ``lease_ms`` and get the jobs still to run.
+        ``take_from``: the token of a holder known to be dead, whose live lease is taken over."""
         status, held, *jobs = self._run(
             "lease_message",
             run_keys(run_id),
-            [key, first, count, token, lease_ms, _now_arg(now_ms)],
+            [key, first, count, token, lease_ms, _now_arg(now_ms), take_from],
         )
-        return Lease(status, held == 1, [int(j) for j in jobs])
+        if held == 1:
+            return Lease(status, True, [], jobs[0])
+        return Lease(status, False, [int(j) for j in jobs])
 
     @_retrying
     def renew_leases(

@@ -197,6 +197,13 @@ class HealthChecks(BaseModel):
     beats: list[str] = _absent("Beats with a live heartbeat.")
     lastTick: int | None = _absent("ms since the epoch of the last tick; null: none yet.")
     lastTickAgeSeconds: float = _absent("Seconds since the last tick.")
+    broker: str = _absent(
+        '"ok", or "no answer: ..." when Celery\'s broker (`OPTIO_BROKER_URL`) is not the Redis '
+        "and refuses a connection (credentials hidden)."
+    )
+    brokerType: Literal["redis", "rabbitmq"] = _absent(
+        "What Celery's messages go through (`OPTIO_BROKER_URL`, `REDIS_URL` unless set)."
+    )
 
 
 class Health(BaseModel):

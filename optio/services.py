@@ -8,10 +8,14 @@ from typing import Any
 
 from celery import Celery
 from flask import current_app
+from kombu import Connection
 
-from optio.celery_settings import broker_settings
+from optio.celery_settings import celery_config
 from optio.config import Settings
 from optio.redis_state import RunStore, connect
+
+#: Seconds /api/health waits for the broker's connection when it is not the Redis itself.
+BROKER_CHECK_TIMEOUT = 2.0
 
 
 class Services:
@@ -37,12 +41,26 @@ class Services:
             wait_ms=self.settings.redis_wait_ms,
         )
 
+    def broker_problem(self) -> str | None:
+        """Why Celery's broker does not answer, or None when it does. A broker that is the Redis
+        of REDIS_URL is not checked again; another is connected to (and let go) at once."""
+        url = self.settings.broker_url
+        if url == self.settings.redis_url:
+            return None
+        try:
+            with Connection(url, connect_timeout=BROKER_CHECK_TIMEOUT) as conn:
+                conn.connect()
+        except Exception as exc:  # kombu raises the transport's own errors
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
     @cached_property
     def producer(self) -> Celery:
-        """Sends tasks by name only: the web process does not import the workers' Celery app."""
-        producer = Celery("optio-web", set_as_current=False)
-        producer.conf.update(broker_settings(self.settings.redis_url))
-        return producer
+        """Sends tasks by name only: the web process does not import the workers' Celery app,
+        but it declares the queues as they do, on the same broker (OPTIO_BROKER_URL)."""
+        app = Celery("optio-web", set_as_current=False)
+        app.conf.update(celery_config(self.settings.broker_url, self.settings.visibility_timeout))
+        return app
 
 
 def services() -> Services:

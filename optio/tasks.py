@@ -14,18 +14,15 @@ from collections.abc import Callable
 from functools import cache
 
 from celery import Celery, signals
-from kombu import Queue
 
 # liveness and preflight register Celery signal handlers: heartbeats, the Redis version check
-from optio import config, liveness, names, preflight, webhooks  # noqa: F401
+from optio import config, confirms, liveness, names, preflight, webhooks  # noqa: F401
 from optio.beat_schedule import SCHEDULE
-from optio.celery_settings import DELIVERY, broker_settings, quiet_per_task_lines
+from optio.celery_settings import celery_config, is_amqp, quiet_per_task_lines
 from optio.leases import Held, Keeper
 from optio.names import (
-    JOBS_QUEUE,
     PROCESS_JOBS_TASK,
     TICK_TASK,
-    TICKS_QUEUE,
     message_key,
     parse_message_key,
 )
@@ -53,12 +50,11 @@ app.conf.update(
     # beat runs the tick itself (optio/scheduler.py); a tick sent as a message (the web's kick
     # at start) goes to the ticks queue
     beat_scheduler="optio.scheduler:InlineTickScheduler",
-    task_default_queue=JOBS_QUEUE,
-    # a plain `celery -A optio.tasks worker` consumes both queues
-    task_queues=[Queue(JOBS_QUEUE), Queue(TICKS_QUEUE)],
-    task_routes={TICK_TASK: {"queue": TICKS_QUEUE}},
-    **{**DELIVERY, **broker_settings(config.REDIS_URL)},
+    **celery_config(config.BROKER_URL),
 )
+#: RabbitMQ is the broker: the tick counts its messages once the broker confirmed them, and a
+#: message the broker hands back because its worker died is taken over at once.
+RABBITMQ = is_amqp(config.BROKER_URL)
 
 
 signals.after_setup_logger.connect(quiet_per_task_lines)
@@ -72,7 +68,7 @@ def store() -> RunStore:
 
 @cache
 def keeper() -> Keeper:
-    return Keeper(store(), config.LEASE_SECONDS)
+    return Keeper(store(), config.LEASE_SECONDS, announce=RABBITMQ)
 
 
 @cache
@@ -144,20 +140,45 @@ def _batch(producer, size: int):
     return batch(max_size=size + 1) if batch else contextlib.nullcontext()
 
 
+def _publish(producer, run_id: str, chunk: list[str], new: bool) -> int:
+    """Publish the messages of one chunk; returns how many jobs they carry."""
+    jobs = 0
+    for key in chunk:
+        first, count, retry = parse_message_key(key)
+        args = (run_id, first, count) if new else (run_id, first, count, retry, True)
+        process_jobs.apply_async(args, producer=producer)
+        jobs += count
+    return jobs
+
+
 def _send(run_id: str, messages: list[str], new: bool) -> None:
-    """Publish the messages, about 10 jobs' worth per Redis round trip (a pipelined batch), and
-    confirm each chunk once it is in the broker: counted as enqueued when ``new``, else they are
-    sent again (flagged, so the worker checks what is left before running any job)."""
+    """Publish the messages, about 10 jobs' worth per Redis round trip (a pipelined batch; on
+    RabbitMQ see ``_send_confirmed``), and confirm each chunk once it is in the broker: counted
+    as enqueued when ``new``, else they are sent again (flagged, so the worker checks what is
+    left before running any job)."""
     runs = store()
     with app.producer_or_acquire() as producer:
+        if RABBITMQ:
+            _send_confirmed(runs, producer, run_id, messages, new)
+            return
         for chunk in _chunks(messages):
-            jobs = 0
             with _batch(producer, len(chunk)):
-                for key in chunk:
-                    first, count, retry = parse_message_key(key)
-                    args = (run_id, first, count) if new else (run_id, first, count, retry, True)
-                    process_jobs.apply_async(args, producer=producer)
-                    jobs += count
+                jobs = _publish(producer, run_id, chunk, new)
+            runs.confirm_enqueued(run_id, jobs if new else 0, chunk)
+
+
+def _send_confirmed(runs: RunStore, producer, run_id: str, messages: list[str], new: bool) -> None:
+    """``_send`` on RabbitMQ: publish every chunk, then confirm each in Redis once the broker has
+    confirmed all of its messages (publisher confirms, see confirms.py). The broker confirms
+    many messages at once, so the tick waits about one disk write for all its chunks, not one
+    per chunk."""
+    with confirms.tracked(producer) as tracker:
+        sent = []
+        for chunk in _chunks(messages):
+            jobs = _publish(producer, run_id, chunk, new)
+            sent.append((chunk, jobs, tracker.mark()))
+        for chunk, jobs, mark in sent:
+            tracker.wait(mark)
             runs.confirm_enqueued(run_id, jobs if new else 0, chunk)
 
 
@@ -248,14 +269,26 @@ def process_jobs(run_id: str, first: int, count: int, retry: int = 0, resent: bo
     Returns how many were counted now. (``resent``: sent again by the tick; informative only.)
 
     A delivery of a message that another live worker leases is dropped (the broker's redelivery
-    after its visibility timeout, or any other duplicate). Results are counted in one Lua call per
+    after its visibility timeout, or any other duplicate); on RabbitMQ, a redelivery whose
+    lease holder died takes the lease over at once. Results are counted in one Lua call per
     MARK_EVERY_SECONDS of work (every job when jobs are slow), which keeps Redis round trips few
     at high rates and progress live at low ones; each such call also says whether the run was
     stopped, so a stop takes effect between jobs.
     """
     runs = store()
-    held = Held(run_id, message_key(first, count, retry))
+    held = Held(run_id, message_key(first, count, retry), keeper().token())
     lease = runs.lease_message(run_id, held.key, first, count, held.token, keeper().lease_ms)
+    if lease.held_elsewhere and _holder_died(lease.holder):
+        lease = runs.lease_message(
+            run_id, held.key, first, count, held.token, keeper().lease_ms, take_from=lease.holder
+        )
+        if not lease.held_elsewhere:
+            log.warning(
+                "[worker] Took over message %s of run %s: its worker died (the broker "
+                "redelivered it)",
+                held.key,
+                run_id,
+            )
     if lease.held_elsewhere:
         if _drop_log():
             log.info(
@@ -269,6 +302,14 @@ def process_jobs(run_id: str, first: int, count: int, retry: int = 0, resent: bo
         return _run_jobs(runs, held, lease.jobs)
     finally:
         keeper().drop(held)
+
+
+def _holder_died(holder: str) -> bool:
+    """RabbitMQ redelivers a message once its consumer's connection closed or its pool process
+    died; when the lease's holder has lost its Redis connection too, it died (see leases.py)."""
+    if not RABBITMQ or not (process_jobs.request.delivery_info or {}).get("redelivered"):
+        return False
+    return not keeper().holder_alive(holder)
 
 
 def _run_jobs(runs: RunStore, held: Held, jobs: list[int]) -> int:

@@ -4,6 +4,6 @@
 # Arguments go to `python -m bench` (--quick, --only PARTS, --no-profile, --wait-quiet MINUTES).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh bench
 .venv/bin/python -m pip install -q -e ".[bench]"
 exec .venv/bin/python -m bench "$@"

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from optio.redis_state import RunStore
-from optio.testing import ROOT, Published, RedisServer, SentinelGroup, System
+from optio.testing import ROOT, Published, RedisServer, SentinelGroup, System, rabbit
 from tests.chromium import browser, page  # noqa: F401 (the browser tests' fixtures)
 
 #: Database for in-process tests of the Lua scripts (flushed around each test).
@@ -111,6 +111,37 @@ def sentinel_group(tmp_path) -> Iterator[SentinelGroup]:
         yield group
     finally:
         group.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbit_server(tmp_path_factory) -> Iterator[rabbit.RabbitServer]:
+    """A RabbitMQ node of our own (own node name, ports, epmd, data under a temp folder); never
+    the machine's broker. Skipped, with the reason, only when RabbitMQ is not installed."""
+    problem = rabbit.missing()
+    if problem:
+        pytest.skip(problem)
+    server = rabbit.RabbitServer(tmp_path_factory.mktemp("rabbitmq"))
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def rabbit_system(rabbit_server, tmp_path, request):
+    """``fault_system`` with Celery's broker on the private RabbitMQ node: its own redis-server
+    for the state, optio's queues deleted from the node first; ``@pytest.mark.env`` as there."""
+    if rabbit_server.proc is None:  # a test that stopped the node failed before starting it
+        rabbit_server.start()
+    rabbit_server.delete_queues()
+    server = RedisServer(tmp_path)
+    marker = request.node.get_closest_marker("env")
+    env = {**FAULT_ENV, "OPTIO_BROKER_URL": rabbit_server.url, **(marker.args[0] if marker else {})}
+    try:
+        with System(f"{server.url}/0", tmp_path, **env) as system:
+            system.server = server
+            system.rabbit = rabbit_server
+            yield system
+    finally:
+        server.stop()
 
 
 #: Rows (case, what was done, figures) recorded by the fault and lease suites.

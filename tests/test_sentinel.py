@@ -13,7 +13,7 @@ import pytest
 
 from optio import names, redis_urls
 from optio.api import redacted_url
-from optio.celery_settings import broker_settings
+from optio.celery_settings import delivery
 from optio.config import Settings
 from optio.preflight import where
 from optio.redis_state import RunStore, connect, done_key, results_key, run_key
@@ -73,7 +73,7 @@ def test_with_sentinels_a_count_waits_for_one_replica_by_default():
 
 
 def test_the_broker_gets_kombus_sentinel_form_and_the_service():
-    settings = broker_settings(URL)
+    settings = delivery(URL)
     assert settings["broker_url"] == (
         "sentinel://:s3cret@s1:26379/2;sentinel://:s3cret@s2:26379/2;"
         "sentinel://:s3cret@[::1]:26380/2"
@@ -82,7 +82,7 @@ def test_the_broker_gets_kombus_sentinel_form_and_the_service():
     assert options["master_name"] == "mymaster"
     assert options["sentinel_kwargs"] == {"password": "sp"}
     assert options["visibility_timeout"] > 0  # optio's delivery settings are kept
-    plain = broker_settings("redis://h:6379/0")
+    plain = delivery("redis://h:6379/0")
     assert plain["broker_url"] == "redis://h:6379/0"
     assert "master_name" not in plain["broker_transport_options"]
 
@@ -94,7 +94,7 @@ def test_celery_uses_optios_sentinel_transport_for_the_sentinel_form():
     from optio.sentinel_transport import SentinelChannel, SentinelTransport
 
     app = Celery("sentinel-test", set_as_current=False)
-    app.conf.update(broker_settings(URL))
+    app.conf.update(delivery(URL))
     connection = app.connection_for_write()
     assert isinstance(connection.transport, SentinelTransport)
     assert len(connection.alt) == 3 and connection.virtual_host == "2"
@@ -104,7 +104,7 @@ def test_celery_uses_optios_sentinel_transport_for_the_sentinel_form():
     detached.connection = type("Detached", (), {"client": None})()
     with pytest.raises(redis.ConnectionError):
         detached._connparams()
-    assert "broker_transport" not in broker_settings("redis://h:6379/0")
+    assert "broker_transport" not in delivery("redis://h:6379/0")
 
 
 def test_messages_name_the_sentinels_without_credentials():

@@ -2,8 +2,10 @@
 -- KEYS[1..7] the run's keys (see _prelude.lua)
 -- ARGV[1] message key   ARGV[2] first job id   ARGV[3] job count   ARGV[4] the worker's token
 -- ARGV[5] lease ms   ARGV[6] now ms ('' = Redis clock)
+-- ARGV[7] token of a holder the caller knows is dead ('' = none): its live lease is taken over
 -- Returns {status, held, job id, ...}: status is the run's ('gone' when unknown); held is 1 when
--- another worker holds a live lease on this message (this delivery is a duplicate: drop it).
+-- another worker holds a live lease on this message (this delivery is a duplicate: drop it,
+-- unless that worker is dead), and then the only other item is that worker's token.
 -- Otherwise, when the run is running and some jobs are not counted yet, the caller now holds
 -- the lease until now + ARGV[5] and runs the listed jobs. While the run is paused no job is
 -- listed: the message is parked (acknowledged here, sent again by the tick after resume).
@@ -16,12 +18,15 @@ if not is_live(status) then
 end
 local now = now_ms(ARGV[6])
 local key = ARGV[1]
-if redis.call('HEXISTS', KEYS[7], key) == 1 then
+local holder = redis.call('HGET', KEYS[7], key)
+if holder then
   local deadline = tonumber(redis.call('ZSCORE', KEYS[6], key))
-  if deadline ~= nil and deadline > now then
-    return {status, 1}
+  local token = string.sub(holder, 1, string.find(holder, ':', 1, true) - 1)
+  if deadline ~= nil and deadline > now and (ARGV[7] == '' or ARGV[7] ~= token) then
+    return {status, 1, token}
   end
-  drop_holder(key)  -- expired and not yet taken by the tick: this delivery takes it over
+  -- expired and not yet taken by the tick, or its holder is dead: this delivery takes it over
+  drop_holder(key)
 end
 local out = {status, 0}
 local first = tonumber(ARGV[2])

@@ -1,9 +1,9 @@
 """The harness of optio's tests and benchmark: real processes, never mocks.
 
-A private redis-server on a free loopback port (``RedisServer``), or a primary, a replica and
-three Sentinels (``SentinelGroup``), the Procfile's processes
-(``System``: web, worker, beat), runs driven over HTTP (``start``, ``wait_finished``, ...), and
-``Proc``, which runs every process in its own group and ends that whole group. Needs the
+A private redis-server on a free loopback port (``RedisServer``), a primary, a replica and three
+Sentinels (``SentinelGroup``), a private RabbitMQ node (``RabbitServer``), the Procfile's
+processes (``System``: web, worker, beat), runs driven over HTTP (``start``, ``wait_finished``,
+...), and ``Proc``, which runs every process in its own group and ends that whole group. Needs the
 ``test`` or ``bench`` extra (requests; python-socketio's client for ``Watcher``).
 """
 
@@ -18,6 +18,7 @@ from optio.testing.procs import (
     wait_for,
     worker_args,
 )
+from optio.testing.rabbit import RabbitServer
 from optio.testing.runs import (
     assert_exactly_once,
     executions,
@@ -39,6 +40,7 @@ __all__ = [
     "VENV_BIN",
     "Proc",
     "Published",
+    "RabbitServer",
     "RedisServer",
     "SentinelGroup",
     "System",

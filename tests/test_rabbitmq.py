@@ -1,0 +1,407 @@
+"""RabbitMQ as Celery's broker (OPTIO_BROKER_URL=amqp://...): the messages go through durable
+quorum queues on a private RabbitMQ node; counters, leases, schedule and the progress channel
+stay in Redis. Real processes, real signals, a real broker restart; every case counts the
+executions of the job function, not only the counters. First, in-process: the configuration,
+and the takeover of a dead holder's lease (Lua script and named connection) on the private
+Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import datetime
+
+import pytest
+import redis
+from amqp.exceptions import PreconditionFailed
+from kombu import Connection, Queue
+
+from optio import config, confirms, names, schemas
+from optio.celery_settings import broker_kind, celery_config
+from optio.config import Settings
+from optio.leases import HOLDER_PREFIX, Keeper
+from optio.names import message_key
+from optio.redis_state import RunStore, holders_key, run_key
+from optio.testing import (
+    Watcher,
+    assert_exactly_once,
+    executions,
+    past_schedule,
+    start,
+    starts,
+    status,
+    wait_finished,
+    wait_for,
+    wait_processed,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def post_ok(system, path: str) -> dict:
+    response = system.post(path)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def celery_keys_in_redis(system) -> list[str]:
+    """Keys of kombu's Redis transport (queues, unacked messages, bindings): none may exist."""
+    found = set(system.redis.keys("_kombu*")) | set(system.redis.keys("unacked*"))
+    queues = {q for q in (names.JOBS_QUEUE, names.TICKS_QUEUE) if system.redis.exists(q)}
+    return sorted(found | queues)
+
+
+def log_times(proc, text: str) -> list[float]:
+    """Epoch ms of the lines of a Celery log that contain ``text`` (local time, ms precision)."""
+    out = []
+    for line in proc.log().splitlines():
+        if text in line:
+            stamp = line[1 : line.index(": ")]  # [2026-11-26 11:58:29,017: WARNING/...]
+            out.append(datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp() * 1000)
+    return out
+
+
+def is_quorum(url: str, queue: str) -> bool:
+    """Declaring the queue as a classic one is refused only when it is a quorum queue."""
+    with Connection(url) as conn:
+        try:
+            Queue(queue, queue_arguments={"x-queue-type": "classic"}, durable=True)(
+                conn.default_channel
+            ).declare()
+        except PreconditionFailed as exc:
+            return "x-queue-type" in str(exc)
+    return False
+
+
+# -- in-process --------------------------------------------------------------------------------
+
+
+def test_the_broker_is_redis_unless_optio_broker_url_says_otherwise():
+    redis_url = "redis://r:6379/0"
+    assert Settings.from_env({"REDIS_URL": redis_url}).broker_url == redis_url
+    assert Settings.from_env({"REDIS_URL": redis_url, "OPTIO_BROKER_URL": ""}).broker_url == (
+        redis_url
+    )
+    amqp = "amqp://u:p@rabbit:5672/optio"
+    assert Settings.from_env({"OPTIO_BROKER_URL": amqp}).broker_url == amqp
+    assert broker_kind(amqp) == "rabbitmq" and broker_kind(redis_url) == "redis"
+
+
+def test_rabbitmq_gets_durable_quorum_queues_and_no_visibility_timeout():
+    amqp = celery_config("amqp://guest:guest@127.0.0.1:5672//")
+    assert amqp["broker_url"].startswith("amqp://")
+    for queue in amqp["task_queues"]:
+        assert queue.queue_arguments == {"x-queue-type": "quorum"} and queue.durable
+        # topic: Celery's native delayed delivery could route a countdown (optio sends none)
+        assert queue.exchange.type == "topic" and queue.routing_key == queue.name
+    assert {q.name for q in amqp["task_queues"]} == {names.JOBS_QUEUE, names.TICKS_QUEUE}
+    assert amqp["worker_detect_quorum_queues"] and amqp["task_acks_late"]
+    assert amqp["task_reject_on_worker_lost"] and amqp["worker_prefetch_multiplier"] == 1
+    assert "broker_transport_options" not in amqp  # no visibility timeout on RabbitMQ
+    redis_side = celery_config("redis://127.0.0.1:6379/0", 10)
+    assert redis_side["broker_transport_options"]["visibility_timeout"] == 10
+    assert all(not q.queue_arguments for q in redis_side["task_queues"])
+
+
+def test_a_live_lease_is_taken_over_only_from_the_holder_named(store):
+    run_id = store.start_run(10, 600)
+    key = message_key(0, 2)
+    first = store.lease_message(run_id, key, 0, 2, "aaaa-1", 10_000)
+    assert first.jobs == [0, 1] and not first.held_elsewhere
+    second = store.lease_message(run_id, key, 0, 2, "bbbb-1", 10_000)
+    assert (second.held_elsewhere, second.holder, second.jobs) == (True, "aaaa-1", [])
+    wrong = store.lease_message(run_id, key, 0, 2, "bbbb-1", 10_000, take_from="cccc-1")
+    assert wrong.held_elsewhere and wrong.holder == "aaaa-1"
+    store.mark_processed(run_id, {0: "done by a"}, message=key, token="aaaa-1", handled=1)
+    taken = store.lease_message(run_id, key, 0, 2, "bbbb-1", 10_000, take_from="aaaa-1")
+    assert (taken.held_elsewhere, taken.jobs) == (False, [1])  # job 0 was counted already
+    assert store.client.hget(holders_key(run_id), key) == "bbbb-1:1"
+    assert store.client.hget(run_key(run_id), "leasedJobs") == "1"
+    # the old holder, if it was alive after all, finds its lease gone and starts no more jobs
+    assert store.renew_leases(run_id, {key: "aaaa-1"}, 10_000) == ("running", [key])
+
+
+def test_a_holder_is_alive_while_its_named_connection_is_open(redis_server):
+    url = f"{redis_server.url}/1"
+    other = Keeper(RunStore(redis.Redis.from_url(url, decode_responses=True)), 10, announce=True)
+    mine = Keeper(RunStore(redis.Redis.from_url(url, decode_responses=True)), 10, announce=True)
+    mine._holder = "c0ffee"  # what token() sets up once per process, without its thread
+    mine._name()
+    token, holder = "c0ffee-1", "c0ffee"
+    names_now = {c["name"] for c in redis_server.client.client_list()}
+    assert HOLDER_PREFIX + holder in names_now
+    assert other.holder_alive(token)
+    assert other.holder_alive("a0b1c2-9") is False  # nobody by that id
+    assert other.holder_alive("tokenwithoutholder")  # leased without announce: can't tell
+    mine._presence.disconnect()  # what the kernel does when the process dies
+    assert not other.holder_alive(token)
+
+
+def test_publisher_confirms_say_what_the_broker_took(rabbit_server):
+    """The tick's wait for confirms (optio/confirms.py) against the node: a queue that refuses
+    what exceeds 5 messages nacks the rest, and the wait says so. (A classic queue: a quorum
+    queue applies its length limit late, so how many it refuses varies.)"""
+    rabbit_server.delete_queues("confirms.ok", "confirms.full")
+    ok = Queue("confirms.ok", durable=True, queue_arguments={"x-queue-type": "quorum"})
+    full = Queue(
+        "confirms.full",
+        durable=True,
+        queue_arguments={
+            "x-queue-type": "classic",
+            "x-max-length": 5,
+            "x-overflow": "reject-publish",
+        },
+    )
+    with Connection(rabbit_server.url) as conn:
+        producer = conn.Producer()
+        for queue in (ok, full):
+            queue(producer.channel).declare()
+        with confirms.tracked(producer) as tracker:
+            for i in range(50):
+                producer.publish({"i": i}, routing_key="confirms.ok")
+            tracker.wait(tracker.mark())
+            assert rabbit_server.ready("confirms.ok") == 50
+            for i in range(10):
+                producer.publish({"i": i}, routing_key="confirms.full")
+            with pytest.raises(confirms.NotConfirmed, match="refused 5 message"):
+                tracker.wait(tracker.mark())
+    assert rabbit_server.ready("confirms.full") == 5
+    rabbit_server.delete_queues("confirms.ok", "confirms.full")
+
+
+def test_a_holder_that_cannot_name_its_connection_leases_with_plain_tokens(redis_server):
+    """Without CLIENT SETNAME (an ACL, a managed Redis) a process's tokens carry no holder id:
+    its leases are never taken over, they run out as with the Redis broker."""
+    admin = redis_server.client
+    admin.acl_setuser(
+        "optio-noclient", enabled=True, nopass=True, keys=["*"], commands=["+@all", "-client"]
+    )
+    try:
+        url = f"redis://optio-noclient@127.0.0.1:{redis_server.port}/1"
+        keeper = Keeper(RunStore(redis.Redis.from_url(url, decode_responses=True)), 10)
+        keeper.announce = True
+        keeper._holder = "c0ffee"
+        with pytest.raises(redis.ConnectionError, match="NOPERM|no permissions"):
+            keeper._name()
+        assert not keeper._named
+        keeper._pid = os.getpid()  # as if started: token() must not hand out the holder id
+        assert "-" not in keeper.token()
+    finally:
+        admin.acl_deluser("optio-noclient")
+
+
+# -- real processes on the private RabbitMQ node -----------------------------------------------
+
+
+def test_a_run_goes_through_rabbitmq_exactly_once(rabbit_system, record):
+    s = rabbit_system
+    s.start_all()
+    x = 200
+    run_id = start(s, x, 6000)
+    final = wait_finished(s, run_id, 60)
+    figures = assert_exactly_once(s, run_id, x)
+    assert executions(s, run_id) == dict.fromkeys(range(x), 1)
+    # the messages went through RabbitMQ's quorum queues, nothing of Celery's is in Redis
+    assert is_quorum(s.rabbit.url, names.JOBS_QUEUE) and is_quorum(s.rabbit.url, names.TICKS_QUEUE)
+    assert celery_keys_in_redis(s) == []
+    assert s.rabbit.ready(names.JOBS_QUEUE) == 0
+    health = s.get("/api/health").json()
+    schemas.Health.model_validate(health)  # the OpenAPI document's shape
+    assert health["status"] == "ok" and health["checks"]["broker"] == "ok"
+    assert health["checks"]["brokerType"] == "rabbitmq"
+    record(
+        "RabbitMQ broker: a run",
+        f"x={x}, y=6000/min, quorum queues, -c 2",
+        **figures,
+        took_s=f"{(final['finishedAt'] - final['startedAt']) / 1000:.1f}",
+        past_schedule_s=f"{past_schedule(final):.1f}",
+    )
+
+
+def test_the_rate_holds_on_rabbitmq(rabbit_system, record):
+    s = rabbit_system
+    s.start_all()
+    watcher = Watcher(s.base)
+    try:
+        x, y = 60, 600
+        run_id = start(s, x, y)
+        final = watcher.wait_final(run_id, 60)
+    finally:
+        watcher.close()
+    assert_exactly_once(s, run_id, x)
+    duration = (final["finishedAt"] - final["startedAt"]) / 1000
+    expected = (x - 1) * 60 / y
+    assert expected * 0.9 <= duration <= expected + 3, duration
+    per_tick = y / 60 * 0.5
+    ahead = max(
+        state["enqueued"] - (1 + (at - state["startedAt"] / 1000) * y / 60)
+        for at, state in watcher.events
+        if state.get("runId") == run_id
+    )
+    assert ahead <= per_tick + 1, ahead
+    record(
+        "RabbitMQ broker: rate",
+        f"x={x}, y={y}/min, 0.5 s ticks",
+        took_s=f"{duration:.2f}",
+        exact_s=f"{expected:.2f}",
+        most_ahead_jobs=f"{ahead:.1f}",
+    )
+
+
+@pytest.mark.env({"OPTIO_JOB_SECONDS": "0.05"})
+def test_pause_and_resume_on_rabbitmq(rabbit_system, record):
+    s = rabbit_system
+    s.start_all()
+    x, y = 240, 1200
+    run_id = start(s, x, y)
+    wait_processed(s, 40, 30)
+    paused = post_ok(s, "/api/pause")
+    paused_at = paused["pausedAt"]
+    wait_for(lambda: s.redis.hlen(holders_key(run_id)) == 0, 10, "running messages to park")
+    settled = status(s)
+    time.sleep(2.0)  # the window in which nothing may happen (not a wait for a condition)
+    later = status(s)
+    assert (later["enqueued"], later["processed"]) == (settled["enqueued"], settled["processed"])
+    late = [at - paused_at for _, at in starts(s, run_id) if at > paused_at]
+    assert max(late, default=0) < 50 + 20 + 250, late
+    post_ok(s, "/api/resume")
+    state = wait_finished(s, run_id, 60)
+    figures = assert_exactly_once(s, run_id, x)
+    assert executions(s, run_id) == dict.fromkeys(range(x), 1)
+    record(
+        "RabbitMQ broker: pause, then resume",
+        f"x={x}, y={y}/min, 50 ms jobs; paused at processed={paused['processed']} "
+        f"for {state['pausedMs'] / 1000:.1f} s",
+        latest_start_after_pause_ms=f"{max(late, default=0):.0f}",
+        **figures,
+    )
+
+
+@pytest.mark.env({"OPTIO_JOB_SECONDS": "0.5"})
+def test_a_sigkilled_worker_s_jobs_come_back_at_once(rabbit_system, record):
+    s = rabbit_system
+    s.start_web()
+    worker = s.start_worker("worker-a")
+    s.start_worker("worker-b")  # already running: the redelivery needs no start-up
+    s.start_beat()
+    x = 120
+    run_id = start(s, x, 1200)
+    wait_processed(s, 20, 30)
+    wait_for(lambda: s.redis.hlen(holders_key(run_id)) >= 2, 10, "jobs running")
+    at_kill = status(s)
+    killed_at = time.time() * 1000
+    worker.signal(signal.SIGKILL)  # main process and pool children, mid-job
+    final = wait_finished(s, run_id, 90)
+    figures = assert_exactly_once(s, run_id, x)
+    ran = executions(s, run_id)
+    assert sorted(ran) == list(range(x))
+    # the jobs the killed worker was running (started before the kill, started again after it)
+    first: dict[int, float] = {}
+    again: dict[int, float] = {}
+    for job, at in starts(s, run_id):
+        if job in first:
+            again.setdefault(job, at)
+        else:
+            first[job] = at
+    cut = {job: again[job] - killed_at for job in again if first[job] < killed_at}
+    assert cut, "the killed worker was running no job"
+    # a job killed mid-way recorded no execution; one killed between its end and its count did
+    assert len(again) <= 2 and figures["executions"] - x <= 2
+    started_again_s = max(cut.values()) / 1000
+    # not after the lease ran out: the broker handed them back at once, and worker-b took the
+    # dead worker's leases over (it logs when)
+    assert started_again_s < config.LEASE_SECONDS / 2, started_again_s
+    took_over = [at - killed_at for at in log_times(s.procs["worker-b"], "Took over message")]
+    assert len(took_over) == len(cut), took_over
+    record(
+        "RabbitMQ broker: worker SIGKILLed mid-job",
+        f"x={x}, y=1200/min, 0.5 s jobs, two workers -c 2 (capacity 8 jobs/s); worker-a "
+        f"SIGKILLed at processed={at_kill['processed']} running {len(cut)} job(s)",
+        **figures,
+        taken_over_after_s=f"{max(took_over) / 1000:.2f}",
+        killed_jobs_started_again_after_s=f"{started_again_s:.2f}",
+        lease_s=f"{config.LEASE_SECONDS:g}",
+        finished_after_kill_s=f"{final['finishedAt'] / 1000 - killed_at / 1000:.1f}",
+    )
+
+
+@pytest.mark.env({"OPTIO_JOB_SECONDS": "0.05"})
+def test_a_rabbitmq_restart_mid_run_loses_nothing(rabbit_system, record):
+    s = rabbit_system
+    s.start_all()
+    watcher = Watcher(s.base)
+    try:
+        x = 300
+        run_id = start(s, x, 1200)
+        wait_processed(s, 40, 30)
+        before = status(s)
+        down_at = time.monotonic()
+        s.rabbit.stop()
+        wait_for(
+            lambda: "broker" in s.get("/api/health").json().get("error", ""),
+            10,
+            "health to see the broker down",
+        )
+        wait_for(
+            lambda: "Connection to broker lost" in s.procs["worker"].log(), 10, "a worker to see it"
+        )
+        stuck = status(s)["processed"]
+        s.rabbit.start()
+        up_at = time.monotonic()
+        moving = wait_processed(s, stuck + 1, 60)
+        moving_after = time.monotonic() - up_at
+        state = wait_finished(s, run_id, 120)
+        finished_after = time.monotonic() - up_at
+        figures = assert_exactly_once(s, run_id, x)
+        assert executions(s, run_id) == dict.fromkeys(range(x), 1)  # no process died
+        assert watcher.wait_final(run_id, 30)["processed"] == x
+        wait_for(lambda: s.get("/api/health").status_code == 200, 30, "a healthy system")
+    finally:
+        watcher.close()
+    record(
+        "RabbitMQ restarted mid-run (quorum queues on disk)",
+        f"x={x}, y=1200/min, 50 ms jobs; node SIGTERM at processed={before['processed']}, "
+        f"down {up_at - down_at:.1f} s (node start {s.rabbit.started_in:.1f} s)",
+        **figures,
+        jobs_again_after_s=f"{moving_after:.1f}",
+        processed_then=moving["processed"],
+        finished_after_s=f"{finished_after:.1f}",
+        past_schedule_s=f"{past_schedule(state):.1f}",
+    )
+
+
+@pytest.mark.env({"OPTIO_JOB_SECONDS": "20"})
+def test_a_job_running_through_a_rabbitmq_restart_runs_once(rabbit_system, record):
+    """RabbitMQ hands back the messages of a worker whose connection it lost, here while their
+    jobs still run: the worker that gets them sees the holders alive (their Redis connections)
+    and drops them; nothing runs twice."""
+    s = rabbit_system
+    s.start_web()
+    s.start_worker("worker-a")
+    s.start_worker("worker-b")
+    s.start_beat()
+    run_id = start(s, 2, 600)
+    wait_for(lambda: len(starts(s, run_id)) == 2, 20, "both jobs running")
+    s.rabbit.stop()
+    s.rabbit.start()
+    final = wait_finished(s, run_id, 90)
+    assert_exactly_once(s, run_id, 2)
+    assert executions(s, run_id) == {0: 1, 1: 1}
+    assert len(starts(s, run_id)) == 2
+    took_over = sum(
+        len(log_times(s.procs[w], "Took over message")) for w in ("worker-a", "worker-b")
+    )
+    dropped = sum(
+        len(log_times(s.procs[w], "Dropped a second delivery")) for w in ("worker-a", "worker-b")
+    )
+    assert took_over == 0
+    record(
+        "RabbitMQ restarted while two 20 s jobs run",
+        f"x=2, two workers -c 2; node down {s.rabbit.started_in:.1f} s (its start-up)",
+        executions=sum(executions(s, run_id).values()),
+        taken_over=took_over,
+        second_deliveries_dropped_logged=dropped,
+        took_s=f"{(final['finishedAt'] - final['startedAt']) / 1000:.1f}",
+    )
