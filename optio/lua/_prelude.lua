@@ -28,6 +28,14 @@ local function now_ms(arg)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- ZADD the score, member, score, member, ... of `pairs` to `key`, 500 pairs a call (Lua's unpack
+-- takes a bounded number of values).
+local function zadd_pairs(key, pairs)
+  for i = 1, #pairs, 1000 do
+    redis.call('ZADD', key, unpack(pairs, i, math.min(i + 999, #pairs)))
+  end
+end
+
 local function hgetall(key)
   local flat = redis.call('HGETALL', key)
   local h = {}

@@ -84,12 +84,6 @@ for first = reserved, due - 1, size do
   out[#out + 1] = key
   args[#args + 1] = deadline
   args[#args + 1] = key
-  if #args >= 1000 then
-    redis.call('ZADD', KEYS[6], unpack(args))
-    args = {}
-  end
 end
-if #args > 0 then
-  redis.call('ZADD', KEYS[6], unpack(args))
-end
+zadd_pairs(KEYS[6], args)
 return out

@@ -30,14 +30,8 @@ for i, job in ipairs(jobs) do
   redis.call('HDEL', KEYS[5], job)
   args[#args + 1] = now + (i - 1) * spacing
   args[#args + 1] = job .. ':1:r-1'
-  if #args >= 1000 then
-    redis.call('ZADD', KEYS[6], unpack(args))
-    args = {}
-  end
 end
-if #args > 0 then
-  redis.call('ZADD', KEYS[6], unpack(args))
-end
+zadd_pairs(KEYS[6], args)
 redis.call('DEL', KEYS[4])
 for i = 1, 5 do
   redis.call('PERSIST', KEYS[i])
