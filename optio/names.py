@@ -126,6 +126,9 @@ RUNS_KEY = f"{NAMESPACE}:runs"
 OUTBOX_KEY = f"{NAMESPACE}:webhooks"
 METRICS_KEY = f"{NAMESPACE}:metrics"
 
+#: kombu's Redis transport: the hash of messages delivered and not yet acknowledged.
+KOMBU_UNACKED = "unacked"
+
 #: Retry number of a message put back by retry-failed (``job:1:r-1``): its job runs again with
 #: fresh attempts, and its own retries are numbered 1, 2, ... as usual.
 RERUN = -1

@@ -542,6 +542,19 @@ class RunStore:
         return previous is not None and previous != server
 
     @_retrying
+    def broker_idle_with_jobs_left(self, run_id: str, queue: str) -> bool:
+        """Whether Celery's ``queue`` and its unacknowledged messages are both empty (the broker
+        being this Redis: kombu's Redis transport keeps them in ``queue`` and
+        names.KOMBU_UNACKED) while jobs of ``run_id`` are neither counted nor leased."""
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.llen(queue)
+            pipe.hlen(names.KOMBU_UNACKED)
+            pipe.hmget(run_key(run_id), "reserved", "processed", "failed", "leasedJobs")
+            waiting, unacked, counts = pipe.execute()
+        reserved, processed, failed, leased = (int(v or 0) for v in counts)
+        return waiting == 0 and unacked == 0 and reserved - processed - failed - leased > 0
+
+    @_retrying
     def unaccounted_jobs(self, run_id: str) -> list[int]:
         """Jobs of ``run_id`` that were sent and that nothing accounts for: not counted, not in a
         leased message, not due to be sent (again): waiting in the broker, or lost by it.

@@ -230,7 +230,42 @@ def tick() -> int:
                 run_id,
                 others,
             )
+    if BROKER_IN_STATE_REDIS:
+        _sweep_lost_messages(runs, run_id)
     return reservation.count
+
+
+#: With Celery's broker in the state's Redis, the tick can see that the broker holds nothing.
+BROKER_IN_STATE_REDIS = not RABBITMQ and config.BROKER_URL == config.REDIS_URL
+#: Jobs found unaccounted for while the broker held nothing, by run (see _sweep_lost_messages).
+_suspects: dict[str, list[int]] = {}
+
+
+def _sweep_lost_messages(runs: RunStore, run_id: str) -> None:
+    """Send again the jobs of messages the broker lost while it stays the same server.
+
+    kombu's Redis transport takes a message off the queue (BRPOP) and records it as unacknowledged
+    in a second call: a worker SIGKILLed between the two loses the message, and with it its jobs
+    (nothing else knows them: they are confirmed, not leased, not due). When the jobs queue and
+    Celery's unacknowledged messages are both empty on two ticks in a row while jobs of the run
+    are still unaccounted for (the same ones both times), nothing can deliver them: they go out
+    again. Two ticks, so a message in the microseconds between a worker's two calls is not
+    mistaken for lost."""
+    if not runs.broker_idle_with_jobs_left(run_id, names.JOBS_QUEUE):
+        _suspects.pop(run_id, None)
+        return
+    jobs = runs.unaccounted_jobs(run_id)
+    if not jobs or jobs != _suspects.get(run_id):
+        _suspects[run_id] = jobs
+        return
+    del _suspects[run_id]
+    log.warning(
+        "[scheduler] Run %s: %d job(s) that no message in the broker carries (a worker died "
+        "while taking them) sent again",
+        run_id,
+        len(jobs),
+    )
+    _send(run_id, as_messages(jobs, batch_size(runs.run_rate(run_id))), False)
 
 
 def _send_unaccounted(runs: RunStore, run_id: str) -> None:

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import signal
 import time
-from datetime import datetime
 
 import pytest
 
@@ -229,32 +227,42 @@ def test_twenty_thousand_lost_jobs_come_back_in_one_lease(fault_system, record):
         "the worker to lease ~all 200 messages",
     )
     lost_jobs = int(s.redis.hget(run_key(run_id), "leasedJobs"))
-    lost_messages = s.redis.hlen(holders_key(run_id))
+    held = s.redis.hgetall(holders_key(run_id))  # message -> "token:jobs left" of worker-a
     lost.signal(signal.SIGKILL)
-    killed_at, killed_clock = time.monotonic(), time.time()
+    killed_at = time.monotonic()
     at_kill = status(s)
     s.start_worker("worker-b", 200, *THREADS, OPTIO_JOB_SECONDS="0")
+
+    dead = {key: value.split(":")[0] for key, value in held.items()}  # message -> its token
+
+    def leases_of_the_dead_worker() -> int:
+        now = s.redis.hmget(holders_key(run_id), list(dead))
+        return sum(
+            1
+            for key, value in zip(dead, now, strict=True)
+            if value and value.split(":")[0] == dead[key]
+        )
+
+    # every lease of the killed worker ends within one lease period of the kill, not over
+    # several: the tick sends its message again, or the broker's redelivery takes it over
+    # (how long the new worker then takes is the machine's speed: a figure, not a claim)
+    wait_for(
+        lambda: leases_of_the_dead_worker() == 0,
+        config.LEASE_SECONDS + 5,
+        "every lease of the killed worker to end",
+    )
+    all_back_s = time.monotonic() - killed_at
     wait_finished(s, run_id, 120)
     after = time.monotonic() - killed_at
     figures = assert_exactly_once(s, run_id, x)
     lines = resent_lines(s)
-    # every lost message was sent again within one lease period of the kill, not over several
-    # (how long the new worker then takes is the machine's speed: a figure, not a claim)
-    back, at = 0, None
-    for line in (line for line in lines if "whose lease expired" in line):
-        back += int(re.search(r"(\d+) message\(s\) whose lease expired", line).group(1))
-        if back >= lost_messages:
-            at = datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            break
-    assert back >= lost_messages, (back, lost_messages, lines)
-    all_back_s = at - killed_clock
-    assert all_back_s <= config.LEASE_SECONDS + 5, all_back_s
     record(
         "20,000 jobs lost at once",
         f"x={x}, y={y}/min, 200 messages of 100 jobs of 0.5 s, -P threads -c 200; SIGKILL at "
         f"processed={at_kill['processed']} ({lost_jobs:,} leased)",
         resending_ticks=len(lines),
-        all_sent_again_after_s=f"{all_back_s:.1f}",
+        lost_messages=len(held),
+        all_leases_ended_after_s=f"{all_back_s:.1f}",
         finished_after_s=f"{after:.1f}",
         lease_s=f"{config.LEASE_SECONDS:g}",
         **figures,
@@ -360,5 +368,35 @@ def test_a_fetched_message_never_started_comes_back(fault_system, record):
         f"x={x}, 5 s jobs; worker -c 1 --prefetch-multiplier 4 SIGKILLed holding all {x}",
         finished_after_s=f"{after:.1f}",
         visibility_timeout_s=config.VISIBILITY_TIMEOUT,
+        **figures,
+    )
+
+
+def test_a_message_a_dying_worker_took_off_the_queue_is_sent_again(fault_system, record):
+    """kombu's Redis transport takes a message off the queue (BRPOP) and records it as
+    unacknowledged in a second call; a worker SIGKILLed between the two loses it (seen in the
+    20,000-jobs case above: 100 jobs never ran and the run never ended). Here the first call is
+    made by hand, with no worker running, and the worker starts afterwards."""
+    s = fault_system
+    s.start_web()
+    s.start_beat()
+    x = 30
+    run_id = start(s, x, 60_000)  # 10 jobs per message, all due at once
+    wait_for(lambda: status(s)["enqueued"] == x, 30, "every job enqueued")
+    taken = s.redis.rpop(names.JOBS_QUEUE)  # the oldest message, as BRPOP takes it
+    assert taken is not None
+    started = time.monotonic()
+    s.start_worker("worker", 2)
+    wait_finished(s, run_id, 60)
+    figures = assert_exactly_once(s, run_id, x)
+    assert set(executions(s, run_id).values()) == {1}
+    lines = [
+        line for line in s.procs["beat"].log().splitlines() if "no message in the broker" in line
+    ]
+    assert len(lines) == 1 and "10 job(s)" in lines[0], lines
+    record(
+        "a message taken off the queue by a worker that died before recording it",
+        f"x={x}, y=60000/min (10 jobs per message); one message RPOPped by hand, then a worker",
+        finished_after_worker_s=f"{time.monotonic() - started:.1f}",
         **figures,
     )
