@@ -68,8 +68,13 @@
     if (state.status === "running" || (state.running && !state.status)) {
       samples.push([ui.activeMs(state, Date.now()), state.processed]);
     }
-    // the table of runs is read again when a run starts, pauses, ends...; not per event
-    if (previous && (previous.runId !== next.runId || previous.status !== next.status)) {
+    // the table of runs is read again when a run starts, pauses, ends, is retried...; not per event
+    if (
+      previous &&
+      (previous.runId !== next.runId ||
+        previous.status !== next.status ||
+        previous.retried !== next.retried)
+    ) {
       history.refresh();
     }
     if (!inputsFilled) {

@@ -143,6 +143,12 @@
       if (state.seq != null && row.run.seq != null && state.seq < row.run.seq) return;
       row.run = { ...row.run, ...state };
       fill(row, now);
+      // no failed jobs left to retry (e.g. a retry so short that its start and end reached us as
+      // one coalesced state, so no status change asked for a new read of the table)
+      if (row.retry && !(row.run.status === "completed" && row.run.failed > 0)) {
+        row.retry.remove();
+        row.retry = null;
+      }
     }
 
     function controls() {
