@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from bench.brokers import RedisBroker
 from bench.pipeline import JOBS_QUEUE, drain
 from bench.sampling import CounterSampler, rounded
 from optio.testing import RedisServer, System, start
@@ -21,7 +22,7 @@ def measure(stack: System, rds: RedisServer, y: float, window: float) -> dict:
     time.sleep(WARM_UP + window + 0.5)
     rows = sampler.stop()
     stack.post("/api/stop")
-    drain(rds.client, (JOBS_QUEUE,))
+    drain(RedisBroker(rds), (JOBS_QUEUE,))
     w0 = t_post + WARM_UP
     w1 = w0 + window
     return {"asked_per_min": y, "window_s": window, **analyse(rows, w0, w1, y)}

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from bench.brokers import RedisBroker
 from bench.meters import CpuMeter
 from bench.pipeline import JOBS_QUEUE, drain
 from bench.sampling import rounded
@@ -103,7 +104,7 @@ def measure(rds: RedisServer, work: Path, limit: float, window: float) -> dict[s
         time.sleep(2 * POLL)
         rows = sampler.stop()
         stack.post("/api/stop")
-        drain(rds.client, (JOBS_QUEUE,))
+        drain(RedisBroker(rds), (JOBS_QUEUE,))
     finally:
         if stack is not None:
             stack.stop_all()
