@@ -45,7 +45,7 @@ def settings(quick: bool) -> dict[str, Any]:
         "throttle_limits_per_s": THROTTLE_LIMITS,
         "throttle_window_s": 20.0 if quick else 60.0,
         "worker_concurrency": CONCURRENCY,
-        "tick_seconds": float(os.environ.get("OPTIO_TICK_SECONDS", config.TICK_SECONDS)),
+        "tick_seconds": config.SETTINGS.tick_seconds,
     }
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 from bench.brokers import RedisBroker
-from bench.pipeline import JOBS_QUEUE, drain
+from bench.pipeline import drain
 from bench.sampling import CounterSampler, rounded
+from optio.names import JOBS_QUEUE
 from optio.testing import RedisServer, System, start
 
 #: Seconds after the start before the window opens (the start's own tick, beat's first).

@@ -18,11 +18,10 @@ from bench.brokers import RabbitBroker, RedisBroker
 from bench.meters import CpuMeter, rss
 from bench.sampling import CounterSampler, rate_between, rounded, summary_ms, value_at
 from bench.stack import CONCURRENCY
-from optio.redis_state import done_key, results_key, run_key
+from optio.names import JOBS_QUEUE, done_key, results_key, run_key
 from optio.testing import Proc, RedisServer, System, children, start, wait_finished, wait_for
 from optio.testing import worker_args as celery_worker_args
 
-JOBS_QUEUE = "optio.jobs"
 #: Far above what 2 cores can do with one message per job (OPTIO_MAX_Y's default).
 CEILING_Y = 1_000_000.0
 #: Far above what 2 cores can do with batches (the bench raises OPTIO_MAX_Y to allow it).

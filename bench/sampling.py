@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from optio.redis_state import run_key
+from optio.names import run_key
 
 FIELDS = ("reserved", "enqueued", "processed", "failed")
 

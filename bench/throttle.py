@@ -17,10 +17,10 @@ import redis
 
 from bench.brokers import RedisBroker
 from bench.meters import CpuMeter
-from bench.pipeline import JOBS_QUEUE, drain
+from bench.pipeline import drain
 from bench.sampling import rounded
 from bench.stack import start_optio
-from optio.redis_state import run_key
+from optio.names import JOBS_QUEUE, run_key
 from optio.testing import RedisServer, start
 from optio.testing.limited import LimitedServer
 

@@ -10,7 +10,7 @@ from optio.names import TICK_ENTRY, TICK_TASK, TICKS_QUEUE
 SCHEDULE = {
     TICK_ENTRY: {
         "task": TICK_TASK,
-        "schedule": config.TICK_SECONDS,
-        "options": {"queue": TICKS_QUEUE, "expires": max(1.0, 2 * config.TICK_SECONDS)},
+        "schedule": config.SETTINGS.tick_seconds,
+        "options": {"queue": TICKS_QUEUE, "expires": max(1.0, 2 * config.SETTINGS.tick_seconds)},
     },
 }

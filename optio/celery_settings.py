@@ -62,7 +62,9 @@ def delivery(broker_url: str, visibility_timeout: int | None = None) -> dict[str
         # quorum queues refuse global QoS: per-consumer prefetch (Celery detects them)
         settings["worker_detect_quorum_queues"] = True
         return settings
-    timeout = config.VISIBILITY_TIMEOUT if visibility_timeout is None else visibility_timeout
+    timeout = (
+        config.SETTINGS.visibility_timeout if visibility_timeout is None else visibility_timeout
+    )
     # kombu's URL for a Redis broker; for the Sentinel form also the service to ask the
     # Sentinels for (kombu's sentinel:// transport finds the primary again after a failover;
     # optio's subclass of it survives the failover, see sentinel_transport.py)

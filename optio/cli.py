@@ -160,12 +160,12 @@ def _client_options(parser: argparse.ArgumentParser, json_help: str) -> None:
     parser.add_argument(
         "--url",
         type=server_url,
-        default=config.URL,
-        help=f"server address (default from OPTIO_URL: {config.URL})",
+        default=config.SETTINGS.url,
+        help=f"server address (default from OPTIO_URL: {config.SETTINGS.url})",
     )
     parser.add_argument(
         "--token",
-        default=config.API_TOKEN,
+        default=config.SETTINGS.api_token,
         help="API token, when the server wants one (default from OPTIO_API_TOKEN)",
     )
     parser.add_argument("--json", action="store_true", help=json_help)
@@ -247,8 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
             "all with the same REDIS_URL."
         ),
     )
-    s.add_argument("--host", help=f"interface to bind (default from OPTIO_HOST: {config.HOST})")
-    s.add_argument("--port", type=int, help=f"port (default from PORT: {config.PORT})")
+    s.add_argument(
+        "--host", help=f"interface to bind (default from OPTIO_HOST: {config.SETTINGS.host})"
+    )
+    s.add_argument("--port", type=int, help=f"port (default from PORT: {config.SETTINGS.port})")
     return parser
 
 

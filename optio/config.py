@@ -3,9 +3,9 @@
 :class:`Settings` holds every setting with its documented default; ``Settings.from_env()`` reads
 the environment (the README's configuration table lists the same names). The web app takes a
 ``Settings`` (``optio.web.create_app(settings)``), so tests can build apps with other settings
-in-process. The module-level names below (``REDIS_URL``, ``TICK_SECONDS``, ...) are aliases of
-one default instance, :data:`SETTINGS`, built once at import; Celery-side code reads those.
-No other module reads ``os.environ`` for a setting.
+in-process. Workers, beat and the CLI read :data:`SETTINGS`, the one instance built from the
+environment at import (``config.SETTINGS.tick_seconds``). No other module reads ``os.environ``
+for a setting.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from optio import names, redis_urls
+from optio import redis_urls
 
 _TRUE = ("1", "true", "yes")
 
@@ -247,49 +247,3 @@ def _origins(text: str) -> tuple[str, ...]:
 
 #: The settings of this process, read from the environment once.
 SETTINGS = Settings.from_env()
-
-# Aliases of SETTINGS for code that reads module-level names (workers, beat, the CLI).
-REDIS_URL: str = SETTINGS.redis_url
-BROKER_URL: str = SETTINGS.broker_url
-PORT: int = SETTINGS.port
-HOST: str = SETTINGS.host
-TICK_SECONDS: float = SETTINGS.tick_seconds
-JOB_SECONDS: float = SETTINGS.job_seconds
-JOB_FUNC: str = SETTINGS.job_func
-LEASE_SECONDS: float = SETTINGS.lease_seconds
-VISIBILITY_TIMEOUT: int = SETTINGS.visibility_timeout
-JOB_ATTEMPTS: int = SETTINGS.job_attempts
-RETRY_BACKOFF: float = SETTINGS.retry_backoff
-STALL_SECONDS_DEPRECATED: str | None = SETTINGS.stall_seconds_deprecated
-REDIS_TIMEOUT: float = SETTINGS.redis_timeout
-REDIS_RETRY_SECONDS: float = SETTINGS.redis_retry_seconds
-REDIS_MIN_REPLICAS: int = SETTINGS.redis_min_replicas
-REDIS_WAIT_MS: int = SETTINGS.redis_wait_ms
-HEARTBEAT_SECONDS: float = SETTINGS.heartbeat_seconds
-RESULT_TTL: int = SETTINGS.result_ttl
-RUN_TTL: int = SETTINGS.run_ttl
-KEEP_RUNS: int = SETTINGS.keep_runs
-WEBHOOK_URL: str | None = SETTINGS.webhook_url
-WEBHOOK_SECRET: str | None = SETTINGS.webhook_secret
-WEBHOOK_RETRY_SECONDS: float = SETTINGS.webhook_retry_seconds
-WEBHOOK_TIMEOUT: float = SETTINGS.webhook_timeout
-THROTTLE_DECREASE: float = SETTINGS.throttle_decrease
-THROTTLE_WINDOW: float = SETTINGS.throttle_window
-MIN_RATE: float = SETTINGS.min_rate
-MAX_X: int = SETTINGS.max_x
-MAX_Y: float = SETTINGS.max_y
-MAX_OUTSTANDING: int = SETTINGS.max_outstanding
-MAX_BATCH: int = SETTINGS.max_batch
-CORS_ORIGINS: list[str] = list(SETTINGS.cors_origins)
-URL: str = SETTINGS.url
-API_TOKEN: str | None = SETTINGS.api_token
-PROTECT_READS: bool = SETTINGS.protect_reads
-ASYNC_MODE: str = SETTINGS.async_mode
-EMIT_HZ: float = SETTINGS.emit_hz
-WS_COMPRESSION: bool = SETTINGS.ws_compression
-MAX_CLIENTS: int = SETTINGS.max_clients
-LOG_LEVEL: str = SETTINGS.log_level
-HEALTH_TICK_MAX_AGE: float = SETTINGS.health_tick_max_age
-
-#: Redis pub/sub channel carrying the run state (kept here for callers; it lives in names.py).
-CHANNEL = names.CHANNEL

@@ -68,7 +68,7 @@ def wait_until_answering(url: str, deadline_s: float = 10.0) -> None:
 
 
 def up() -> None:
-    url = config.REDIS_URL
+    url = config.SETTINGS.redis_url
     if answers(url):
         print(f"[redis] Using the Redis that answers at {redis_urls.where(url)}")
         return

@@ -14,6 +14,6 @@ from optio import config
 
 
 def demo(run_id: str, job_id: int) -> str:
-    if config.JOB_SECONDS > 0:
-        time.sleep(config.JOB_SECONDS)
+    if config.SETTINGS.job_seconds > 0:
+        time.sleep(config.SETTINGS.job_seconds)
     return hashlib.sha256(f"{run_id}:{job_id}".encode()).hexdigest()[:16]

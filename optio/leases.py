@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from optio.names import HOLDER_PREFIX
 from optio.redis_state import RunStore
 
 log = logging.getLogger("optio")
@@ -38,10 +39,6 @@ class Held:
     token: str = field(default_factory=lambda: secrets.token_hex(8))
     #: set by the renewal thread (a plain flag: one Held is made per message)
     lost: bool = False
-
-
-#: Name prefix of the Redis connection that shows a lease holder is alive (``announce``).
-HOLDER_PREFIX = "optio-holder-"
 
 
 class Keeper:

@@ -32,10 +32,12 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                heartbeats.beat(self.client, self.kind, self.name, 3 * config.HEARTBEAT_SECONDS)
+                heartbeats.beat(
+                    self.client, self.kind, self.name, 3 * config.SETTINGS.heartbeat_seconds
+                )
             except redis.RedisError as exc:
                 log.warning("Heartbeat not written (%s)", exc)
-            self._stop.wait(config.HEARTBEAT_SECONDS)
+            self._stop.wait(config.SETTINGS.heartbeat_seconds)
 
     def stop(self) -> None:
         self._stop.set()

@@ -56,7 +56,7 @@ def where(url: str) -> str:
 def check_redis(url: str | None = None) -> None:
     """Exit with one line when the Redis at ``url`` is too old; carry on when it doesn't answer
     (workers and the web wait for Redis; /api/health says it is away)."""
-    url = url or config.REDIS_URL
+    url = url or config.SETTINGS.redis_url
     # RESP2: a server older than 6 has no HELLO, and could not tell its version over RESP3
     client = redis_urls.client_for(
         url, protocol=2, socket_connect_timeout=CHECK_TIMEOUT, socket_timeout=CHECK_TIMEOUT

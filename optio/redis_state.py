@@ -27,7 +27,7 @@ from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError
 
 from optio import config, names, redis_urls, schemas
-from optio.names import (  # noqa: F401  (re-exported: callers import the key builders from here)
+from optio.names import (
     ACTIVE_KEY,
     CURRENT_KEY,
     LAST_TICK_KEY,
@@ -35,11 +35,9 @@ from optio.names import (  # noqa: F401  (re-exported: callers import the key bu
     OUTBOX_KEY,
     RUNS_KEY,
     SERVER_KEY,
-    attempts_key,
     done_key,
     errors_key,
     holders_key,
-    message_key,
     messages_key,
     parse_message_key,
     results_key,
@@ -189,9 +187,9 @@ def connect(url: str | None = None, *, timeout: float | None = None) -> redis.Re
     (a script may have run: the callers' own retries decide). With the Sentinel form of the URL
     the client follows a failover (``redis_urls.client_for``).
     """
-    timeout = config.REDIS_TIMEOUT if timeout is None else timeout
+    timeout = config.SETTINGS.redis_timeout if timeout is None else timeout
     return redis_urls.client_for(
-        url or config.REDIS_URL,
+        url or config.SETTINGS.redis_url,
         decode_responses=True,
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
@@ -258,16 +256,16 @@ class RunStore:
         self.client = client
         self.replicas = ReplicaWait(
             client,
-            config.REDIS_MIN_REPLICAS if min_replicas is None else min_replicas,
-            config.REDIS_WAIT_MS if wait_ms is None else wait_ms,
+            config.SETTINGS.redis_min_replicas if min_replicas is None else min_replicas,
+            config.SETTINGS.redis_wait_ms if wait_ms is None else wait_ms,
         )
         self.retry_for = retry_for
         #: run_id of the Redis server this store last saw (see primary_changed)
         self._server: str | None = None
-        self.keep_runs = config.KEEP_RUNS if keep_runs is None else keep_runs
-        self.webhook = bool(config.WEBHOOK_URL) if webhook is None else webhook
-        run_ttl = config.RUN_TTL if run_ttl is None else run_ttl
-        result_ttl = config.RESULT_TTL if result_ttl is None else result_ttl
+        self.keep_runs = config.SETTINGS.keep_runs if keep_runs is None else keep_runs
+        self.webhook = bool(config.SETTINGS.webhook_url) if webhook is None else webhook
+        run_ttl = config.SETTINGS.run_ttl if run_ttl is None else run_ttl
+        result_ttl = config.SETTINGS.result_ttl if result_ttl is None else result_ttl
         prelude = (LUA_DIR / "_prelude.lua").read_text()
         header = (
             f"local OPTIO_CHANNEL = {json.dumps(names.CHANNEL)}\n"
@@ -502,7 +500,7 @@ class RunStore:
         effective rate climbs back by y / THROTTLE_STEPS per ``throttle_window_s`` (default
         OPTIO_THROTTLE_WINDOW) without a throttle.
         """
-        window = config.THROTTLE_WINDOW if throttle_window_s is None else throttle_window_s
+        window = config.SETTINGS.throttle_window if throttle_window_s is None else throttle_window_s
         first, count, y, *messages = self._run(
             "reserve_due",
             [*run_keys(run_id), ACTIVE_KEY, LAST_TICK_KEY],
@@ -704,9 +702,9 @@ class RunStore:
                 run_id,
                 job_id,
                 _num_arg(None if retry_after_s is None else float(retry_after_s)),
-                repr(float(config.THROTTLE_DECREASE if decrease is None else decrease)),
-                int((config.THROTTLE_WINDOW if window_s is None else window_s) * 1000),
-                repr(float(config.MIN_RATE if min_rate is None else min_rate)),
+                repr(float(config.SETTINGS.throttle_decrease if decrease is None else decrease)),
+                int((config.SETTINGS.throttle_window if window_s is None else window_s) * 1000),
+                repr(float(config.SETTINGS.min_rate if min_rate is None else min_rate)),
                 _now_arg(now_ms),
             ],
         )

@@ -2,7 +2,7 @@
 
 from optio import config
 
-if config.ASYNC_MODE == "eventlet":
+if config.SETTINGS.async_mode == "eventlet":
     import eventlet
 
     eventlet.monkey_patch()
@@ -46,27 +46,38 @@ def main() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     app = create_app(config.SETTINGS)
     socketio = app.extensions["socketio"]
-    logging.basicConfig(level=config.LOG_LEVEL, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=config.SETTINGS.log_level, format="%(asctime)s %(levelname)s %(message)s"
+    )
     for name in ("socketio.server", "engineio.server"):
         logging.getLogger(name).addFilter(_OneLine())
     log = logging.getLogger("optio")
     preflight.check_redis()
     log.info(
-        "[api] Serving on %s:%d (async mode %s)", config.HOST, config.PORT, socketio.async_mode
+        "[api] Serving on %s:%d (async mode %s)",
+        config.SETTINGS.host,
+        config.SETTINGS.port,
+        socketio.async_mode,
     )
-    log.log(*preflight.exposure_notice(config.HOST, config.PORT, config.API_TOKEN))
+    log.log(
+        *preflight.exposure_notice(
+            config.SETTINGS.host, config.SETTINGS.port, config.SETTINGS.api_token
+        )
+    )
     if socketio.async_mode != "eventlet":
         app.extensions["optio"].relay.start()
-        socketio.run(app, host=config.HOST, port=config.PORT, allow_unsafe_werkzeug=True)
+        socketio.run(
+            app, host=config.SETTINGS.host, port=config.SETTINGS.port, allow_unsafe_werkzeug=True
+        )
         return
     import eventlet.wsgi
 
-    listener = listen(config.HOST, config.PORT)
+    listener = listen(config.SETTINGS.host, config.SETTINGS.port)
     app.extensions["optio"].relay.start()  # subscribe now, before the first client
     # what socketio.run does under eventlet, on our own listening socket; every connection holds
     # a green thread of the pool (a WebSocket for its whole life): room for OPTIO_MAX_CLIENTS
     # clients (optio.web refuses more) and for HTTP requests besides
-    pool = config.MAX_CLIENTS + HTTP_CONNECTIONS
+    pool = config.SETTINGS.max_clients + HTTP_CONNECTIONS
     eventlet.wsgi.server(listener, app, max_size=pool, log_output=False)
 
 

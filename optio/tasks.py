@@ -40,7 +40,7 @@ MARK_EVERY_SECONDS = 0.02
 RESEND_MOST = 100_000
 #: A reserved or re-sent message not confirmed as published within this many ms is sent again
 #: (the tick that reserved it died): a few ticks.
-UNCONFIRMED_MS = int(max(5.0, 5 * config.TICK_SECONDS) * 1000)
+UNCONFIRMED_MS = int(max(5.0, 5 * config.SETTINGS.tick_seconds) * 1000)
 
 log = logging.getLogger("optio")
 
@@ -50,11 +50,11 @@ app.conf.update(
     # beat runs the tick itself (optio/scheduler.py); a tick sent as a message (the web's kick
     # at start) goes to the ticks queue
     beat_scheduler="optio.scheduler:InlineTickScheduler",
-    **celery_config(config.BROKER_URL),
+    **celery_config(config.SETTINGS.broker_url),
 )
 #: RabbitMQ is the broker: the tick counts its messages once the broker confirmed them, and a
 #: message the broker hands back because its worker died is taken over at once.
-RABBITMQ = is_amqp(config.BROKER_URL)
+RABBITMQ = is_amqp(config.SETTINGS.broker_url)
 
 
 signals.after_setup_logger.connect(quiet_per_task_lines)
@@ -63,17 +63,17 @@ signals.after_setup_logger.connect(quiet_per_task_lines)
 @cache
 def store() -> RunStore:
     # workers wait out a Redis restart instead of failing (and acknowledging) jobs
-    return RunStore(connect(), retry_for=config.REDIS_RETRY_SECONDS)
+    return RunStore(connect(), retry_for=config.SETTINGS.redis_retry_seconds)
 
 
 @cache
 def keeper() -> Keeper:
-    return Keeper(store(), config.LEASE_SECONDS, announce=RABBITMQ)
+    return Keeper(store(), config.SETTINGS.lease_seconds, announce=RABBITMQ)
 
 
 @cache
 def job_function() -> Callable[[str, int], str]:
-    module, _, name = config.JOB_FUNC.partition(":")
+    module, _, name = config.SETTINGS.job_func.partition(":")
     return getattr(importlib.import_module(module), name)
 
 
@@ -83,23 +83,25 @@ def _check_job_function(**_: object) -> None:
     try:
         job_function()
     except (ImportError, AttributeError, ValueError) as exc:
-        raise SystemExit(f"OPTIO_JOB_FUNC={config.JOB_FUNC!r} cannot be loaded: {exc}") from exc
+        raise SystemExit(
+            f"OPTIO_JOB_FUNC={config.SETTINGS.job_func!r} cannot be loaded: {exc}"
+        ) from exc
 
 
 @signals.worker_init.connect
 @signals.beat_init.connect
 def _warn_deprecated(**_: object) -> None:
-    if config.STALL_SECONDS_DEPRECATED is not None:
+    if config.SETTINGS.stall_seconds_deprecated is not None:
         log.warning(
             "OPTIO_STALL_SECONDS is ignored: workers hold leases now (OPTIO_LEASE_SECONDS=%g)",
-            config.LEASE_SECONDS,
+            config.SETTINGS.lease_seconds,
         )
 
 
 def batch_size(y_minute: float) -> int:
     """Jobs per message: 1 up to MESSAGES_PER_SECOND jobs/s, more above, capped."""
     per_second = y_minute / 60
-    return max(1, min(config.MAX_BATCH, int(per_second // MESSAGES_PER_SECOND)))
+    return max(1, min(config.SETTINGS.max_batch, int(per_second // MESSAGES_PER_SECOND)))
 
 
 class _EveryFewSeconds:
@@ -198,9 +200,9 @@ def tick() -> int:
         _send_unaccounted(runs, run_id)
     reservation = runs.reserve_due(
         run_id,
-        config.TICK_SECONDS,
+        config.SETTINGS.tick_seconds,
         batch=batch_size(runs.run_rate(run_id)),
-        max_outstanding=config.MAX_OUTSTANDING,
+        max_outstanding=config.SETTINGS.max_outstanding,
         unconfirmed_ms=UNCONFIRMED_MS,
     )
     if reservation.count:
@@ -236,7 +238,7 @@ def tick() -> int:
 
 
 #: With Celery's broker in the state's Redis, the tick can see that the broker holds nothing.
-BROKER_IN_STATE_REDIS = not RABBITMQ and config.BROKER_URL == config.REDIS_URL
+BROKER_IN_STATE_REDIS = not RABBITMQ and config.SETTINGS.broker_url == config.SETTINGS.redis_url
 #: Jobs found unaccounted for while the broker held nothing, by run (see _sweep_lost_messages).
 _suspects: dict[str, list[int]] = {}
 
@@ -415,7 +417,11 @@ def _job_failed(run_id: str, job_id: int, exc: Exception) -> None:
     spent."""
     error = f"{type(exc).__name__}: {exc}"
     outcome, attempts, delay = store().fail_job(
-        run_id, job_id, error, attempts=config.JOB_ATTEMPTS, backoff_s=config.RETRY_BACKOFF
+        run_id,
+        job_id,
+        error,
+        attempts=config.SETTINGS.job_attempts,
+        backoff_s=config.SETTINGS.retry_backoff,
     )
     if outcome == "retry":
         log.warning(
@@ -423,7 +429,7 @@ def _job_failed(run_id: str, job_id: int, exc: Exception) -> None:
             run_id,
             job_id,
             attempts,
-            config.JOB_ATTEMPTS,
+            config.SETTINGS.job_attempts,
             error,
             delay,
         )

@@ -106,7 +106,10 @@ def _body_messages(max_y: float) -> dict:
 
 
 def _limits(max_x: int | None, max_y: float | None) -> tuple[int, float]:
-    return (config.MAX_X if max_x is None else max_x, config.MAX_Y if max_y is None else max_y)
+    return (
+        config.SETTINGS.max_x if max_x is None else max_x,
+        config.SETTINGS.max_y if max_y is None else max_y,
+    )
 
 
 def validate_start(

@@ -86,7 +86,7 @@ def deliver(runs: RunStore, run_id: str) -> str:
     if state is None:
         runs.record_webhook(run_id, "failed", error="the run is gone")
         return "failed"
-    if not config.WEBHOOK_URL:
+    if not config.SETTINGS.webhook_url:
         runs.record_webhook(
             run_id, "failed", error="OPTIO_WEBHOOK_URL is not set in the scheduler's environment"
         )
@@ -98,9 +98,9 @@ def deliver(runs: RunStore, run_id: str) -> str:
         "X-Optio-Event": f"run.{state['status']}",
         "X-Optio-Delivery": f"{run_id}-{state.get('finishedAt')}",
     }
-    if config.WEBHOOK_SECRET:
-        headers["X-Optio-Signature"] = signature(body, config.WEBHOOK_SECRET)
-    outcome = post(config.WEBHOOK_URL, body, headers, config.WEBHOOK_TIMEOUT)
+    if config.SETTINGS.webhook_secret:
+        headers["X-Optio-Signature"] = signature(body, config.SETTINGS.webhook_secret)
+    outcome = post(config.SETTINGS.webhook_url, body, headers, config.SETTINGS.webhook_timeout)
     if outcome.delivered:
         runs.record_webhook(run_id, "delivered")
         log.info("[webhook] Delivered the end of run %s (%s)", run_id, state["status"])
@@ -108,7 +108,7 @@ def deliver(runs: RunStore, run_id: str) -> str:
     now = runs.server_time_ms()
     since_end = max(0.0, (now - (state.get("finishedAt") or now)) / 1000)
     wait = backoff(since_end)
-    if outcome.retry and since_end + wait <= config.WEBHOOK_RETRY_SECONDS:
+    if outcome.retry and since_end + wait <= config.SETTINGS.webhook_retry_seconds:
         runs.record_webhook(run_id, "retry", due_ms=now + int(wait * 1000), error=outcome.reason)
         log.warning("[webhook] Run %s: %s; trying again in %.0f s", run_id, outcome.reason, wait)
         return "retry"
@@ -119,7 +119,7 @@ def deliver(runs: RunStore, run_id: str) -> str:
 
 def dispatch(runs: RunStore) -> list[threading.Thread]:
     """Claim the deliveries that are due and start each in a thread; returns the threads."""
-    claim_ms = int((config.WEBHOOK_TIMEOUT + CLAIM_MARGIN_SECONDS) * 1000)
+    claim_ms = int((config.SETTINGS.webhook_timeout + CLAIM_MARGIN_SECONDS) * 1000)
     threads = []
     for run_id in runs.claim_webhooks(claim_ms, MOST_PER_TICK):
         thread = threading.Thread(

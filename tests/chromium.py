@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from optio.testing import ROOT
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -21,6 +23,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+#: Screenshots for a person to look at (git-ignored).
+ARTIFACTS = ROOT / "artifacts"
 #: Playwright's own wait for one expectation, ms.
 EXPECT_MS = 15_000
 
@@ -99,3 +103,9 @@ def expect(locator):
     from playwright.sync_api import expect as playwright_expect
 
     return playwright_expect(locator)
+
+
+def open_dashboard(page: Page, base: str) -> None:
+    """Open the dashboard and wait for its live feed to be connected."""
+    page.tab.goto(base + "/")
+    expect(page.tab.locator("#conn")).to_have_attribute("data-state", "connected")

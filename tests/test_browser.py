@@ -13,18 +13,12 @@ from urllib.parse import quote
 import pytest
 
 from optio.testing import ROOT, System, wait_for
-from tests.chromium import Page, expect
+from tests.chromium import ARTIFACTS, Page, expect, open_dashboard
 
 pytestmark = pytest.mark.slow
 
-ARTIFACTS = ROOT / "artifacts"
 #: The token the second web process wants for changes.
 API_TOKEN = "test-token-of-the-second-web"
-
-
-def open_dashboard(page: Page, base: str) -> None:
-    page.tab.goto(base + "/")
-    expect(page.tab.locator("#conn")).to_have_attribute("data-state", "connected")
 
 
 def click_start(page: Page, x: str, y: str) -> None:

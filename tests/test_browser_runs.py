@@ -20,8 +20,7 @@ import pytest
 import requests
 
 from optio.testing import System, free_port, start, wait_finished, wait_for
-from tests.chromium import Page, expect
-from tests.test_browser import ARTIFACTS, open_dashboard
+from tests.chromium import ARTIFACTS, Page, expect, open_dashboard
 
 pytestmark = pytest.mark.slow
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -269,7 +270,8 @@ def test_y_accepts_positive_numbers(text, value):
     ],
 )
 def test_bad_arguments_exit_2_before_anything_is_sent(argv, capsys, monkeypatch):
-    monkeypatch.setattr(config, "URL", "http://127.0.0.1:9")  # should anything be sent
+    # should anything be sent, it goes nowhere
+    monkeypatch.setattr(config, "SETTINGS", replace(config.SETTINGS, url="http://127.0.0.1:9"))
     with pytest.raises(SystemExit) as exited:
         main(argv)
     assert exited.value.code == 2

@@ -13,58 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from optio.testing import ROOT, VENV_BIN, free_port, start, wait_for
+from optio.testing import ROOT, VENV_BIN, Command, free_port, start, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-class Command:
-    """A client process whose output lines are collected as they come."""
-
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
-        self.popen = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-            start_new_session=True,
-        )
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.popen.stdout, self.out), daemon=True),
-            threading.Thread(target=self._read, args=(self.popen.stderr, self.err), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    @staticmethod
-    def _read(stream, lines: list[str]) -> None:
-        for line in stream:
-            lines.append(line.rstrip("\n"))
-
-    def wait_line(self, pattern: str, timeout: float = 15, stream: str = "out") -> str:
-        lines = self.out if stream == "out" else self.err
-        regex = re.compile(pattern)
-
-        def found():
-            return next((line for line in lines if regex.search(line)), None)
-
-        return wait_for(found, timeout, f"a line matching {pattern!r} in {stream}: {lines[-5:]}")
-
-    def wait(self, timeout: float) -> int:
-        code = self.popen.wait(timeout)
-        for reader in self._readers:
-            reader.join(5)
-        return code
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(5)
 
 
 @pytest.fixture

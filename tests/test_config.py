@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import FrozenInstanceError, fields
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import pytest
@@ -51,15 +51,16 @@ def test_settings_are_frozen_and_keep_the_token_out_of_repr():
     assert "s3cret" not in repr(s)
 
 
-def test_module_names_are_aliases_of_the_default_settings():
-    for field in fields(Settings):
-        value = getattr(config.SETTINGS, field.name)
-        alias = getattr(config, field.name.upper())
-        assert alias == (list(value) if field.name == "cors_origins" else value), field.name
+BENCH = OPTIO.parent / "bench"
 
 
 def _sources():
     return {p.name: p.read_text() for p in sorted(OPTIO.glob("*.py"))}
+
+
+def _harness_and_bench():
+    files = sorted(OPTIO.glob("testing/*.py")) + sorted(BENCH.glob("*.py"))
+    return {str(p.relative_to(OPTIO.parent)): p.read_text() for p in files}
 
 
 def test_only_config_reads_the_environment():
@@ -67,6 +68,10 @@ def test_only_config_reads_the_environment():
     # cli.py copies the environment for the process it becomes (optio serve); it reads nothing
     assert readers == ["cli.py", "config.py"]
     assert not re.search(r"os\.environ\.get|os\.environ\[", _sources()["cli.py"])
+    # the harness and the bench pass the environment on to the processes they start and read
+    # only their own variables (BENCH_*, OPTIO_TEST_*), never a setting of optio's
+    setting = re.compile(r"""environ(\.get\(|\[)["'](?!BENCH_|OPTIO_TEST_)""")
+    assert [n for n, text in _harness_and_bench().items() if setting.search(text)] == []
 
 
 def test_only_names_spells_shared_names():
@@ -75,5 +80,6 @@ def test_only_names_spells_shared_names():
         r"""|optio\.(tick|process_jobs|jobs|ticks)["']|optio-tick)"""
     )
     found = [n for n, text in _sources().items() if n != "names.py" and spelled.search(text)]
+    found += [n for n, text in _harness_and_bench().items() if spelled.search(text)]
     assert found == []
     assert names.CHANNEL == "optio:progress" and names.TICK_TASK == "optio.tick"

@@ -14,7 +14,8 @@ import time
 import pytest
 
 from optio import config, names
-from optio.redis_state import RunStore, errors_key, results_key
+from optio.names import errors_key, results_key
+from optio.redis_state import RunStore
 from optio.testing import (
     Watcher,
     assert_exactly_once,
@@ -72,7 +73,7 @@ def test_a_lost_worker_loses_nothing(fault_system, record, how, lose):
     late = past_schedule(final)
     # the lost messages come back when their leases run out: a lease, a few ticks, a new
     # worker's start-up (~3 s here)
-    assert after <= config.LEASE_SECONDS + 6
+    assert after <= config.SETTINGS.lease_seconds + 6
     assert figures["executions"] - x <= 2  # at most the two jobs it was running
     record(
         f"worker {how} mid-run",
@@ -80,7 +81,7 @@ def test_a_lost_worker_loses_nothing(fault_system, record, how, lose):
         **figures,
         finished_after_s=f"{after:.1f}",
         past_schedule_s=f"{late:.1f}",
-        lease_s=f"{config.LEASE_SECONDS:g}",
+        lease_s=f"{config.SETTINGS.lease_seconds:g}",
     )
 
 

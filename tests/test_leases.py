@@ -13,7 +13,8 @@ import time
 import pytest
 
 from optio import config, names
-from optio.redis_state import RunStore, holders_key, run_key
+from optio.names import holders_key, run_key
+from optio.redis_state import RunStore
 from optio.tasks import UNCONFIRMED_MS, batch_size
 from optio.testing import (
     assert_exactly_once,
@@ -248,7 +249,7 @@ def test_twenty_thousand_lost_jobs_come_back_in_one_lease(fault_system, record):
     # (how long the new worker then takes is the machine's speed: a figure, not a claim)
     wait_for(
         lambda: leases_of_the_dead_worker() == 0,
-        config.LEASE_SECONDS + 5,
+        config.SETTINGS.lease_seconds + 5,
         "every lease of the killed worker to end",
     )
     all_back_s = time.monotonic() - killed_at
@@ -264,7 +265,7 @@ def test_twenty_thousand_lost_jobs_come_back_in_one_lease(fault_system, record):
         lost_messages=len(held),
         all_leases_ended_after_s=f"{all_back_s:.1f}",
         finished_after_s=f"{after:.1f}",
-        lease_s=f"{config.LEASE_SECONDS:g}",
+        lease_s=f"{config.SETTINGS.lease_seconds:g}",
         **figures,
     )
 
@@ -358,16 +359,16 @@ def test_a_fetched_message_never_started_comes_back(fault_system, record):
     lost.signal(signal.SIGKILL)
     killed_at = time.monotonic()
     s.start_worker("worker-b", 2)
-    wait_finished(s, run_id, 3 * config.VISIBILITY_TIMEOUT + 30)
+    wait_finished(s, run_id, 3 * config.SETTINGS.visibility_timeout + 30)
     after = time.monotonic() - killed_at
     figures = assert_exactly_once(s, run_id, x)
     # the broker hands them out again after its visibility timeout (swept every quarter of it)
-    assert after <= 1.25 * config.VISIBILITY_TIMEOUT + 5 + 5  # + a new worker, + a 5 s job
+    assert after <= 1.25 * config.SETTINGS.visibility_timeout + 5 + 5  # + a new worker, + a 5 s job
     record(
         "messages a killed worker had fetched but not started",
         f"x={x}, 5 s jobs; worker -c 1 --prefetch-multiplier 4 SIGKILLed holding all {x}",
         finished_after_s=f"{after:.1f}",
-        visibility_timeout_s=config.VISIBILITY_TIMEOUT,
+        visibility_timeout_s=config.SETTINGS.visibility_timeout,
         **figures,
     )
 

@@ -25,10 +25,10 @@ def test_number_writes_thousands_separators_and_no_exponent(value, text):
 
 def test_limit_messages_name_the_limit_in_full():
     with pytest.raises(ApiError) as y_err:
-        validate_y(config.MAX_Y * 2)
+        validate_y(config.SETTINGS.max_y * 2)
     assert y_err.value.message == "y must be at most 2,000,000 jobs per minute"
     with pytest.raises(ApiError) as x_err:
-        validate_x(config.MAX_X + 1)
+        validate_x(config.SETTINGS.max_x + 1)
     assert x_err.value.message == "x must be at most 10,000,000"
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from optio import names
-from optio.redis_state import results_key
+from optio.names import results_key
 from optio.testing import Watcher, start, status, wait_for
 
 pytestmark = pytest.mark.slow

@@ -21,9 +21,9 @@ from kombu import Connection, Queue
 from optio import config, confirms, names, schemas
 from optio.celery_settings import broker_kind, celery_config
 from optio.config import Settings
-from optio.leases import HOLDER_PREFIX, Keeper
-from optio.names import message_key
-from optio.redis_state import RunStore, holders_key, run_key
+from optio.leases import Keeper
+from optio.names import HOLDER_PREFIX, holders_key, message_key, run_key
+from optio.redis_state import RunStore
 from optio.testing import (
     Watcher,
     assert_exactly_once,
@@ -312,7 +312,7 @@ def test_a_sigkilled_worker_s_jobs_come_back_at_once(rabbit_system, record):
     started_again_s = max(cut.values()) / 1000
     # not after the lease ran out: the broker handed them back at once, and worker-b took the
     # dead worker's leases over (it logs when)
-    assert started_again_s < config.LEASE_SECONDS / 2, started_again_s
+    assert started_again_s < config.SETTINGS.lease_seconds / 2, started_again_s
     took_over = [at - killed_at for at in log_times(s.procs["worker-b"], "Took over message")]
     assert len(took_over) == len(cut), took_over
     record(
@@ -322,7 +322,7 @@ def test_a_sigkilled_worker_s_jobs_come_back_at_once(rabbit_system, record):
         **figures,
         taken_over_after_s=f"{max(took_over) / 1000:.2f}",
         killed_jobs_started_again_after_s=f"{started_again_s:.2f}",
-        lease_s=f"{config.LEASE_SECONDS:g}",
+        lease_s=f"{config.SETTINGS.lease_seconds:g}",
         finished_after_kill_s=f"{final['finishedAt'] / 1000 - killed_at / 1000:.1f}",
     )
 

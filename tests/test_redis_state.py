@@ -7,13 +7,7 @@ import threading
 
 import pytest
 
-from optio.redis_state import (
-    Flush,
-    Lease,
-    NoActiveRunError,
-    RunActiveError,
-    RunStore,
-    XBelowEnqueuedError,
+from optio.names import (
     done_key,
     holders_key,
     message_key,
@@ -21,6 +15,14 @@ from optio.redis_state import (
     parse_message_key,
     results_key,
     run_key,
+)
+from optio.redis_state import (
+    Flush,
+    Lease,
+    NoActiveRunError,
+    RunActiveError,
+    RunStore,
+    XBelowEnqueuedError,
 )
 
 T0 = 1_800_000_000_000  # a fixed "now" in ms, so schedules are exact

@@ -15,8 +15,9 @@ from optio import names, redis_urls
 from optio.api import redacted_url
 from optio.celery_settings import delivery
 from optio.config import Settings
+from optio.names import done_key, results_key, run_key
 from optio.preflight import where
-from optio.redis_state import RunStore, connect, done_key, results_key, run_key
+from optio.redis_state import RunStore, connect
 from optio.testing import (
     ROOT,
     RedisServer,

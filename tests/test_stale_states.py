@@ -16,8 +16,7 @@ import pytest
 import socketio
 from werkzeug.serving import make_server
 
-from optio.testing import ROOT, free_port
-from tests.test_clients import Command
+from optio.testing import ROOT, Command, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ def test_batch_size_is_one_up_to_100_jobs_per_second_then_grows_to_the_cap():
     assert batch_size(6_000) == 1  # 100/s
     assert batch_size(60_000) == 10  # 1,000/s
     assert batch_size(300_000) == 50  # 5,000/s
-    assert batch_size(10_000_000) == config.MAX_BATCH
+    assert batch_size(10_000_000) == config.SETTINGS.max_batch
 
 
 def test_chunks_hold_about_ten_jobs_and_at_least_one_message():

@@ -10,6 +10,7 @@ processes (``System``: web, worker, beat), runs driven over HTTP (``start``, ``w
 from optio.testing.procs import (
     ROOT,
     VENV_BIN,
+    Command,
     Proc,
     RedisServer,
     celery_args,
@@ -38,6 +39,7 @@ from optio.testing.watcher import Published, Watcher
 __all__ = [
     "ROOT",
     "VENV_BIN",
+    "Command",
     "Proc",
     "Published",
     "RabbitServer",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from optio.redis_state import RunStore, done_key, results_key, run_key
+from optio.names import done_key, results_key, run_key
+from optio.redis_state import RunStore
 from optio.testing.procs import wait_for
 from optio.testing.system import System
 
