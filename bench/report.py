@@ -42,32 +42,10 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     out: list[tuple[str, str, str, str]] = []
     c = r.get("ceiling")
     if c:
-        ratio = c["ratio"]
-        out.append(
-            (
-                "1. Throughput ceiling, one message per job: optio / bare Celery",
-                f"{num(c['optio_jobs_per_s'])} / {num(c['bare_jobs_per_s'])} jobs/s "
-                f"= **{ratio:.2f}**",
-                f">= {CEILING_GOAL}",
-                _verdict(ratio >= CEILING_GOAL, f"{100 * (CEILING_GOAL - ratio):.0f} points short"),
-            )
-        )
+        out.append(_ceiling_row("1. Throughput ceiling", c))
     b = r.get("batched")
     if b:
-        goal = b["asked_per_s"]
-        rate = b["processed_per_s_steady"] or 0
-        ok = rate >= BATCHED_GOAL_SHARE * goal and b["max_lag_seconds"] <= BATCHED_MAX_LAG_S
-        out.append(
-            (
-                f"2. Batched, y = {goal * 60:,.0f}/min: processed/s (enqueued/s) while enqueuing",
-                f"**{num(rate)}** ({num(b['enqueued_per_s_steady'])}); {b['jobs']:,} jobs in "
-                f"{b['seconds']:.1f} s (ideal {b['ideal_seconds']:.1f} s); processed at most "
-                f"{b['max_lag_seconds']:.2f} s behind enqueued",
-                f"{goal:,.0f}/s within {100 * (1 - BATCHED_GOAL_SHARE):.0f} %, at most "
-                f"{BATCHED_MAX_LAG_S:g} s behind",
-                _verdict(ok, f"{100 * (1 - rate / goal):.1f} % below"),
-            )
-        )
+        out.append(_batched_row("2. Batched", b, " while enqueuing"))
     a = r.get("api")
     if a and c:
         ceiling = a["ceiling_processed_per_s"] or 0
@@ -175,36 +153,35 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         )
     q = r.get("rabbitmq") or {}
     if q.get("ceiling"):
-        c = q["ceiling"]
-        out.append(
-            (
-                "8. RabbitMQ broker: throughput ceiling, one message per job: optio / bare Celery",
-                f"{num(c['optio_jobs_per_s'])} / {num(c['bare_jobs_per_s'])} jobs/s "
-                f"= **{c['ratio']:.2f}**",
-                f">= {CEILING_GOAL}",
-                _verdict(
-                    c["ratio"] >= CEILING_GOAL,
-                    f"{100 * (CEILING_GOAL - c['ratio']):.0f} points short",
-                ),
-            )
-        )
+        out.append(_ceiling_row("8. RabbitMQ broker: throughput ceiling", q["ceiling"]))
     if q.get("batched"):
-        b = q["batched"]
-        goal = b["asked_per_s"]
-        rate = b["processed_per_s_steady"] or 0
-        ok = rate >= BATCHED_GOAL_SHARE * goal and b["max_lag_seconds"] <= BATCHED_MAX_LAG_S
-        out.append(
-            (
-                f"8. RabbitMQ broker: batched, y = {goal * 60:,.0f}/min: processed/s (enqueued/s)",
-                f"**{num(rate)}** ({num(b['enqueued_per_s_steady'])}); {b['jobs']:,} jobs in "
-                f"{b['seconds']:.1f} s (ideal {b['ideal_seconds']:.1f} s); processed at most "
-                f"{b['max_lag_seconds']:.2f} s behind enqueued",
-                f"{goal:,.0f}/s within {100 * (1 - BATCHED_GOAL_SHARE):.0f} %, at most "
-                f"{BATCHED_MAX_LAG_S:g} s behind",
-                _verdict(ok, f"{100 * (1 - rate / goal):.1f} % below"),
-            )
-        )
+        out.append(_batched_row("8. RabbitMQ broker: batched", q["batched"]))
     return out
+
+
+def _ceiling_row(label: str, c: dict[str, Any]) -> tuple[str, str, str, str]:
+    ratio = c["ratio"]
+    return (
+        f"{label}, one message per job: optio / bare Celery",
+        f"{num(c['optio_jobs_per_s'])} / {num(c['bare_jobs_per_s'])} jobs/s = **{ratio:.2f}**",
+        f">= {CEILING_GOAL}",
+        _verdict(ratio >= CEILING_GOAL, f"{100 * (CEILING_GOAL - ratio):.0f} points short"),
+    )
+
+
+def _batched_row(label: str, b: dict[str, Any], suffix: str = "") -> tuple[str, str, str, str]:
+    goal = b["asked_per_s"]
+    rate = b["processed_per_s_steady"] or 0
+    ok = rate >= BATCHED_GOAL_SHARE * goal and b["max_lag_seconds"] <= BATCHED_MAX_LAG_S
+    return (
+        f"{label}, y = {goal * 60:,.0f}/min: processed/s (enqueued/s){suffix}",
+        f"**{num(rate)}** ({num(b['enqueued_per_s_steady'])}); {b['jobs']:,} jobs in "
+        f"{b['seconds']:.1f} s (ideal {b['ideal_seconds']:.1f} s); processed at most "
+        f"{b['max_lag_seconds']:.2f} s behind enqueued",
+        f"{goal:,.0f}/s within {100 * (1 - BATCHED_GOAL_SHARE):.0f} %, at most "
+        f"{BATCHED_MAX_LAG_S:g} s behind",
+        _verdict(ok, f"{100 * (1 - rate / goal):.1f} % below"),
+    )
 
 
 def summary_table(r: dict[str, Any]) -> str:

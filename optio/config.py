@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import Field, dataclass, field, fields
 
 from optio import redis_urls
 
@@ -189,60 +189,49 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """The settings in ``environ`` (default: ``os.environ``); unset ones keep their default."""
         env = os.environ if environ is None else environ
-        values: dict = {}
-
-        def take(name: str, variable: str, convert=str) -> None:
-            if variable in env:
-                values[name] = convert(env[variable])
-
-        take("redis_url", "REDIS_URL")
-        take("broker_url", "OPTIO_BROKER_URL", lambda v: v or None)
-        take("port", "PORT", int)
-        take("host", "OPTIO_HOST")
-        take("tick_seconds", "OPTIO_TICK_SECONDS", float)
-        take("job_seconds", "OPTIO_JOB_SECONDS", float)
-        take("job_func", "OPTIO_JOB_FUNC")
-        take("lease_seconds", "OPTIO_LEASE_SECONDS", float)
-        take("visibility_timeout", "OPTIO_VISIBILITY_TIMEOUT", int)
-        take("job_attempts", "OPTIO_JOB_ATTEMPTS", int)
-        take("retry_backoff", "OPTIO_RETRY_BACKOFF", float)
-        take("stall_seconds_deprecated", "OPTIO_STALL_SECONDS")
-        take("redis_timeout", "OPTIO_REDIS_TIMEOUT", float)
-        take("redis_retry_seconds", "OPTIO_REDIS_RETRY_SECONDS", float)
-        take("redis_min_replicas", "OPTIO_REDIS_MIN_REPLICAS", int)
-        take("redis_wait_ms", "OPTIO_REDIS_WAIT_MS", int)
-        take("heartbeat_seconds", "OPTIO_HEARTBEAT_SECONDS", float)
-        take("result_ttl", "OPTIO_RESULT_TTL", int)
-        take("run_ttl", "OPTIO_RUN_TTL", int)
-        take("keep_runs", "OPTIO_KEEP_RUNS", int)
-        take("webhook_url", "OPTIO_WEBHOOK_URL", lambda v: v or None)
-        take("webhook_secret", "OPTIO_WEBHOOK_SECRET", lambda v: v or None)
-        take("webhook_retry_seconds", "OPTIO_WEBHOOK_RETRY_SECONDS", float)
-        take("webhook_timeout", "OPTIO_WEBHOOK_TIMEOUT", float)
-        take("throttle_decrease", "OPTIO_THROTTLE_DECREASE", float)
-        take("throttle_window", "OPTIO_THROTTLE_WINDOW", float)
-        take("min_rate", "OPTIO_MIN_RATE", float)
-        take("max_x", "OPTIO_MAX_X", int)
-        take("max_y", "OPTIO_MAX_Y", float)
-        take("max_outstanding", "OPTIO_MAX_OUTSTANDING", int)
-        take("max_batch", "OPTIO_MAX_BATCH", int)
-        take("cors_origins", "OPTIO_CORS_ORIGINS", _origins)
-        take("url", "OPTIO_URL")
-        take("api_token", "OPTIO_API_TOKEN", lambda v: v or None)
-        take("protect_reads", "OPTIO_PROTECT_READS", lambda v: v.lower() in _TRUE)
-        take("async_mode", "OPTIO_ASYNC_MODE")
-        if env.get("FLASK_RUN_FROM_CLI"):
+        values = {
+            f.name: _converter(f)(env[variable(f.name)])
+            for f in fields(cls)
+            if variable(f.name) in env
+        }
+        if env.get("FLASK_RUN_FROM_CLI"):  # `flask run` serves threads, not eventlet
             values["async_mode"] = "threading"
-        take("emit_hz", "OPTIO_EMIT_HZ", float)
-        take("ws_compression", "OPTIO_WS_COMPRESSION", lambda v: v.lower() in _TRUE)
-        take("max_clients", "OPTIO_MAX_CLIENTS", int)
-        take("log_level", "OPTIO_LOG_LEVEL", str.upper)
-        take("health_tick_max_age", "OPTIO_HEALTH_TICK_MAX_AGE", float)
         return cls(**values)
 
 
 def _origins(text: str) -> tuple[str, ...]:
     return tuple(o.strip() for o in text.split(",") if o.strip())
+
+
+#: Settings whose variable is not ``OPTIO_`` + the field's name in capitals.
+_VARIABLES = {
+    "redis_url": "REDIS_URL",
+    "port": "PORT",
+    "stall_seconds_deprecated": "OPTIO_STALL_SECONDS",
+}
+
+#: How a variable's text becomes a value, by the field's type.
+_CONVERTERS = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": lambda text: text.lower() in _TRUE,
+    "tuple[str, ...]": _origins,
+}
+
+
+def variable(name: str) -> str:
+    """The environment variable of setting ``name`` (the README's configuration table)."""
+    return _VARIABLES.get(name, f"OPTIO_{name.upper()}")
+
+
+def _converter(f: Field):
+    if f.name == "log_level":
+        return str.upper
+    kind, _, optional = str(f.type).partition(" | ")
+    if kind == "str" and optional:
+        return lambda text: text or None  # set but empty: not set
+    return _CONVERTERS[kind]
 
 
 #: The settings of this process, read from the environment once.

@@ -97,9 +97,17 @@ def fault_system(tmp_path, request):
     try:
         with System(f"{server.url}/0", tmp_path, **env) as system:
             system.server = server
+            system.broker = "redis"
             yield system
     finally:
         server.stop()
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker_system(request):
+    """The same case on each broker: ``fault_system`` (Celery's broker in the state's Redis),
+    then ``rabbit_system``; ``.broker`` says which."""
+    return request.getfixturevalue("fault_system" if request.param == "redis" else "rabbit_system")
 
 
 @pytest.fixture
@@ -139,6 +147,7 @@ def rabbit_system(rabbit_server, tmp_path, request):
         with System(f"{server.url}/0", tmp_path, **env) as system:
             system.server = server
             system.rabbit = rabbit_server
+            system.broker = "rabbitmq"
             yield system
     finally:
         server.stop()

@@ -215,13 +215,10 @@ class TestCors:
     @pytest.mark.parametrize("own", ["base", "listed"])
     def test_socketio_accepts_our_origin(self, idle_system, own):
         origin = idle_system.base if own == "base" else f"http://localhost:{idle_system.port}"
-        watcher = Watcher(idle_system.base, origin=origin)
-        try:
+        with Watcher(idle_system.base, origin=origin) as watcher:
             assert watcher.client.connected
             wait_for(watcher.states, 5, "the state sent to a new client")
             assert watcher.states()[0] == idle_system.get("/api/status").json()
-        finally:
-            watcher.close()
 
 
 def test_json_error_bodies_are_json_objects(idle_system):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import FrozenInstanceError
+from dataclasses import FrozenInstanceError, fields
 from pathlib import Path
 
 import pytest
@@ -83,3 +83,18 @@ def test_only_names_spells_shared_names():
     found += [n for n, text in _harness_and_bench().items() if spelled.search(text)]
     assert found == []
     assert names.CHANNEL == "optio:progress" and names.TICK_TASK == "optio.tick"
+
+
+def test_the_readme_lists_every_setting_and_no_other():
+    """The configuration table names each setting's variable, and only those."""
+    readme = (OPTIO.parent / "README.md").read_text()
+    table = readme[readme.index("## Configuration") :]
+    table = table[: table.index("\n## ")]
+    listed = set(re.findall(r"^\| `([A-Z_]+)` \|", table, re.M))
+    assert listed == {config.variable(f.name) for f in fields(Settings)}
+
+
+def test_a_variable_set_to_the_empty_string_counts_as_unset_for_optional_text():
+    env = {"OPTIO_API_TOKEN": "", "OPTIO_URL": "", "OPTIO_BROKER_URL": "", "PORT": "4000"}
+    s = Settings.from_env(env)
+    assert (s.api_token, s.url, s.broker_url) == (None, "http://localhost:4000", s.redis_url)

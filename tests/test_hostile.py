@@ -205,8 +205,7 @@ def test_malformed_socketio_packets_are_refused_cleanly(idle_system, packet, sta
 
 
 def test_an_oversized_websocket_message_closes_only_that_client(idle_system):
-    bystander = Watcher(idle_system.base)
-    try:
+    with Watcher(idle_system.base) as bystander:
         ws = websocket.create_connection(
             f"ws://127.0.0.1:{idle_system.port}/socket.io/?EIO=4&transport=websocket", timeout=5
         )
@@ -216,8 +215,6 @@ def test_an_oversized_websocket_message_closes_only_that_client(idle_system):
         wait_for(lambda: _closed(ws), 10, "the server to close the oversized client")
         assert bystander.client.connected
         assert idle_system.get("/api/status").status_code == 200
-    finally:
-        bystander.close()
 
 
 def _closed(ws) -> bool:

@@ -218,8 +218,7 @@ def test_the_installed_wheel_serves_its_pages_and_live_progress_outside_the_repo
         assert kind in response.headers["Content-Type"], path
     assert "Socket.IO v4" in requests.get(f"{base}/vendor/socket.io.min.js", timeout=5).text[:200]
 
-    watcher = Watcher(base)
-    try:
+    with Watcher(base) as watcher:
         started = requests.post(f"{base}/api/run", json={"x": 30, "y": 1200}, timeout=5)
         assert started.status_code == 201, started.text
         run_id = started.json()["runId"]
@@ -227,8 +226,6 @@ def test_the_installed_wheel_serves_its_pages_and_live_progress_outside_the_repo
         assert final["processed"] == 30 and final["status"] == "completed"
         moving = [s["processed"] for s in watcher.states() if s.get("runId") == run_id]
         assert any(0 < n < 30 for n in moving), f"no live update in between: {moving}"
-    finally:
-        watcher.close()
 
 
 def test_without_the_client_file_the_vendor_url_says_what_to_do(installed, tmp_path):

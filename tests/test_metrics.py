@@ -37,8 +37,7 @@ def scrape(system, **kw) -> dict[str, float]:
 def test_metrics_follow_a_run_and_match_the_status(fault_system):
     s = fault_system
     s.start_all()
-    watcher = Watcher(s.base)
-    try:
+    with Watcher(s.base):  # a Socket.IO client, counted by the metrics
         before = scrape(s)
         x = 120
         run_id = start(s, x, 6000)
@@ -57,8 +56,6 @@ def test_metrics_follow_a_run_and_match_the_status(fault_system):
         after = wait_for(
             lambda: (m := scrape(s))["optio_relay_states_received_total"] > 0 and m, 10, "relay"
         )
-    finally:
-        watcher.close()
     assert after["optio_run_jobs{state=processed}"] == final["processed"] == x
     assert after["optio_run_jobs{state=enqueued}"] == final["enqueued"]
     assert after["optio_run_running"] == 0

@@ -48,12 +48,9 @@ def test_a_run_completes_with_exact_counts_and_live_events(idle_system, watcher)
 def test_a_client_connecting_after_the_run_gets_the_final_state_at_once(idle_system, watcher):
     run_id = start(idle_system, 5, 6000)
     final = watcher.wait_final(run_id, 30)
-    late = Watcher(idle_system.base)
-    try:
+    with Watcher(idle_system.base) as late:
         first = wait_for(lambda: late.events, 5, "the state sent on connect")[0][1]
         assert first == final
-    finally:
-        late.close()
 
 
 def test_the_rate_is_respected_at_600_per_minute(idle_system, watcher):

@@ -39,6 +39,12 @@ class Watcher:
 
         return wait_for(final, timeout, f"the final state of run {run_id}")
 
+    def __enter__(self) -> Watcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self.client.disconnect()
 
