@@ -94,7 +94,11 @@ def test_a_run_from_start_to_stop(system):
     assert refused(system, "pause") == f"optio pause: {error}\n"
 
     assert re.match(line(run_id, "running"), ok("resume", *url))
-    assert ok("update", "--y", "1,200", *url).rstrip().endswith("rate 1,200/min")
+    # jobs 1, 6, 11, ... of this module's runs fail for good: ", failed N" may follow the rate
+    updated = ok("update", "--y", "1,200", *url)
+    assert re.fullmatch(line(run_id, "running") + r"1,200/min(, failed [\d,]+)?\n", updated), (
+        updated
+    )
     table = ok("runs", *url).splitlines()
     assert table[0].split() == ["RUN", "STATUS", "PROCESSED", "FAILED", "Y/MIN", "DURATION"] + [
         "STARTED"

@@ -113,9 +113,18 @@ def test_a_broker_restart_mid_run_loses_nothing(broker_system, record):
         wait_for(
             lambda: "Connection to broker lost" in s.procs["worker"].log(), 10, "a worker to see it"
         )
-        server.start()
-        up_at = time.monotonic()
         events_before = len(watcher.events)
+        server.start()
+        up_at, up_epoch = time.monotonic(), time.time()
+
+        def progress_after_restart():
+            """When a client first saw a job counted after the restart: the first state received
+            after it with more processed than any received before it (late ones included)."""
+            ours = [(at, e["processed"]) for at, e in watcher.events if e.get("runId") == run_id]
+            seen = max(n for at, n in ours if at < up_epoch)
+            return next((at for at, n in ours if at >= up_epoch and n > seen), None)
+
+        moving_at = wait_for(progress_after_restart, 60, "a job counted after the restart")
         state = wait_finished(s, run_id, 120)
         finished_after = time.monotonic() - up_at
         figures = assert_exactly_once(s, run_id, x)
@@ -134,6 +143,7 @@ def test_a_broker_restart_mid_run_loses_nothing(broker_system, record):
         f"down {up_at - down_at:.1f} s",
         **figures,
         events_after_restart=len(later),
+        jobs_again_after_s=f"{moving_at - up_epoch:.1f}",
         finished_after_s=f"{finished_after:.1f}",
         past_schedule_s=f"{past_schedule(state):.1f}",
     )
