@@ -235,7 +235,7 @@ def _default_stack(rds, work, prof, cfg, parts, results) -> None:
             for y in cfg["fidelity_ys"]:
                 print(f"bench: rate fidelity at y = {y:g}/min", flush=True)
                 results["fidelity"].append(
-                    fidelity.measure(stack, rds, y, cfg["fidelity_window_s"])
+                    fidelity.measure(stack, rds, y, cfg["fidelity_window_s"], cfg["tick_seconds"])
                 )
         if "api" in parts:
             print("bench: GET /api/status at the pipeline's ceiling", flush=True)

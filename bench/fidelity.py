@@ -16,7 +16,7 @@ WARM_UP = 3.0
 POLL = 0.01
 
 
-def measure(stack: System, rds: RedisServer, y: float, window: float) -> dict:
+def measure(stack: System, rds: RedisServer, y: float, window: float, tick_s: float) -> dict:
     t_post = time.monotonic()
     run_id = start(stack, 10_000_000, y)
     sampler = CounterSampler(rds.url, run_id, POLL, changes_only=True).start()
@@ -26,11 +26,12 @@ def measure(stack: System, rds: RedisServer, y: float, window: float) -> dict:
     drain(RedisBroker(rds), (JOBS_QUEUE,))
     w0 = t_post + WARM_UP
     w1 = w0 + window
-    return {"asked_per_min": y, "window_s": window, **analyse(rows, w0, w1, y)}
+    return {"asked_per_min": y, "window_s": window, **analyse(rows, w0, w1, y, tick_s)}
 
 
-def analyse(rows, w0: float, w1: float, y: float) -> dict:
-    """Figures of one window from the change rows (monotonic time, counters)."""
+def analyse(rows, w0: float, w1: float, y: float, tick_s: float) -> dict:
+    """Figures of one window from the change rows (monotonic time, counters); ticks ``tick_s``
+    apart."""
     steps = _steps(rows, "enqueued")
     before = [e for t, e in steps if t <= w0]
     inside = [(t, e) for t, e in steps if w0 < t <= w1]
@@ -39,8 +40,8 @@ def analyse(rows, w0: float, w1: float, y: float) -> dict:
     fixed = (end_count - start_count) * 60 / (w1 - w0)
     # The slope of the enqueued count against time at the end of each tick of the window
     # (all it reserved is enqueued), by least squares: free of where the window's edges fall
-    # between two ticks, which alone is worth up to one tick of jobs (y/60 jobs at 1 s ticks:
-    # 1.7 % of a 60 s window), and of one late tick at either edge.
+    # between two ticks, which alone is worth up to one tick of jobs (y/60 × tick jobs: 0.8 % of
+    # a 60 s window at 0.5 s ticks), and of one late tick at either edge.
     done = _steps([(t, r) for t, r in rows if r["enqueued"] == r["reserved"]], "enqueued")
     ticks = [(t, e) for t, e in done if w0 < t <= w1]
     between = _slope(ticks) * 60 if len(ticks) >= 3 else None
@@ -51,7 +52,7 @@ def analyse(rows, w0: float, w1: float, y: float) -> dict:
         "fixed_window_error_pct": rounded(100 * (fixed / y - 1), 3),
         "max_enqueued_in_1s": max_in_window(inside, 1.0, start_count),
         "largest_tick": _largest_step([(t, r["reserved"]) for t, r in rows], w0, w1),
-        "per_tick_expected": round(y / 60, 2),
+        "per_tick_expected": round(y / 60 * tick_s, 2),
         "ticks_in_window": len(ticks),
     }
 

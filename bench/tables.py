@@ -120,7 +120,7 @@ def fidelity(fs: list[dict[str, Any]]) -> list[str]:
         "error",
         "fixed window/min",
         "most enqueued in any 1 s",
-        "largest tick (y/60 expected)",
+        "largest tick (expected: y/60 × tick)",
         "ticks in window",
     )
     body = [
