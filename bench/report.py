@@ -66,7 +66,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 f"({f['window_s']:.0f} s window)",
                 f"**{num(f['achieved_per_min'], 2)}/min ({err:+.2f} %)**; fixed window "
                 f"{num(f['fixed_window_per_min'], 1)}/min; most in any 1 s: "
-                f"{f['max_enqueued_in_1s']:,} (one tick: {f['per_tick_expected']:,.0f})",
+                f"{f['max_enqueued_in_1s']:,} (one tick: {f['per_tick_expected']:,g})",
                 f"within {FIDELITY_GOAL_PCT:g} %",
                 _verdict(ok, f"off by {abs(err or 0):.2f} %"),
             )

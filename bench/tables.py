@@ -130,7 +130,7 @@ def fidelity(fs: list[dict[str, Any]]) -> list[str]:
             "n/a" if f["error_pct"] is None else f"{f['error_pct']:+.3f} %",
             num(f["fixed_window_per_min"], 1),
             f"{f['max_enqueued_in_1s']:,}",
-            f"{f.get('largest_tick', 0):,} ({f['per_tick_expected']:,.0f})",
+            f"{f.get('largest_tick', 0):,} ({f['per_tick_expected']:,g})",
             f["ticks_in_window"],
         ]
         for f in fs
