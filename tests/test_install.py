@@ -69,16 +69,9 @@ def test_the_readme_run_command_on_a_fresh_clone(tmp_path):
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     redis_port = free_port()
     env = _env_without_optio(REDIS_URL=f"redis://localhost:{redis_port}/0")
-    log = tmp_path / "run.log"
-    with open(log, "wb") as out:
-        run = subprocess.Popen(
-            ["bash", "-c", command],
-            cwd=clone,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group, as a terminal gives it; Ctrl-C goes to all
-        )
+    # its own process group, as a terminal gives it: Ctrl-C goes to all of it
+    run = Proc("readme-run", ["bash", "-c", command], env, tmp_path, cwd=clone)
+    log = run.log_path
     base = f"http://localhost:{README_PORT}"
     try:
         wait_for(
@@ -108,15 +101,14 @@ def test_the_readme_run_command_on_a_fresh_clone(tmp_path):
         assert 8 <= took <= 20, f"100 jobs at 600/min took {took:.1f} s"
         redis_pid = int((clone / "var" / "redis" / "redis.pid").read_text())
 
-        os.killpg(run.pid, signal.SIGINT)  # Ctrl-C
-        run.wait(60)
+        run.signal(signal.SIGINT)  # Ctrl-C
+        run.popen.wait(60)
         wait_for(lambda: not _processes_under(clone), 15, "every process of the clone to end")
         with pytest.raises(ProcessLookupError):
             os.kill(redis_pid, 0)
         assert not _port_taken(README_PORT) and not _port_taken(redis_port)
     finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
+        run.stop()  # on a failure above: TERM, then KILL, the whole group
         for line in _processes_under(clone):  # whatever is left fails the test above; end it
             os.kill(int(line.split(":")[0]), signal.SIGKILL)
 
