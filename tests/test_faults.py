@@ -20,6 +20,8 @@ from optio.testing import (
     Watcher,
     assert_exactly_once,
     executions,
+    jobs_per_tick,
+    most_ahead_of_schedule,
     past_schedule,
     start,
     status,
@@ -182,12 +184,12 @@ def test_beat_killed_and_two_beats_never_exceed_the_rate(fault_system, record):
     s.start_beat("beat-1")
     s.start_beat("beat-2")  # two beats fire every tick twice
     x, y = 150, 1200  # 20/s: 7.45 s at the exact rate
-    start(s, x, y)
-    samples: list[tuple[float, int, int]] = []
+    run_id = start(s, x, y)
+    samples: list[tuple[float, dict]] = []
 
     def sample():
         state = status(s)
-        samples.append((time.time(), state["enqueued"], state["startedAt"]))
+        samples.append((time.time(), state))
         return state["enqueued"] >= 60
 
     wait_for(sample, 30, "60 enqueued")
@@ -198,13 +200,13 @@ def test_beat_killed_and_two_beats_never_exceed_the_rate(fault_system, record):
 
     def finished():
         state = status(s)
-        samples.append((time.time(), state["enqueued"], state["startedAt"]))
+        samples.append((time.time(), state))
         return not state["running"] and state
 
     state = wait_for(finished, 60, "the run to finish", interval=0.1)
     assert state["enqueued"] == x and state["processed"] == x
-    per_tick = y / 60 * 0.5
-    worst = max(e - (1 + (t - started / 1000) * y / 60) for t, e, started in samples)
+    per_tick = jobs_per_tick(y)
+    worst = most_ahead_of_schedule(samples, run_id, y)
     assert worst <= 2 * per_tick + 1, f"ahead of schedule by {worst:.1f} jobs"
     duration = (state["finishedAt"] - state["startedAt"]) / 1000
     record(

@@ -28,6 +28,8 @@ from optio.testing import (
     Watcher,
     assert_exactly_once,
     executions,
+    jobs_per_tick,
+    most_ahead_of_schedule,
     past_schedule,
     start,
     starts,
@@ -231,13 +233,8 @@ def test_the_rate_holds_on_rabbitmq(rabbit_system, record):
     duration = (final["finishedAt"] - final["startedAt"]) / 1000
     expected = (x - 1) * 60 / y
     assert expected * 0.9 <= duration <= expected + 3, duration
-    per_tick = y / 60 * 0.5
-    ahead = max(
-        state["enqueued"] - (1 + (at - state["startedAt"] / 1000) * y / 60)
-        for at, state in watcher.events
-        if state.get("runId") == run_id
-    )
-    assert ahead <= per_tick + 1, ahead
+    ahead = most_ahead_of_schedule(watcher.events, run_id, y)
+    assert ahead <= jobs_per_tick(y) + 1, ahead
     record(
         "RabbitMQ broker: rate",
         f"x={x}, y={y}/min, 0.5 s ticks",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from optio.names import done_key, results_key, run_key
 from optio.redis_state import RunStore
 from optio.testing.procs import wait_for
-from optio.testing.system import System
+from optio.testing.system import TEST_TICK_SECONDS, System
 
 
 def executions_key(run_id: str) -> str:
@@ -95,3 +97,18 @@ def assert_exactly_once(system: System, run_id: str, x: int) -> dict:
     assert figures["results"] == x and figures["bits"] == x
     assert figures["enqueued"] == x
     return figures
+
+
+def most_ahead_of_schedule(states: Iterable[tuple[float, dict]], run_id: str, y: float) -> float:
+    """The most jobs any state of ``run_id`` had enqueued beyond the exact schedule (job 0 at the
+    start, then y a minute); each state comes with the epoch second it was seen at."""
+    return max(
+        state["enqueued"] - (1 + (at - state["startedAt"] / 1000) * y / 60)
+        for at, state in states
+        if state.get("runId") == run_id
+    )
+
+
+def jobs_per_tick(y: float) -> float:
+    """One tick's worth of jobs at y a minute, at the tick of the systems tests start."""
+    return y / 60 * TEST_TICK_SECONDS

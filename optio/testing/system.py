@@ -19,11 +19,14 @@ from optio.testing.procs import (
     worker_args,
 )
 
+#: OPTIO_TICK_SECONDS of the systems tests start (short ticks keep tests short).
+TEST_TICK_SECONDS = 0.5
+
 
 class System:
     """The web, worker and beat processes against one Redis database, each in its own group.
 
-    ``tick_seconds``: OPTIO_TICK_SECONDS (0.5 keeps tests short; None: optio's default or the
+    ``tick_seconds``: OPTIO_TICK_SECONDS (TEST_TICK_SECONDS; None: optio's default or the
     caller's environment). ``log_level``: OPTIO_LOG_LEVEL of every process (None: optio's
     default). ``env``: more environment for every process.
     """
@@ -33,7 +36,7 @@ class System:
         redis_url: str,
         log_dir: Path,
         *,
-        tick_seconds: float | None = 0.5,
+        tick_seconds: float | None = TEST_TICK_SECONDS,
         log_level: str | None = None,
         **env: str,
     ) -> None:
