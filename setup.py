@@ -4,7 +4,7 @@ The dashboard and the HTML test client load ``/vendor/socket.io.min.js``. At bui
 sdist's wheel, ``pip install -e .``) this fetches the npm tarball of the version locked in
 ``package-lock.json`` (``npm pack``, from npm's cache when it is there), checks its sha512
 against the lock file's ``integrity``, and copies ``dist/socket.io.min.js`` (and its source map)
-to ``optio/static/``. The copies are git-ignored: nothing third-party is committed.
+to ``optio/webapp/static/``. The copies are git-ignored: nothing third-party is committed.
 Metadata lives in setup.cfg.
 """
 
@@ -25,7 +25,7 @@ from setuptools.command.build_py import build_py
 HERE = Path(__file__).resolve().parent
 PACKAGE = "socket.io-client"
 FILES = ("socket.io.min.js", "socket.io.min.js.map")
-TARGET = HERE / "optio" / "static"
+TARGET = HERE / "optio" / "webapp" / "static"
 #: What was copied last, and from which tarball (skips npm when nothing changed).
 STAMP = HERE / "build" / "socket.io-client.stamp"
 

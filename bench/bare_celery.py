@@ -1,7 +1,7 @@
 """Bare Celery for comparison: a no-op task, one message per job, on the same broker.
 
 The same delivery settings and queue declaration as optio's job queue
-(``optio.celery_settings``: acks late, prefetch 1, no results; on Redis the same visibility
+(``optio.broker.delivery``: acks late, prefetch 1, no results; on Redis the same visibility
 timeout, on RabbitMQ a durable quorum queue), so the difference measured is optio's own work
 per job. The broker is ``BENCH_BROKER_URL`` (a Redis or an ``amqp://`` URL).
 
@@ -18,7 +18,7 @@ import time
 
 from celery import Celery, signals
 
-from optio.celery_settings import delivery, queues, quiet_per_task_lines
+from optio.broker.delivery import delivery, queues, quiet_per_task_lines
 
 QUEUE = "bare.jobs"
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6399/0")

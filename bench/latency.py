@@ -124,7 +124,7 @@ class Markers:
     """Writes increasing marker values into the watched run's xTotal."""
 
     def __init__(self, url: str) -> None:
-        self.store = RunStore(connect(url))
+        self.store = RunStore(connect(url, timeout=5))
         self.next = MARKER_BASE
 
     def send_for(self, seconds: float) -> dict[int, float]:
@@ -135,7 +135,7 @@ class Markers:
         while time.monotonic() < end:
             self.next += 1
             sent[self.next] = time.monotonic()
-            self.store.update_run(x=self.next)
+            self.store.runs.update_run(x=self.next)
             next_at += gap
             time.sleep(max(0.0, next_at - time.monotonic()))
         return sent
@@ -171,10 +171,10 @@ def measure(
     work: Path,
     prof_dir: Path | None,
 ) -> dict[str, Any]:
-    store = RunStore(connect(rds.url))
-    if store.active_run_id():
-        store.stop_run()
-    store.start_run(MARKER_BASE, 0.001)  # one job due now (no worker runs it), then none
+    store = RunStore(connect(rds.url, timeout=5))
+    if store.runs.active_run_id():
+        store.runs.stop_run()
+    store.runs.start_run(MARKER_BASE, 0.001)  # one job due now (no worker runs it), then none
     markers = Markers(rds.url)
     results: dict[str, Any] = {
         "states_per_s": STATES_PER_SECOND,
@@ -209,8 +209,8 @@ def measure(
         for started in webs.values():
             for web in started:
                 web.stop_all()
-        if store.active_run_id():
-            store.stop_run()
+        if store.runs.active_run_id():
+            store.runs.stop_run()
         results["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     return results
 

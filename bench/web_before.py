@@ -4,11 +4,12 @@ for the latency benchmark's "before" figures: Python's default garbage-collectio
 
 import gc
 
-from optio import serve  # first: monkey-patches for eventlet
+from optio import config  # first: monkey-patches for eventlet
+from optio.webapp import serve as web_serve
 
 DEFAULT_THRESHOLDS = (700, 10, 10)  # CPython's
 
 if __name__ == "__main__":
-    serve.GC_YOUNG_THRESHOLD = DEFAULT_THRESHOLDS[0]
+    web_serve.GC_YOUNG_THRESHOLD = DEFAULT_THRESHOLDS[0]
     gc.set_threshold(*DEFAULT_THRESHOLDS)
-    serve.main()
+    web_serve.main(config.SETTINGS)

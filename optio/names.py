@@ -47,7 +47,7 @@ Keys (all in the ``REDIS_URL`` database, which the Celery broker shares):
     hash: message key -> ``"token:jobs left"`` of the worker that leases the message.
 
 The seven ``optio:run:<id>…`` keys are what :func:`run_keys` lists, in the order every Lua script
-receives them (``optio/lua/_prelude.lua``). Once a run is not running they expire after
+receives them (``optio/store/lua/_prelude.lua``). Once a run is not running they expire after
 ``OPTIO_RUN_TTL`` (results: ``OPTIO_RESULT_TTL``). A message key is ``first:count`` (jobs
 first .. first+count-1) or ``job:1:rN`` (retry N of a job); see :func:`message_key`.
 Celery's own keys (the queues below, ``unacked*``, ``_kombu.*``) live in the same database.

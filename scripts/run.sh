@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 export REDIS_URL=${REDIS_URL:-redis://localhost:6379/0}
 export PORT=${PORT:-3000}
-.venv/bin/python -m optio.devredis up
-trap '.venv/bin/python -m optio.devredis down' EXIT
+.venv/bin/python -m optio.testing.devredis up
+trap '.venv/bin/python -m optio.testing.devredis down' EXIT
 PATH="$PWD/.venv/bin:$PATH" .venv/bin/python -m honcho start -p "$PORT" "$@" &
 honcho=$!
 trap 'kill -TERM "$honcho" 2>/dev/null || true' INT TERM

@@ -8,7 +8,7 @@ from functools import cache
 
 import redis
 
-from optio.redis_urls import client_for
+from optio.store.connection import client_for
 from optio.testing.runs import executions_key, starts_key
 
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import io
 import json
 import time
-from dataclasses import replace
 
 import pytest
 
 from optio import config
-from optio.cli import build_parser, jobs, main, per_minute, request_for
-from optio.report import active_seconds, duration, rate_text, runs_table, summary
-from optio.watch import EXIT_ENDED, EXIT_OK, Display, Follower, Throughput
+from optio.cli.commands import build_parser, jobs, main, per_minute, request_for
+from optio.cli.format import active_seconds, duration, rate_text, runs_table, summary
+from optio.cli.watch import EXIT_ENDED, EXIT_OK, Display, Follower, Throughput
 
 
 def state(run_id="r1", running=True, status="running", processed=0, x=100, **extra) -> dict:
@@ -271,7 +270,9 @@ def test_y_accepts_positive_numbers(text, value):
 )
 def test_bad_arguments_exit_2_before_anything_is_sent(argv, capsys, monkeypatch):
     # should anything be sent, it goes nowhere
-    monkeypatch.setattr(config, "SETTINGS", replace(config.SETTINGS, url="http://127.0.0.1:9"))
+    monkeypatch.setattr(
+        config, "SETTINGS", config.SETTINGS.model_copy(update={"url": "http://127.0.0.1:9"})
+    )
     with pytest.raises(SystemExit) as exited:
         main(argv)
     assert exited.value.code == 2
@@ -299,7 +300,7 @@ def test_each_command_makes_its_api_call():
 
 
 def test_a_throttled_run_says_its_effective_rate():
-    from optio.report import summary as line
+    from optio.cli.format import summary as line
 
     throttled = state(processed=10, rateNow=300.0, throttled=7)
     assert "throttled 7 times: rate now 300/min" in line(throttled)

@@ -231,10 +231,10 @@ def test_old_runs_jobs_never_touch_a_new_run(fault_system, record):
     final = wait_finished(s, new, 60)
     assert status(s)["runId"] == new
     store = RunStore(s.redis)
-    old_a = store.run_state(old)
+    old_a = store.runs.run_state(old)
     # the old run's remaining messages drain; its recorded state must not move
     wait_for(lambda: s.redis.llen(names.JOBS_QUEUE) == 0, 60, "the old queue to drain")
-    old_b = store.run_state(old)
+    old_b = store.runs.run_state(old)
     assert final["processed"] == 30 and final["enqueued"] == 30 and final["status"] == "completed"
     assert old_b["status"] == "stopped" and old_b["processed"] == old_a["processed"]
     assert old_b["processed"] < 400

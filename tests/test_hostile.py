@@ -15,7 +15,7 @@ import socketio
 import websocket
 
 from optio.testing import Watcher, wait_for
-from optio.web import CLIENT_PACKET_BUDGET  # importing builds nothing (create_app does)
+from optio.webapp.budget import CLIENT_PACKET_BUDGET  # importing builds nothing (create_app does)
 
 pytestmark = pytest.mark.slow
 

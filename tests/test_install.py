@@ -143,8 +143,8 @@ def test_the_wheel_carries_the_pinned_socket_io_client(wheel):
 
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
-        client = zf.read("optio/static/socket.io.min.js").decode()
-    assert "optio/static/socket.io.min.js.map" in names
+        client = zf.read("optio/webapp/static/socket.io.min.js").decode()
+    assert "optio/webapp/static/socket.io.min.js.map" in names
     locked = json.loads((ROOT / "package-lock.json").read_text())
     version = locked["packages"]["node_modules/socket.io-client"]["version"]
     assert f"Socket.IO v{version}" in client[:200]

@@ -15,7 +15,6 @@ import pytest
 from optio import config, names
 from optio.names import holders_key, run_key
 from optio.redis_state import RunStore
-from optio.tasks import UNCONFIRMED_MS, batch_size
 from optio.testing import (
     assert_exactly_once,
     executions,
@@ -26,10 +25,14 @@ from optio.testing import (
     wait_for,
     wait_processed,
 )
+from optio.testing.system import TEST_TICK_SECONDS
+from optio.worker.context import batch_size, unconfirmed_ms
 
 pytestmark = pytest.mark.slow
 
 THREADS = ("-P", "threads")
+
+UNCONFIRMED_MS = unconfirmed_ms(TEST_TICK_SECONDS)
 
 
 def queued_jobs(system) -> list[int]:
@@ -106,7 +109,7 @@ def test_no_worker_the_broker_holds_each_message_once(fault_system, record):
     s.start_beat()
     x, y = 1500, 60_000
     run_id = start(s, x, y)
-    per_message = batch_size(y)
+    per_message = batch_size(y, config.SETTINGS.max_batch)
     most_messages = most_jobs = 0
     deadline = time.monotonic() + 75
     while time.monotonic() < deadline:  # 75 s without any worker
@@ -187,7 +190,7 @@ def test_a_tick_that_died_after_reserving_is_repaired(fault_system, record):
     x, y = 40, 1200
     run_id = start(s, x, y)  # the start's own tick sends job 0
     time.sleep(1.0)  # jobs become due; no beat is running
-    dead = RunStore(s.redis).reserve_due(
+    dead = RunStore(s.redis).schedule.reserve_due(
         run_id, 0.5, batch=1, unconfirmed_ms=UNCONFIRMED_MS
     )  # reserved by a tick that dies before publishing anything
     assert dead.count >= 5

@@ -6,7 +6,7 @@ import pytest
 
 from optio import config
 from optio.testing import wait_for
-from optio.validation import ApiError, number, validate_x, validate_y
+from optio.webapp.validation import ApiError, number, validate_x, validate_y
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,8 @@ import pytest
 import redis
 import requests
 
-from optio.devredis import server_args
 from optio.testing import Proc, free_port, wait_for, worker_args
+from optio.testing.devredis import server_args
 from optio.testing.procs import celery_args
 from optio.testing.runs import executions_key
 

@@ -9,8 +9,8 @@ import re
 import pytest
 from openapi_spec_validator import validate
 
-from optio import schemas
-from optio.redis_state import idle_state
+from optio.webapp import schemas
+from optio.webapp.schemas import idle_state
 from tests.apps import build_app
 
 METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH"}
@@ -85,17 +85,21 @@ def test_the_state_schema_lists_every_field_of_the_state(document):
 
 
 def test_the_states_the_lua_scripts_build_fit_the_models(store):
-    """state_json (optio/lua/_prelude.lua) and the models agree, field by field."""
-    run_id = store.start_run(10, 60)
-    for state in (store.current_state(), store.run_state(run_id)):
+    """state_json (optio/store/lua/_prelude.lua) and the models agree, field by field."""
+    run_id = store.runs.start_run(10, 60)
+    for state in (store.runs.current_state(), store.runs.run_state(run_id)):
         assert set(state) == set(schemas.RunState.model_fields)
         schemas.RunState.model_validate(state, strict=True)
-    store.pause_run()
-    store.stop_run()
-    runs, after = store.list_runs(5)
+    store.runs.pause_run()
+    store.runs.stop_run()
+    runs, after = store.runs.list_runs(5)
     page = schemas.RunsPage.model_validate({"runs": runs, "next": after})
     assert page.runs[0].status == "stopped" and page.runs[0].finishedAt is not None
-    detail = {**store.run_state(run_id), "errors": store.run_errors(run_id), "webhookError": None}
+    detail = {
+        **store.runs.run_state(run_id),
+        "errors": store.runs.run_errors(run_id),
+        "webhookError": None,
+    }
     schemas.RunDetail.model_validate(detail)
 
 

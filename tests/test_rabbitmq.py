@@ -18,10 +18,9 @@ import redis
 from amqp.exceptions import PreconditionFailed
 from kombu import Connection, Queue
 
-from optio import config, confirms, names, schemas
-from optio.celery_settings import broker_kind, celery_config
+from optio import config, names
+from optio.broker.delivery import broker_kind, celery_config
 from optio.config import Settings
-from optio.leases import Keeper
 from optio.names import HOLDER_PREFIX, holders_key, message_key, run_key
 from optio.redis_state import RunStore
 from optio.testing import (
@@ -38,6 +37,9 @@ from optio.testing import (
     wait_for,
     wait_processed,
 )
+from optio.webapp import schemas
+from optio.worker import confirms
+from optio.worker.leases import Keeper
 
 pytestmark = pytest.mark.slow
 
@@ -108,27 +110,31 @@ def test_rabbitmq_gets_durable_quorum_queues_and_no_visibility_timeout():
 
 
 def test_a_live_lease_is_taken_over_only_from_the_holder_named(store):
-    run_id = store.start_run(10, 600)
+    run_id = store.runs.start_run(10, 600)
     key = message_key(0, 2)
-    first = store.lease_message(run_id, key, 0, 2, "aaaa-1", 10_000)
+    first = store.leases.lease_message(run_id, key, 0, 2, "aaaa-1", 10_000)
     assert first.jobs == [0, 1] and not first.held_elsewhere
-    second = store.lease_message(run_id, key, 0, 2, "bbbb-1", 10_000)
+    second = store.leases.lease_message(run_id, key, 0, 2, "bbbb-1", 10_000)
     assert (second.held_elsewhere, second.holder, second.jobs) == (True, "aaaa-1", [])
-    wrong = store.lease_message(run_id, key, 0, 2, "bbbb-1", 10_000, take_from="cccc-1")
+    wrong = store.leases.lease_message(run_id, key, 0, 2, "bbbb-1", 10_000, take_from="cccc-1")
     assert wrong.held_elsewhere and wrong.holder == "aaaa-1"
-    store.mark_processed(run_id, {0: "done by a"}, message=key, token="aaaa-1", handled=1)
-    taken = store.lease_message(run_id, key, 0, 2, "bbbb-1", 10_000, take_from="aaaa-1")
+    store.counting.mark_processed(run_id, {0: "done by a"}, message=key, token="aaaa-1", handled=1)
+    taken = store.leases.lease_message(run_id, key, 0, 2, "bbbb-1", 10_000, take_from="aaaa-1")
     assert (taken.held_elsewhere, taken.jobs) == (False, [1])  # job 0 was counted already
     assert store.client.hget(holders_key(run_id), key) == "bbbb-1:1"
     assert store.client.hget(run_key(run_id), "leasedJobs") == "1"
     # the old holder, if it was alive after all, finds its lease gone and starts no more jobs
-    assert store.renew_leases(run_id, {key: "aaaa-1"}, 10_000) == ("running", [key])
+    assert store.leases.renew_leases(run_id, {key: "aaaa-1"}, 10_000) == ("running", [key])
 
 
 def test_a_holder_is_alive_while_its_named_connection_is_open(redis_server):
     url = f"{redis_server.url}/1"
-    other = Keeper(RunStore(redis.Redis.from_url(url, decode_responses=True)), 10, announce=True)
-    mine = Keeper(RunStore(redis.Redis.from_url(url, decode_responses=True)), 10, announce=True)
+    other = Keeper(
+        RunStore(redis.Redis.from_url(url, decode_responses=True)).leases, 10, announce=True
+    )
+    mine = Keeper(
+        RunStore(redis.Redis.from_url(url, decode_responses=True)).leases, 10, announce=True
+    )
     mine._holder = "c0ffee"  # what token() sets up once per process, without its thread
     mine._name()
     token, holder = "c0ffee-1", "c0ffee"
@@ -182,7 +188,7 @@ def test_a_holder_that_cannot_name_its_connection_leases_with_plain_tokens(redis
     )
     try:
         url = f"redis://optio-noclient@127.0.0.1:{redis_server.port}/1"
-        keeper = Keeper(RunStore(redis.Redis.from_url(url, decode_responses=True)), 10)
+        keeper = Keeper(RunStore(redis.Redis.from_url(url, decode_responses=True)).leases, 10)
         keeper.announce = True
         keeper._holder = "c0ffee"
         with pytest.raises(redis.ConnectionError, match="NOPERM|no permissions"):

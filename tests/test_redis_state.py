@@ -24,6 +24,7 @@ from optio.redis_state import (
     RunStore,
     XBelowEnqueuedError,
 )
+from optio.webapp.schemas import idle_state
 
 T0 = 1_800_000_000_000  # a fixed "now" in ms, so schedules are exact
 
@@ -32,7 +33,7 @@ FIVE = {"running": bool, "xTotal": int, "yMinute": (int, float), "enqueued": int
 
 def claimed(store: RunStore, run_id: str, **kwargs) -> tuple[int, list[str]]:
     """What claim_lost took: (expired leases among them, message keys)."""
-    lost = store.claim_lost(run_id, **kwargs)
+    lost = store.schedule.claim_lost(run_id, **kwargs)
     return lost.leases, lost.keys
 
 
@@ -44,8 +45,8 @@ def assert_shape(state: dict) -> None:
 
 class TestStartRun:
     def test_starts_with_zero_counts_and_publishes(self, store, published):
-        run_id = store.start_run(100, 60, now_ms=T0)
-        state = store.current_state()
+        run_id = store.runs.start_run(100, 60, now_ms=T0)
+        state = store.runs.current_state()
         assert_shape(state)
         assert state == {
             "running": True,
@@ -71,18 +72,18 @@ class TestStartRun:
         assert published.drain(run_id, 1)[0] == state
 
     def test_second_start_is_refused_while_running(self, store):
-        first = store.start_run(10, 60)
+        first = store.runs.start_run(10, 60)
         with pytest.raises(RunActiveError) as err:
-            store.start_run(20, 60)
+            store.runs.start_run(20, 60)
         assert err.value.run_id == first
-        assert store.current_state()["xTotal"] == 10
+        assert store.runs.current_state()["xTotal"] == 10
 
     def test_concurrent_starts_start_exactly_one(self, store):
         started, refused = [], []
 
         def start():
             try:
-                started.append(store.start_run(5, 60))
+                started.append(store.runs.start_run(5, 60))
             except RunActiveError:
                 refused.append(1)
 
@@ -94,31 +95,32 @@ class TestStartRun:
         assert len(started) == 1 and len(refused) == 7
 
     def test_fractional_rate_is_kept(self, store):
-        store.start_run(3, 0.5, now_ms=T0)
-        assert store.current_state()["yMinute"] == 0.5
+        store.runs.start_run(3, 0.5, now_ms=T0)
+        assert store.runs.current_state()["yMinute"] == 0.5
 
     def test_idle_state_before_any_run(self, store):
-        state = store.current_state()
+        assert store.runs.current_state() is None  # the web shows the idle state instead
+        state = idle_state()
         assert_shape(state)
         assert state["running"] is False and state["status"] == "idle"
 
 
 class TestReserveDue:
     def test_job_zero_is_due_at_start_then_y_per_minute(self, store):
-        run_id = store.start_run(1000, 600, now_ms=T0)  # one job every 100 ms
-        first = store.reserve_due(run_id, 1, now_ms=T0)
+        run_id = store.runs.start_run(1000, 600, now_ms=T0)  # one job every 100 ms
+        first = store.schedule.reserve_due(run_id, 1, now_ms=T0)
         assert (first.first, first.count) == (0, 1)
-        second = store.reserve_due(run_id, 1, now_ms=T0 + 1000)
+        second = store.schedule.reserve_due(run_id, 1, now_ms=T0 + 1000)
         assert (second.first, second.count) == (1, 10)
-        third = store.reserve_due(run_id, 1, now_ms=T0 + 1050)
+        third = store.schedule.reserve_due(run_id, 1, now_ms=T0 + 1050)
         assert third.count == 0
 
     def test_two_ticks_at_the_same_moment_never_exceed_what_is_due(self, store):
-        run_id = store.start_run(1000, 600, now_ms=T0)
+        run_id = store.runs.start_run(1000, 600, now_ms=T0)
         results: list[int] = []
 
         def tick():
-            results.append(store.reserve_due(run_id, 1, now_ms=T0 + 1000).count)
+            results.append(store.schedule.reserve_due(run_id, 1, now_ms=T0 + 1000).count)
 
         threads = [threading.Thread(target=tick) for _ in range(6)]
         for t in threads:
@@ -129,74 +131,83 @@ class TestReserveDue:
         assert store.client.hget(run_key(run_id), "reserved") == "11"
 
     def test_fractional_rate_one_job_every_two_minutes(self, store):
-        run_id = store.start_run(10, 0.5, now_ms=T0)
-        assert store.reserve_due(run_id, 1, now_ms=T0).count == 1
-        assert store.reserve_due(run_id, 1, now_ms=T0 + 119_999).count == 0
-        nxt = store.reserve_due(run_id, 1, now_ms=T0 + 120_000)
+        run_id = store.runs.start_run(10, 0.5, now_ms=T0)
+        assert store.schedule.reserve_due(run_id, 1, now_ms=T0).count == 1
+        assert store.schedule.reserve_due(run_id, 1, now_ms=T0 + 119_999).count == 0
+        nxt = store.schedule.reserve_due(run_id, 1, now_ms=T0 + 120_000)
         assert (nxt.first, nxt.count) == (1, 1)
 
     def test_enqueuing_stops_at_exactly_x(self, store):
-        run_id = store.start_run(25, 6000, now_ms=T0)  # 100 per second
+        run_id = store.runs.start_run(25, 6000, now_ms=T0)  # 100 per second
         total = sum(
-            store.reserve_due(run_id, 1, now_ms=T0 + ms).count for ms in range(0, 5000, 250)
+            store.schedule.reserve_due(run_id, 1, now_ms=T0 + ms).count
+            for ms in range(0, 5000, 250)
         )
         assert total == 25
-        assert store.reserve_due(run_id, 1, now_ms=T0 + 60_000).count == 0
+        assert store.schedule.reserve_due(run_id, 1, now_ms=T0 + 60_000).count == 0
 
     def test_resume_after_downtime_has_no_catch_up_burst(self, store):
-        run_id = store.start_run(100_000, 600, now_ms=T0)  # 10 per 1 s tick
-        assert store.reserve_due(run_id, 1, now_ms=T0).count == 1
+        run_id = store.runs.start_run(100_000, 600, now_ms=T0)  # 10 per 1 s tick
+        assert store.schedule.reserve_due(run_id, 1, now_ms=T0).count == 1
         # the scheduler was away for 100 s: 1000 jobs are "late", at most one tick's worth extra
-        assert store.reserve_due(run_id, 1, now_ms=T0 + 100_000).count == 20
+        assert store.schedule.reserve_due(run_id, 1, now_ms=T0 + 100_000).count == 20
         # and from there it goes on at rate y
-        assert store.reserve_due(run_id, 1, now_ms=T0 + 101_000).count == 10
-        assert store.reserve_due(run_id, 1, now_ms=T0 + 102_000).count == 10
+        assert store.schedule.reserve_due(run_id, 1, now_ms=T0 + 101_000).count == 10
+        assert store.schedule.reserve_due(run_id, 1, now_ms=T0 + 102_000).count == 10
 
     def test_above_worker_capacity_the_queue_stays_bounded(self, store):
-        run_id = store.start_run(100_000, 60_000, now_ms=T0)  # 1000 per 1 s tick
-        first = store.reserve_due(run_id, 1, max_outstanding=1500, now_ms=T0 + 1000)
+        run_id = store.runs.start_run(100_000, 60_000, now_ms=T0)  # 1000 per 1 s tick
+        first = store.schedule.reserve_due(run_id, 1, max_outstanding=1500, now_ms=T0 + 1000)
         assert first.count == 1001
         # nothing was processed: only 499 more may wait in the broker
-        assert store.reserve_due(run_id, 1, max_outstanding=1500, now_ms=T0 + 2000).count == 499
-        assert store.reserve_due(run_id, 1, max_outstanding=1500, now_ms=T0 + 3000).count == 0
-        store.mark_processed(run_id, {job_id: "r" for job_id in range(300)})
-        later = store.reserve_due(run_id, 1, max_outstanding=1500, now_ms=T0 + 4000)
+        assert (
+            store.schedule.reserve_due(run_id, 1, max_outstanding=1500, now_ms=T0 + 2000).count
+            == 499
+        )
+        assert (
+            store.schedule.reserve_due(run_id, 1, max_outstanding=1500, now_ms=T0 + 3000).count == 0
+        )
+        store.counting.mark_processed(run_id, {job_id: "r" for job_id in range(300)})
+        later = store.schedule.reserve_due(run_id, 1, max_outstanding=1500, now_ms=T0 + 4000)
         assert later.count == 300
         # the schedule slid instead of owing a burst: one tick later, one tick's worth is due
-        store.mark_processed(run_id, {job_id: "r" for job_id in range(300, 1800)})
-        assert store.reserve_due(run_id, 1, max_outstanding=1500, now_ms=T0 + 5000).count == 1000
+        store.counting.mark_processed(run_id, {job_id: "r" for job_id in range(300, 1800)})
+        assert (
+            store.schedule.reserve_due(run_id, 1, max_outstanding=1500, now_ms=T0 + 5000).count
+            == 1000
+        )
 
     def test_no_active_run_reserves_nothing_but_records_the_tick(self, store):
-        run_id = store.start_run(10, 600, now_ms=T0)
-        store.stop_run(now_ms=T0)
-        assert store.reserve_due(run_id, 1, now_ms=T0 + 5000).count == 0
-        assert store.last_tick_ms() == T0 + 5000
+        run_id = store.runs.start_run(10, 600, now_ms=T0)
+        store.runs.stop_run(now_ms=T0)
+        assert store.schedule.reserve_due(run_id, 1, now_ms=T0 + 5000).count == 0
+        assert store.schedule.last_tick_ms() == T0 + 5000
 
 
 class TestUpdateRun:
     def test_new_rate_applies_from_the_next_tick(self, store, published):
-        run_id = store.start_run(1000, 600, now_ms=T0)
-        assert store.reserve_due(run_id, 1, now_ms=T0 + 1000).count == 11
-        store.update_run(y=60, now_ms=T0 + 1000)  # now one job per second
-        assert store.reserve_due(run_id, 1, now_ms=T0 + 1500).count == 0
-        assert store.reserve_due(run_id, 1, now_ms=T0 + 2000).count == 1
+        run_id = store.runs.start_run(1000, 600, now_ms=T0)
+        assert store.schedule.reserve_due(run_id, 1, now_ms=T0 + 1000).count == 11
+        store.runs.update_run(y=60, now_ms=T0 + 1000)  # now one job per second
+        assert store.schedule.reserve_due(run_id, 1, now_ms=T0 + 1500).count == 0
+        assert store.schedule.reserve_due(run_id, 1, now_ms=T0 + 2000).count == 1
         assert published.drain(run_id, 2)[-1]["yMinute"] == 60
 
     def test_x_cannot_go_below_enqueued(self, store):
-        run_id = store.start_run(100, 600, now_ms=T0)
-        store.reserve_due(run_id, 1, now_ms=T0 + 1000)  # 11 reserved
+        run_id = store.runs.start_run(100, 600, now_ms=T0)
+        store.schedule.reserve_due(run_id, 1, now_ms=T0 + 1000)  # 11 reserved
         with pytest.raises(XBelowEnqueuedError):
-            store.update_run(x=5, now_ms=T0 + 1000)
-        assert store.current_state()["xTotal"] == 100
-        store.update_run(x=11, now_ms=T0 + 1000)
-        assert store.current_state()["xTotal"] == 11
+            store.runs.update_run(x=5, now_ms=T0 + 1000)
+        assert store.runs.current_state()["xTotal"] == 100
+        store.runs.update_run(x=11, now_ms=T0 + 1000)
+        assert store.runs.current_state()["xTotal"] == 11
 
     def test_lowering_x_to_what_is_done_completes_the_run(self, store):
-        run_id = store.start_run(100, 600, now_ms=T0)
-        store.reserve_due(run_id, 1, now_ms=T0)
-        assert store.mark_processed(run_id, {0: "r0"}, now_ms=T0 + 10).counted == 1
-        store.update_run(x=1, now_ms=T0 + 20)
-        state = store.current_state()
+        run_id = store.runs.start_run(100, 600, now_ms=T0)
+        store.schedule.reserve_due(run_id, 1, now_ms=T0)
+        assert store.counting.mark_processed(run_id, {0: "r0"}, now_ms=T0 + 10).counted == 1
+        store.runs.update_run(x=1, now_ms=T0 + 20)
+        state = store.runs.current_state()
         assert (state["running"], state["status"], state["finishedAt"]) == (
             False,
             "completed",
@@ -205,136 +216,142 @@ class TestUpdateRun:
 
     def test_update_without_a_run_is_refused(self, store):
         with pytest.raises(NoActiveRunError):
-            store.update_run(y=10)
+            store.runs.update_run(y=10)
 
 
 class TestStopRun:
     def test_stop_ends_enqueuing_and_publishes(self, store, published):
-        run_id = store.start_run(100, 600, now_ms=T0)
-        store.stop_run(now_ms=T0 + 500)
-        state = store.current_state()
+        run_id = store.runs.start_run(100, 600, now_ms=T0)
+        store.runs.stop_run(now_ms=T0 + 500)
+        state = store.runs.current_state()
         assert (state["running"], state["status"], state["finishedAt"]) == (
             False,
             "stopped",
             T0 + 500,
         )
         assert published.drain(run_id, 2)[-1]["status"] == "stopped"
-        assert store.active_run_id() is None
+        assert store.runs.active_run_id() is None
         with pytest.raises(NoActiveRunError):
-            store.stop_run()
+            store.runs.stop_run()
 
 
 class TestConfirmEnqueued:
     def test_counts_and_publishes(self, store, published):
-        run_id = store.start_run(100, 600, now_ms=T0)
-        store.reserve_due(run_id, 1, now_ms=T0 + 2000)  # 21 reserved
-        assert store.confirm_enqueued(run_id, 10) == 10
-        assert store.confirm_enqueued(run_id, 3) == 13
+        run_id = store.runs.start_run(100, 600, now_ms=T0)
+        store.schedule.reserve_due(run_id, 1, now_ms=T0 + 2000)  # 21 reserved
+        assert store.schedule.confirm_enqueued(run_id, 10) == 10
+        assert store.schedule.confirm_enqueued(run_id, 3) == 13
         assert [s["enqueued"] for s in published.drain(run_id, 3)] == [0, 10, 13]
 
     def test_never_counts_more_than_was_reserved(self, store):
-        run_id = store.start_run(100, 600, now_ms=T0)
-        store.reserve_due(run_id, 1, now_ms=T0)  # job 0
-        assert store.confirm_enqueued(run_id, 1) == 1
-        assert store.confirm_enqueued(run_id, 1) == 1  # a retried confirmation
+        run_id = store.runs.start_run(100, 600, now_ms=T0)
+        store.schedule.reserve_due(run_id, 1, now_ms=T0)  # job 0
+        assert store.schedule.confirm_enqueued(run_id, 1) == 1
+        assert store.schedule.confirm_enqueued(run_id, 1) == 1  # a retried confirmation
 
 
 def lease(store, run_id, first, count, token="w1", lease_ms=10_000, now_ms=None):
     key = message_key(first, count)
-    return key, store.lease_message(run_id, key, first, count, token, lease_ms, now_ms=now_ms)
+    return key, store.leases.lease_message(
+        run_id, key, first, count, token, lease_ms, now_ms=now_ms
+    )
 
 
 class TestMarkProcessed:
     def test_a_job_is_counted_once_even_when_delivered_twice(self, store, published):
-        run_id = store.start_run(3, 600, now_ms=T0)
-        assert store.mark_processed(run_id, {1: "a"}).counted == 1
-        assert store.mark_processed(run_id, {1: "b"}).counted == 0
-        assert store.current_state()["processed"] == 1
-        assert store.result(run_id, 1) == "a"
+        run_id = store.runs.start_run(3, 600, now_ms=T0)
+        assert store.counting.mark_processed(run_id, {1: "a"}).counted == 1
+        assert store.counting.mark_processed(run_id, {1: "b"}).counted == 0
+        assert store.runs.current_state()["processed"] == 1
+        assert store.runs.result(run_id, 1) == "a"
         assert store.client.getbit(done_key(run_id), 1) == 1
         # start + one counted job: the duplicate published nothing
         assert [s["processed"] for s in published.drain(run_id, 2)] == [0, 1]
 
     def test_last_job_completes_the_run_and_publishes_running_false(self, store, published):
-        run_id = store.start_run(3, 600, now_ms=T0)
+        run_id = store.runs.start_run(3, 600, now_ms=T0)
         for job_id in range(3):
-            flush = store.mark_processed(run_id, {job_id: f"r{job_id}"}, now_ms=T0 + 100)
+            flush = store.counting.mark_processed(run_id, {job_id: f"r{job_id}"}, now_ms=T0 + 100)
         assert flush.status == "completed"
         final = published.drain(run_id, 4)[-1]
         assert (final["running"], final["status"], final["processed"]) == (False, "completed", 3)
         assert final["finishedAt"] == T0 + 100
-        assert store.active_run_id() is None
+        assert store.runs.active_run_id() is None
         assert store.client.hlen(results_key(run_id)) == 3
-        store.start_run(1, 60)  # the slot is free again
+        store.runs.start_run(1, 60)  # the slot is free again
 
     def test_jobs_of_an_old_run_never_touch_the_new_one(self, store, published):
-        old = store.start_run(10, 600, now_ms=T0)
-        store.stop_run(now_ms=T0 + 1)
-        new = store.start_run(10, 600, now_ms=T0 + 2)
-        assert store.mark_processed(old, {4: "late"}).counted == 1
-        assert store.current_state()["runId"] == new
-        assert store.current_state()["processed"] == 0
-        assert store.run_state(old)["processed"] == 1
+        old = store.runs.start_run(10, 600, now_ms=T0)
+        store.runs.stop_run(now_ms=T0 + 1)
+        new = store.runs.start_run(10, 600, now_ms=T0 + 2)
+        assert store.counting.mark_processed(old, {4: "late"}).counted == 1
+        assert store.runs.current_state()["runId"] == new
+        assert store.runs.current_state()["processed"] == 0
+        assert store.runs.run_state(old)["processed"] == 1
         # the old run's late job published nothing: clients watch the new run
-        store.confirm_enqueued(new, 1)  # a later message, so everything before it has arrived
+        store.schedule.confirm_enqueued(
+            new, 1
+        )  # a later message, so everything before it has arrived
         published.drain(new, 2)
         assert [s["processed"] for s in published.all if s["runId"] == old] == [0, 0]
 
     def test_a_batch_counts_each_new_job_once_and_publishes_once(self, store, published):
-        run_id = store.start_run(10, 600, now_ms=T0)
-        assert store.mark_processed(run_id, {1: "a", 2: "b"}).counted == 2
-        assert store.mark_processed(run_id, {2: "again", 3: "c", 4: "d"}).counted == 2
-        assert store.current_state()["processed"] == 4
-        assert store.result(run_id, 2) == "b"
+        run_id = store.runs.start_run(10, 600, now_ms=T0)
+        assert store.counting.mark_processed(run_id, {1: "a", 2: "b"}).counted == 2
+        assert store.counting.mark_processed(run_id, {2: "again", 3: "c", 4: "d"}).counted == 2
+        assert store.runs.current_state()["processed"] == 4
+        assert store.runs.result(run_id, 2) == "b"
         assert [s["processed"] for s in published.drain(run_id, 3)] == [0, 2, 4]
 
     def test_enqueued_is_never_shown_below_what_is_done(self, store):
-        run_id = store.start_run(10, 6000, now_ms=T0)
-        store.reserve_due(run_id, 1, now_ms=T0 + 100)  # 11 due, capped at 10, sent...
-        store.mark_processed(run_id, {0: "a", 1: "b"})  # ...done before the tick confirmed
-        assert store.current_state()["enqueued"] == 2
-        store.confirm_enqueued(run_id, 10)
-        assert store.current_state()["enqueued"] == 10
+        run_id = store.runs.start_run(10, 6000, now_ms=T0)
+        store.schedule.reserve_due(run_id, 1, now_ms=T0 + 100)  # 11 due, capped at 10, sent...
+        store.counting.mark_processed(run_id, {0: "a", 1: "b"})  # ...done before the tick confirmed
+        assert store.runs.current_state()["enqueued"] == 2
+        store.schedule.confirm_enqueued(run_id, 10)
+        assert store.runs.current_state()["enqueued"] == 10
 
     def test_unknown_run_counts_nothing(self, store):
-        assert store.mark_processed("nope", {0: "x"}) == Flush(0, "gone", True)
+        assert store.counting.mark_processed("nope", {0: "x"}) == Flush(0, "gone", True)
         assert store.client.exists(done_key("nope")) == 0
 
 
 class TestLeases:
     def test_a_lease_gives_the_status_and_the_uncounted_jobs(self, store):
-        run_id = store.start_run(20, 600, now_ms=T0)
-        store.mark_processed(run_id, {3: "a", 5: "b", 12: "c"})
+        run_id = store.runs.start_run(20, 600, now_ms=T0)
+        store.counting.mark_processed(run_id, {3: "a", 5: "b", 12: "c"})
         _, got = lease(store, run_id, 2, 12)
         assert got == Lease("running", False, [2, 4, 6, 7, 8, 9, 10, 11, 13])
         assert store.client.hget(run_key(run_id), "leasedJobs") == "9"
-        store.stop_run()
+        store.runs.stop_run()
         assert lease(store, run_id, 3, 1, token="w2")[1] == Lease("stopped", False, [])
         assert lease(store, "nope", 0, 2)[1] == Lease("gone", False, [])
 
     def test_a_second_delivery_of_a_live_lease_is_dropped(self, store):
-        run_id = store.start_run(20, 600, now_ms=T0)
+        run_id = store.runs.start_run(20, 600, now_ms=T0)
         lease(store, run_id, 0, 5, token="w1", now_ms=T0)
         assert lease(store, run_id, 0, 5, token="w2", now_ms=T0 + 9_999)[1].held_elsewhere
         # expired, not yet taken by the tick: the new delivery takes it over
         _, got = lease(store, run_id, 0, 5, token="w2", now_ms=T0 + 10_001)
         assert got == Lease("running", False, [0, 1, 2, 3, 4])
         assert store.client.hget(run_key(run_id), "leasedJobs") == "5"  # not 10
-        assert store.mark_processed(run_id, {0: "r"}, message="0:5", token="w1").lost
+        assert store.counting.mark_processed(run_id, {0: "r"}, message="0:5", token="w1").lost
 
     def test_a_message_whose_jobs_are_all_counted_is_not_leased(self, store):
-        run_id = store.start_run(20, 600, now_ms=T0)
-        store.mark_processed(run_id, {0: "a", 1: "b"})
+        run_id = store.runs.start_run(20, 600, now_ms=T0)
+        store.counting.mark_processed(run_id, {0: "a", 1: "b"})
         assert lease(store, run_id, 0, 2)[1] == Lease("running", False, [])
         assert store.client.hlen(holders_key(run_id)) == 0
 
     def test_flushes_account_the_lease_and_the_last_releases_it(self, store):
-        run_id = store.start_run(20, 600, now_ms=T0)
+        run_id = store.runs.start_run(20, 600, now_ms=T0)
         key, _ = lease(store, run_id, 0, 4)
-        flush = store.mark_processed(run_id, {0: "a", 1: "b"}, message=key, token="w1", handled=2)
+        flush = store.counting.mark_processed(
+            run_id, {0: "a", 1: "b"}, message=key, token="w1", handled=2
+        )
         assert flush == Flush(2, "running", False)
         assert store.client.hget(run_key(run_id), "leasedJobs") == "2"
-        flush = store.mark_processed(
+        flush = store.counting.mark_processed(
             run_id, {3: "d"}, message=key, token="w1", handled=2, release=True
         )
         assert flush == Flush(1, "running", False)
@@ -343,52 +360,56 @@ class TestLeases:
         assert store.client.hlen(holders_key(run_id)) == 0
 
     def test_a_lease_with_nothing_left_is_released_and_taken_cleanly(self, store):
-        run_id = store.start_run(20, 600, now_ms=T0)
+        run_id = store.runs.start_run(20, 600, now_ms=T0)
         key, _ = lease(store, run_id, 0, 2, now_ms=T0)
-        store.mark_processed(run_id, {0: "a", 1: "b"}, message=key, token="w1", handled=2)
+        store.counting.mark_processed(run_id, {0: "a", 1: "b"}, message=key, token="w1", handled=2)
         # nothing left in the lease: releasing it (or the tick taking it) changes no count
-        flush = store.mark_processed(run_id, {}, message=key, token="w1", release=True)
+        flush = store.counting.mark_processed(run_id, {}, message=key, token="w1", release=True)
         assert flush == Flush(0, "running", False)
         key, _ = lease(store, run_id, 2, 2, now_ms=T0)
-        store.mark_processed(run_id, {2: "c", 3: "d"}, message=key, token="w1", handled=2)
+        store.counting.mark_processed(run_id, {2: "c", 3: "d"}, message=key, token="w1", handled=2)
         assert claimed(store, run_id, most=10, now_ms=T0 + 60_000) == (1, [key])
         assert store.client.hget(run_key(run_id), "leasedJobs") == "0"
 
     def test_renewal_extends_live_leases_and_reports_lost_ones(self, store):
-        run_id = store.start_run(20, 600, now_ms=T0)
+        run_id = store.runs.start_run(20, 600, now_ms=T0)
         lease(store, run_id, 0, 2, token="w1")
-        status, lost = store.renew_leases(run_id, {"0:2": "w1", "2:2": "w1"}, 30_000, now_ms=T0)
+        status, lost = store.leases.renew_leases(
+            run_id, {"0:2": "w1", "2:2": "w1"}, 30_000, now_ms=T0
+        )
         assert (status, lost) == ("running", ["2:2"])
         assert store.client.zscore(messages_key(run_id), "0:2") == T0 + 30_000
-        store.stop_run()
-        assert store.renew_leases(run_id, {"0:2": "w1"}, 30_000) == ("stopped", ["0:2"])
+        store.runs.stop_run()
+        assert store.leases.renew_leases(run_id, {"0:2": "w1"}, 30_000) == ("stopped", ["0:2"])
 
     def test_an_expired_lease_is_sent_again_once_per_expiry(self, store):
-        run_id = store.start_run(100, 600, now_ms=T0)
-        reservation = store.reserve_due(run_id, 1, batch=5, now_ms=T0 + 1000)  # jobs 0..10
+        run_id = store.runs.start_run(100, 600, now_ms=T0)
+        reservation = store.schedule.reserve_due(run_id, 1, batch=5, now_ms=T0 + 1000)  # jobs 0..10
         assert reservation.messages == ["0:5", "5:5", "10:1"]
-        store.confirm_enqueued(
+        store.schedule.confirm_enqueued(
             run_id,
             11,
             reservation.messages,
         )
         lease(store, run_id, 0, 5, token="dead", now_ms=T0 + 1100)
         lease(store, run_id, 5, 5, token="live", now_ms=T0 + 1100)
-        store.renew_leases(run_id, {"5:5": "live"}, 60_000, now_ms=T0 + 5000)
+        store.leases.renew_leases(run_id, {"5:5": "live"}, 60_000, now_ms=T0 + 5000)
         # a message waiting in the broker (10:1) is never taken, however long it waits
         assert claimed(store, run_id, most=100, now_ms=T0 + 11_000) == (0, [])
         assert claimed(store, run_id, most=100, now_ms=T0 + 11_200) == (1, ["0:5"])
         assert claimed(store, run_id, most=100, now_ms=T0 + 11_300) == (0, [])
         assert store.client.hget(run_key(run_id), "leasedJobs") == "5"
-        store.confirm_enqueued(run_id, 0, ["0:5"])  # published again
+        store.schedule.confirm_enqueued(run_id, 0, ["0:5"])  # published again
         assert claimed(store, run_id, most=100, now_ms=T0 + 60_000) == (0, [])
         # the frozen worker wakes up: its late result counts once, its lease is gone
-        flush = store.mark_processed(run_id, {0: "late"}, message="0:5", token="dead", handled=1)
+        flush = store.counting.mark_processed(
+            run_id, {0: "late"}, message="0:5", token="dead", handled=1
+        )
         assert flush == Flush(1, "running", True)
 
     def test_a_reservation_never_confirmed_is_sent_again(self, store):
-        run_id = store.start_run(100, 600, now_ms=T0)
-        store.reserve_due(run_id, 1, batch=4, unconfirmed_ms=5000, now_ms=T0 + 1000)
+        run_id = store.runs.start_run(100, 600, now_ms=T0)
+        store.schedule.reserve_due(run_id, 1, batch=4, unconfirmed_ms=5000, now_ms=T0 + 1000)
         # the tick died before publishing: nothing for a few ticks, then all of it once
         assert claimed(store, run_id, most=100, unconfirmed_ms=5000, now_ms=T0 + 5999) == (
             0,
@@ -399,48 +420,51 @@ class TestLeases:
         assert claimed(store, run_id, most=100, unconfirmed_ms=5000, now_ms=T0 + 6001)[1] == []
 
     def test_a_message_leased_before_its_confirmation_stays_leased(self, store):
-        run_id = store.start_run(100, 600, now_ms=T0)
-        store.reserve_due(run_id, 1, batch=4, now_ms=T0 + 1000)
+        run_id = store.runs.start_run(100, 600, now_ms=T0)
+        store.schedule.reserve_due(run_id, 1, batch=4, now_ms=T0 + 1000)
         lease(store, run_id, 0, 4, token="fast", now_ms=T0 + 1001)
-        store.confirm_enqueued(run_id, 11, ["0:4", "4:4", "8:3"])
+        store.schedule.confirm_enqueued(run_id, 11, ["0:4", "4:4", "8:3"])
         assert store.client.zrange(messages_key(run_id), 0, -1) == ["0:4"]
 
     def test_losses_bigger_than_one_call_are_all_taken_at_once(self, store):
-        run_id = store.start_run(20_000, 6_000_000, now_ms=T0)
-        store.reserve_due(run_id, 1, batch=1, max_outstanding=20_000, now_ms=T0 + 1000)
+        run_id = store.runs.start_run(20_000, 6_000_000, now_ms=T0)
+        store.schedule.reserve_due(run_id, 1, batch=1, max_outstanding=20_000, now_ms=T0 + 1000)
         again = claimed(store, run_id, most=100_000, now_ms=T0 + 60_000)[1]
         assert len(again) == 20_000
 
     def test_stopped_runs_send_nothing_again(self, store):
-        run_id = store.start_run(100, 600, now_ms=T0)
-        store.reserve_due(run_id, 1, now_ms=T0 + 1000)
-        store.stop_run(now_ms=T0 + 1000)
+        run_id = store.runs.start_run(100, 600, now_ms=T0)
+        store.schedule.reserve_due(run_id, 1, now_ms=T0 + 1000)
+        store.runs.stop_run(now_ms=T0 + 1000)
         assert claimed(store, run_id, most=100, now_ms=T0 + 60_000) == (0, [])
 
     def test_a_stop_is_seen_by_the_next_flush(self, store):
-        run_id = store.start_run(100, 600, now_ms=T0)
+        run_id = store.runs.start_run(100, 600, now_ms=T0)
         key, _ = lease(store, run_id, 0, 50)
-        store.stop_run()
-        flush = store.mark_processed(run_id, {0: "a"}, message=key, token="w1", handled=1)
+        store.runs.stop_run()
+        flush = store.counting.mark_processed(run_id, {0: "a"}, message=key, token="w1", handled=1)
         assert flush.status == "stopped"
 
 
 class TestBacklog:
     def test_running_jobs_do_not_count_against_the_cap(self, store):
-        run_id = store.start_run(10_000, 60_000, now_ms=T0)  # 1,000/s
-        first = store.reserve_due(run_id, 1, max_outstanding=100, now_ms=T0 + 1000)
+        run_id = store.runs.start_run(10_000, 60_000, now_ms=T0)  # 1,000/s
+        first = store.schedule.reserve_due(run_id, 1, max_outstanding=100, now_ms=T0 + 1000)
         assert first.count == 100
         # workers started all 100: none waits, so the next tick may reserve 100 more
         for key in first.messages:
             f, c, _ = parse_message_key(key)
             lease(store, run_id, f, c)
-        assert store.reserve_due(run_id, 1, max_outstanding=100, now_ms=T0 + 1100).count == 100
+        assert (
+            store.schedule.reserve_due(run_id, 1, max_outstanding=100, now_ms=T0 + 1100).count
+            == 100
+        )
 
     def test_held_back_and_rate_enqueued(self, store, published):
-        run_id = store.start_run(100_000, 60_000, now_ms=T0)  # 1,000/s, cap 100: held back
+        run_id = store.runs.start_run(100_000, 60_000, now_ms=T0)  # 1,000/s, cap 100: held back
         for ms in range(0, 4001, 1000):
-            store.reserve_due(run_id, 1, max_outstanding=100, now_ms=T0 + ms)
-        state = store.current_state()
+            store.schedule.reserve_due(run_id, 1, max_outstanding=100, now_ms=T0 + ms)
+        state = store.runs.current_state()
         assert state["heldBack"] is True
         assert state["rateEnqueued"] == pytest.approx(100 * 60 / 3, rel=0.01)  # 100 in 3 s
         assert state["rateNow"] == state["yMinute"]  # the rate aimed at: no throttle
@@ -448,59 +472,59 @@ class TestBacklog:
         done = int(store.client.hget(run_key(run_id), "reserved"))
         store.client.hset(run_key(run_id), "processed", done)
         for ms in range(5000, 9001, 1000):
-            store.reserve_due(run_id, 1, max_outstanding=100_000, now_ms=T0 + ms)
-        state = store.current_state()
+            store.schedule.reserve_due(run_id, 1, max_outstanding=100_000, now_ms=T0 + ms)
+        state = store.runs.current_state()
         assert state["heldBack"] is False
         assert state["rateEnqueued"] == pytest.approx(60_000, rel=0.01)
 
 
 class TestFailJob:
     def test_retries_are_scheduled_with_doubling_backoff_then_the_job_fails(self, store):
-        run_id = store.start_run(2, 600, now_ms=T0)
-        fail = functools.partial(store.fail_job, run_id, 1, attempts=3, backoff_s=0.5)
+        run_id = store.runs.start_run(2, 600, now_ms=T0)
+        fail = functools.partial(store.counting.fail_job, run_id, 1, attempts=3, backoff_s=0.5)
         assert fail("E: one", now_ms=T0) == ("retry", 1, 0.5)
         assert fail("E: two", now_ms=T0 + 10) == ("retry", 2, 1.0)
         due = dict(store.client.zrange(messages_key(run_id), 0, -1, withscores=True))
         assert due == {"1:1:r1": T0 + 500, "1:1:r2": T0 + 1010}
         assert fail("E: three", now_ms=T0 + 20) == ("failed", 3, 0)
         assert fail("E: four") == ("done", 0, 0)
-        assert store.error(run_id, 1) == "E: three"
-        assert store.current_state()["failed"] == 1
+        assert store.runs.error(run_id, 1) == "E: three"
+        assert store.runs.current_state()["failed"] == 1
 
     def test_failed_jobs_count_toward_completion(self, store, published):
-        run_id = store.start_run(2, 600, now_ms=T0)
-        assert store.mark_processed(run_id, {0: "ok"}).counted == 1
-        outcome = store.fail_job(run_id, 1, "ValueError: boom", attempts=1, backoff_s=1)
+        run_id = store.runs.start_run(2, 600, now_ms=T0)
+        assert store.counting.mark_processed(run_id, {0: "ok"}).counted == 1
+        outcome = store.counting.fail_job(run_id, 1, "ValueError: boom", attempts=1, backoff_s=1)
         assert outcome[0] == "failed"
-        assert store.mark_processed(run_id, {1: "late success"}).counted == 0
+        assert store.counting.mark_processed(run_id, {1: "late success"}).counted == 0
         final = published.drain(run_id, 3)[-1]
         assert (final["processed"], final["failed"], final["running"]) == (1, 1, False)
         assert final["status"] == "completed"
-        assert store.error(run_id, 1) == "ValueError: boom"
+        assert store.runs.error(run_id, 1) == "ValueError: boom"
 
     def test_a_due_retry_is_sent_by_the_tick(self, store):
-        run_id = store.start_run(5, 600, now_ms=T0)
-        store.fail_job(run_id, 3, "E", attempts=3, backoff_s=1, now_ms=T0)
+        run_id = store.runs.start_run(5, 600, now_ms=T0)
+        store.counting.fail_job(run_id, 3, "E", attempts=3, backoff_s=1, now_ms=T0)
         assert claimed(store, run_id, most=10, now_ms=T0 + 999)[1] == []
         assert claimed(store, run_id, most=10, now_ms=T0 + 1000) == (0, ["3:1:r1"])
         assert parse_message_key("3:1:r1") == (3, 1, 1)
 
     def test_a_stopped_run_records_nothing(self, store):
-        run_id = store.start_run(5, 600, now_ms=T0)
-        store.stop_run()
-        assert store.fail_job(run_id, 3, "E", attempts=3, backoff_s=1)[0] == "ended"
+        run_id = store.runs.start_run(5, 600, now_ms=T0)
+        store.runs.stop_run()
+        assert store.counting.fail_job(run_id, 3, "E", attempts=3, backoff_s=1)[0] == "ended"
 
 
 class TestExpiry:
     def test_the_keys_of_a_finished_run_expire(self, store):
-        run_id = store.start_run(3, 600, now_ms=T0)
+        run_id = store.runs.start_run(3, 600, now_ms=T0)
         key, _ = lease(store, run_id, 0, 2)
-        store.fail_job(run_id, 2, "E", attempts=3, backoff_s=1)
-        store.mark_processed(run_id, {0: "a"}, message=key, token="w1", handled=1)
-        store.stop_run()
+        store.counting.fail_job(run_id, 2, "E", attempts=3, backoff_s=1)
+        store.counting.mark_processed(run_id, {0: "a"}, message=key, token="w1", handled=1)
+        store.runs.stop_run()
         keys = store.client.keys(f"{run_key(run_id)}*")
         assert len(keys) >= 4
         assert all(store.client.ttl(k) > 0 for k in keys), {k: store.client.ttl(k) for k in keys}
         # a late result of the stopped run keeps the keys expiring
-        store.mark_processed(run_id, {1: "late"})
+        store.counting.mark_processed(run_id, {1: "late"})
         assert all(store.client.ttl(k) > 0 for k in store.client.keys(f"{run_key(run_id)}*"))

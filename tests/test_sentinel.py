@@ -11,12 +11,11 @@ import time
 
 import pytest
 
-from optio import names, redis_urls
-from optio.api import redacted_url
-from optio.celery_settings import delivery
+from optio import names
+from optio import urls as redis_urls
+from optio.broker.delivery import delivery
 from optio.config import Settings
 from optio.names import done_key, results_key, run_key
-from optio.preflight import where
 from optio.redis_state import RunStore, connect
 from optio.testing import (
     ROOT,
@@ -31,6 +30,8 @@ from optio.testing import (
     wait_for,
     wait_processed,
 )
+from optio.urls import where
+from optio.webapp.security import redacted_url
 
 URL = "redis+sentinel://:s3cret@s1:26379,s2,[::1]:26380/mymaster/2?sentinel_password=sp"
 
@@ -92,7 +93,7 @@ def test_celery_uses_optios_sentinel_transport_for_the_sentinel_form():
     import redis
     from celery import Celery
 
-    from optio.sentinel_transport import SentinelChannel, SentinelTransport
+    from optio.broker.sentinel import SentinelChannel, SentinelTransport
 
     app = Celery("sentinel-test", set_as_current=False)
     app.conf.update(delivery(URL))
@@ -128,18 +129,18 @@ def test_config_imports_no_redis_client():
 def test_without_replicas_a_count_waits_once_then_goes_on(client):
     """A primary with no replica: the first count waits the whole timeout, then counts stop
     waiting (one ROLE check a second says no replica is online) instead of stalling the run."""
-    store = RunStore(client, min_replicas=1, wait_ms=200)
-    run_id = store.start_run(20, 60)
+    store = RunStore(client, Settings(redis_min_replicas=1, redis_wait_ms=200))
+    run_id = store.runs.start_run(20, 60)
     began = time.monotonic()
-    assert store.mark_processed(run_id, {0: "a"}).counted == 1
+    assert store.counting.mark_processed(run_id, {0: "a"}).counted == 1
     assert time.monotonic() - began >= 0.2
     assert (store.replicas.waited, store.replicas.short) == (1, 1)
     began = time.monotonic()
     for job in range(1, 10):
-        store.mark_processed(run_id, {job: "b"})
+        store.counting.mark_processed(run_id, {job: "b"})
     assert time.monotonic() - began < 0.2
     assert store.replicas.waited == 1
-    assert store.fail_job(run_id, 10, "boom", attempts=1, backoff_s=0)[0] == "failed"
+    assert store.counting.fail_job(run_id, 10, "boom", attempts=1, backoff_s=0)[0] == "failed"
     assert client.hlen(results_key(run_id)) == 10
 
 
@@ -148,15 +149,17 @@ def test_a_count_is_on_the_replica_when_it_returns_and_its_cost(sentinel_group, 
     counting call (one pipelined round trip: the script, then WAIT 1)."""
     group = sentinel_group
     replica = group.client("replica")
-    plain = RunStore(connect(group.url), min_replicas=0)
-    waiting = RunStore(connect(group.url), min_replicas=1, wait_ms=1000)
+    plain = RunStore(connect(group.url, timeout=5), Settings(redis_min_replicas=0))
+    waiting = RunStore(
+        connect(group.url, timeout=5), Settings(redis_min_replicas=1, redis_wait_ms=1000)
+    )
     rounds = 300
-    run_id = plain.start_run(2 * rounds, 60)
+    run_id = plain.runs.start_run(2 * rounds, 60)
     took: dict[str, list[float]] = {"no WAIT": [], "WAIT 1": []}
     for i in range(rounds):  # interleaved, so both see the same machine load
         for name, store, job in (("no WAIT", plain, 2 * i), ("WAIT 1", waiting, 2 * i + 1)):
             began = time.perf_counter()
-            store.mark_processed(run_id, {job: f"r{job}"})
+            store.counting.mark_processed(run_id, {job: f"r{job}"})
             took[name].append(time.perf_counter() - began)
         # WAIT returned: the replica has the count already (no waiting for it here)
         assert replica.getbit(done_key(run_id), 2 * i + 1) == 1
@@ -271,30 +274,34 @@ def test_primary_killed_mid_run_the_run_finishes_exactly_once(sentinel_group, tm
 
 
 def test_a_new_redis_server_is_noticed_once(store, client):
-    assert store.primary_changed() is False  # the first server seen
-    assert RunStore(client).primary_changed() is False  # the same server, another process
+    assert store.schedule.primary_changed() is False  # the first server seen
+    assert RunStore(client).schedule.primary_changed() is False  # the same server, another process
     client.set(names.SERVER_KEY, "the-run-id-of-the-old-primary")
     other = RunStore(client)
-    assert other.primary_changed() is True
-    assert other.primary_changed() is False
-    assert RunStore(client).primary_changed() is False
+    assert other.schedule.primary_changed() is True
+    assert other.schedule.primary_changed() is False
+    assert RunStore(client).schedule.primary_changed() is False
 
 
 def test_unaccounted_jobs_are_the_sent_jobs_nothing_else_accounts_for(store, client):
-    run_id = store.start_run(20, 60)
-    now = store.server_time_ms() + 60_000
-    reservation = store.reserve_due(run_id, 5, now_ms=now)  # 10 due at most: two ticks' worth
+    run_id = store.runs.start_run(20, 60)
+    now = store.runs.server_time_ms() + 60_000
+    reservation = store.schedule.reserve_due(
+        run_id, 5, now_ms=now
+    )  # 10 due at most: two ticks' worth
     assert reservation.messages == [f"{job}:1" for job in range(10)]
-    assert store.unaccounted_jobs(run_id) == []  # reserved, not confirmed: the tick resends them
-    store.confirm_enqueued(run_id, 10, reservation.messages)  # in the broker now
-    store.lease_message(run_id, "3:1", 3, 1, "token", 10_000)  # a worker runs job 3
-    store.mark_processed(run_id, {0: "a", 1: "b"})  # jobs 0 and 1 are done
-    store.fail_job(run_id, 5, "boom", attempts=3, backoff_s=1)  # job 5 waits for its retry
-    assert store.unaccounted_jobs(run_id) == [2, 4, 6, 7, 8, 9]
+    assert (
+        store.schedule.unaccounted_jobs(run_id) == []
+    )  # reserved, not confirmed: the tick resends them
+    store.schedule.confirm_enqueued(run_id, 10, reservation.messages)  # in the broker now
+    store.leases.lease_message(run_id, "3:1", 3, 1, "token", 10_000)  # a worker runs job 3
+    store.counting.mark_processed(run_id, {0: "a", 1: "b"})  # jobs 0 and 1 are done
+    store.counting.fail_job(run_id, 5, "boom", attempts=3, backoff_s=1)  # job 5 waits for its retry
+    assert store.schedule.unaccounted_jobs(run_id) == [2, 4, 6, 7, 8, 9]
 
 
 def test_unaccounted_jobs_go_out_in_messages_of_the_current_batch_size():
-    from optio.tasks import as_messages
+    from optio.worker.tick import as_messages
 
     assert as_messages([2, 3, 4, 7, 9, 10], 2) == ["2:2", "4:1", "7:1", "9:2"]
     assert as_messages([0, 1, 2], 1) == ["0:1", "1:1", "2:1"]

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from optio.preflight import exposure_notice, is_loopback, parse_version, version_problem
+from optio.store.version import parse_version, version_problem
 from optio.testing import Proc, RedisServer, celery_args, free_port, wait_for
+from optio.webapp.serve import exposure_notice, is_loopback
 
 
 def test_parse_version():

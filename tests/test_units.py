@@ -6,17 +6,19 @@ import re
 
 import pytest
 
-from optio import config
-from optio.tasks import _chunks, batch_size
-from optio.validation import ApiError, parse_json_object, validate_start
+from optio.config import Settings
+from optio.webapp.validation import ApiError, parse_json_object, validate_start
+from optio.worker.context import batch_size
+from optio.worker.tick import _chunks
 
 
 def test_batch_size_is_one_up_to_100_jobs_per_second_then_grows_to_the_cap():
-    assert batch_size(0.5) == 1
-    assert batch_size(6_000) == 1  # 100/s
-    assert batch_size(60_000) == 10  # 1,000/s
-    assert batch_size(300_000) == 50  # 5,000/s
-    assert batch_size(10_000_000) == config.SETTINGS.max_batch
+    assert batch_size(0.5, 100) == 1
+    assert batch_size(6_000, 100) == 1  # 100/s
+    assert batch_size(60_000, 100) == 10  # 1,000/s
+    assert batch_size(300_000, 100) == 50  # 5,000/s
+    assert batch_size(10_000_000, 100) == 100
+    assert batch_size(10_000_000, 7) == 7
 
 
 def test_chunks_hold_about_ten_jobs_and_at_least_one_message():
@@ -69,7 +71,7 @@ REDIS_URLS = [
     "url, expected", [c[1:] for c in REDIS_URLS], ids=[c[0] for c in REDIS_URLS]
 )
 def test_redacted_url_hides_every_credential_form(url, expected):
-    from optio.api import redacted_url
+    from optio.webapp.security import redacted_url
 
     shown = redacted_url(url)
     for secret in (SECRET, "hunter%232", "hun#ter", "ter?2", "alice"):
@@ -80,7 +82,7 @@ def test_redacted_url_hides_every_credential_form(url, expected):
 
 
 def test_redacted_url_keeps_what_helps_find_the_server():
-    from optio.api import redacted_url
+    from optio.webapp.security import redacted_url
 
     assert redacted_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
     assert (
@@ -94,9 +96,9 @@ def test_redacted_url_keeps_what_helps_find_the_server():
 
 
 def test_the_relay_keeps_the_newest_state_of_a_run_whatever_the_order():
-    from optio.relay import Relay
+    from optio.webapp.relay import Relay
 
-    relay = Relay(socketio=None, read_state=dict)
+    relay = Relay(socketio=None, read_state=dict, settings=Settings())
     relay.offer({"runId": "a", "seq": 5, "processed": 50})
     relay.offer({"runId": "a", "seq": 4, "processed": 40})  # late: dropped
     assert relay.latest["processed"] == 50
@@ -117,14 +119,14 @@ def test_the_relay_keeps_the_newest_state_of_a_run_whatever_the_order():
     ],
 )
 def test_runs_queries_are_checked(query, error):
-    from optio.validation import validate_runs_query
+    from optio.webapp.validation import validate_runs_query
 
     with pytest.raises(ApiError, match=re.escape(error)):
         validate_runs_query(query)
 
 
 def test_runs_query_defaults():
-    from optio.validation import validate_runs_query
+    from optio.webapp.validation import validate_runs_query
 
     assert validate_runs_query({}) == (20, None)
     assert validate_runs_query({"limit": "5", "before": "0123456789ab"}) == (5, "0123456789ab")
@@ -134,7 +136,7 @@ def test_webhook_signature_and_backoff():
     import hashlib
     import hmac
 
-    from optio.webhooks import backoff, payload, signature
+    from optio.worker.webhooks import backoff, payload, signature
 
     body = payload({"runId": "a", "status": "completed", "webhook": "pending"})
     assert b"webhook" not in body

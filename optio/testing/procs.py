@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from optio.devredis import server_args, wait_until_answering
+from optio.testing.devredis import server_args, wait_until_answering
 
 #: The checkout the processes run in (the folder of Procfile, tests/ and bench/).
 ROOT = Path(__file__).resolve().parents[2]

@@ -50,7 +50,7 @@ def wait_finished(system: System, run_id: str, timeout: float, *, poll_redis: bo
             f"run {run_id} to finish",
             interval=0.1,
         )
-        return RunStore(system.redis).run_state(run_id)
+        return RunStore(system.redis).runs.run_state(run_id)
 
     def finished():
         state = status(system)

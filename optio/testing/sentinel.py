@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis
 
-from optio.devredis import server_args
+from optio.testing.devredis import server_args
 from optio.testing.procs import Proc, free_port, wait_for
 
 SERVICE = "optio-primary"

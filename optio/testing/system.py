@@ -8,7 +8,7 @@ from pathlib import Path
 
 import requests
 
-from optio import redis_urls
+from optio.store.connection import client_for
 from optio.testing.procs import (
     ROOT,
     Proc,
@@ -58,7 +58,7 @@ class System:
             **env,
         }
         self.procs: dict[str, Proc] = {}
-        self.redis = redis_urls.client_for(redis_url, decode_responses=True)
+        self.redis = client_for(redis_url, decode_responses=True)
 
     def start_web(self, module: str = "optio.serve") -> Proc:
         """The web process, ``python -m module`` (the benchmark runs a variant of optio.serve)."""

@@ -14,10 +14,10 @@ from pathlib import Path
 from flask import Blueprint, Flask, render_template, send_from_directory
 from werkzeug.routing import BaseConverter
 
-from optio.services import services
-from optio.validation import ApiError, is_run_id
+from optio.webapp.services import services
+from optio.webapp.validation import ApiError, is_run_id
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (node_modules), when run from one
 STATIC = Path(__file__).resolve().parent / "static"
 #: socket.io-client files served under /vendor/ (the source map keeps devtools quiet).
 VENDOR = ("socket.io.min.js", "socket.io.min.js.map")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import redis
 
 from optio.names import HOLDER_PREFIX
-from optio.redis_state import RunStore
+from optio.store.leases import Leases
 
 log = logging.getLogger("optio")
 
@@ -45,7 +45,7 @@ class Keeper:
     """The leases of this process and the thread that renews them (and, with ``announce``,
     the named Redis connection that shows this process is alive)."""
 
-    def __init__(self, store: RunStore, lease_seconds: float, *, announce: bool = False) -> None:
+    def __init__(self, store: Leases, lease_seconds: float, *, announce: bool = False) -> None:
         self.store = store
         self.lease_ms = int(lease_seconds * 1000)
         self.interval = lease_seconds / 3

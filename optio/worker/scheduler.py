@@ -23,10 +23,8 @@ class InlineTickScheduler(PersistentScheduler):
             return super().apply_async(entry, producer, advance, **kwargs)
         if advance:
             self.reserve(entry)
-        from optio.tasks import tick  # late: optio.tasks configures this scheduler
-
         try:
-            tick()
+            self.app.tasks[TICK_TASK]()
         except Exception as exc:  # the next tick does this one's work: the schedule is in Redis
             log.warning("[scheduler] Tick failed (%s); the next one catches up", exc)
         finally:

@@ -2,11 +2,11 @@
 OPTIO_WEBHOOK_URL, signed with ``X-Optio-Signature: sha256=<HMAC-SHA256 of the body keyed with
 OPTIO_WEBHOOK_SECRET>``.
 
-The run's end puts it in the outbox (``finish_run`` in ``_prelude.lua``, when the run was started
-with a webhook configured). Every tick claims the deliveries that are due (``claim_webhooks.lua``:
-one claimer per delivery, also with two beats) and makes each in a thread of its own, so a
-receiver that never answers does not hold the tick. A delivery that fails with a refused
-connection, a timeout, a 5xx, 408 or 429 is tried again with backoff for
+The run's end puts it in the outbox (``finish_run`` in ``store/lua/_prelude.lua``, when the run was
+started with a webhook configured). Every tick claims the deliveries that are due
+(``claim_webhooks.lua``: one claimer per delivery, also with two beats) and makes each in a thread
+of its own, so a receiver that never answers does not hold the tick. A delivery that fails with a
+refused connection, a timeout, a 5xx, 408 or 429 is tried again with backoff for
 OPTIO_WEBHOOK_RETRY_SECONDS after the run's end; any other answer is final. The outcome is in
 the run's state: ``webhook`` is ``pending``, then ``delivered`` or ``failed`` (the reason is in
 GET /api/runs/<id> as ``webhookError``). A claimer that dies during a request loses its claim
@@ -26,8 +26,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from optio import config
-from optio.redis_state import RunStore
+from optio.store.outbox import Outbox
 
 log = logging.getLogger("optio")
 
@@ -79,14 +78,15 @@ def backoff(seconds_since_end: float) -> float:
     return min(MAX_BACKOFF_SECONDS, max(1.0, seconds_since_end))
 
 
-def deliver(runs: RunStore, run_id: str) -> str:
+def deliver(runs: Outbox, run_id: str) -> str:
     """Make one attempt to deliver run ``run_id``'s webhook and record it; returns the
     outcome recorded ('delivered', 'failed' or 'retry')."""
     state = runs.run_state(run_id)
     if state is None:
         runs.record_webhook(run_id, "failed", error="the run is gone")
         return "failed"
-    if not config.SETTINGS.webhook_url:
+    settings = runs.settings
+    if not settings.webhook_url:
         runs.record_webhook(
             run_id, "failed", error="OPTIO_WEBHOOK_URL is not set in the scheduler's environment"
         )
@@ -98,9 +98,9 @@ def deliver(runs: RunStore, run_id: str) -> str:
         "X-Optio-Event": f"run.{state['status']}",
         "X-Optio-Delivery": f"{run_id}-{state.get('finishedAt')}",
     }
-    if config.SETTINGS.webhook_secret:
-        headers["X-Optio-Signature"] = signature(body, config.SETTINGS.webhook_secret)
-    outcome = post(config.SETTINGS.webhook_url, body, headers, config.SETTINGS.webhook_timeout)
+    if settings.webhook_secret:
+        headers["X-Optio-Signature"] = signature(body, settings.webhook_secret)
+    outcome = post(settings.webhook_url, body, headers, settings.webhook_timeout)
     if outcome.delivered:
         runs.record_webhook(run_id, "delivered")
         log.info("[webhook] Delivered the end of run %s (%s)", run_id, state["status"])
@@ -108,7 +108,7 @@ def deliver(runs: RunStore, run_id: str) -> str:
     now = runs.server_time_ms()
     since_end = max(0.0, (now - (state.get("finishedAt") or now)) / 1000)
     wait = backoff(since_end)
-    if outcome.retry and since_end + wait <= config.SETTINGS.webhook_retry_seconds:
+    if outcome.retry and since_end + wait <= settings.webhook_retry_seconds:
         runs.record_webhook(run_id, "retry", due_ms=now + int(wait * 1000), error=outcome.reason)
         log.warning("[webhook] Run %s: %s; trying again in %.0f s", run_id, outcome.reason, wait)
         return "retry"
@@ -117,9 +117,9 @@ def deliver(runs: RunStore, run_id: str) -> str:
     return "failed"
 
 
-def dispatch(runs: RunStore) -> list[threading.Thread]:
+def dispatch(runs: Outbox) -> list[threading.Thread]:
     """Claim the deliveries that are due and start each in a thread; returns the threads."""
-    claim_ms = int((config.SETTINGS.webhook_timeout + CLAIM_MARGIN_SECONDS) * 1000)
+    claim_ms = int((runs.settings.webhook_timeout + CLAIM_MARGIN_SECONDS) * 1000)
     threads = []
     for run_id in runs.claim_webhooks(claim_ms, MOST_PER_TICK):
         thread = threading.Thread(
@@ -133,7 +133,7 @@ def dispatch(runs: RunStore) -> list[threading.Thread]:
     return threads
 
 
-def _deliver_logged(runs: RunStore, run_id: str) -> None:
+def _deliver_logged(runs: Outbox, run_id: str) -> None:
     try:
         deliver(runs, run_id)
     except Exception:  # the claim runs out and the next tick tries again

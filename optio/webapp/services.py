@@ -10,9 +10,11 @@ from celery import Celery
 from flask import current_app
 from kombu import Connection
 
-from optio.celery_settings import celery_config
+from optio.broker.delivery import celery_config
 from optio.config import Settings
-from optio.redis_state import RunStore, connect
+from optio.redis_state import RunStore
+from optio.store.connection import connect
+from optio.webapp.schemas import idle_state
 
 #: Seconds /api/health waits for the broker's connection when it is not the Redis itself.
 BROKER_CHECK_TIMEOUT = 2.0
@@ -31,15 +33,11 @@ class Services:
     @cached_property
     def store(self) -> RunStore:
         client = connect(self.settings.redis_url, timeout=self.settings.redis_timeout)
-        return RunStore(
-            client,
-            run_ttl=self.settings.run_ttl,
-            result_ttl=self.settings.result_ttl,
-            keep_runs=self.settings.keep_runs,
-            webhook=bool(self.settings.webhook_url),
-            min_replicas=self.settings.redis_min_replicas,
-            wait_ms=self.settings.redis_wait_ms,
-        )
+        return RunStore(client, self.settings)
+
+    def current_state(self) -> dict[str, Any]:
+        """The watched run's state, or the idle state when no run was ever started."""
+        return self.store.runs.current_state() or idle_state()
 
     def broker_problem(self) -> str | None:
         """Why Celery's broker does not answer, or None when it does. A broker that is the Redis

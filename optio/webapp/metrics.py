@@ -31,12 +31,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from optio import api, heartbeats
 from optio.names import METRICS_KEY
-from optio.redis_state import DURATION_BUCKETS
-from optio.services import Services
+from optio.store import heartbeats
+from optio.store.counting import DURATION_BUCKETS
+from optio.webapp import security
+from optio.webapp.services import Services
 
-log = logging.getLogger("optio.metrics")
+log = logging.getLogger("optio.webapp.metrics")
 
 #: Counters over all runs kept in the metrics hash: (field, metric name without _total, help).
 TOTALS = (
@@ -68,10 +69,10 @@ class RedisCollector(Collector):
 
     def _from_redis(self) -> Iterator[Metric]:
         store = self.services.store
-        state = store.current_state()
+        state = self.services.current_state()
         totals = store.client.hgetall(METRICS_KEY)
-        now = store.server_time_ms()
-        last_tick = store.last_tick_ms()
+        now = store.schedule.server_time_ms()
+        last_tick = store.schedule.last_tick_ms()
         workers = heartbeats.alive(store.client, heartbeats.WORKER)
         beats = heartbeats.alive(store.client, heartbeats.BEAT)
 
@@ -166,5 +167,5 @@ def register(app: Flask, socketio) -> None:
     @app.get("/metrics")
     def metrics() -> Response:
         if services.settings.protect_reads:
-            api.require_token(services.settings.api_token)
+            security.require_token(services.settings.api_token)
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

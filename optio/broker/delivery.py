@@ -1,6 +1,7 @@
 """The Celery configuration every optio process shares, built in one place for either broker.
 
-``optio/tasks.py`` (workers and beat) and the web's producer (``optio/services.py``) build their
+The worker's Celery app (``optio/worker/app.py``: workers and beat) and the web's producer
+(``optio/webapp/services.py``) build their
 apps with :func:`celery_config`, so they declare the same queues with the same arguments on the
 same broker; the benchmark's bare Celery (``bench/bare_celery.py``) takes :func:`delivery` and
 :func:`queues`, so the comparison runs both with the same delivery.
@@ -18,18 +19,17 @@ the schedule and the ``optio:progress`` channel stay in Redis; only the Celery m
   quorum queues on topic exchanges, hence the exchanges below) or it waits in a worker's
   memory; optio sends none: retries wait in Redis and the tick sends them when due. The tick
   waits for the broker's publisher confirms of each chunk before counting it as enqueued
-  (``optio/confirms.py``).
+  (``optio/worker/confirms.py``).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 from urllib.parse import urlsplit
 
 from kombu import Exchange, Queue
 
-from optio import config, redis_urls
+from optio import urls
 from optio.names import JOBS_QUEUE, TICK_TASK, TICKS_QUEUE
 
 #: URL schemes of Celery's RabbitMQ transport.
@@ -46,8 +46,9 @@ def broker_kind(broker_url: str) -> str:
     return "rabbitmq" if is_amqp(broker_url) else "redis"
 
 
-def delivery(broker_url: str, visibility_timeout: int | None = None) -> dict[str, Any]:
-    """How a message is delivered and acknowledged on ``broker_url``'s broker."""
+def delivery(broker_url: str, visibility_timeout: int) -> dict[str, Any]:
+    """How a message is delivered and acknowledged on ``broker_url``'s broker;
+    ``visibility_timeout``: OPTIO_VISIBILITY_TIMEOUT (a Redis broker's)."""
     settings: dict[str, Any] = {
         "broker_url": broker_url,
         "task_ignore_result": True,
@@ -62,23 +63,21 @@ def delivery(broker_url: str, visibility_timeout: int | None = None) -> dict[str
         # quorum queues refuse global QoS: per-consumer prefetch (Celery detects them)
         settings["worker_detect_quorum_queues"] = True
         return settings
-    timeout = (
-        config.SETTINGS.visibility_timeout if visibility_timeout is None else visibility_timeout
-    )
+    timeout = visibility_timeout
     # kombu's URL for a Redis broker; for the Sentinel form also the service to ask the
     # Sentinels for (kombu's sentinel:// transport finds the primary again after a failover;
-    # optio's subclass of it survives the failover, see sentinel_transport.py)
-    settings["broker_url"] = redis_urls.broker_url(broker_url)
+    # optio's subclass of it survives the failover, see sentinel.py)
+    settings["broker_url"] = urls.broker_url(broker_url)
     settings["broker_transport_options"] = {
         "visibility_timeout": timeout,
         # look for messages to hand out again a few times per timeout (kombu's default sweep is
         # every ~100 s): a message a dead worker had fetched but not started comes back soon
         "unacked_restore_interval": max(1, timeout // 4),
         "unacked_restore_throttle": 1,
-        **redis_urls.broker_transport_options(broker_url),
+        **urls.broker_transport_options(broker_url),
     }
-    if redis_urls.is_sentinel(broker_url):
-        settings["broker_transport"] = "optio.sentinel_transport:SentinelTransport"
+    if urls.is_sentinel(broker_url):
+        settings["broker_transport"] = "optio.broker.sentinel:SentinelTransport"
     return settings
 
 
@@ -99,7 +98,7 @@ def queues(broker_url: str, *names: str) -> list[Queue]:
     ]
 
 
-def celery_config(broker_url: str, visibility_timeout: int | None = None) -> dict[str, Any]:
+def celery_config(broker_url: str, visibility_timeout: int) -> dict[str, Any]:
     """Broker, queues, routes and delivery of optio's Celery apps (workers, beat, the web's
     producer): one definition, so every process declares the queues alike."""
     return {
@@ -109,14 +108,3 @@ def celery_config(broker_url: str, visibility_timeout: int | None = None) -> dic
         "task_routes": {TICK_TASK: {"queue": TICKS_QUEUE}},
         **delivery(broker_url, visibility_timeout),
     }
-
-
-#: Loggers that write one INFO line per task.
-PER_TASK_LOGGERS = ("celery.app.trace", "celery.worker.strategy")
-
-
-def quiet_per_task_lines(**_: object) -> None:
-    """Celery logs two INFO lines per task; at thousands of jobs/s they drown everything else
-    (connect to ``celery.signals.after_setup_logger``)."""
-    for name in PER_TASK_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)

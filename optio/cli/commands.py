@@ -3,7 +3,7 @@
 ``optio run X Y``, ``status``, ``update``, ``pause``, ``resume``, ``stop``, ``runs`` and
 ``retry-failed`` make one API call each and print one line (``runs``: a table), or with
 ``--json`` the server's JSON answer on one line. ``optio watch`` follows a run's progress over
-Socket.IO (``optio.watch``); ``optio serve`` runs the web process.
+Socket.IO (``optio.cli.watch``); ``optio serve`` runs the web process.
 
 Exit codes: 0 ok; 1 the server refused (its error is printed to stderr); 2 bad arguments;
 3 cannot connect to the server (or what answers is not optio); 130 interrupted (Ctrl-C).
@@ -20,8 +20,8 @@ from typing import Any
 from urllib.parse import quote
 
 from optio import config
-from optio.client import Api, Refused, Unreachable
-from optio.report import runs_table, summary
+from optio.cli.client import Api, Refused, Unreachable
+from optio.cli.format import runs_table, summary
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NO_CONNECTION, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         args.usage_error("give --x, --y or both")  # exits 2
     try:
         if args.command == "watch":
-            from optio.watch import watch
+            from optio.cli.watch import watch
 
             return watch(args.url, once=args.once, as_json=args.json, token=args.token)
         return call(args)

@@ -1,6 +1,6 @@
 """The shapes of the HTTP API, as pydantic models: request bodies and queries (validated with
-them, see ``optio.validation``), the run state and every answer. The OpenAPI document
-(``optio.openapi``) takes its JSON Schemas from these same models, so the two cannot drift apart.
+them, see ``validation.py``), the run state and every answer. The OpenAPI document
+(``openapi.py``) takes its JSON Schemas from these same models, so the two cannot drift apart.
 
 Limits that come from the settings (``OPTIO_MAX_X``, ``OPTIO_MAX_Y``) are part of the models:
 ``request_models(max_x, max_y)`` builds (once per pair) the bodies for those limits.
@@ -121,7 +121,7 @@ def _without_defaults(schema: dict[str, Any]) -> None:
 
 class RunState(BaseModel):
     """The state of a run, as on Redis channel `optio:progress`, in the Socket.IO `progress`
-    event and from `GET /api/status`. Built by the Lua scripts (`optio/lua/_prelude.lua`,
+    event and from `GET /api/status`. Built by the Lua scripts (`optio/store/lua/_prelude.lua`,
     `state_json`); the defaults here are the state shown before any run was started
     (`redis_state.idle_state`)."""
 

@@ -1,6 +1,6 @@
 """Validation of API requests: pure functions that raise ApiError with a clear message.
 
-The rules are the pydantic models of ``optio.schemas`` (which the OpenAPI document shows);
+The rules are the pydantic models of ``optio.webapp.schemas`` (which the OpenAPI document shows);
 this module parses bodies and says what is wrong in our own words."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from optio import config
-from optio.schemas import MAX_RUNS_PAGE, RUN_ID, RunsQuery, request_models
+from optio.webapp.schemas import MAX_RUNS_PAGE, RUN_ID, RunsQuery, request_models
 
 
 class ApiError(Exception):
@@ -107,8 +107,8 @@ def _body_messages(max_y: float) -> dict:
 
 def _limits(max_x: int | None, max_y: float | None) -> tuple[int, float]:
     return (
-        config.SETTINGS.max_x if max_x is None else max_x,
-        config.SETTINGS.max_y if max_y is None else max_y,
+        config.default("max_x") if max_x is None else max_x,
+        config.default("max_y") if max_y is None else max_y,
     )
 
 

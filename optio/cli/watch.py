@@ -15,7 +15,7 @@ import time
 from collections import deque
 from typing import Any, TextIO
 
-from optio.report import (
+from optio.cli.format import (
     active_seconds,
     duration,
     percent,

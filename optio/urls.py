@@ -1,6 +1,7 @@
 """What ``REDIS_URL`` may name: one Redis (``redis://``, ``rediss://``, ``unix://``), or a primary
-found through Redis Sentinel. Every client optio makes is built here (:func:`client_for`), and so
-are the Celery broker's URL and transport options, so all processes read the URL alike.
+found through Redis Sentinel. The clients are built from it in
+``optio.store.connection``; the Celery broker's URL and transport options are read here, so all
+processes read the URL alike. Pure parsing: no client library is imported.
 
 The Sentinel form names the Sentinels, the service (Sentinel's master name) and the database::
 
@@ -15,14 +16,10 @@ primary.
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlparse
-
-if TYPE_CHECKING:
-    import redis
 
 SCHEME = "redis+sentinel"
 DEFAULT_SENTINEL_PORT = 26379
@@ -108,55 +105,6 @@ def where(url: str) -> str:
     parsed = urlparse(url)
     db = parsed.path.lstrip("/") or "0"
     return f"{parsed.hostname or 'localhost'}:{parsed.port or 6379}/{db}"
-
-
-def client_for(url: str, **options: Any) -> redis.Redis:
-    """A client of the Redis ``url`` names, with redis-py's connection ``options``.
-
-    For the Sentinel form, a client of the current primary: each new connection asks the
-    Sentinels where it is (redis-py's ``Sentinel.master_for``), so a failover is followed once
-    the old primary's connections fail. The Sentinels get the same socket timeouts.
-    """
-    # imported here: config imports this module, and the web process imports config before
-    # eventlet's monkey patching, which must come before redis-py's import (its parser picks
-    # select.poll at import, and eventlet's green select has none)
-    import redis
-    from redis.sentinel import Sentinel
-
-    if not is_sentinel(url):
-        return redis.Redis.from_url(url, **options)
-    parsed = parse_sentinel(url)
-    sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
-    if parsed.sentinel_username:
-        sentinel_options["username"] = parsed.sentinel_username
-    if parsed.sentinel_password:
-        sentinel_options["password"] = parsed.sentinel_password
-    sentinel = Sentinel(list(parsed.sentinels), sentinel_kwargs=sentinel_options)
-    return sentinel.master_for(
-        parsed.service,
-        db=parsed.db,
-        username=parsed.username,
-        password=parsed.password,
-        connection_class=_sentinel_connection_class(),
-        **options,
-    )
-
-
-@functools.cache
-def _sentinel_connection_class() -> type:
-    from redis.sentinel import SentinelManagedConnection
-
-    class SentinelConnection(SentinelManagedConnection):
-        """redis-py's Sentinel connection, except that a connection dropped within a command's
-        retry asks the Sentinels for the primary again. (redis-py 8.1 reconnects it to the
-        address it had: after a failover, the old primary, which fails the command once more.)"""
-
-        def send_packed_command(self, command, check_health=True):
-            if not self._sock:
-                self.connect()
-            super().send_packed_command(command, check_health)
-
-    return SentinelConnection
 
 
 def broker_url(url: str) -> str:

@@ -1,0 +1,5 @@
+import sys
+
+from optio.cli.commands import main
+
+sys.exit(main())

@@ -1,0 +1,61 @@
+"""A worker's leases on the messages it runs: take one, renew those it holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from optio.names import run_keys
+from optio.store.connection import retrying
+from optio.store.scripts import Part, now_arg
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's start of a message: the run's status, and the jobs it now runs under lease."""
+
+    status: str
+    held_elsewhere: bool
+    jobs: list[int]
+    #: the token of the worker holding the live lease, when ``held_elsewhere``
+    holder: str = ""
+
+
+class Leases(Part):
+    SCRIPTS = ("lease_message", "renew_leases")
+
+    @retrying
+    def lease_message(
+        self,
+        run_id: str,
+        key: str,
+        first: int,
+        count: int,
+        token: str,
+        lease_ms: int,
+        *,
+        take_from: str = "",
+        now_ms: int | None = None,
+    ) -> Lease:
+        """Start message ``key``: lease it for ``lease_ms`` and get the jobs still to run.
+        ``take_from``: the token of a holder known to be dead, whose live lease is taken over."""
+        status, held, *jobs = self._run(
+            "lease_message",
+            run_keys(run_id),
+            [key, first, count, token, lease_ms, now_arg(now_ms), take_from],
+        )
+        if held == 1:
+            return Lease(status, True, [], jobs[0])
+        return Lease(status, False, [int(j) for j in jobs])
+
+    @retrying
+    def renew_leases(
+        self, run_id: str, held: dict[str, str], lease_ms: int, *, now_ms: int | None = None
+    ) -> tuple[str, list[str]]:
+        """Extend the leases ``held`` (message key -> token) by ``lease_ms`` from now.
+        Returns (the run's status, keys of the leases lost)."""
+        args: list[Any] = [lease_ms, now_arg(now_ms)]
+        for key, token in held.items():
+            args += [key, token]
+        status, *lost = self._run("renew_leases", run_keys(run_id), args)
+        return status, lost

@@ -1,0 +1,210 @@
+"""The run verbs of the web process: start, change, pause, resume, stop, retry failed jobs, and
+the reads of the API (the history, a run's errors and results)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from optio.names import (
+    ACTIVE_KEY,
+    CURRENT_KEY,
+    RUNS_KEY,
+    errors_key,
+    results_key,
+    run_key,
+    run_keys,
+)
+from optio.store.connection import retrying
+from optio.store.errors import (
+    NoActiveRunError,
+    NotPausedError,
+    RetryRefusedError,
+    RunActiveError,
+    UnknownRunError,
+    XBelowEnqueuedError,
+)
+from optio.store.scripts import Part, control_keys, now_arg, num_arg
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(6)
+
+
+class Runs(Part):
+    """Runs: ``settings.keep_runs`` of them are kept in the history; a run started while
+    ``settings.webhook_url`` is set has its completion webhook delivered."""
+
+    SCRIPTS = ("start_run", "pause_run", "resume_run", "retry_failed", "update_run", "stop_run")
+
+    @retrying
+    def start_run(self, x: int, y: float, *, now_ms: int | None = None) -> str:
+        """Start a run of x jobs at y jobs/min; raises RunActiveError while one runs."""
+        run_id = new_run_id()
+        started, other = self._run(
+            "start_run",
+            [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY, RUNS_KEY],
+            [run_id, x, num_arg(float(y)), now_arg(now_ms), int(bool(self.settings.webhook_url))],
+        )
+        if not started:
+            raise RunActiveError(other)
+        self.prune_runs()
+        return run_id
+
+    @retrying
+    def prune_runs(self) -> list[str]:
+        """Delete the runs older than the newest ``keep_runs`` (their keys and history entry);
+        returns their ids."""
+        old = self.client.zrange(RUNS_KEY, 0, -(self.settings.keep_runs + 1))
+        if old:
+            with self.client.pipeline(transaction=False) as pipe:
+                for run_id in old:
+                    pipe.delete(*run_keys(run_id))
+                pipe.zrem(RUNS_KEY, *old)
+                pipe.execute()
+        return old
+
+    @retrying
+    def pause_run(self, *, now_ms: int | None = None) -> str:
+        """Pause the running run and return its id (NoActiveRunError when none is running)."""
+        run_id = self.active_run_id()
+        if run_id is None:
+            raise NoActiveRunError()
+        done, *why = self._run(
+            "pause_run", [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY], [run_id, now_arg(now_ms)]
+        )
+        if not done:
+            raise NoActiveRunError(
+                f"run {run_id} is already paused" if why == ["paused"] else "no run is running"
+            )
+        return run_id
+
+    @retrying
+    def resume_run(self, *, now_ms: int | None = None) -> str:
+        """Resume the paused run and return its id (NotPausedError when none is paused)."""
+        run_id = self.active_run_id()
+        if (
+            run_id is None
+            or not self._run(
+                "resume_run",
+                [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY],
+                [run_id, now_arg(now_ms)],
+            )[0]
+        ):
+            raise NotPausedError()
+        return run_id
+
+    @retrying
+    def retry_failed(self, run_id: str, *, now_ms: int | None = None) -> int:
+        """Put the failed jobs of completed run ``run_id`` back, to run at its rate; returns
+        how many. Raises UnknownRunError, RunActiveError or RetryRefusedError."""
+        count, *why = self._run(
+            "retry_failed",
+            [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY],
+            [run_id, now_arg(now_ms)],
+        )
+        if count:
+            return int(count)
+        reason, detail = why
+        if reason == "gone":
+            raise UnknownRunError(run_id)
+        if reason == "busy":
+            raise RunActiveError(detail)
+        if reason == "not_completed":
+            raise RetryRefusedError(
+                f"run {run_id} is {detail}: only a completed run's failed jobs can be retried"
+            )
+        raise RetryRefusedError(f"run {run_id} has no failed jobs")
+
+    @retrying
+    def list_runs(
+        self, limit: int = 20, before: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The states of up to ``limit`` runs, newest first, older than run ``before`` when
+        given; and the id to pass as ``before`` for the next page (None: no more).
+        Raises UnknownRunError when ``before`` is not in the history."""
+        start = 0
+        if before is not None:
+            rank = self.client.zrevrank(RUNS_KEY, before)
+            if rank is None:
+                raise UnknownRunError(before)
+            start = rank + 1
+        states: list[dict[str, Any]] = []
+        gone: list[str] = []
+        while len(states) < limit:
+            ids = self.client.zrevrange(RUNS_KEY, start, start + limit - len(states) - 1)
+            if not ids:
+                break
+            start += len(ids)
+            for run_id in ids:
+                state = self.run_state(run_id)
+                if state is None:
+                    gone.append(run_id)  # expired (OPTIO_RUN_TTL): forget it
+                else:
+                    states.append(state)
+        if gone:
+            self.client.zrem(RUNS_KEY, *gone)
+        # the forgotten runs ranked before `start`: the next run, if any, now ranks lower
+        more = bool(self.client.zrevrange(RUNS_KEY, start - len(gone), start - len(gone)))
+        return states, (states[-1]["runId"] if states and more else None)
+
+    @retrying
+    def run_errors(self, run_id: str, most: int = 20) -> list[dict[str, Any]]:
+        """Up to ``most`` errors of jobs of ``run_id`` that failed for good, by job id."""
+        found: dict[int, str] = {}
+        cursor = 0
+        while True:
+            cursor, chunk = self.client.hscan(errors_key(run_id), cursor, count=most)
+            found.update((int(job), error) for job, error in chunk.items())
+            if cursor == 0 or len(found) >= most:
+                break
+        return [{"job": job, "error": found[job]} for job in sorted(found)[:most]]
+
+    @retrying
+    def webhook_error(self, run_id: str) -> str | None:
+        return self.client.hget(run_key(run_id), "webhookError") or None
+
+    @retrying
+    def update_run(
+        self, x: int | None = None, y: float | None = None, *, now_ms: int | None = None
+    ) -> None:
+        """Change the active run's total and/or rate."""
+        run_id = self.active_run_id()
+        if run_id is None:
+            raise NoActiveRunError()
+        result = self._run(
+            "update_run",
+            control_keys(run_id),
+            [run_id, num_arg(x), num_arg(None if y is None else float(y)), now_arg(now_ms)],
+        )
+        if result[0] == 1:
+            return
+        if result[1] == "x_below_enqueued":
+            raise XBelowEnqueuedError(x or 0, int(result[2]))
+        raise NoActiveRunError()
+
+    @retrying
+    def stop_run(self, *, now_ms: int | None = None) -> str:
+        """Stop the active run and return its id."""
+        run_id = self.active_run_id()
+        if run_id is None or not self._run(
+            "stop_run", control_keys(run_id), [run_id, now_arg(now_ms)]
+        ):
+            raise NoActiveRunError()
+        return run_id
+
+    @retrying
+    def current_run_id(self) -> str | None:
+        return self.client.get(CURRENT_KEY)
+
+    @retrying
+    def current_state(self) -> dict[str, Any] | None:
+        """The watched run's state; None when no run was ever started (or it expired)."""
+        run_id = self.current_run_id()
+        return self.run_state(run_id) if run_id else None
+
+    def error(self, run_id: str, job_id: int) -> str | None:
+        return self.client.hget(errors_key(run_id), str(job_id))
+
+    def result(self, run_id: str, job_id: int) -> str | None:
+        return self.client.hget(results_key(run_id), str(job_id))

@@ -1,0 +1,194 @@
+"""The scheduler tick's verbs: reserve the jobs due now, confirm them as enqueued, find the
+messages to send again (expired leases, due retries, unconfirmed reservations, lost ones)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.client import NEVER_DECODE
+
+from optio import names
+from optio.names import (
+    ACTIVE_KEY,
+    CURRENT_KEY,
+    LAST_TICK_KEY,
+    SERVER_KEY,
+    done_key,
+    holders_key,
+    messages_key,
+    parse_message_key,
+    run_key,
+    run_keys,
+)
+from optio.store.connection import retrying
+from optio.store.scripts import Part, now_arg
+
+#: Windows without a throttle that bring a throttled run's effective rate from its floor back to
+#: y: it climbs by y / THROTTLE_STEPS per OPTIO_THROTTLE_WINDOW (the additive increase).
+THROTTLE_STEPS = 20
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Jobs ``first .. first+count-1`` of ``run_id`` reserved by one tick, as messages."""
+
+    run_id: str
+    first: int
+    count: int
+    y_minute: float
+    messages: list[str]
+
+
+@dataclass(frozen=True)
+class Lost:
+    """What claim_lost took: expired leases and parked messages among ``keys``."""
+
+    leases: int
+    parked: int
+    keys: list[str]
+
+
+class Schedule(Part):
+    """What the tick (beat's process, or a worker running a kicked tick) calls."""
+
+    SCRIPTS = ("reserve_due", "confirm_enqueued", "claim_lost")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        #: run_id of the Redis server this part last saw (see primary_changed)
+        self._server: str | None = None
+
+    @retrying
+    def run_rate(self, run_id: str) -> float:
+        """The run's effective rate (jobs/min: y unless jobs throttled); 0 when the run is
+        unknown."""
+        rate, y = self.client.hmget(run_key(run_id), "rateNow", "yMinute")
+        return float(rate or y or 0)
+
+    @retrying
+    def reserve_due(
+        self,
+        run_id: str,
+        tick_seconds: float,
+        *,
+        batch: int = 1,
+        max_outstanding: int = 0,
+        unconfirmed_ms: int = 5000,
+        throttle_window_s: float | None = None,
+        now_ms: int | None = None,
+    ) -> Reservation:
+        """Reserve the jobs of ``run_id`` due now, in messages of at most ``batch`` jobs; also
+        records the tick time.
+
+        At most ``max_outstanding`` jobs wait (reserved, neither counted nor leased by a worker)
+        at once (0: five ticks' worth, at least 1000). A message not confirmed within
+        ``unconfirmed_ms`` is taken by ``claim_lost`` to be sent again. After a throttle, the
+        effective rate climbs back by y / THROTTLE_STEPS per ``throttle_window_s`` (default
+        OPTIO_THROTTLE_WINDOW) without a throttle.
+        """
+        window = self.settings.throttle_window if throttle_window_s is None else throttle_window_s
+        first, count, y, *messages = self._run(
+            "reserve_due",
+            [*run_keys(run_id), ACTIVE_KEY, LAST_TICK_KEY],
+            [
+                run_id,
+                repr(float(tick_seconds)),
+                now_arg(now_ms),
+                max_outstanding,
+                max(1, batch),
+                unconfirmed_ms,
+                int(window * 1000),
+                THROTTLE_STEPS,
+            ],
+        )
+        return Reservation(run_id, int(first), int(count), float(y), messages)
+
+    @retrying
+    def record_tick(self) -> None:
+        """Record a tick that found no active run."""
+        seconds, micros = self.client.time()
+        self.client.set(LAST_TICK_KEY, seconds * 1000 + micros // 1000)
+
+    @retrying
+    def last_tick_ms(self) -> int | None:
+        value = self.client.get(LAST_TICK_KEY)
+        return int(float(value)) if value else None
+
+    @retrying
+    def primary_changed(self) -> bool:
+        """Whether the Redis server answering now is another one than the one any process saw
+        last (a failover to a replica, or a restart): its ``run_id`` is kept in optio:server."""
+        server = self.client.info("server")["run_id"]
+        if server == self._server:
+            return False
+        previous = self.client.set(SERVER_KEY, server, get=True)
+        self._server = server
+        return previous is not None and previous != server
+
+    @retrying
+    def broker_idle_with_jobs_left(self, run_id: str, queue: str) -> bool:
+        """Whether Celery's ``queue`` and its unacknowledged messages are both empty (the broker
+        being this Redis: kombu's Redis transport keeps them in ``queue`` and
+        names.KOMBU_UNACKED) while jobs of ``run_id`` are neither counted nor leased."""
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.llen(queue)
+            pipe.hlen(names.KOMBU_UNACKED)
+            pipe.hmget(run_key(run_id), "reserved", "processed", "failed", "leasedJobs")
+            waiting, unacked, counts = pipe.execute()
+        reserved, processed, failed, leased = (int(v or 0) for v in counts)
+        return waiting == 0 and unacked == 0 and reserved - processed - failed - leased > 0
+
+    @retrying
+    def unaccounted_jobs(self, run_id: str) -> list[int]:
+        """Jobs of ``run_id`` that were sent and that nothing accounts for: not counted, not in a
+        leased message, not due to be sent (again): waiting in the broker, or lost by it.
+
+        Reads the whole done bitmap (x/8 bytes): for use after a failover, not every tick. Not
+        one snapshot: a job counted or leased meanwhile may be listed too (sending it again is
+        harmless), but a job that nothing accounts for is always listed.
+        """
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hkeys(holders_key(run_id))
+            pipe.zrange(messages_key(run_id), 0, -1)
+            pipe.hget(run_key(run_id), "reserved")
+            pipe.execute_command("GET", done_key(run_id), **{NEVER_DECODE: []})
+            held, due, reserved, done = pipe.execute()
+        covered: set[int] = set()
+        for key in (*held, *due):
+            first, count, _ = parse_message_key(key)
+            covered.update(range(first, first + count))
+        done = done or b""
+        total = int(reserved or 0)
+        jobs = []
+        # bit k of the bitmap is bit 7 - k % 8 of byte k // 8; skip the leading all-done bytes
+        for index in range(len(done) - len(done.lstrip(b"\xff")), (total + 7) // 8):
+            byte = done[index] if index < len(done) else 0
+            if byte == 0xFF:
+                continue
+            for job in range(index * 8, min(index * 8 + 8, total)):
+                if not byte & (0x80 >> (job & 7)) and job not in covered:
+                    jobs.append(job)
+        return jobs
+
+    @retrying
+    def confirm_enqueued(self, run_id: str, count: int, messages: list[str] = ()) -> int:
+        """The ``messages`` are in the broker; ``count`` newly reserved jobs among them are
+        counted as enqueued (publishes). Returns the run's enqueued count."""
+        return int(
+            self._run(
+                "confirm_enqueued", [*run_keys(run_id), CURRENT_KEY], [run_id, count, *messages]
+            )
+        )
+
+    @retrying
+    def claim_lost(
+        self, run_id: str, *, most: int, unconfirmed_ms: int = 5000, now_ms: int | None = None
+    ) -> Lost:
+        """Messages to send again now: expired leases, due retries, unconfirmed reservations
+        (see claim_lost.lua), and after a pause the messages parked during it."""
+        leases, parked, *keys = self._run(
+            "claim_lost",
+            [*run_keys(run_id), ACTIVE_KEY],
+            [run_id, now_arg(now_ms), unconfirmed_ms, most],
+        )
+        return Lost(int(leases), int(parked), keys)

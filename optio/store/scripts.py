@@ -1,0 +1,99 @@
+"""The Lua scripts of ``optio/store/lua`` and :class:`Part`, the base of the store's parts.
+
+Counters change only through these scripts; each script that changes a counter also publishes
+the resulting state on the progress channel in the same atomic step. Each part of the store
+(runs, schedule, counting, leases, outbox) is built from one connection and the settings, and
+names the scripts it calls; callers use its verbs, never the raw client.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import redis
+from redis.commands.core import AsyncScript, Script
+
+from optio import names
+from optio.config import Settings
+from optio.names import ACTIVE_KEY, CURRENT_KEY, METRICS_KEY, OUTBOX_KEY, run_key, run_keys
+from optio.store.connection import retrying
+
+LUA_DIR = Path(__file__).with_name("lua")
+
+
+@functools.cache
+def _source(name: str) -> str:
+    return (LUA_DIR / f"{name}.lua").read_text()
+
+
+def script_names() -> list[str]:
+    """Every script (the prelude, ``_prelude.lua``, is put in front of each)."""
+    return sorted(p.stem for p in LUA_DIR.glob("*.lua") if not p.stem.startswith("_"))
+
+
+def script_text(name: str, settings: Settings) -> str:
+    """Script ``name`` as Redis runs it: the settings it reads, the prelude, the script."""
+    header = (
+        f"local OPTIO_CHANNEL = {json.dumps(names.CHANNEL)}\n"
+        f"local OPTIO_RUN_TTL = {int(settings.run_ttl)}\n"
+        f"local OPTIO_RESULT_TTL = {int(settings.result_ttl)}\n"
+    )
+    return header + _source("_prelude") + _source(name)
+
+
+def now_arg(now_ms: int | None) -> str:
+    """The ``now ms`` argument of a script: '' lets the script read the Redis clock."""
+    return "" if now_ms is None else str(int(now_ms))
+
+
+def num_arg(value: float | None) -> str:
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def control_keys(run_id: str) -> list[str]:
+    """The keys of a script that may end the run or count jobs: the run's keys, active,
+    current, webhook outbox, metrics."""
+    return [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY, OUTBOX_KEY, METRICS_KEY]
+
+
+class Part:
+    """One caller's verbs on the store, on one connection.
+
+    ``retry_for``: seconds a verb keeps retrying while Redis is unreachable (workers wait out a
+    Redis restart; the web process answers 503 at once with the default 0). Every part also
+    reads the run ids and a run's state, which all callers need.
+    """
+
+    #: The scripts this part calls (file names in ``lua/`` without ``.lua``).
+    SCRIPTS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, client: redis.Redis, settings: Settings, *, retry_for: float = 0.0) -> None:
+        self.client = client
+        self.settings = settings
+        self.retry_for = retry_for
+        self._scripts: dict[str, Script | AsyncScript] = {
+            name: client.register_script(script_text(name, settings))
+            for name in ("read_state", *self.SCRIPTS)
+        }
+
+    def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return self._scripts[name](keys=keys, args=args)
+
+    @retrying
+    def active_run_id(self) -> str | None:
+        return self.client.get(ACTIVE_KEY)
+
+    @retrying
+    def run_state(self, run_id: str) -> dict[str, Any] | None:
+        text = self._run("read_state", [run_key(run_id)], [])
+        return json.loads(text) if text else None
+
+    @retrying
+    def server_time_ms(self) -> int:
+        seconds, micros = self.client.time()
+        return seconds * 1000 + micros // 1000

@@ -1,0 +1,180 @@
+"""A job batch: the jobs of one message, run under a lease in a worker's pool process, each
+counted once."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from optio import names
+from optio.names import message_key
+from optio.store.counting import Durations
+from optio.throttle import Throttle
+from optio.worker.context import Context
+from optio.worker.leases import Held
+
+log = logging.getLogger("optio")
+
+#: A job batch counts its finished jobs at least this often (seconds).
+MARK_EVERY_SECONDS = 0.02
+
+
+class _EveryFewSeconds:
+    """Lets a log line through at most once per interval so busy processes stay readable."""
+
+    def __init__(self, seconds: float = 1.0) -> None:
+        self.seconds = seconds
+        self.last = 0.0
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self.last >= self.seconds:
+            self.last = now
+            return True
+        return False
+
+
+_publish_log = _EveryFewSeconds()
+_drop_log = _EveryFewSeconds(5.0)
+
+
+def process_jobs(
+    ctx: Context, delivery_info: dict | None, run_id: str, first: int, count: int, retry: int = 0
+) -> int:
+    """Run jobs ``first .. first+count-1`` of a run under a lease; each is counted once.
+    Returns how many were counted now. ``delivery_info``: the broker's, of this message.
+
+    A delivery of a message that another live worker leases is dropped (the broker's redelivery
+    after its visibility timeout, or any other duplicate); on RabbitMQ, a redelivery whose
+    lease holder died takes the lease over at once. Results are counted in one Lua call per
+    MARK_EVERY_SECONDS of work (every job when jobs are slow), which keeps Redis round trips few
+    at high rates and progress live at low ones; each such call also says whether the run was
+    stopped, so a stop takes effect between jobs.
+    """
+    keeper = ctx.keeper
+    held = Held(run_id, message_key(first, count, retry), keeper.token())
+    lease = ctx.leases.lease_message(run_id, held.key, first, count, held.token, keeper.lease_ms)
+    if lease.held_elsewhere and _holder_died(ctx, delivery_info, lease.holder):
+        lease = ctx.leases.lease_message(
+            run_id, held.key, first, count, held.token, keeper.lease_ms, take_from=lease.holder
+        )
+        if not lease.held_elsewhere:
+            log.warning(
+                "[worker] Took over message %s of run %s: its worker died (the broker "
+                "redelivered it)",
+                held.key,
+                run_id,
+            )
+    if lease.held_elsewhere:
+        if _drop_log():
+            log.info(
+                "[worker] Dropped a second delivery of message %s: a live worker runs it", held.key
+            )
+        return 0
+    if lease.status != "running" or not lease.jobs:
+        return 0
+    keeper.hold(held)
+    try:
+        return _run_jobs(ctx, held, lease.jobs)
+    finally:
+        keeper.drop(held)
+
+
+def _holder_died(ctx: Context, delivery_info: dict | None, holder: str) -> bool:
+    """RabbitMQ redelivers a message once its consumer's connection closed or its pool process
+    died; when the lease's holder has lost its Redis connection too, it died (see leases.py)."""
+    if not ctx.rabbitmq or not (delivery_info or {}).get("redelivered"):
+        return False
+    return not ctx.keeper.holder_alive(holder)
+
+
+def _run_jobs(ctx: Context, held: Held, jobs: list[int]) -> int:
+    job = ctx.job_function
+    runs = ctx.counting
+    run_id = held.run_id
+    counted = handled = 0
+    done: dict[int, str] = {}
+    took = Durations()
+    flushed = time.monotonic()
+    for job_id in jobs:
+        if held.lost:
+            break
+        began = time.perf_counter()
+        try:
+            done[job_id] = str(job(run_id, job_id))
+        except Throttle as throttle:
+            _job_throttled(ctx, run_id, job_id, throttle)
+        except Exception as exc:
+            _job_failed(ctx, run_id, job_id, exc)
+        took.add(time.perf_counter() - began)
+        handled += 1
+        if time.monotonic() - flushed >= MARK_EVERY_SECONDS:
+            flush = runs.mark_processed(
+                run_id, done, message=held.key, token=held.token, handled=handled, durations=took
+            )
+            counted += flush.counted
+            done, handled, took, flushed = {}, 0, Durations(), time.monotonic()
+            if flush.lost:
+                held.lost = True  # the lease is someone else's now: no more jobs
+                break
+            if flush.status != "running":
+                break  # paused or ended: no more jobs; a paused run parks the rest below
+    if done or took or not held.lost:
+        flush = runs.mark_processed(
+            run_id,
+            done,
+            message=held.key,
+            token=held.token,
+            handled=handled,
+            release=True,
+            durations=took,
+        )
+        counted += flush.counted
+    if counted and _publish_log():
+        log.info("[worker] Published progress update to Redis channel %s", names.CHANNEL)
+    return counted
+
+
+_throttle_log = _EveryFewSeconds()
+
+
+def _job_throttled(ctx: Context, run_id: str, job_id: int, throttle: Throttle) -> None:
+    """The downstream said "slow down": the job runs again later and the run slows down."""
+    outcome, wait, rate = ctx.counting.throttle_job(run_id, job_id, throttle.retry_after)
+    if outcome == "throttled" and _throttle_log():
+        log.warning(
+            "[worker] Job %s/%d throttled by the downstream: again in %.1f s; the run's rate "
+            "is now %s jobs/min",
+            run_id,
+            job_id,
+            wait,
+            f"{rate:,.1f}",
+        )
+
+
+def _job_failed(ctx: Context, run_id: str, job_id: int, exc: Exception) -> None:
+    """Schedule the job's retry with backoff, or record it as failed once its attempts are
+    spent."""
+    error = f"{type(exc).__name__}: {exc}"
+    attempts_allowed = ctx.settings.job_attempts
+    outcome, attempts, delay = ctx.counting.fail_job(
+        run_id, job_id, error, attempts=attempts_allowed, backoff_s=ctx.settings.retry_backoff
+    )
+    if outcome == "retry":
+        log.warning(
+            "[worker] Job %s/%d failed (attempt %d of %d): %s; retrying in %.1f s",
+            run_id,
+            job_id,
+            attempts,
+            attempts_allowed,
+            error,
+            delay,
+        )
+    elif outcome == "failed":
+        log.error(
+            "[worker] Job %s/%d failed for good after %d attempts: %s",
+            run_id,
+            job_id,
+            attempts,
+            error,
+        )

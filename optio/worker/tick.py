@@ -1,0 +1,198 @@
+"""The scheduler tick: reserve the jobs due now and publish them; send again what must go
+again (expired leases, due retries, unconfirmed reservations, parked and lost messages); start
+the completion webhooks that are due. Beat runs it in its own process (``scheduler.py``); a
+worker runs a tick sent as a message (the web's kick at a run's start)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from optio import names
+from optio.names import message_key, parse_message_key
+from optio.store.schedule import Lost
+from optio.worker import confirms, webhooks
+from optio.worker.context import Context
+
+log = logging.getLogger("optio")
+
+#: Confirm (and so publish) the enqueued count at least every this many jobs, so progress moves
+#: smoothly without a publish per message.
+ENQUEUED_PUBLISH_EVERY = 10
+#: Most messages one tick sends again (expired leases, due retries, unconfirmed reservations).
+RESEND_MOST = 100_000
+
+
+def _chunks(messages: list[str]) -> list[list[str]]:
+    """Split message keys into chunks of about ENQUEUED_PUBLISH_EVERY jobs (>= 1 message)."""
+    chunks: list[list[str]] = [[]]
+    jobs = 0
+    for key in messages:
+        if jobs >= ENQUEUED_PUBLISH_EVERY:
+            chunks.append([])
+            jobs = 0
+        chunks[-1].append(key)
+        jobs += parse_message_key(key)[1]
+    return [c for c in chunks if c]
+
+
+def _batch(producer, size: int):
+    """kombu >= 5.7 pipelines the publishes of a block into one round trip, flushed at its end."""
+    batch = getattr(producer, "batch", None)
+    return batch(max_size=size + 1) if batch else contextlib.nullcontext()
+
+
+def _publish(ctx: Context, producer, run_id: str, chunk: list[str], new: bool) -> int:
+    """Publish the messages of one chunk; returns how many jobs they carry."""
+    jobs = 0
+    for key in chunk:
+        first, count, retry = parse_message_key(key)
+        args = (run_id, first, count) if new else (run_id, first, count, retry, True)
+        ctx.process_jobs.apply_async(args, producer=producer)
+        jobs += count
+    return jobs
+
+
+def _send(ctx: Context, run_id: str, messages: list[str], new: bool) -> None:
+    """Publish the messages, about 10 jobs' worth per Redis round trip (a pipelined batch; on
+    RabbitMQ see ``_send_confirmed``), and confirm each chunk once it is in the broker: counted
+    as enqueued when ``new``, else they are sent again (flagged, so the worker checks what is
+    left before running any job)."""
+    with ctx.app.producer_or_acquire() as producer:
+        if ctx.rabbitmq:
+            _send_confirmed(ctx, producer, run_id, messages, new)
+            return
+        for chunk in _chunks(messages):
+            with _batch(producer, len(chunk)):
+                jobs = _publish(ctx, producer, run_id, chunk, new)
+            ctx.schedule.confirm_enqueued(run_id, jobs if new else 0, chunk)
+
+
+def _send_confirmed(ctx: Context, producer, run_id: str, messages: list[str], new: bool) -> None:
+    """``_send`` on RabbitMQ: publish every chunk, then confirm each in Redis once the broker has
+    confirmed all of its messages (publisher confirms, see confirms.py). The broker confirms
+    many messages at once, so the tick waits about one disk write for all its chunks, not one
+    per chunk."""
+    with confirms.tracked(producer) as tracker:
+        sent = []
+        for chunk in _chunks(messages):
+            jobs = _publish(ctx, producer, run_id, chunk, new)
+            sent.append((chunk, jobs, tracker.mark()))
+        for chunk, jobs, mark in sent:
+            tracker.wait(mark)
+            ctx.schedule.confirm_enqueued(run_id, jobs if new else 0, chunk)
+
+
+def tick(ctx: Context) -> int:
+    """Reserve the jobs due now and enqueue them, and send again what must be sent again
+    (expired leases, due retries, unconfirmed reservations, messages parked while paused);
+    start the completion webhooks that are due. Returns how many jobs were reserved."""
+    runs = ctx.schedule
+    webhooks.dispatch(ctx.outbox)
+    failed_over = runs.primary_changed()
+    run_id = runs.active_run_id()
+    if run_id is None:
+        runs.record_tick()
+        return 0
+    if failed_over:
+        _send_unaccounted(ctx, run_id)
+    reservation = runs.reserve_due(
+        run_id,
+        ctx.settings.tick_seconds,
+        batch=ctx.batch_size(run_id),
+        max_outstanding=ctx.settings.max_outstanding,
+        unconfirmed_ms=ctx.unconfirmed_ms,
+    )
+    if reservation.count:
+        _send(ctx, run_id, reservation.messages, True)
+        log.info("[scheduler] Enqueued %d jobs of run %s", reservation.count, run_id)
+    lost = runs.claim_lost(run_id, most=RESEND_MOST, unconfirmed_ms=ctx.unconfirmed_ms)
+    if lost.keys:
+        _send(ctx, run_id, lost.keys, False)
+        _log_resent(run_id, lost)
+    if ctx.broker_in_state_redis:
+        _sweep_lost_messages(ctx, run_id)
+    return reservation.count
+
+
+def _log_resent(run_id: str, lost: Lost) -> None:
+    """One line per kind of message sent again."""
+    retries = sum(1 for key in lost.keys if parse_message_key(key)[2])
+    others = len(lost.keys) - lost.leases - lost.parked - retries
+    if lost.parked:
+        log.info(
+            "[scheduler] Run %s resumed: %d message(s) parked during the pause sent again",
+            run_id,
+            lost.parked,
+        )
+    if lost.leases:
+        log.warning(
+            "[scheduler] Run %s: %d message(s) whose lease expired (worker gone) sent again",
+            run_id,
+            lost.leases,
+        )
+    if others:
+        log.warning(
+            "[scheduler] Run %s: %d reserved message(s) never confirmed as published "
+            "(a tick died) sent again",
+            run_id,
+            others,
+        )
+
+
+def _sweep_lost_messages(ctx: Context, run_id: str) -> None:
+    """Send again the jobs of messages the broker lost while it stays the same server.
+
+    kombu's Redis transport takes a message off the queue (BRPOP) and records it as unacknowledged
+    in a second call: a worker SIGKILLed between the two loses the message, and with it its jobs
+    (nothing else knows them: they are confirmed, not leased, not due). When the jobs queue and
+    Celery's unacknowledged messages are both empty on two ticks in a row while jobs of the run
+    are still unaccounted for (the same ones both times), nothing can deliver them: they go out
+    again. Two ticks, so a message in the microseconds between a worker's two calls is not
+    mistaken for lost."""
+    runs = ctx.schedule
+    if not runs.broker_idle_with_jobs_left(run_id, names.JOBS_QUEUE):
+        ctx.suspects.pop(run_id, None)
+        return
+    jobs = runs.unaccounted_jobs(run_id)
+    if not jobs or jobs != ctx.suspects.get(run_id):
+        ctx.suspects[run_id] = jobs
+        return
+    del ctx.suspects[run_id]
+    log.warning(
+        "[scheduler] Run %s: %d job(s) that no message in the broker carries (a worker died "
+        "while taking them) sent again",
+        run_id,
+        len(jobs),
+    )
+    _send(ctx, run_id, as_messages(jobs, ctx.batch_size(run_id)), False)
+
+
+def _send_unaccounted(ctx: Context, run_id: str) -> None:
+    """Another Redis server answers (a failover, or a restart): send the jobs that nothing
+    accounts for again, once. The broker may have lost a message that a worker had taken from
+    the queue but not yet recorded as unacknowledged when the old server died (kombu does the
+    two in separate calls), and a message waiting in the broker is otherwise never sent again.
+    Copies of messages that were not lost are dropped by their lease or the done bitmap."""
+    jobs = ctx.schedule.unaccounted_jobs(run_id)
+    log.warning(
+        "[scheduler] Another Redis server answers (failover or restart): %d waiting job(s) of "
+        "run %s sent again in case the broker lost their messages",
+        len(jobs),
+        run_id,
+    )
+    if jobs:
+        _send(ctx, run_id, as_messages(jobs, ctx.batch_size(run_id)), False)
+
+
+def as_messages(jobs: list[int], size: int) -> list[str]:
+    """Message keys for ascending job ids: runs of consecutive ids, at most ``size`` a message."""
+    keys: list[str] = []
+    for job in jobs:
+        if keys:
+            first, count, _ = parse_message_key(keys[-1])
+            if job == first + count and count < size:
+                keys[-1] = message_key(first, count + 1)
+                continue
+        keys.append(message_key(job, 1))
+    return keys
