@@ -18,14 +18,18 @@ import time
 
 from celery import Celery, signals
 
-from optio.broker.delivery import delivery, queues, quiet_per_task_lines
+from optio.broker.delivery import delivery, queues
+from optio.config import Settings
+from optio.worker.app import quiet_per_task_lines
 
 QUEUE = "bare.jobs"
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6399/0")
 
 app = Celery("bare")
 app.conf.update(
-    task_default_queue=QUEUE, task_queues=queues(BROKER_URL, QUEUE), **delivery(BROKER_URL)
+    task_default_queue=QUEUE,
+    task_queues=queues(BROKER_URL, QUEUE),
+    **delivery(BROKER_URL, Settings().visibility_timeout),
 )
 # the same per-task INFO lines optio silences, so neither side pays for logging
 signals.after_setup_logger.connect(quiet_per_task_lines)

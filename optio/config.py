@@ -47,291 +47,138 @@ class Settings(BaseSettings):
         env_prefix="OPTIO_",
         frozen=True,
         populate_by_name=True,
+        # each field's docstring is its description (the configuration table's text)
+        use_attribute_docstrings=True,
         extra="ignore",
     )
 
     redis_url: str = Field(
-        "redis://localhost:6379/0",
-        description=(
-            "Redis for the counters, leases, schedule and pub/sub, and Celery's broker unless "
-            "OPTIO_BROKER_URL says otherwise (REDIS_URL): one server (redis://, rediss://, "
-            "unix://), or a primary found through Redis Sentinel "
-            "(redis+sentinel://HOST:PORT,HOST:PORT/SERVICE/DB, see optio/urls.py)."
-        ),
-        validation_alias=AliasChoices("redis_url", "REDIS_URL"),
+        "redis://localhost:6379/0", validation_alias=AliasChoices("redis_url", "REDIS_URL")
     )
-    broker_url: str | None = Field(
-        None,
-        description=(
-            "Celery's broker: REDIS_URL unless set; ``amqp://`` selects RabbitMQ with durable "
-            "quorum queues. Only the Celery messages move there (OPTIO_BROKER_URL)."
-        ),
-    )
-    port: int = Field(
-        3000,
-        description=("TCP port of the web process: HTTP API, pages, Socket.IO (PORT)."),
-        validation_alias=AliasChoices("port", "PORT"),
-    )
-    host: str = Field(
-        "127.0.0.1",
-        description=(
-            "Interface the web process binds to: loopback unless set (expose it with a token, see "
-            "README) (OPTIO_HOST)."
-        ),
-    )
-    tick_seconds: float = Field(
-        0.5,
-        description=(
-            "Seconds between two scheduler ticks fired by celery beat (OPTIO_TICK_SECONDS)."
-        ),
-    )
-    job_seconds: float = Field(
-        0.0,
-        description=("Simulated work per demo job, in seconds (OPTIO_JOB_SECONDS)."),
-    )
-    job_func: str = Field(
-        "optio.jobs:demo",
-        description=(
-            'Import path of the job function, "module:function", called as f(run_id, job_id) -> '
-            "str (OPTIO_JOB_FUNC)."
-        ),
-    )
-    lease_seconds: float = Field(
-        10.0,
-        description=(
-            "Seconds a worker's lease on a message lasts; the worker renews it every third of "
-            "this while the message runs. A message whose lease runs out (its worker died, froze, "
-            "or lost Redis for this long) is sent again by the next tick. Any job length works: "
-            "live workers renew (OPTIO_LEASE_SECONDS)."
-        ),
-    )
-    visibility_timeout: int = Field(
-        10,
-        description=(
-            "Seconds after which the broker hands an unacknowledged message to another worker "
-            "(kombu's visibility timeout). A second delivery of a message whose lease is alive is "
-            "dropped, so this only bounds how long a message a dead worker had fetched but not "
-            "started waits (OPTIO_VISIBILITY_TIMEOUT)."
-        ),
-    )
-    job_attempts: int = Field(
-        4,
-        description=(
-            "Attempts of a job that raises before it is recorded as failed (OPTIO_JOB_ATTEMPTS)."
-        ),
-    )
-    retry_backoff: float = Field(
-        1.0,
-        description=(
-            "Seconds before the first retry of a job that raised; doubles each attempt (capped at "
-            "30 s) (OPTIO_RETRY_BACKOFF)."
-        ),
-    )
+    """Redis for the counters, leases, schedule and pub/sub, and Celery's broker unless
+    OPTIO_BROKER_URL says otherwise (REDIS_URL): one server (redis://, rediss://, unix://), or a
+    primary found through Redis Sentinel (redis+sentinel://HOST:PORT,HOST:PORT/SERVICE/DB, see
+    optio/urls.py)."""
+    broker_url: str | None = None
+    """Celery's broker: REDIS_URL unless set; ``amqp://`` selects RabbitMQ with durable quorum
+    queues. Only the Celery messages move there (OPTIO_BROKER_URL)."""
+    port: int = Field(3000, validation_alias=AliasChoices("port", "PORT"))
+    """TCP port of the web process: HTTP API, pages, Socket.IO (PORT)."""
+    host: str = "127.0.0.1"
+    """Interface the web process binds to: loopback unless set (expose it with a token, see README)
+    (OPTIO_HOST)."""
+    tick_seconds: float = 0.5
+    """Seconds between two scheduler ticks fired by celery beat (OPTIO_TICK_SECONDS)."""
+    job_seconds: float = 0.0
+    """Simulated work per demo job, in seconds (OPTIO_JOB_SECONDS)."""
+    job_func: str = "optio.jobs:demo"
+    """Import path of the job function, "module:function", called as f(run_id, job_id) -> str
+    (OPTIO_JOB_FUNC)."""
+    lease_seconds: float = 10.0
+    """Seconds a worker's lease on a message lasts; the worker renews it every third of this while
+    the message runs. A message whose lease runs out (its worker died, froze, or lost Redis for
+    this long) is sent again by the next tick. Any job length works: live workers renew
+    (OPTIO_LEASE_SECONDS)."""
+    visibility_timeout: int = 10
+    """Seconds after which the broker hands an unacknowledged message to another worker (kombu's
+    visibility timeout). A second delivery of a message whose lease is alive is dropped, so this
+    only bounds how long a message a dead worker had fetched but not started waits
+    (OPTIO_VISIBILITY_TIMEOUT)."""
+    job_attempts: int = 4
+    """Attempts of a job that raises before it is recorded as failed (OPTIO_JOB_ATTEMPTS)."""
+    retry_backoff: float = 1.0
+    """Seconds before the first retry of a job that raised; doubles each attempt (capped at 30 s)
+    (OPTIO_RETRY_BACKOFF)."""
     stall_seconds_deprecated: str | None = Field(
-        None,
-        description=(
-            "Replaced by leases (OPTIO_LEASE_SECONDS); set, it is ignored with a warning "
-            "(OPTIO_STALL_SECONDS)."
-        ),
-        validation_alias=AliasChoices("stall_seconds_deprecated", "OPTIO_STALL_SECONDS"),
+        None, validation_alias=AliasChoices("stall_seconds_deprecated", "OPTIO_STALL_SECONDS")
     )
-    redis_timeout: float = Field(
-        5.0,
-        description=(
-            "Seconds a Redis command may take before it fails (a hung Redis makes the API answer "
-            "503) (OPTIO_REDIS_TIMEOUT)."
-        ),
-    )
-    redis_retry_seconds: float = Field(
-        120.0,
-        description=(
-            "Seconds a worker keeps retrying Redis calls while Redis is away (restart, failover) "
-            "(OPTIO_REDIS_RETRY_SECONDS)."
-        ),
-    )
-    redis_min_replicas: int | None = Field(
-        None,
-        description=(
-            "Replicas that must have each counting write of a worker before it goes on and "
-            "acknowledges the message (Redis WAIT), so a failover cannot uncount a job; default 1 "
-            "with the Sentinel form of REDIS_URL, else 0 (no WAIT) (OPTIO_REDIS_MIN_REPLICAS)."
-        ),
-    )
-    redis_wait_ms: int = Field(
-        1000,
-        description=(
-            "Milliseconds one WAIT for those replicas may take; when fewer answered in time, "
-            "workers warn and stop waiting until the primary has enough replicas online again "
-            "(OPTIO_REDIS_WAIT_MS)."
-        ),
-    )
-    heartbeat_seconds: float = Field(
-        5.0,
-        description=(
-            "Seconds between liveness heartbeats of workers and beat (they expire after 3 of "
-            "them) (OPTIO_HEARTBEAT_SECONDS)."
-        ),
-    )
-    result_ttl: int = Field(
-        7 * 24 * 3600,
-        description=(
-            "Seconds stored job results are kept after their last write (OPTIO_RESULT_TTL)."
-        ),
-    )
-    run_ttl: int = Field(
-        30 * 24 * 3600,
-        description=(
-            "Seconds the keys of a finished or stopped run (its state, bitmap, errors) are kept "
-            "(OPTIO_RUN_TTL)."
-        ),
-    )
-    keep_runs: int = Field(
-        1000,
-        description=(
-            "Runs kept in the history (GET /api/runs): starting one more deletes the oldest run's "
-            "keys (OPTIO_KEEP_RUNS)."
-        ),
-    )
-    webhook_url: str | None = Field(
-        None,
-        description=(
-            "URL that receives a POST of a run's final state when it ends (completed or stopped); "
-            "unset: no webhook (OPTIO_WEBHOOK_URL)."
-        ),
-    )
-    webhook_secret: str | None = Field(
-        None,
-        description=(
-            "Key of the webhook's signature header, X-Optio-Signature: sha256=<HMAC-SHA256 of the "
-            "body> (OPTIO_WEBHOOK_SECRET)."
-        ),
-        repr=False,
-    )
-    webhook_retry_seconds: float = Field(
-        300.0,
-        description=(
-            "Seconds after a run's end during which a failing webhook is retried with backoff "
-            "(OPTIO_WEBHOOK_RETRY_SECONDS)."
-        ),
-    )
-    webhook_timeout: float = Field(
-        5.0,
-        description=("Seconds one webhook request may take (OPTIO_WEBHOOK_TIMEOUT)."),
-    )
-    throttle_decrease: float = Field(
-        0.5,
-        description=(
-            "Factor that cuts a run's effective rate when a job raises optio.Throttle "
-            "(OPTIO_THROTTLE_DECREASE)."
-        ),
-    )
-    throttle_window: float = Field(
-        2.0,
-        description=(
-            "Seconds: at most one cut per window, and one step back up (y/20) per window without "
-            "a throttle (OPTIO_THROTTLE_WINDOW)."
-        ),
-    )
-    min_rate: float = Field(
-        1.0,
-        description=("Lowest effective rate a run is cut to, jobs/min (OPTIO_MIN_RATE)."),
-    )
-    max_x: int = Field(
-        10_000_000,
-        description=(
-            "Largest accepted x (jobs in one run); the exactly-once bitmap costs x/8 bytes "
-            "(OPTIO_MAX_X)."
-        ),
-    )
-    max_y: float = Field(
-        2_000_000.0,
-        description=("Largest accepted y, jobs per minute (OPTIO_MAX_Y)."),
-    )
-    max_outstanding: int = Field(
-        0,
-        description=(
-            "Most jobs of a run waiting in the broker at once (reserved, neither done nor started "
-            "by a worker); 0 means five ticks' worth at rate y, at least 1000. Above the workers' "
-            "pace the run goes at their pace and its state says heldBack (OPTIO_MAX_OUTSTANDING)."
-        ),
-    )
-    max_batch: int = Field(
-        100,
-        description=(
-            "Largest job-id range carried by one Celery message (high rates batch jobs per "
-            "message) (OPTIO_MAX_BATCH)."
-        ),
-    )
-    cors_origins: Annotated[tuple[str, ...], NoDecode] | None = Field(
-        None,
-        description=(
-            "Origins allowed for HTTP (CORS) and Socket.IO, comma separated in the environment; "
-            "default http://localhost:PORT and http://127.0.0.1:PORT (OPTIO_CORS_ORIGINS)."
-        ),
-    )
-    url: str | None = Field(
-        None,
-        description=(
-            "Server that the clients `optio watch` and test-websocket-cli.js connect to; default "
-            "http://localhost:PORT (OPTIO_URL)."
-        ),
-    )
-    api_token: str | None = Field(
-        None,
-        description=(
-            'When set, start/update/stop need "Authorization: Bearer <token>" (unset: no auth at '
-            "all) (OPTIO_API_TOKEN)."
-        ),
-        repr=False,
-    )
-    protect_reads: bool = Field(
-        False,
-        description=(
-            "With a token set, also require it for GET /api/status and Socket.IO connections "
-            "(OPTIO_PROTECT_READS: 1, true or yes)."
-        ),
-    )
-    async_mode: str = Field(
-        "eventlet",
-        description=(
-            'Async mode of the web process: "eventlet" or "threading" (OPTIO_ASYNC_MODE); `flask '
-            "run` (FLASK_RUN_FROM_CLI set) always serves with threads, as Flask-SocketIO does."
-        ),
-    )
-    emit_hz: float = Field(
-        20.0,
-        description=(
-            "Most progress events per second sent to Socket.IO clients (updates are coalesced) "
-            "(OPTIO_EMIT_HZ)."
-        ),
-    )
-    ws_compression: bool = Field(
-        False,
-        description=(
-            "Accept permessage-deflate when a WebSocket client offers it (browsers and Node do). "
-            "Off: each state would be compressed once per client, which costs the web process far "
-            "more CPU than the few hundred bytes it saves (OPTIO_WS_COMPRESSION: 1, true or yes)."
-        ),
-    )
-    max_clients: int = Field(
-        1000,
-        description=(
-            "Socket.IO clients one web process serves at once; past it a new client is answered "
-            "503 (it tries again, or the load balancer sends it to another web process) "
-            "(OPTIO_MAX_CLIENTS)."
-        ),
-    )
-    log_level: str = Field(
-        "INFO",
-        description=("Log level of all optio processes (OPTIO_LOG_LEVEL)."),
-    )
-    health_tick_max_age: float | None = Field(
-        None,
-        description=(
-            "A tick older than this many seconds makes /api/health answer 503; default max(10, 5 "
-            "× tick_seconds) (OPTIO_HEALTH_TICK_MAX_AGE)."
-        ),
-    )
+    """Replaced by leases (OPTIO_LEASE_SECONDS); set, it is ignored with a warning
+    (OPTIO_STALL_SECONDS)."""
+    redis_timeout: float = 5.0
+    """Seconds a Redis command may take before it fails (a hung Redis makes the API answer 503)
+    (OPTIO_REDIS_TIMEOUT)."""
+    redis_retry_seconds: float = 120.0
+    """Seconds a worker keeps retrying Redis calls while Redis is away (restart, failover)
+    (OPTIO_REDIS_RETRY_SECONDS)."""
+    redis_min_replicas: int | None = None
+    """Replicas that must have each counting write of a worker before it goes on and acknowledges
+    the message (Redis WAIT), so a failover cannot uncount a job; default 1 with the Sentinel
+    form of REDIS_URL, else 0 (no WAIT) (OPTIO_REDIS_MIN_REPLICAS)."""
+    redis_wait_ms: int = 1000
+    """Milliseconds one WAIT for those replicas may take; when fewer answered in time, workers warn
+    and stop waiting until the primary has enough replicas online again (OPTIO_REDIS_WAIT_MS)."""
+    heartbeat_seconds: float = 5.0
+    """Seconds between liveness heartbeats of workers and beat (they expire after 3 of them)
+    (OPTIO_HEARTBEAT_SECONDS)."""
+    result_ttl: int = 7 * 24 * 3600
+    """Seconds stored job results are kept after their last write (OPTIO_RESULT_TTL)."""
+    run_ttl: int = 30 * 24 * 3600
+    """Seconds the keys of a finished or stopped run (its state, bitmap, errors) are kept
+    (OPTIO_RUN_TTL)."""
+    keep_runs: int = 1000
+    """Runs kept in the history (GET /api/runs): starting one more deletes the oldest run's keys
+    (OPTIO_KEEP_RUNS)."""
+    webhook_url: str | None = None
+    """URL that receives a POST of a run's final state when it ends (completed or stopped); unset:
+    no webhook (OPTIO_WEBHOOK_URL)."""
+    webhook_secret: str | None = Field(None, repr=False)
+    """Key of the webhook's signature header, X-Optio-Signature: sha256=<HMAC-SHA256 of the body>
+    (OPTIO_WEBHOOK_SECRET)."""
+    webhook_retry_seconds: float = 300.0
+    """Seconds after a run's end during which a failing webhook is retried with backoff
+    (OPTIO_WEBHOOK_RETRY_SECONDS)."""
+    webhook_timeout: float = 5.0
+    """Seconds one webhook request may take (OPTIO_WEBHOOK_TIMEOUT)."""
+    throttle_decrease: float = 0.5
+    """Factor that cuts a run's effective rate when a job raises optio.Throttle
+    (OPTIO_THROTTLE_DECREASE)."""
+    throttle_window: float = 2.0
+    """Seconds: at most one cut per window, and one step back up (y/20) per window without a
+    throttle (OPTIO_THROTTLE_WINDOW)."""
+    min_rate: float = 1.0
+    """Lowest effective rate a run is cut to, jobs/min (OPTIO_MIN_RATE)."""
+    max_x: int = 10_000_000
+    """Largest accepted x (jobs in one run); the exactly-once bitmap costs x/8 bytes
+    (OPTIO_MAX_X)."""
+    max_y: float = 2_000_000.0
+    """Largest accepted y, jobs per minute (OPTIO_MAX_Y)."""
+    max_outstanding: int = 0
+    """Most jobs of a run waiting in the broker at once (reserved, neither done nor started by a
+    worker); 0 means five ticks' worth at rate y, at least 1000. Above the workers' pace the run
+    goes at their pace and its state says heldBack (OPTIO_MAX_OUTSTANDING)."""
+    max_batch: int = 100
+    """Largest job-id range carried by one Celery message (high rates batch jobs per message)
+    (OPTIO_MAX_BATCH)."""
+    cors_origins: Annotated[tuple[str, ...], NoDecode] | None = None
+    """Origins allowed for HTTP (CORS) and Socket.IO, comma separated in the environment; default
+    http://localhost:PORT and http://127.0.0.1:PORT (OPTIO_CORS_ORIGINS)."""
+    url: str | None = None
+    """Server that the clients `optio watch` and test-websocket-cli.js connect to; default
+    http://localhost:PORT (OPTIO_URL)."""
+    api_token: str | None = Field(None, repr=False)
+    """When set, start/update/stop need "Authorization: Bearer <token>" (unset: no auth at all)
+    (OPTIO_API_TOKEN)."""
+    protect_reads: bool = False
+    """With a token set, also require it for GET /api/status and Socket.IO connections
+    (OPTIO_PROTECT_READS: 1, true or yes)."""
+    async_mode: str = "eventlet"
+    """Async mode of the web process: "eventlet" or "threading" (OPTIO_ASYNC_MODE); `flask run`
+    (FLASK_RUN_FROM_CLI set) always serves with threads, as Flask-SocketIO does."""
+    emit_hz: float = 20.0
+    """Most progress events per second sent to Socket.IO clients (updates are coalesced)
+    (OPTIO_EMIT_HZ)."""
+    ws_compression: bool = False
+    """Accept permessage-deflate when a WebSocket client offers it (browsers and Node do). Off:
+    each state would be compressed once per client, which costs the web process far more CPU
+    than the few hundred bytes it saves (OPTIO_WS_COMPRESSION: 1, true or yes)."""
+    max_clients: int = 1000
+    """Socket.IO clients one web process serves at once; past it a new client is answered 503 (it
+    tries again, or the load balancer sends it to another web process) (OPTIO_MAX_CLIENTS)."""
+    log_level: str = "INFO"
+    """Log level of all optio processes (OPTIO_LOG_LEVEL)."""
+    health_tick_max_age: float | None = None
+    """A tick older than this many seconds makes /api/health answer 503; default max(10, 5 ×
+    tick_seconds) (OPTIO_HEALTH_TICK_MAX_AGE)."""
 
     @classmethod
     def settings_customise_sources(

@@ -75,7 +75,7 @@ def test_with_sentinels_a_count_waits_for_one_replica_by_default():
 
 
 def test_the_broker_gets_kombus_sentinel_form_and_the_service():
-    settings = delivery(URL)
+    settings = delivery(URL, 10)
     assert settings["broker_url"] == (
         "sentinel://:s3cret@s1:26379/2;sentinel://:s3cret@s2:26379/2;"
         "sentinel://:s3cret@[::1]:26380/2"
@@ -84,7 +84,7 @@ def test_the_broker_gets_kombus_sentinel_form_and_the_service():
     assert options["master_name"] == "mymaster"
     assert options["sentinel_kwargs"] == {"password": "sp"}
     assert options["visibility_timeout"] > 0  # optio's delivery settings are kept
-    plain = delivery("redis://h:6379/0")
+    plain = delivery("redis://h:6379/0", 10)
     assert plain["broker_url"] == "redis://h:6379/0"
     assert "master_name" not in plain["broker_transport_options"]
 
@@ -96,7 +96,7 @@ def test_celery_uses_optios_sentinel_transport_for_the_sentinel_form():
     from optio.broker.sentinel import SentinelChannel, SentinelTransport
 
     app = Celery("sentinel-test", set_as_current=False)
-    app.conf.update(delivery(URL))
+    app.conf.update(delivery(URL, 10))
     connection = app.connection_for_write()
     assert isinstance(connection.transport, SentinelTransport)
     assert len(connection.alt) == 3 and connection.virtual_host == "2"
@@ -106,7 +106,7 @@ def test_celery_uses_optios_sentinel_transport_for_the_sentinel_form():
     detached.connection = type("Detached", (), {"client": None})()
     with pytest.raises(redis.ConnectionError):
         detached._connparams()
-    assert "broker_transport" not in delivery("redis://h:6379/0")
+    assert "broker_transport" not in delivery("redis://h:6379/0", 10)
 
 
 def test_messages_name_the_sentinels_without_credentials():
@@ -134,12 +134,12 @@ def test_without_replicas_a_count_waits_once_then_goes_on(client):
     began = time.monotonic()
     assert store.counting.mark_processed(run_id, {0: "a"}).counted == 1
     assert time.monotonic() - began >= 0.2
-    assert (store.replicas.waited, store.replicas.short) == (1, 1)
+    assert (store.counting.replicas.waited, store.counting.replicas.short) == (1, 1)
     began = time.monotonic()
     for job in range(1, 10):
         store.counting.mark_processed(run_id, {job: "b"})
     assert time.monotonic() - began < 0.2
-    assert store.replicas.waited == 1
+    assert store.counting.replicas.waited == 1
     assert store.counting.fail_job(run_id, 10, "boom", attempts=1, backoff_s=0)[0] == "failed"
     assert client.hlen(results_key(run_id)) == 10
 
@@ -163,7 +163,7 @@ def test_a_count_is_on_the_replica_when_it_returns_and_its_cost(sentinel_group, 
             took[name].append(time.perf_counter() - began)
         # WAIT returned: the replica has the count already (no waiting for it here)
         assert replica.getbit(done_key(run_id), 2 * i + 1) == 1
-    assert waiting.replicas.waited == rounds and waiting.replicas.short == 0
+    assert waiting.counting.replicas.waited == rounds and waiting.counting.replicas.short == 0
     p50 = {name: statistics.median(t) * 1000 for name, t in took.items()}
     p99 = {name: statistics.quantiles(t, n=100)[98] * 1000 for name, t in took.items()}
     record(
