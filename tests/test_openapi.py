@@ -1,6 +1,6 @@
-"""The OpenAPI document: valid OpenAPI 3.1, the routes Flask serves and no others, the state
-the Lua scripts build, and its reference page. (schemathesis checks the answers of the real
-web process against it: tests/test_contract.py.)"""
+"""The OpenAPI document: valid OpenAPI 3.1, derived from the routes Flask serves (each view
+declares its operation) and no others, the state the Lua scripts build, and its reference page.
+(schemathesis checks the answers of the real web process against it: tests/test_contract.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import re
 import pytest
 from openapi_spec_validator import validate
 
-from optio.webapp import schemas
+from optio.webapp import openapi, schemas
+from optio.webapp.operations import Answer
+from optio.webapp.operations import operation as declare
 from optio.webapp.schemas import idle_state
 from tests.apps import build_app
 
@@ -52,8 +54,44 @@ def test_the_document_describes_every_route_flask_serves_and_no_other(app, docum
         for method in item
         if method.upper() in METHODS
     }
-    assert served - described == set(), "routes missing from optio/openapi.py"
+    assert served - described == set(), "routes missing from the document"
     assert described - served == set(), "documented routes that Flask does not serve"
+
+
+def test_every_route_declares_its_operation(app):
+    """Each rule Flask serves (pages and static files included) has one @operation."""
+    assert openapi.undocumented(app) == []
+
+
+def test_a_route_without_an_operation_is_refused_by_name(redis_server):
+    """A new route whose view declares no operation (or two for one rule) breaks the document,
+    which names it; declared, it is in the document with its path parameter."""
+    fresh = build_app(redis_server, 9)
+    ok = {200: Answer("Done.")}
+
+    @fresh.get("/api/new/<run_id>")
+    def new_route(run_id: str):
+        return ""
+
+    @fresh.post("/api/twice")
+    @declare("twiceA", "One", tag="system", answers=ok)
+    @declare("twiceB", "Two", tag="system", answers=ok)
+    def twice():
+        return ""
+
+    assert openapi.undocumented(fresh) == ["GET /api/new/<run_id>", "POST /api/twice"]
+    with pytest.raises(openapi.UndocumentedRoutes, match="GET /api/new/<run_id>, POST /api"):
+        openapi.build(fresh)
+    fresh.view_functions["twice"] = declare("twice", "Once", tag="system", answers=ok)(lambda: "")
+    declare("getNew", "New", tag="system", answers=ok)(new_route)
+    with pytest.raises(ValueError, match="answers something"):
+        declare("getNothing", "Nothing")
+    built = openapi.build(fresh)
+    assert built["paths"]["/api/new/{runId}"]["get"]["parameters"] == [
+        {"name": "runId", "in": "path", "required": True, "schema": {"type": "string"}}
+    ]
+    assert built["paths"]["/api/twice"]["post"]["operationId"] == "twice"
+    validate(built)
 
 
 def test_every_operation_has_an_id_and_documents_its_errors(document):
@@ -70,11 +108,32 @@ def test_every_operation_has_an_id_and_documents_its_errors(document):
     assert len(ids) == len(set(ids))
 
 
+def test_every_link_names_an_operation_of_the_document(document):
+    ids = {op["operationId"] for item in document["paths"].values() for op in item.values()}
+    links = [
+        link
+        for item in document["paths"].values()
+        for op in item.values()
+        for answer in op["responses"].values()
+        for link in answer.get("links", {}).values()
+    ]
+    assert len(links) > 20
+    assert {link["operationId"] for link in links} <= ids
+
+
 def test_the_limits_shown_are_the_servers(document):
     start = document["components"]["schemas"]["StartRun"]["properties"]
     assert start["x"]["maximum"] == 500 and start["x"]["minimum"] == 1
     assert start["y"]["maximum"] == 1200.5 and start["y"]["exclusiveMinimum"] == 0
     assert document["components"]["schemas"]["UpdateRun"].get("required") is None
+
+
+def test_each_app_documents_its_own_limits(redis_server, app, document):
+    other = build_app(redis_server, 9, max_x=7, max_y=3).test_client().get("/api/openapi.json")
+    start = other.json["components"]["schemas"]["StartRun"]["properties"]
+    assert start["x"]["maximum"] == 7 and start["y"]["maximum"] == 3
+    again = app.test_client().get("/api/openapi.json").json
+    assert again == document and again["components"]["schemas"]["StartRun"] != start
 
 
 def test_the_state_schema_lists_every_field_of_the_state(document):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import re
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +144,16 @@ def test_webhook_signature_and_backoff():
     assert b"webhook" not in body
     assert signature(body, "k") == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
     assert [backoff(s) for s in (0, 0.5, 3, 30, 500)] == [1, 1, 3, 30, 60]
+
+
+def test_no_function_in_optio_is_longer_than_60_lines():
+    """Decorators included: a view and its @operation count together."""
+    package = Path(__file__).resolve().parents[1] / "optio"
+    long = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                if node.end_lineno - first + 1 > 60:
+                    long.append(f"{path.relative_to(package.parent)}:{node.lineno} {node.name}")
+    assert long == []

@@ -191,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
         _client_options(sub, "print the server's JSON answer on one line")
         return sub
 
+    _api_commands(command)
+    _watch_command(commands)
+    _serve_command(commands)
+    return parser
+
+
+def _api_commands(command) -> None:
+    """The commands that make one API call: ``command(name, help, description)`` adds one."""
     run = command("run", "start a run of X jobs at Y jobs/min", "Start a run.")
     run.add_argument("x", metavar="X", type=jobs, help="jobs to run (a whole number, 1,500 is ok)")
     run.add_argument("y", metavar="Y", type=per_minute, help="jobs per minute (above 0)")
@@ -226,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retry.add_argument("run_id", metavar="RUN_ID")
 
+
+def _watch_command(commands) -> None:
     w = commands.add_parser(
         "watch",
         help="follow a run's progress live",
@@ -238,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _client_options(w, "print every state received as JSON")
     w.add_argument("--once", action="store_true", help="print the current state and exit")
+
+
+def _serve_command(commands) -> None:
     s = commands.add_parser(
         "serve",
         help="run the web process (HTTP API, dashboard, Socket.IO)",
@@ -251,7 +264,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", help=f"interface to bind (default from OPTIO_HOST: {config.SETTINGS.host})"
     )
     s.add_argument("--port", type=int, help=f"port (default from PORT: {config.SETTINGS.port})")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,7 @@
-"""The HTTP API: start, change, pause, resume, stop and read runs (health is ``health.py``)."""
+"""The HTTP API: start, change, pause, resume, stop and read runs (health is ``health.py``).
+
+Each view declares its OpenAPI operation (``@operation``, ``operations.py``): its body, its
+answers and the links between operations, which the document (``openapi.py``) is built from."""
 
 from __future__ import annotations
 
@@ -9,8 +12,19 @@ from flask import Blueprint, Flask, jsonify, request
 from optio import names
 from optio.store.errors import UnknownRunError, XBelowEnqueuedError
 from optio.store.runs import Runs
-from optio.webapp import health, security
+from optio.webapp import health, schemas, security
 from optio.webapp.errors import MAX_BODY_BYTES, handle_error
+from optio.webapp.operations import (
+    CHANGE_ERRORS,
+    READ_ERRORS,
+    RUN_ID,
+    Body,
+    change,
+    json_answer,
+    link,
+    operation,
+    state,
+)
 from optio.webapp.services import services
 from optio.webapp.validation import (
     ApiError,
@@ -24,6 +38,25 @@ from optio.webapp.validation import (
 
 log = logging.getLogger("optio.api")
 bp = Blueprint("api", __name__, url_prefix="/api")
+
+#: Links between operations, for clients and for schemathesis's stateful tests:
+#: start → status / detail → update → pause → resume → stop → retry-failed.
+RUN_LINKS = {
+    "GetStatus": link("getStatus"),
+    "GetRun": link("getRun", runId="$response.body#/runId"),
+    "UpdateRun": link("updateRun"),
+    "PauseRun": link("pauseRun"),
+    "StopRun": link("stopRun"),
+}
+ENDED_LINKS = {
+    "GetRun": link("getRun", runId="$response.body#/runId"),
+    "RetryFailed": link("retryFailed", runId="$response.body#/runId"),
+    "StartRun": link("startRun"),
+}
+#: What resolves a 409: stop the run that is in the way, or start one.
+STOP_FIRST = {"StopRun": link("stopRun")}
+START_ONE = {"StartRun": link("startRun")}
+NO_SUCH_RUN = "No such run (or it expired)."
 
 
 def store() -> Runs:
@@ -64,6 +97,16 @@ def _kick_scheduler() -> None:
 
 
 @bp.post("/run")
+@operation(
+    "startRun",
+    "Start a run of x jobs at y jobs per minute",
+    "Two concurrent starts start exactly one run.",
+    body=Body("StartRun", {"x": 100, "y": 60}),
+    answers={201: state("The new run's state.", RUN_LINKS)},
+    errors=(400, 409, *CHANGE_ERRORS),
+    said={409: "A run is already running or paused: stop it first."},
+    on_conflict=STOP_FIRST,
+)
 def start_run():
     x, y = validate_start(_body(), **_limits())
     run_id = store().start_run(x, y)
@@ -73,6 +116,16 @@ def start_run():
 
 
 @bp.put("/run")
+@operation(
+    "updateRun",
+    "Change the running or paused run's total and/or rate",
+    "A new rate applies from the next tick.",
+    body=Body("UpdateRun", {"y": 120}),
+    answers={200: state("The run's state.", RUN_LINKS)},
+    errors=(400, 409, *CHANGE_ERRORS),
+    said={400: "Bad input, or x below the jobs already enqueued.", 409: "No run is running."},
+    on_conflict=START_ONE,
+)
 def update_run():
     x, y = validate_update(_body(), **_limits())
     try:
@@ -93,6 +146,14 @@ def _no_body() -> None:
 
 
 @bp.post("/stop")
+@change(
+    "stopRun",
+    "Stop the running or paused run",
+    "Ends enqueuing at once; jobs already running finish and are counted.",
+    state("The stopped run's state.", ENDED_LINKS),
+    said={409: "No run is running."},
+    on_conflict=START_ONE,
+)
 def stop_run():
     _no_body()
     run_id = store().stop_run()
@@ -101,6 +162,17 @@ def stop_run():
 
 
 @bp.post("/pause")
+@change(
+    "pauseRun",
+    "Pause the running run",
+    "No job of the run starts from now on; jobs in the broker are parked.",
+    state(
+        "The run's state (`status` `paused`).",
+        {"ResumeRun": link("resumeRun"), "StopRun": link("stopRun")},
+    ),
+    said={409: "No run is running, or it is paused already."},
+    on_conflict={"ResumeRun": link("resumeRun"), **START_ONE},
+)
 def pause_run():
     _no_body()
     run_id = store().pause_run()
@@ -109,6 +181,14 @@ def pause_run():
 
 
 @bp.post("/resume")
+@change(
+    "resumeRun",
+    "Resume the paused run",
+    "Goes on at rate y from now, with no catch-up burst; parked jobs are sent again.",
+    state("The run's state.", RUN_LINKS),
+    said={409: "No run is paused."},
+    on_conflict={"PauseRun": link("pauseRun"), **START_ONE},
+)
 def resume_run():
     _no_body()
     run_id = store().resume_run()
@@ -118,11 +198,41 @@ def resume_run():
 
 
 @bp.get("/status")
+@operation(
+    "getStatus",
+    "The state of the latest run",
+    "The idle state (`status` `idle`) before the first run.",
+    answers={
+        200: state(
+            "The latest run's state.",
+            {name: found for name, found in RUN_LINKS.items() if name != "GetStatus"},
+        )
+    },
+    errors=READ_ERRORS,
+)
 def status():
     return jsonify(current_state())
 
 
 @bp.get("/runs")
+@operation(
+    "listRuns",
+    "The run history, newest first",
+    "Pass `next` as `before` for the next page.",
+    query=schemas.RunsQuery,
+    answers={
+        200: json_answer(
+            "One page of runs.",
+            schemas.RunsPage,
+            {
+                "GetRun": link("getRun", runId="$response.body#/runs/0/runId"),
+                "NextPage": link("listRuns", before="$response.body#/next"),
+            },
+        )
+    },
+    errors=(400, *READ_ERRORS),
+    said={400: "A bad `limit` or `before`, an unknown `before` or parameter."},
+)
 def list_runs():
     limit, before = validate_runs_query(request.args)
     try:
@@ -140,6 +250,20 @@ def _known_run(run_id: str) -> dict:
 
 
 @bp.get("/runs/<run_id>")
+@operation(
+    "getRun",
+    "One run, with the errors of its failed jobs and its webhook",
+    params={"run_id": RUN_ID},
+    answers={
+        200: json_answer(
+            "The run's state, its job errors and webhook error.",
+            schemas.RunDetail,
+            {"RetryFailed": ENDED_LINKS["RetryFailed"]},
+        )
+    },
+    errors=(404, *READ_ERRORS),
+    said={404: NO_SUCH_RUN},
+)
 def run_detail(run_id: str):
     state = _known_run(run_id)
     runs = store()
@@ -149,6 +273,19 @@ def run_detail(run_id: str):
 
 
 @bp.post("/runs/<run_id>/retry-failed")
+@change(
+    "retryFailed",
+    "Run a completed run's failed jobs again",
+    "The run is `running` again and completes again when every job is done.",
+    state("The run's state (`running` again).", RUN_LINKS),
+    404,
+    params={"run_id": RUN_ID},
+    said={
+        404: NO_SUCH_RUN,
+        409: "Another run is active, the run did not complete, or has no failed jobs.",
+    },
+    on_conflict=STOP_FIRST,
+)
 def retry_failed(run_id: str):
     _no_body()
     _known_run(run_id)

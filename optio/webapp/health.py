@@ -8,10 +8,24 @@ from flask import jsonify
 
 from optio.broker.delivery import broker_kind
 from optio.store import heartbeats
+from optio.webapp import schemas
+from optio.webapp.operations import json_answer, operation
 from optio.webapp.security import redacted_url, scrubbed
 from optio.webapp.services import services
 
 
+@operation(
+    "getHealth",
+    "What the system needs to make progress",
+    "Redis answers, a worker and a beat have a live heartbeat, and a tick ran within "
+    "OPTIO_HEALTH_TICK_MAX_AGE seconds. Never needs a token.",
+    tag="system",
+    token=False,
+    answers={
+        200: json_answer("All is well.", schemas.Health),
+        503: json_answer("What is wrong, in `error`.", schemas.Health),
+    },
+)
 def health():
     """What the system needs to make progress: Redis, a worker, a beat, recent ticks."""
     try:

@@ -35,6 +35,7 @@ from optio.names import METRICS_KEY
 from optio.store import heartbeats
 from optio.store.counting import DURATION_BUCKETS
 from optio.webapp import security
+from optio.webapp.operations import READ_ERRORS, TEXT, Answer, operation
 from optio.webapp.services import Services
 
 log = logging.getLogger("optio.webapp.metrics")
@@ -165,6 +166,16 @@ def register(app: Flask, socketio) -> None:
         registry.register(collector)
 
     @app.get("/metrics")
+    @operation(
+        "metrics",
+        "Prometheus metrics",
+        "Runs, job totals and run times, heartbeats, tick age, and this web process's Socket.IO "
+        "and relay counters, in the Prometheus text format. Needs the token with "
+        "OPTIO_PROTECT_READS.",
+        tag="system",
+        answers={200: Answer("The metrics.", {"text/plain": TEXT})},
+        errors=READ_ERRORS,
+    )
     def metrics() -> Response:
         if services.settings.protect_reads:
             security.require_token(services.settings.api_token)

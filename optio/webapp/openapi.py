@@ -1,28 +1,48 @@
 """The OpenAPI 3.1 document of every route the web process serves, and its reference page.
 
-``GET /api/openapi.json`` answers ``document(settings)``; ``GET /api/docs`` renders it as a
-plain HTML page (no script, nothing from a CDN). Every schema in it comes from the pydantic
-models of ``optio.webapp.schemas``, which also validate the requests, so the document cannot drift
-from what the API checks and answers; ``tests/test_openapi.py`` checks that its paths are the
-routes Flask serves, both ways.
+``GET /api/openapi.json`` answers ``document(app)``, derived from the app: its paths are the
+rules of ``app.url_map`` (``<run_id>`` becomes ``{runId}``), each method the operation its view
+declares with ``@operation`` (``operations.py``), and its schemas the pydantic models those
+operations name (``schemas.py``, which also validate the requests), so the document cannot drift
+from the routes nor from what the API checks and answers. A route whose view declares no
+operation is an error (``UndocumentedRoutes``). ``GET /api/docs`` renders the document as a plain
+HTML page (no script, nothing from a CDN).
 """
 
 from __future__ import annotations
 
-import functools
+import re
+from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Flask, jsonify, render_template
+from flask import Blueprint, Flask, current_app, jsonify, render_template
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from werkzeug.routing import Rule
 
 from optio import __version__
-from optio.config import Settings
 from optio.webapp import apidocs, schemas
-from optio.webapp.services import services
+from optio.webapp.operations import (
+    HTML,
+    JSON,
+    TEXT,
+    TOKEN,
+    Answer,
+    Body,
+    Operation,
+    Schema,
+    camel,
+    json_answer,
+    operation,
+    operations_of,
+    page,
+)
 
 REF = "#/components/schemas/{model}"
-JSON = "application/json"
+#: The methods that are operations (HEAD and OPTIONS are Flask's own).
+METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
+#: A variable of a Flask rule: ``<run_id>``, ``<path:filename>``, ``<any('a', 'b'):name>``.
+VARIABLE = re.compile(r"<(?:[^>]*:)?(\w+)>")
 
 DESCRIPTION = """\
 Process X jobs at Y jobs per minute, with live progress.
@@ -37,485 +57,182 @@ set, changes need `Authorization: Bearer <token>` (401), and reads too with
 Live progress is the Socket.IO `progress` event (path `/socket.io/`), whose payload is
 `RunState`: every client gets the current state when it connects, then every change."""
 
-#: What each error status of the API means, in general (operations say more where it helps).
-ERRORS = {
-    400: "Bad input: the body, a field or a query parameter (the message says which).",
-    401: "Missing or wrong API token (only with OPTIO_API_TOKEN set).",
-    403: "Cross-site request refused: a foreign Origin or Referer.",
-    404: "Not found.",
-    409: "Conflicts with the state of the runs (the message says how).",
-    413: "Body larger than 16 KiB.",
-    415: "A body whose Content-Type is not application/json.",
-    503: "Redis does not answer; try again shortly.",
-}
-#: Errors every state change can answer, besides its own.
-CHANGE_ERRORS = (401, 403, 413, 415, 503)
-#: Errors every read of the API can answer.
-READ_ERRORS = (401, 503)
-#: API operations that take the token when OPTIO_API_TOKEN is set (bearer, optional).
-TOKEN = [{}, {"bearerAuth": []}]
-RUN_ID_PARAMETER = {
-    "name": "runId",
-    "in": "path",
-    "required": True,
-    "description": "A run's id (12 lowercase hex digits).",
-    "schema": {"type": "string", "pattern": schemas.RUN_ID_PATTERN},
+TAGS = [
+    {"name": "runs", "description": "Start, change, stop and read runs."},
+    {"name": "system", "description": "Health and this document."},
+    {"name": "pages", "description": "Browser pages and their files."},
+]
+SECURITY_SCHEMES = {
+    "bearerAuth": {"type": "http", "scheme": "bearer", "description": "OPTIO_API_TOKEN, when set."}
 }
 
 
-def _ref(model: type[BaseModel] | str) -> dict:
-    return {"$ref": REF.format(model=model if isinstance(model, str) else model.__name__)}
+class UndocumentedRoutes(LookupError):
+    """Routes whose view declares no operation for them, or more than one."""
 
 
-def _json(description: str, model: type[BaseModel] | str, links: dict | None = None) -> dict:
-    answer: dict = {"description": description, "content": {JSON: {"schema": _ref(model)}}}
-    if links:
-        answer["links"] = links
-    return answer
+def _operation(rule: Rule, view) -> Operation | None:
+    declared = operations_of(view)
+    found = [op for op in declared if op.rule == rule.rule] or [
+        op for op in declared if op.rule is None
+    ]
+    return found[0] if len(found) == 1 else None
 
 
-def _errors(*statuses: int, **said: str) -> dict:
-    """Error answers: ``said`` (``e409="..."``) overrides the general meaning of a status."""
-    return {
-        str(status): _json(said.get(f"e{status}", ERRORS[status]), schemas.Error)
-        for status in sorted(set(statuses))
-    }
+def _routes(app: Flask) -> Iterator[tuple[Rule, str, Operation | None]]:
+    """Every (rule, method) Flask serves, in the order of ``app.url_map``, with its operation."""
+    for rule in app.url_map.iter_rules():
+        found = _operation(rule, app.view_functions[rule.endpoint])
+        for method in METHODS:
+            if method in (rule.methods or ()):
+                yield rule, method, found
 
 
-def _link(operation: str, **parameters: str) -> dict:
-    link: dict = {"operationId": operation}
-    if parameters:
-        link["parameters"] = parameters
-    return link
+def undocumented(app: Flask) -> list[str]:
+    """The routes of ``app`` without exactly one operation, as ``"GET /rule"``."""
+    return [f"{method} {rule.rule}" for rule, method, found in _routes(app) if found is None]
 
 
-#: Links between operations, for clients and for schemathesis's stateful tests:
-#: start → status / detail → update → pause → resume → stop → retry-failed.
-RUN_LINKS = {
-    "GetStatus": _link("getStatus"),
-    "GetRun": _link("getRun", runId="$response.body#/runId"),
-    "UpdateRun": _link("updateRun"),
-    "PauseRun": _link("pauseRun"),
-    "StopRun": _link("stopRun"),
-}
-ENDED_LINKS = {
-    "GetRun": _link("getRun", runId="$response.body#/runId"),
-    "RetryFailed": _link("retryFailed", runId="$response.body#/runId"),
-    "StartRun": _link("startRun"),
-}
-
-#: What resolves a 409 of an operation: stop the run that is in the way, or start one.
-CONFLICT_LINKS = {
-    "startRun": {"StopRun": _link("stopRun")},
-    "retryFailed": {"StopRun": _link("stopRun")},
-    "updateRun": {"StartRun": _link("startRun")},
-    "stopRun": {"StartRun": _link("startRun")},
-    "pauseRun": {"ResumeRun": _link("resumeRun"), "StartRun": _link("startRun")},
-    "resumeRun": {"PauseRun": _link("pauseRun"), "StartRun": _link("startRun")},
-}
+def operations(app: Flask) -> list[tuple[Rule, str, Operation]]:
+    """Every (rule, method) of ``app`` with its operation; ``UndocumentedRoutes`` names every
+    route without one."""
+    missing = undocumented(app)
+    if missing:
+        raise UndocumentedRoutes(f"routes without an @operation: {', '.join(missing)}")
+    return [(rule, method, found) for rule, method, found in _routes(app) if found is not None]
 
 
-def _with_conflict_links(paths: dict) -> dict:
-    for item in paths.values():
-        for operation in item.values():
-            links = CONFLICT_LINKS.get(operation["operationId"])
-            if links:
-                operation["responses"]["409"] = {**operation["responses"]["409"], "links": links}
-    return paths
+def path_of(rule: Rule) -> str:
+    """The OpenAPI path of a Flask rule: ``/api/runs/<run_id>`` is ``/api/runs/{runId}``."""
+    return VARIABLE.sub(lambda match: "{" + camel(match[1]) + "}", rule.rule)
 
 
-def _state(description: str, links: dict | None = None) -> dict:
-    return _json(description, schemas.RunState, links)
+class _Builder:
+    """Renders operations, collecting the models they name for ``components``."""
 
+    def __init__(self, request_models: dict[str, type[BaseModel]]) -> None:
+        self.request_models = request_models
+        self.models: dict[type[BaseModel], JsonSchemaMode] = {}
 
-def _body(model: type[BaseModel], example: dict) -> dict:
-    return {
-        "required": True,
-        "content": {JSON: {"schema": _ref(model), "example": example}},
-    }
+    def schema(self, schema: Schema, mode: JsonSchemaMode) -> dict:
+        if isinstance(schema, dict):
+            return schema
+        model = self.request_models[schema] if isinstance(schema, str) else schema
+        self.models.setdefault(model, mode)
+        return {"$ref": REF.format(model=model.__name__)}
 
-
-NO_BODY = (
-    "Takes no body (or an empty JSON object); any field is refused with 400. "
-    "Send no Content-Type, or application/json."
-)
-
-
-def _change(op_id: str, summary: str, description: str, ok: dict, *more: int, **said: str) -> dict:
-    """A body-less state change (``POST /api/stop`` and the like); ``more``: error statuses
-    besides 400, 409 and CHANGE_ERRORS."""
-    statuses = sorted({400, 409, *more, *CHANGE_ERRORS})
-    return {
-        "operationId": op_id,
-        "summary": summary,
-        "description": f"{description} {NO_BODY}",
-        "tags": ["runs"],
-        "security": TOKEN,
-        "responses": {"200": ok, **_errors(*statuses, **said)},
-    }
-
-
-def _page(op_id: str, summary: str, description: str, media: dict, *errors: int) -> dict:
-    content = {media_type: {"schema": schema} for media_type, schema in media.items()}
-    return {
-        "operationId": op_id,
-        "summary": summary,
-        "description": description,
-        "tags": ["pages"],
-        "responses": {"200": {"description": summary, "content": content}, **_errors(*errors)},
-    }
-
-
-TEXT = {"type": "string"}
-HTML = {"text/html": TEXT}
-HTML_CONTENT = {"text/html": {"schema": TEXT}}
-
-
-def _paths(start: type[BaseModel], update: type[BaseModel]) -> dict:
-    runs_query = schemas.RunsQuery.model_json_schema()
-    return {
-        "/api/run": {
-            "post": {
-                "operationId": "startRun",
-                "summary": "Start a run of x jobs at y jobs per minute",
-                "description": "Two concurrent starts start exactly one run.",
-                "tags": ["runs"],
-                "security": TOKEN,
-                "requestBody": _body(start, {"x": 100, "y": 60}),
-                "responses": {
-                    "201": _state("The new run's state.", RUN_LINKS),
-                    **_errors(
-                        400,
-                        409,
-                        *CHANGE_ERRORS,
-                        e409="A run is already running or paused: stop it first.",
-                    ),
-                },
-            },
-            "put": {
-                "operationId": "updateRun",
-                "summary": "Change the running or paused run's total and/or rate",
-                "description": "A new rate applies from the next tick.",
-                "tags": ["runs"],
-                "security": TOKEN,
-                "requestBody": _body(update, {"y": 120}),
-                "responses": {
-                    "200": _state("The run's state.", RUN_LINKS),
-                    **_errors(
-                        400,
-                        409,
-                        *CHANGE_ERRORS,
-                        e400="Bad input, or x below the jobs already enqueued.",
-                        e409="No run is running.",
-                    ),
-                },
-            },
-        },
-        "/api/stop": {
-            "post": _change(
-                "stopRun",
-                "Stop the running or paused run",
-                "Ends enqueuing at once; jobs already running finish and are counted.",
-                _state("The stopped run's state.", ENDED_LINKS),
-                e409="No run is running.",
-            )
-        },
-        "/api/pause": {
-            "post": _change(
-                "pauseRun",
-                "Pause the running run",
-                "No job of the run starts from now on; jobs in the broker are parked.",
-                _state(
-                    "The run's state (`status` `paused`).",
-                    {"ResumeRun": _link("resumeRun"), "StopRun": _link("stopRun")},
-                ),
-                e409="No run is running, or it is paused already.",
-            )
-        },
-        "/api/resume": {
-            "post": _change(
-                "resumeRun",
-                "Resume the paused run",
-                "Goes on at rate y from now, with no catch-up burst; parked jobs are sent again.",
-                _state("The run's state.", RUN_LINKS),
-                e409="No run is paused.",
-            )
-        },
-        "/api/status": {
-            "get": {
-                "operationId": "getStatus",
-                "summary": "The state of the latest run",
-                "description": "The idle state (`status` `idle`) before the first run.",
-                "tags": ["runs"],
-                "security": TOKEN,
-                "responses": {
-                    "200": _state(
-                        "The latest run's state.",
-                        {name: link for name, link in RUN_LINKS.items() if name != "GetStatus"},
-                    ),
-                    **_errors(*READ_ERRORS),
-                },
+    def answer(self, answer: Answer) -> dict:
+        rendered: dict = {"description": answer.description}
+        if answer.content:
+            rendered["content"] = {
+                media: {"schema": self.schema(schema, "serialization")}
+                for media, schema in answer.content.items()
             }
-        },
-        "/api/runs": {
-            "get": {
-                "operationId": "listRuns",
-                "summary": "The run history, newest first",
-                "description": "Pass `next` as `before` for the next page.",
-                "tags": ["runs"],
-                "security": TOKEN,
-                "parameters": [
-                    {
-                        "name": name,
-                        "in": "query",
-                        "required": False,
-                        "description": schema.pop("description", ""),
-                        "schema": {k: v for k, v in schema.items() if k != "title"},
-                    }
-                    for name, schema in runs_query["properties"].items()
-                ],
-                "responses": {
-                    "200": _json(
-                        "One page of runs.",
-                        schemas.RunsPage,
-                        {
-                            "GetRun": _link("getRun", runId="$response.body#/runs/0/runId"),
-                            "NextPage": _link("listRuns", before="$response.body#/next"),
-                        },
-                    ),
-                    **_errors(
-                        400,
-                        *READ_ERRORS,
-                        e400="A bad `limit` or `before`, an unknown `before` or parameter.",
-                    ),
-                },
-            }
-        },
-        "/api/runs/{runId}": {
-            "get": {
-                "operationId": "getRun",
-                "summary": "One run, with the errors of its failed jobs and its webhook",
-                "tags": ["runs"],
-                "security": TOKEN,
-                "parameters": [RUN_ID_PARAMETER],
-                "responses": {
-                    "200": _json(
-                        "The run's state, its job errors and webhook error.",
-                        schemas.RunDetail,
-                        {"RetryFailed": ENDED_LINKS["RetryFailed"]},
-                    ),
-                    **_errors(404, *READ_ERRORS, e404="No such run (or it expired)."),
-                },
-            }
-        },
-        "/api/runs/{runId}/retry-failed": {
-            "post": {
-                **_change(
-                    "retryFailed",
-                    "Run a completed run's failed jobs again",
-                    "The run is `running` again and completes again when every job is done.",
-                    _state("The run's state (`running` again).", RUN_LINKS),
-                    404,
-                    e404="No such run (or it expired).",
-                    e409="Another run is active, the run did not complete, or has no failed jobs.",
-                ),
-                "parameters": [RUN_ID_PARAMETER],
-            }
-        },
-        "/api/health": {
-            "get": {
-                "operationId": "getHealth",
-                "summary": "What the system needs to make progress",
-                "description": "Redis answers, a worker and a beat have a live heartbeat, and a "
-                "tick ran within OPTIO_HEALTH_TICK_MAX_AGE seconds. Never needs a token.",
-                "tags": ["system"],
-                "responses": {
-                    "200": _json("All is well.", schemas.Health),
-                    "503": _json("What is wrong, in `error`.", schemas.Health),
-                },
-            }
-        },
-        "/api/openapi.json": {
-            "get": {
-                "operationId": "getOpenApi",
-                "summary": "This document",
-                "tags": ["system"],
-                "responses": {
-                    "200": {
-                        "description": "The OpenAPI 3.1 document.",
-                        "content": {JSON: {"schema": {"type": "object"}}},
-                    }
-                },
-            }
-        },
-        "/api/docs": {"get": _page("getDocs", "This document as a page", "", HTML)},
-        "/": {"get": _page("dashboard", "The dashboard", "Start, change and watch runs.", HTML)},
-        "/runs/": {
-            "get": {
-                "operationId": "runPageWithoutId",
-                "summary": "No run named: the not-found page",
-                "tags": ["pages"],
-                "responses": {
-                    "404": {"description": "The not-found page.", "content": HTML_CONTENT}
-                },
-            }
-        },
-        "/runs/{runId}": {
-            "get": {
-                "operationId": "runPage",
-                "summary": "A run's page",
-                "description": "Its state, errors and Retry failed (read from `/api/runs/{runId}` "
-                "by the page's script). Anything that is not a run id gets the not-found page.",
-                "tags": ["pages"],
-                "parameters": [{**RUN_ID_PARAMETER, "schema": {"type": "string"}}],
-                "responses": {
-                    "200": {"description": "The run's page.", "content": HTML_CONTENT},
-                    "404": {
-                        "description": "Not a run id: the not-found page.",
-                        "content": HTML_CONTENT,
-                    },
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                "operationId": "metrics",
-                "summary": "Prometheus metrics",
-                "description": "Runs, job totals and run times, heartbeats, tick age, and this "
-                "web process's Socket.IO and relay counters, in the Prometheus text format. "
-                "Needs the token with OPTIO_PROTECT_READS.",
-                "tags": ["system"],
-                "security": TOKEN,
-                "responses": {
-                    "200": {
-                        "description": "The metrics.",
-                        "content": {"text/plain": {"schema": TEXT}},
-                    },
-                    **_errors(*READ_ERRORS),
-                },
-            }
-        },
-        "/{name}": {
-            "get": {
-                **_page(
-                    "testClient",
-                    "The HTML test client",
-                    "The page and its script and style (README, method 1).",
-                    {"text/html": TEXT, "text/javascript": TEXT, "text/css": TEXT},
-                    404,
-                ),
-                "parameters": [
-                    {
-                        "name": "name",
-                        "in": "path",
-                        "required": True,
-                        "schema": {
-                            "type": "string",
-                            "enum": [
-                                "test-websocket.html",
-                                "test-websocket.js",
-                                "test-websocket.css",
-                            ],
-                        },
-                    }
-                ],
-            }
-        },
-        "/vendor/{name}": {
-            "get": {
-                **_page(
-                    "vendor",
-                    "The socket.io browser client",
-                    "Copied into the package from npm at build time; 503 when it is missing.",
-                    {"text/javascript": TEXT, JSON: {}},
-                    404,
-                    503,
-                ),
-                "parameters": [
-                    {
-                        "name": "name",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "examples": ["socket.io.min.js"]},
-                    }
-                ],
-            }
-        },
-        "/static/{filename}": {
-            "get": {
-                **_page(
-                    "static",
-                    "The dashboard's script and style",
-                    "",
-                    {"text/javascript": TEXT, "text/css": TEXT, "text/html": TEXT, JSON: {}},
-                    404,
-                ),
-                "parameters": [
-                    {
-                        "name": "filename",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "examples": ["dashboard.js"]},
-                    }
-                ],
-            }
-        },
-    }
+        if answer.links:
+            rendered["links"] = dict(answer.links)
+        return rendered
+
+    def body(self, body: Body) -> dict:
+        schema = self.schema(body.model, "validation")
+        return {"required": True, "content": {JSON: {"schema": schema, "example": body.example}}}
+
+    def operation(self, op: Operation, rule: Rule) -> dict:
+        rendered: dict[str, Any] = {"operationId": op.op_id, "summary": op.summary}
+        if op.description is not None:
+            rendered["description"] = op.description
+        rendered["tags"] = [op.tag]
+        if op.token:
+            rendered["security"] = TOKEN
+        parameters = _path_parameters(op, rule) + _query_parameters(op.query)
+        if parameters:
+            rendered["parameters"] = parameters
+        if op.body:
+            rendered["requestBody"] = self.body(op.body)
+        rendered["responses"] = {
+            str(status): self.answer(answer) for status, answer in op.all_answers().items()
+        }
+        return rendered
+
+    def components(self) -> dict:
+        _, found = models_json_schema(list(self.models.items()), ref_template=REF)
+        return found["$defs"]
 
 
-@functools.cache
-def document(max_x: int, max_y: float) -> dict[str, Any]:
-    """The OpenAPI document of an app whose limits are ``max_x`` and ``max_y``."""
-    start, update = schemas.request_models(max_x, max_y)
-    _, components = models_json_schema(
-        [
-            (start, "validation"),
-            (update, "validation"),
-            (schemas.RunState, "serialization"),
-            (schemas.RunDetail, "serialization"),
-            (schemas.RunsPage, "serialization"),
-            (schemas.Health, "serialization"),
-            (schemas.Error, "serialization"),
-        ],
-        ref_template=REF,
-    )
+def _path_parameters(op: Operation, rule: Rule) -> list[dict]:
+    names = VARIABLE.findall(rule.rule)
+    unknown = set(op.params) - set(names)
+    if unknown:
+        raise ValueError(f"{op.op_id}: {sorted(unknown)} are not variables of {rule.rule}")
+    return [
+        {
+            "name": camel(name),
+            "in": "path",
+            "required": True,
+            **op.params.get(name, {"schema": TEXT}),
+        }
+        for name in names
+    ]
+
+
+def _query_parameters(query: type[BaseModel] | None) -> list[dict]:
+    if query is None:
+        return []
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": schema.pop("description", ""),
+            "schema": {k: v for k, v in schema.items() if k != "title"},
+        }
+        for name, schema in query.model_json_schema()["properties"].items()
+    ]
+
+
+def build(app: Flask) -> dict[str, Any]:
+    """The OpenAPI document of ``app``'s routes, for its settings' limits."""
+    settings = app.extensions["optio"].settings
+    request_models = schemas.request_models(settings.max_x, settings.max_y)
+    builder = _Builder({model.__name__: model for model in request_models})
+    paths: dict[str, dict] = {}
+    for rule, method, found in operations(app):
+        paths.setdefault(path_of(rule), {})[method.lower()] = builder.operation(found, rule)
     return {
         "openapi": "3.1.0",
         "info": {"title": "optio", "version": __version__, "description": DESCRIPTION},
-        "tags": [
-            {"name": "runs", "description": "Start, change, stop and read runs."},
-            {"name": "system", "description": "Health and this document."},
-            {"name": "pages", "description": "Browser pages and their files."},
-        ],
-        "paths": _with_conflict_links(_paths(start, update)),
-        "components": {
-            "schemas": components["$defs"],
-            "securitySchemes": {
-                "bearerAuth": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "OPTIO_API_TOKEN, when set.",
-                }
-            },
-        },
+        "tags": TAGS,
+        "paths": paths,
+        "components": {"schemas": builder.components(), "securitySchemes": SECURITY_SCHEMES},
     }
 
 
-def for_settings(settings: Settings) -> dict[str, Any]:
-    return document(settings.max_x, settings.max_y)
+def document(app: Flask) -> dict[str, Any]:
+    """``build(app)``, built once per app (with its first request, once every route is there)."""
+    built = app.extensions.get("openapi")
+    if built is None:
+        built = app.extensions["openapi"] = build(app)
+    return built
 
 
 bp = Blueprint("openapi", __name__)
 
 
 @bp.get("/api/openapi.json")
+@operation(
+    "getOpenApi",
+    "This document",
+    tag="system",
+    token=False,
+    answers={200: json_answer("The OpenAPI 3.1 document.", {"type": "object"})},
+)
 def openapi_json():
-    return jsonify(for_settings(services().settings))
+    return jsonify(document(current_app))
 
 
 @bp.get("/api/docs")
+@page("getDocs", "This document as a page", "", HTML)
 def docs():
-    return render_template("api-docs.html", page=apidocs.page(for_settings(services().settings)))
+    return render_template("api-docs.html", page=apidocs.page(document(current_app)))
 
 
 def register(app: Flask) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from flask import Blueprint, Flask, render_template, send_from_directory
 from werkzeug.routing import BaseConverter
 
+from optio.webapp.operations import HTML, JSON, RUN_ID, TEXT, Answer, operation, page
 from optio.webapp.services import services
 from optio.webapp.validation import ApiError, is_run_id
 
@@ -23,6 +24,8 @@ STATIC = Path(__file__).resolve().parent / "static"
 VENDOR = ("socket.io.min.js", "socket.io.min.js.map")
 #: Where they are looked for: the package (built), then a checkout's node_modules.
 VENDOR_DIRS = (STATIC, ROOT / "node_modules" / "socket.io-client" / "dist")
+#: The HTML test client and its script and style, served from STATIC at the root.
+TEST_CLIENT = ("test-websocket.html", "test-websocket.js", "test-websocket.css")
 
 #: Sent with every response. No inline script anywhere, and scripts only from this server: a
 #: page that is tricked into adding a <script> (data:, another host) runs nothing. Socket.IO
@@ -54,6 +57,7 @@ bp = Blueprint("pages", __name__)
 
 
 @bp.get("/")
+@page("dashboard", "The dashboard", "Start, change and watch runs.", HTML)
 def dashboard():
     settings = services().settings
     return render_template("dashboard.html", max_x=settings.max_x, max_y=settings.max_y)
@@ -61,6 +65,28 @@ def dashboard():
 
 @bp.get("/runs/", defaults={"run_id": ""})
 @bp.get("/runs/<anything:run_id>")
+@operation(
+    "runPageWithoutId",
+    "No run named: the not-found page",
+    tag="pages",
+    token=False,
+    answers={404: Answer("The not-found page.", HTML)},
+    rule="/runs/",
+)
+@operation(
+    "runPage",
+    "A run's page",
+    "Its state, errors and Retry failed (read from `/api/runs/{runId}` by the page's script). "
+    "Anything that is not a run id gets the not-found page.",
+    tag="pages",
+    token=False,
+    params={"run_id": {**RUN_ID, "schema": TEXT}},
+    answers={
+        200: Answer("The run's page.", HTML),
+        404: Answer("Not a run id: the not-found page.", HTML),
+    },
+    rule="/runs/<anything:run_id>",
+)
 def run_page(run_id: str):
     """A run's state and errors (read by run.js from /api/runs/<id>). Anything that is not a run
     id gets the not-found page, which repeats nothing of the request."""
@@ -69,7 +95,15 @@ def run_page(run_id: str):
     return render_template("run.html", run_id=run_id)
 
 
-@bp.get("/<any('test-websocket.html', 'test-websocket.js', 'test-websocket.css'):name>")
+@bp.get(f"/<any({', '.join(map(repr, TEST_CLIENT))}):name>")
+@page(
+    "testClient",
+    "The HTML test client",
+    "The page and its script and style (README, method 1).",
+    {"text/html": TEXT, "text/javascript": TEXT, "text/css": TEXT},
+    404,
+    params={"name": {"schema": {**TEXT, "enum": list(TEST_CLIENT)}}},
+)
 def test_client(name: str):
     """The HTML test client (README, method 1). Its script and style sit next to it, so that
     the same files also work opened from disk (file://)."""
@@ -77,6 +111,15 @@ def test_client(name: str):
 
 
 @bp.get("/vendor/<name>")
+@page(
+    "vendor",
+    "The socket.io browser client",
+    "Copied into the package from npm at build time; 503 when it is missing.",
+    {"text/javascript": TEXT, JSON: {}},
+    404,
+    503,
+    params={"name": {"schema": {**TEXT, "examples": [VENDOR[0]]}}},
+)
 def vendor(name: str):
     if name not in VENDOR:
         raise ApiError(404, f"no such vendored file: {name[:100]}")
@@ -96,7 +139,19 @@ def _security_headers(response):
     return response
 
 
+#: Flask's own view of ``/static/<path:filename>``, declared in ``register``.
+STATIC_FILES = page(
+    "static",
+    "The dashboard's script and style",
+    "",
+    {"text/javascript": TEXT, "text/css": TEXT, "text/html": TEXT, JSON: {}},
+    404,
+    params={"filename": {"schema": {**TEXT, "examples": ["dashboard.js"]}}},
+)
+
+
 def register(app: Flask) -> None:
     app.url_map.converters["anything"] = AnythingConverter
     app.register_blueprint(bp)
+    STATIC_FILES(app.view_functions["static"])
     app.after_request(_security_headers)
