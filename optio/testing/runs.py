@@ -50,7 +50,9 @@ def wait_finished(system: System, run_id: str, timeout: float, *, poll_redis: bo
             f"run {run_id} to finish",
             interval=0.1,
         )
-        return RunStore(system.redis).runs.run_state(run_id)
+        state = RunStore(system.redis).runs.run_state(run_id)
+        assert state is not None, f"run {run_id} is gone"
+        return state
 
     def finished():
         state = status(system)

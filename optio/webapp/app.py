@@ -43,10 +43,13 @@ def create_app(settings: Settings) -> Flask:
         async_handlers=False,
     )
     relay = services.relay = Relay(socketio, services.current_state, settings)
-    app.wsgi_app = _limiting_clients(app.wsgi_app, socketio.server.eio, settings.max_clients)
+    # each wraps the WSGI app (Flask's documented way to add middleware)
+    app.wsgi_app = _limiting_clients(  # type: ignore[method-assign]
+        app.wsgi_app, socketio.server.eio, settings.max_clients
+    )
     if not settings.ws_compression:
-        app.wsgi_app = _declining_ws_extensions(app.wsgi_app)
-    app.wsgi_app = _starting(relay, app.wsgi_app)  # outside Socket.IO's: sees every request
+        app.wsgi_app = _declining_ws_extensions(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = _starting(relay, app.wsgi_app)  # type: ignore[method-assign]  # outside Socket.IO's: sees every request
 
     @socketio.on("connect")
     def on_connect(auth=None) -> bool | None:
@@ -59,7 +62,7 @@ def create_app(settings: Settings) -> Flask:
             log.warning("[api] Could not read the state for a new client: %s", exc)
             return None
         # sent once the handler has returned, so the client sees "connected" before the state
-        sid = request.sid
+        sid = request.sid  # type: ignore[attr-defined]  # set by Flask-SocketIO
         socketio.start_background_task(socketio.emit, "progress", state, to=sid)
         return None
 

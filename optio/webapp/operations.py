@@ -39,7 +39,7 @@ CHANGE_ERRORS = (401, 403, 413, 415, 503)
 #: Errors every read of the API can answer.
 READ_ERRORS = (401, 503)
 #: API operations that take the token when OPTIO_API_TOKEN is set (bearer, optional).
-TOKEN = [{}, {"bearerAuth": []}]
+TOKEN: list[dict[str, list[str]]] = [{}, {"bearerAuth": []}]
 #: The path parameter ``run_id`` of the API.
 RUN_ID = {
     "description": "A run's id (12 lowercase hex digits).",

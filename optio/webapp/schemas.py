@@ -102,7 +102,7 @@ class RunsQuery(BaseModel):
         le=MAX_RUNS_PAGE,
         description=f"Most runs listed, 1 to {MAX_RUNS_PAGE}.",
     )
-    before: RunId = Field(
+    before: RunId | None = Field(
         None,
         description="List the runs older than this one: the `next` of the previous page.",
         json_schema_extra=_no_default,

@@ -137,12 +137,12 @@ def _url_parts(url: str) -> tuple[str, str, str, list[tuple[str, str, str, bool]
 
 def _secrets(url: str) -> list[str]:
     """The credential values in ``url``, to scrub from error messages that might echo them."""
-    found = []
+    values: list[str] = []
     for part in url.split(";"):
         _, userinfo, _, params = _url_parts(part)
-        found += [userinfo, *userinfo.split(":")]
-        found += [value for _, _, value, secret in params if secret]
-    found = {s for v in found if v for s in (v, unquote(v))}
+        values += [userinfo, *userinfo.split(":")]
+        values += [value for _, _, value, secret in params if secret]
+    found = {s for v in values if v for s in (v, unquote(v))}
     return sorted(found, key=len, reverse=True)
 
 

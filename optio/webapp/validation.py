@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
 from optio import config
 from optio.webapp.schemas import MAX_RUNS_PAGE, RUN_ID, RunsQuery, request_models
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ApiError(Exception):
@@ -54,7 +56,7 @@ def parse_json_object(raw: bytes, mimetype: str | None, *, required: bool = True
     return body
 
 
-def _validated(model: type[BaseModel], data: Mapping[str, Any], messages: dict) -> BaseModel:
+def _validated(model: type[M], data: Mapping[str, Any], messages: dict) -> M:
     """``data`` checked by ``model``; the first problem as an ApiError in our own words:
     unknown fields first, then missing ones, then each field's value in field order."""
     try:
@@ -117,7 +119,7 @@ def validate_start(
 ) -> tuple[int, float]:
     max_x, max_y = _limits(max_x, max_y)
     start, _ = request_models(max_x, max_y)
-    run = _validated(start, body, _body_messages(max_y))
+    run: Any = _validated(start, body, _body_messages(max_y))  # a model made per limits
     return run.x, run.y
 
 
@@ -128,18 +130,18 @@ def validate_update(
     _, update = request_models(max_x, max_y)
     if not body:
         raise ApiError(400, "send x and/or y to change")
-    change = _validated(update, body, _body_messages(max_y))
+    change: Any = _validated(update, body, _body_messages(max_y))
     return change.x, change.y
 
 
 def validate_x(value: Any, max_x: int | None = None) -> int:
     x, _ = validate_update({"x": value}, max_x=max_x)
-    return x
+    return cast(int, x)  # given, so validated
 
 
 def validate_y(value: Any, max_y: float | None = None) -> float:
     _, y = validate_update({"y": value}, max_y=max_y)
-    return y
+    return cast(float, y)
 
 
 def _describe(value: Any) -> str:

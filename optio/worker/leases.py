@@ -21,6 +21,7 @@ import os
 import secrets
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -54,7 +55,7 @@ class Keeper:
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._holder = ""
-        self._presence = None  # a connection taken out of the store's pool for good
+        self._presence: Any = None  # a connection taken out of the store's pool for good
         self._named = False  # the presence connection carries its name now
         self._said_unnamed = False  # a failure to name it is logged once, not every renewal
 
