@@ -149,7 +149,11 @@ def test_the_wheel_carries_the_pinned_socket_io_client(wheel):
     version = locked["packages"]["node_modules/socket.io-client"]["version"]
     assert f"Socket.IO v{version}" in client[:200]
     tracked = subprocess.run(
-        ["git", "ls-files", "optio/static"], cwd=ROOT, capture_output=True, text=True, check=True
+        ["git", "ls-files", "optio/webapp/static"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "socket.io" not in tracked  # copied at build time, never committed
 
@@ -233,7 +237,7 @@ def test_without_the_client_file_the_vendor_url_says_what_to_do(installed, tmp_p
         text=True,
         check=True,
     ).stdout.strip()
-    client = Path(site) / "static" / "socket.io.min.js"
+    client = Path(site) / "webapp" / "static" / "socket.io.min.js"
     saved = client.read_bytes()
     client.unlink()
     port = free_port()

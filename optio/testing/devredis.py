@@ -22,7 +22,7 @@ from optio import config
 from optio import urls as redis_urls
 from optio.store.connection import client_for
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "var" / "redis"
+DATA_DIR = Path(__file__).resolve().parents[2] / "var" / "redis"
 PID_FILE = DATA_DIR / "redis.pid"
 
 
