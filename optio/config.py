@@ -41,7 +41,7 @@ class _Environ(EnvSettingsSource):
 
 
 class Settings(BaseSettings):
-    """Every setting of optio (the README's configuration table lists the same)."""
+    """Every setting of optio (docs/CONFIGURATION.md lists the same)."""
 
     model_config = SettingsConfigDict(
         env_prefix="OPTIO_",
@@ -67,8 +67,8 @@ class Settings(BaseSettings):
     port: int = Field(3000, validation_alias=AliasChoices("port", "PORT"))
     """TCP port of the web process: HTTP API, pages, Socket.IO (PORT)."""
     host: str = "127.0.0.1"
-    """Interface the web process binds to: loopback unless set (expose it with a token, see README)
-    (OPTIO_HOST)."""
+    """Interface the web process binds to: loopback unless set (expose it with a token: docs/API.md,
+    "Access token") (OPTIO_HOST)."""
     tick_seconds: float = 0.5
     """Seconds between two scheduler ticks fired by celery beat (OPTIO_TICK_SECONDS)."""
     job_seconds: float = 0.0
@@ -265,7 +265,7 @@ def _check(s: Settings) -> None:
 
 
 def variable(name: str) -> str:
-    """The environment variable of setting ``name`` (the README's configuration table)."""
+    """The environment variable of setting ``name`` (docs/CONFIGURATION.md's table)."""
     alias = Settings.model_fields[name].validation_alias
     if isinstance(alias, AliasChoices):
         return str(alias.choices[-1])

@@ -9,7 +9,7 @@ class Throttle(Exception):  # noqa: N818 (a signal, not an error: named as users
 
     The job is not failed and uses no attempt: it runs again after ``retry_after`` seconds when
     given (e.g. the server's ``Retry-After``), else after the run's current spacing; and the
-    whole run slows down (the effective rate is cut, then climbs back: see the README's
+    whole run slows down (the effective rate is cut, then climbs back: see docs/GUIDE.md,
     "Throttling"). It is counted once, when it succeeds.
     """
 

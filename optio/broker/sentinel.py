@@ -5,9 +5,9 @@ hands back the messages it delivered but were not acknowledged yet, for which it
 connection pool from the connection's parameters. kombu 5.7 may do that after Celery has already
 detached the channel's connection (``Connection.collect``): ``self.connection.client`` is None,
 and the AttributeError that follows is not a connection error, so the whole worker stops with
-"Unrecoverable error" (seen here once in a few primaries SIGKILLed). Here that case raises a
-connection error instead, which the closing code ignores: the worker reconnects through the
-Sentinels, and the unacknowledged messages come back by the visibility timeout as usual.
+"Unrecoverable error" (seen in tests that SIGKILL primaries; docs/DEPLOY.md). Here that case
+raises a connection error instead, which the closing code ignores: the worker reconnects through
+the Sentinels, and the unacknowledged messages come back by the visibility timeout as usual.
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ def listen(host: str, port: int):
     ``eventlet.listen`` (and so ``socketio.run``) sets SO_REUSEPORT unless told otherwise: a
     second web process started on a port in use would start too and silently take a share of
     the new connections, and a long-polling client whose requests land on both loses its
-    session. Several web processes get a port each (README, Scaling).
+    session. Several web processes get a port each (docs/DEPLOY.md, "Several web processes").
     """
     import eventlet
     from eventlet.green import socket

@@ -4,8 +4,8 @@ acknowledgements of them, instead of one wait per message.
 Without confirms, ``basic.publish`` returns before the broker has the message: a broker that
 stops at that moment loses it, and the tick would already have counted it as enqueued (nothing
 sends again a message that was confirmed as published). kombu's ``confirm_publish`` option
-waits for each message's confirm in turn: measured here on a quorum queue, ~620 messages/s
-against ~13,800 without (a quorum queue confirms once its Raft log is on disk). So the tick puts
+waits for each message's confirm in turn, which is many times slower on a quorum queue (it
+confirms once its Raft log is on disk; figures in docs/BENCHMARKS.md). So the tick puts
 its producer's channel in confirm mode, counts what it publishes (the broker numbers the
 messages of a channel 1, 2, 3, ... in confirm mode), and waits until the broker has acknowledged
 everything up to a mark; the broker acknowledges many messages at once (``multiple``).
