@@ -46,10 +46,13 @@ Keys (all in the ``REDIS_URL`` database, which the Celery broker shares):
 ``optio:run:<id>:holders``
     hash: message key -> ``"token:jobs left"`` of the worker that leases the message.
 
-The seven ``optio:run:<id>…`` keys are what :func:`run_keys` lists, in the order every Lua script
-receives them (``optio/store/lua/_prelude.lua``). Once a run is not running they expire after
-``OPTIO_RUN_TTL`` (results: ``OPTIO_RESULT_TTL``). A message key is ``first:count`` (jobs
-first .. first+count-1) or ``job:1:rN`` (retry N of a job); see :func:`message_key`.
+The seven ``optio:run:<id>…`` keys are what :func:`run_keys` lists. Once a run is not running
+they expire after ``OPTIO_RUN_TTL`` (results: ``OPTIO_RESULT_TTL``). Every Lua script receives
+the same key list, :func:`script_keys`: the run's seven keys in that order, then active, current,
+last_tick, runs, webhooks (the outbox) and metrics; ``optio/store/lua/_prelude.lua`` binds each
+to a named local. No script uses the server and heartbeats keys (Python reads and writes them).
+A message key is ``first:count`` (jobs first .. first+count-1) or ``job:1:rN`` (retry N of a
+job); see :func:`message_key`.
 Celery's own keys (the queues below, ``unacked*``, ``_kombu.*``) live in the same database.
 
 Fields of the run hash ``optio:run:<id>`` (the one full list; the Lua prelude points here):
@@ -171,7 +174,7 @@ def holders_key(run_id: str) -> str:
 
 
 def run_keys(run_id: str) -> list[str]:
-    """The keys of one run, in the order every script takes them (see _prelude.lua)."""
+    """The keys of one run, in the order every script takes them first (see script_keys)."""
     return [
         run_key(run_id),
         done_key(run_id),
@@ -180,6 +183,27 @@ def run_keys(run_id: str) -> list[str]:
         attempts_key(run_id),
         messages_key(run_id),
         holders_key(run_id),
+    ]
+
+
+#: The run id of the key list of a script that works on no run (claim_webhooks): no run has it,
+#: and such a script touches none of the run's keys.
+NO_RUN = ""
+
+
+def script_keys(run_id: str) -> list[str]:
+    """The keys every Lua script receives, whatever it touches: the run's (:func:`run_keys`),
+    then the shared ones. ``_prelude.lua`` binds them, in this order, to locals named as their
+    function or constant here, in lower case (``run_key`` .. ``holders_key``, ``active_key`` ..
+    ``metrics_key``); a key added here is added there too, at the same place."""
+    return [
+        *run_keys(run_id),
+        ACTIVE_KEY,
+        CURRENT_KEY,
+        LAST_TICK_KEY,
+        RUNS_KEY,
+        OUTBOX_KEY,
+        METRICS_KEY,
     ]
 
 

@@ -10,9 +10,10 @@ from typing import Any
 import redis
 
 from optio.config import Settings
+from optio.names import script_keys
 from optio.store.connection import retrying
 from optio.store.replicas import ReplicaWait
-from optio.store.scripts import Part, control_keys, now_arg, num_arg
+from optio.store.scripts import Part, now_arg, num_arg
 
 #: Upper bounds (seconds) of the job run-time histogram (optio_job_duration_seconds); the last
 #: bucket is +Inf. Workers count into them; /metrics reads them from the metrics hash.
@@ -58,7 +59,8 @@ class Counting(Part):
         self.replicas = ReplicaWait(client, settings.redis_min_replicas, settings.redis_wait_ms)
 
     def _count(self, name: str, run_id: str, args: list[Any]) -> Any:
-        return self.replicas.call(self._scripts[name], control_keys(run_id), args)
+        """As Part._run (the same keys), and WAIT for the replicas."""
+        return self.replicas.call(self._scripts[name], script_keys(run_id), args)
 
     @retrying
     def mark_processed(

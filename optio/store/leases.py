@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from optio.names import run_keys
 from optio.store.connection import retrying
 from optio.store.scripts import Part, now_arg
 
@@ -41,7 +40,7 @@ class Leases(Part):
         ``take_from``: the token of a holder known to be dead, whose live lease is taken over."""
         status, held, *jobs = self._run(
             "lease_message",
-            run_keys(run_id),
+            run_id,
             [key, first, count, token, lease_ms, now_arg(now_ms), take_from],
         )
         if held == 1:
@@ -57,5 +56,5 @@ class Leases(Part):
         args: list[Any] = [lease_ms, now_arg(now_ms)]
         for key, token in held.items():
             args += [key, token]
-        status, *lost = self._run("renew_leases", run_keys(run_id), args)
+        status, *lost = self._run("renew_leases", run_id, args)
         return status, lost

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from optio.names import CURRENT_KEY, OUTBOX_KEY, run_key
+from optio.names import NO_RUN
 from optio.store.connection import retrying
 from optio.store.scripts import Part, now_arg
 
@@ -12,16 +12,11 @@ class Outbox(Part):
 
     @retrying
     def claim_webhooks(self, claim_ms: int, most: int = 10, *, now_ms: int | None = None) -> list:
-        """Run ids whose completion webhook is due, claimed for ``claim_ms`` by the caller."""
-        return self._run("claim_webhooks", [OUTBOX_KEY], [now_arg(now_ms), claim_ms, most])
+        """Run ids whose completion webhook is due, claimed for ``claim_ms`` by the caller.
+        (The outbox belongs to no run: the script gets the key list of names.NO_RUN.)"""
+        return self._run("claim_webhooks", NO_RUN, [now_arg(now_ms), claim_ms, most])
 
     @retrying
     def record_webhook(self, run_id: str, outcome: str, *, due_ms: int = 0, error: str = "") -> int:
         """Record a delivery attempt: 'delivered', 'failed', or 'retry' at ``due_ms``."""
-        return int(
-            self._run(
-                "record_webhook",
-                [run_key(run_id), OUTBOX_KEY, CURRENT_KEY],
-                [run_id, outcome, due_ms, error[:500]],
-            )
-        )
+        return int(self._run("record_webhook", run_id, [run_id, outcome, due_ms, error[:500]]))

@@ -6,15 +6,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from optio.names import (
-    ACTIVE_KEY,
-    CURRENT_KEY,
-    RUNS_KEY,
-    errors_key,
-    results_key,
-    run_key,
-    run_keys,
-)
+from optio.names import CURRENT_KEY, RUNS_KEY, errors_key, results_key, run_key, run_keys
 from optio.store.connection import retrying
 from optio.store.errors import (
     NoActiveRunError,
@@ -24,7 +16,7 @@ from optio.store.errors import (
     UnknownRunError,
     XBelowEnqueuedError,
 )
-from optio.store.scripts import Part, control_keys, now_arg, num_arg
+from optio.store.scripts import Part, now_arg, num_arg
 
 
 def new_run_id() -> str:
@@ -43,7 +35,7 @@ class Runs(Part):
         run_id = new_run_id()
         started, other = self._run(
             "start_run",
-            [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY, RUNS_KEY],
+            run_id,
             [run_id, x, num_arg(float(y)), now_arg(now_ms), int(bool(self.settings.webhook_url))],
         )
         if not started:
@@ -70,9 +62,7 @@ class Runs(Part):
         run_id = self.active_run_id()
         if run_id is None:
             raise NoActiveRunError()
-        done, *why = self._run(
-            "pause_run", [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY], [run_id, now_arg(now_ms)]
-        )
+        done, *why = self._run("pause_run", run_id, [run_id, now_arg(now_ms)])
         if not done:
             raise NoActiveRunError(
                 f"run {run_id} is already paused" if why == ["paused"] else "no run is running"
@@ -83,14 +73,7 @@ class Runs(Part):
     def resume_run(self, *, now_ms: int | None = None) -> str:
         """Resume the paused run and return its id (NotPausedError when none is paused)."""
         run_id = self.active_run_id()
-        if (
-            run_id is None
-            or not self._run(
-                "resume_run",
-                [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY],
-                [run_id, now_arg(now_ms)],
-            )[0]
-        ):
+        if run_id is None or not self._run("resume_run", run_id, [run_id, now_arg(now_ms)])[0]:
             raise NotPausedError()
         return run_id
 
@@ -98,11 +81,7 @@ class Runs(Part):
     def retry_failed(self, run_id: str, *, now_ms: int | None = None) -> int:
         """Put the failed jobs of completed run ``run_id`` back, to run at its rate; returns
         how many. Raises UnknownRunError, RunActiveError or RetryRefusedError."""
-        count, *why = self._run(
-            "retry_failed",
-            [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY],
-            [run_id, now_arg(now_ms)],
-        )
+        count, *why = self._run("retry_failed", run_id, [run_id, now_arg(now_ms)])
         if count:
             return int(count)
         reason, detail = why
@@ -174,7 +153,7 @@ class Runs(Part):
             raise NoActiveRunError()
         result = self._run(
             "update_run",
-            control_keys(run_id),
+            run_id,
             [run_id, num_arg(x), num_arg(None if y is None else float(y)), now_arg(now_ms)],
         )
         if result[0] == 1:
@@ -187,9 +166,7 @@ class Runs(Part):
     def stop_run(self, *, now_ms: int | None = None) -> str:
         """Stop the active run and return its id."""
         run_id = self.active_run_id()
-        if run_id is None or not self._run(
-            "stop_run", control_keys(run_id), [run_id, now_arg(now_ms)]
-        ):
+        if run_id is None or not self._run("stop_run", run_id, [run_id, now_arg(now_ms)]):
             raise NoActiveRunError()
         return run_id
 

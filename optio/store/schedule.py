@@ -9,8 +9,6 @@ from redis.client import NEVER_DECODE
 
 from optio import names
 from optio.names import (
-    ACTIVE_KEY,
-    CURRENT_KEY,
     LAST_TICK_KEY,
     SERVER_KEY,
     done_key,
@@ -18,7 +16,6 @@ from optio.names import (
     messages_key,
     parse_message_key,
     run_key,
-    run_keys,
 )
 from optio.store.connection import retrying
 from optio.store.scripts import Part, now_arg
@@ -89,7 +86,7 @@ class Schedule(Part):
         window = self.settings.throttle_window if throttle_window_s is None else throttle_window_s
         first, count, y, *messages = self._run(
             "reserve_due",
-            [*run_keys(run_id), ACTIVE_KEY, LAST_TICK_KEY],
+            run_id,
             [
                 run_id,
                 repr(float(tick_seconds)),
@@ -174,11 +171,7 @@ class Schedule(Part):
     def confirm_enqueued(self, run_id: str, count: int, messages: list[str] = ()) -> int:
         """The ``messages`` are in the broker; ``count`` newly reserved jobs among them are
         counted as enqueued (publishes). Returns the run's enqueued count."""
-        return int(
-            self._run(
-                "confirm_enqueued", [*run_keys(run_id), CURRENT_KEY], [run_id, count, *messages]
-            )
-        )
+        return int(self._run("confirm_enqueued", run_id, [run_id, count, *messages]))
 
     @retrying
     def claim_lost(
@@ -188,7 +181,7 @@ class Schedule(Part):
         (see claim_lost.lua), and after a pause the messages parked during it."""
         leases, parked, *keys = self._run(
             "claim_lost",
-            [*run_keys(run_id), ACTIVE_KEY],
+            run_id,
             [run_id, now_arg(now_ms), unconfirmed_ms, most],
         )
         return Lost(int(leases), int(parked), keys)

@@ -18,7 +18,7 @@ from redis.commands.core import AsyncScript, Script
 
 from optio import names
 from optio.config import Settings
-from optio.names import ACTIVE_KEY, CURRENT_KEY, METRICS_KEY, OUTBOX_KEY, run_key, run_keys
+from optio.names import ACTIVE_KEY, NO_RUN, script_keys
 from optio.store.connection import retrying
 
 LUA_DIR = Path(__file__).with_name("lua")
@@ -40,6 +40,7 @@ def script_text(name: str, settings: Settings) -> str:
         f"local OPTIO_CHANNEL = {json.dumps(names.CHANNEL)}\n"
         f"local OPTIO_RUN_TTL = {int(settings.run_ttl)}\n"
         f"local OPTIO_RESULT_TTL = {int(settings.result_ttl)}\n"
+        f"local OPTIO_KEY_COUNT = {len(script_keys(NO_RUN))}\n"
     )
     return header + _source("_prelude") + _source(name)
 
@@ -53,12 +54,6 @@ def num_arg(value: float | None) -> str:
     if value is None:
         return ""
     return repr(value) if isinstance(value, float) else str(value)
-
-
-def control_keys(run_id: str) -> list[str]:
-    """The keys of a script that may end the run or count jobs: the run's keys, active,
-    current, webhook outbox, metrics."""
-    return [*run_keys(run_id), ACTIVE_KEY, CURRENT_KEY, OUTBOX_KEY, METRICS_KEY]
 
 
 class Part:
@@ -81,8 +76,10 @@ class Part:
             for name in ("read_state", *self.SCRIPTS)
         }
 
-    def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        return self._scripts[name](keys=keys, args=args)
+    def _run(self, name: str, run_id: str, args: list[Any]) -> Any:
+        """Script ``name`` on run ``run_id`` (names.NO_RUN: on none). Every script receives the
+        same keys, names.script_keys(run_id) (see _prelude.lua): only the ARGV differ."""
+        return self._scripts[name](keys=script_keys(run_id), args=args)
 
     @retrying
     def active_run_id(self) -> str | None:
@@ -90,7 +87,7 @@ class Part:
 
     @retrying
     def run_state(self, run_id: str) -> dict[str, Any] | None:
-        text = self._run("read_state", [run_key(run_id)], [])
+        text = self._run("read_state", run_id, [])
         return json.loads(text) if text else None
 
     @retrying

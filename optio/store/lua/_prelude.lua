@@ -1,14 +1,38 @@
--- Shared helpers, put in front of every script by optio/redis_state.py. The loader defines, just
--- above this text: OPTIO_CHANNEL (the pub/sub channel), OPTIO_RUN_TTL and OPTIO_RESULT_TTL
--- (seconds a finished run's keys and its results are kept).
+-- Shared helpers, put in front of every script by optio/store/scripts.py (script_text). The
+-- loader defines, just above this text: OPTIO_CHANNEL (the pub/sub channel), OPTIO_RUN_TTL and
+-- OPTIO_RESULT_TTL (seconds a finished run's keys and its results are kept), OPTIO_KEY_COUNT
+-- (how many keys every script receives).
 --
--- Every script that works on one run takes that run's keys first, in this order
--- (names.run_keys; optio/names.py lists every key and every run-hash field with its meaning):
---   KEYS[1] run hash   KEYS[2] done bitmap   KEYS[3] results hash   KEYS[4] errors hash
---   KEYS[5] attempts hash   KEYS[6] messages zset   KEYS[7] holders hash
+-- The keys. Every script receives the same ordered list, names.script_keys(run id): the run's
+-- seven keys, then the shared ones. The last lines of this prelude bind each to the local named
+-- below, once; no script or helper reads the list by position. optio/names.py says what each
+-- key holds, and every field of the run hash.
+--    1 run_key        hash: the run's state
+--    2 done_key       bitmap: bit k set once job k is counted
+--    3 results_key    hash: job id -> result
+--    4 errors_key     hash: job id -> error of a job that failed for good
+--    5 attempts_key   hash: job id -> failed attempts so far
+--    6 messages_key   zset: message key -> deadline ms
+--    7 holders_key    hash: message key -> "token:jobs left" of the worker leasing it
+--    8 active_key     string: id of the run that is running
+--    9 current_key    string: id of the run clients are shown
+--   10 last_tick_key  string: ms of the last scheduler tick
+--   11 runs_key       zset: the run history, run id -> startedAt ms
+--   12 outbox_key     zset: the webhook outbox, run id -> ms its delivery is due
+--   13 metrics_key    hash: totals over all runs, for /metrics
+-- (The numbers are for reading a MONITOR trace or an EVALSHA by hand.)
+-- One list for all scripts, though each touches only some of these keys: no slot means one
+-- thing in one script and another elsewhere, and a new key is one name at the end of this list,
+-- of the binding below and of names.script_keys. A script that works on no run (claim_webhooks)
+-- receives the list too, for run id names.NO_RUN, which no run has, and touches none of the
+-- run's keys: one rule without exceptions, at the cost of a few key names sent and not used.
+-- The helpers below are defined before the binding, so they cannot see the keys: each takes
+-- the keys it touches as parameters.
+--
+-- Each script's header says what it does, which keys it reads and writes, its ARGV (number,
+-- meaning, unit) and what it returns. "now ms ('' = Redis clock)" is an ARGV of milliseconds
+-- since the epoch, given by tests; '' lets the script read the Redis server's clock.
 -- A message key is "first:count" (jobs first .. first+count-1) or "job:1:rN" (retry N of a job).
--- Scripts that can end a run (finish_run) also take KEYS[10], the webhook outbox zset, and
--- scripts that count jobs KEYS[11], the metrics hash (totals over all runs, for /metrics).
 
 -- Deadline of a parked message (see names.py, messages zset): a score no clock reaches.
 local PARKED = 9e15
@@ -81,7 +105,8 @@ local function state_json(run_key)
   })
 end
 
--- A change of the run: count it in `seq`, and publish the state when clients watch this run.
+-- A change of the run: count it in `seq`, and publish the state when clients watch this run
+-- (current_key holds its id).
 local function publish_state(run_key, current_key, run_id)
   redis.call('HINCRBY', run_key, 'seq', 1)
   if redis.call('GET', current_key) == run_id then
@@ -91,44 +116,46 @@ end
 
 -- A run that is not running keeps its keys for OPTIO_RUN_TTL (results: OPTIO_RESULT_TTL); its
 -- messages and leases are dropped. Called when a run ends and after any late write to it.
-local function expire_run()
-  for _, i in ipairs({1, 2, 4, 5}) do
-    redis.call('EXPIRE', KEYS[i], OPTIO_RUN_TTL)
+local function expire_run(run_key, done_key, results_key, errors_key, attempts_key,
+    messages_key, holders_key)
+  for _, key in ipairs({run_key, done_key, errors_key, attempts_key}) do
+    redis.call('EXPIRE', key, OPTIO_RUN_TTL)
   end
-  redis.call('EXPIRE', KEYS[3], OPTIO_RESULT_TTL)
-  redis.call('DEL', KEYS[6], KEYS[7])
+  redis.call('EXPIRE', results_key, OPTIO_RESULT_TTL)
+  redis.call('DEL', messages_key, holders_key)
 end
 
 -- Mark the run finished with the given status and release the active slot; a paused run's
 -- pause ends with it. With a webhook configured at its start, its delivery is queued in the
--- outbox (KEYS[10]).
-local function finish_run(active_key, run_id, status, now)
-  local f = redis.call('HMGET', KEYS[1], 'pausedAt', 'hook')
+-- outbox. The caller then expires the run's keys (expire_run).
+local function finish_run(run_key, active_key, outbox_key, run_id, status, now)
+  local f = redis.call('HMGET', run_key, 'pausedAt', 'hook')
   if f[1] then
-    redis.call('HINCRBY', KEYS[1], 'pausedMs', now - tonumber(f[1]))
-    redis.call('HDEL', KEYS[1], 'pausedAt')
+    redis.call('HINCRBY', run_key, 'pausedMs', now - tonumber(f[1]))
+    redis.call('HDEL', run_key, 'pausedAt')
   end
-  redis.call('HSET', KEYS[1], 'status', status, 'finishedAt', now,
+  redis.call('HSET', run_key, 'status', status, 'finishedAt', now,
     'heldBack', '0', 'leasedJobs', 0)
   if f[2] == '1' then
-    redis.call('HSET', KEYS[1], 'webhook', 'pending')
-    redis.call('HDEL', KEYS[1], 'webhookError', 'webhookAttempts')
-    redis.call('ZADD', KEYS[10], now, run_id)
+    redis.call('HSET', run_key, 'webhook', 'pending')
+    redis.call('HDEL', run_key, 'webhookError', 'webhookAttempts')
+    redis.call('ZADD', outbox_key, now, run_id)
   end
   if redis.call('GET', active_key) == run_id then
     redis.call('DEL', active_key)
   end
-  expire_run()
 end
 
 -- After jobs were counted: complete the run when every job is done (also while paused).
-local function complete_if_done(active_key, run_id, now)
-  local f = redis.call('HMGET', KEYS[1], 'status', 'processed', 'failed', 'xTotal')
+-- Returns whether the run has ended, now or before (a late write to a stopped run): the caller
+-- then expires the run's keys (expire_run), so they keep expiring.
+local function complete_if_done(run_key, active_key, outbox_key, run_id, now)
+  local f = redis.call('HMGET', run_key, 'status', 'processed', 'failed', 'xTotal')
   if is_live(f[1]) and tonumber(f[2]) + tonumber(f[3]) >= tonumber(f[4]) then
-    finish_run(active_key, run_id, 'completed', now)
-  elseif not is_live(f[1]) then
-    expire_run()  -- a late write to a stopped run: keep its keys expiring
+    finish_run(run_key, active_key, outbox_key, run_id, 'completed', now)
+    return true
   end
+  return not is_live(f[1])
 end
 
 -- Jobs left in a lease whose holders-hash value is `holder`, when `token` holds it; else nil.
@@ -144,14 +171,22 @@ local function lease_left(holder, token)
 end
 
 -- Give up the lease record of message `key` (whoever holds it): its jobs are no longer leased.
-local function drop_holder(key)
-  local holder = redis.call('HGET', KEYS[7], key)
+local function drop_holder(run_key, holders_key, key)
+  local holder = redis.call('HGET', holders_key, key)
   if holder then
     local sep = string.find(holder, ':', 1, true)
     local left = tonumber(string.sub(holder, sep + 1))
     if left ~= 0 then  -- (HINCRBY refuses the "-0" that negating 0 gives)
-      redis.call('HINCRBY', KEYS[1], 'leasedJobs', -left)
+      redis.call('HINCRBY', run_key, 'leasedJobs', -left)
     end
-    redis.call('HDEL', KEYS[7], key)
+    redis.call('HDEL', holders_key, key)
   end
 end
+
+-- The keys, bound once (names.script_keys; the order of the list above).
+if #KEYS ~= OPTIO_KEY_COUNT then
+  return redis.error_reply('optio: a script takes the ' .. OPTIO_KEY_COUNT ..
+    ' keys of names.script_keys, not ' .. #KEYS)
+end
+local run_key, done_key, results_key, errors_key, attempts_key, messages_key, holders_key,
+  active_key, current_key, last_tick_key, runs_key, outbox_key, metrics_key = unpack(KEYS)

@@ -1,15 +1,19 @@
 -- A worker starts a message: lease it and learn which of its jobs still need running.
--- KEYS[1..7] the run's keys (see _prelude.lua)
--- ARGV[1] message key   ARGV[2] first job id   ARGV[3] job count   ARGV[4] the worker's token
--- ARGV[5] lease ms   ARGV[6] now ms ('' = Redis clock)
+-- When the run is running and some jobs are not counted yet, the caller now holds the lease
+-- until now + ARGV[5] and runs the listed jobs. While the run is paused no job is listed: the
+-- message is parked (acknowledged here, sent again by the tick after resume).
+-- Keys: reads done_key; reads and writes run_key (leasedJobs), messages_key, holders_key.
+-- ARGV[1] message key
+-- ARGV[2] first job id
+-- ARGV[3] job count
+-- ARGV[4] the worker's token
+-- ARGV[5] lease ms
+-- ARGV[6] now ms ('' = Redis clock)
 -- ARGV[7] token of a holder the caller knows is dead ('' = none): its live lease is taken over
 -- Returns {status, held, job id, ...}: status is the run's ('gone' when unknown); held is 1 when
 -- another worker holds a live lease on this message (this delivery is a duplicate: drop it,
 -- unless that worker is dead), and then the only other item is that worker's token.
--- Otherwise, when the run is running and some jobs are not counted yet, the caller now holds
--- the lease until now + ARGV[5] and runs the listed jobs. While the run is paused no job is
--- listed: the message is parked (acknowledged here, sent again by the tick after resume).
-local status = redis.call('HGET', KEYS[1], 'status')
+local status = redis.call('HGET', run_key, 'status')
 if status == false then
   return {'gone', 0}
 end
@@ -18,33 +22,33 @@ if not is_live(status) then
 end
 local now = now_ms(ARGV[6])
 local key = ARGV[1]
-local holder = redis.call('HGET', KEYS[7], key)
+local holder = redis.call('HGET', holders_key, key)
 if holder then
-  local deadline = tonumber(redis.call('ZSCORE', KEYS[6], key))
+  local deadline = tonumber(redis.call('ZSCORE', messages_key, key))
   local token = string.sub(holder, 1, string.find(holder, ':', 1, true) - 1)
   if deadline ~= nil and deadline > now and (ARGV[7] == '' or ARGV[7] ~= token) then
     return {status, 1, token}
   end
   -- expired and not yet taken by the tick, or its holder is dead: this delivery takes it over
-  drop_holder(key)
+  drop_holder(run_key, holders_key, key)
 end
 local out = {status, 0}
 local first = tonumber(ARGV[2])
 for job = first, first + tonumber(ARGV[3]) - 1 do
-  if redis.call('GETBIT', KEYS[2], job) == 0 then
+  if redis.call('GETBIT', done_key, job) == 0 then
     out[#out + 1] = job
   end
 end
 local pending = #out - 2
 if pending == 0 then
-  redis.call('ZREM', KEYS[6], key)  -- all done: a duplicate, or a retry already run
+  redis.call('ZREM', messages_key, key)  -- all done: a duplicate, or a retry already run
   return out
 end
 if status == 'paused' then
-  redis.call('ZADD', KEYS[6], PARKED, key)  -- the tick sends it again once the run resumes
+  redis.call('ZADD', messages_key, PARKED, key)  -- the tick sends it again once the run resumes
   return {status, 0}
 end
-redis.call('HSET', KEYS[7], key, ARGV[4] .. ':' .. pending)
-redis.call('ZADD', KEYS[6], now + tonumber(ARGV[5]), key)
-redis.call('HINCRBY', KEYS[1], 'leasedJobs', pending)
+redis.call('HSET', holders_key, key, ARGV[4] .. ':' .. pending)
+redis.call('ZADD', messages_key, now + tonumber(ARGV[5]), key)
+redis.call('HINCRBY', run_key, 'leasedJobs', pending)
 return out

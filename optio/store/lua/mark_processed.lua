@@ -1,8 +1,12 @@
 -- Count processed jobs of one leased message, once per job id, store their results, account
 -- for the lease, and finish the run when all jobs are done.
--- KEYS[1..7] the run's keys (see _prelude.lua)   KEYS[8] active run id
--- KEYS[9] current (watched) run id   KEYS[10] webhook outbox   KEYS[11] metrics hash
--- ARGV[1] run id   ARGV[2] now ms ('' = Redis clock)   ARGV[3] message key   ARGV[4] token
+-- Keys: reads current_key; writes run_key, done_key, results_key, messages_key, holders_key,
+-- metrics_key (processed_total, the run-time histogram); when the run completes (finish_run)
+-- active_key, outbox_key, and the run's keys expire (expire_run).
+-- ARGV[1] run id
+-- ARGV[2] now ms ('' = Redis clock)
+-- ARGV[3] message key
+-- ARGV[4] the worker's token
 -- ARGV[5] jobs of the message handled since the last call (counted, failed or retried)
 -- ARGV[6] 1 to release the lease (the message is done, or the run is paused: a message
 --         released with jobs not handled while the run is paused is parked), else 0
@@ -14,56 +18,58 @@
 -- the message after it expired, another delivery took it over): it must not start more of its
 -- jobs.
 -- Publishes the state once when anything was counted.
-local status = redis.call('HGET', KEYS[1], 'status')
+local status = redis.call('HGET', run_key, 'status')
 if status == false then
   return {0, 'gone', 1}
 end
 local lost = 1
-local left = lease_left(redis.call('HGET', KEYS[7], ARGV[3]), ARGV[4])
+local left = lease_left(redis.call('HGET', holders_key, ARGV[3]), ARGV[4])
 if left ~= nil then
   lost = 0
   local handled = math.min(tonumber(ARGV[5]), left)
   if ARGV[6] == '1' then
     if status == 'paused' and handled < left then
-      redis.call('ZADD', KEYS[6], PARKED, ARGV[3])  -- its other jobs run after resume
+      redis.call('ZADD', messages_key, PARKED, ARGV[3])  -- its other jobs run after resume
     else
-      redis.call('ZREM', KEYS[6], ARGV[3])
+      redis.call('ZREM', messages_key, ARGV[3])
     end
     handled = left
-    redis.call('HDEL', KEYS[7], ARGV[3])
+    redis.call('HDEL', holders_key, ARGV[3])
   else
-    redis.call('HSET', KEYS[7], ARGV[3], ARGV[4] .. ':' .. (left - handled))
+    redis.call('HSET', holders_key, ARGV[3], ARGV[4] .. ':' .. (left - handled))
   end
   if handled ~= 0 then  -- (HINCRBY refuses the "-0" that negating 0 gives)
-    redis.call('HINCRBY', KEYS[1], 'leasedJobs', -handled)
+    redis.call('HINCRBY', run_key, 'leasedJobs', -handled)
   end
 end
 if ARGV[7] ~= '' then
   local i = 0
   for part in string.gmatch(ARGV[7], '[^,]+') do
     if i == 0 then
-      redis.call('HINCRBY', KEYS[11], 'duration_count', part)
+      redis.call('HINCRBY', metrics_key, 'duration_count', part)
     elseif i == 1 then
-      redis.call('HINCRBYFLOAT', KEYS[11], 'duration_sum', part)
+      redis.call('HINCRBYFLOAT', metrics_key, 'duration_sum', part)
     elseif part ~= '0' then
-      redis.call('HINCRBY', KEYS[11], 'duration_bucket:' .. (i - 2), part)
+      redis.call('HINCRBY', metrics_key, 'duration_bucket:' .. (i - 2), part)
     end
     i = i + 1
   end
 end
 local counted = 0
 for i = 8, #ARGV, 2 do
-  if redis.call('SETBIT', KEYS[2], ARGV[i], 1) == 0 then
-    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+  if redis.call('SETBIT', done_key, ARGV[i], 1) == 0 then
+    redis.call('HSET', results_key, ARGV[i], ARGV[i + 1])
     counted = counted + 1
   end
 end
 if counted == 0 then
   return {0, status, lost}
 end
-redis.call('EXPIRE', KEYS[3], OPTIO_RESULT_TTL)
-redis.call('HINCRBY', KEYS[1], 'processed', counted)
-redis.call('HINCRBY', KEYS[11], 'processed_total', counted)
-complete_if_done(KEYS[8], ARGV[1], now_ms(ARGV[2]))
-publish_state(KEYS[1], KEYS[9], ARGV[1])
-return {counted, redis.call('HGET', KEYS[1], 'status'), lost}
+redis.call('EXPIRE', results_key, OPTIO_RESULT_TTL)
+redis.call('HINCRBY', run_key, 'processed', counted)
+redis.call('HINCRBY', metrics_key, 'processed_total', counted)
+if complete_if_done(run_key, active_key, outbox_key, ARGV[1], now_ms(ARGV[2])) then
+  expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key, holders_key)
+end
+publish_state(run_key, current_key, ARGV[1])
+return {counted, redis.call('HGET', run_key, 'status'), lost}

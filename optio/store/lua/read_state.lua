@@ -1,4 +1,5 @@
 -- Read a run's state in the published JSON shape.
--- KEYS[1] run hash
+-- Keys: reads run_key.
+-- No ARGV.
 -- Returns the JSON text, or false when the run does not exist.
-return state_json(KEYS[1]) or false
+return state_json(run_key) or false

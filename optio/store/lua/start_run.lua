@@ -1,17 +1,21 @@
 -- Start a run unless one is active.
--- KEYS[1..7] the new run's keys (see _prelude.lua)   KEYS[8] active run id
--- KEYS[9] current (watched) run id   KEYS[10] run history zset
--- ARGV[1] run id   ARGV[2] x (jobs)   ARGV[3] y (jobs/min)   ARGV[4] now ms ('' = Redis clock)
+-- Keys (run_key is the new run's): reads active_key; writes active_key and current_key (both
+-- set to the run), run_key (every field of a new run), runs_key (the history).
+-- ARGV[1] run id
+-- ARGV[2] x, jobs
+-- ARGV[3] y, jobs/min
+-- ARGV[4] now ms ('' = Redis clock)
 -- ARGV[5] 1 when a completion webhook is configured (delivered when the run ends), else 0
--- Returns {1, run id} when started, {0, active run id} when another run is active.
-local active = redis.call('GET', KEYS[8])
+-- Returns {1, run id} when started (and publishes the state), {0, active run id} when another
+-- run is active.
+local active = redis.call('GET', active_key)
 if active then
   return {0, active}
 end
 local now = now_ms(ARGV[4])
-redis.call('SET', KEYS[8], ARGV[1])
-redis.call('SET', KEYS[9], ARGV[1])
-redis.call('HSET', KEYS[1],
+redis.call('SET', active_key, ARGV[1])
+redis.call('SET', current_key, ARGV[1])
+redis.call('HSET', run_key,
   'runId', ARGV[1], 'status', 'running',
   'xTotal', ARGV[2], 'yMinute', ARGV[3],
   'reserved', 0, 'enqueued', 0, 'processed', 0, 'failed', 0, 'leasedJobs', 0,
@@ -22,6 +26,6 @@ redis.call('HSET', KEYS[1],
   'rateNow', ARGV[3], 'rateEnqueued', 0, 'rateAt', now, 'rateCount', 0,
   'throttled', 0, 'throttleAt', 0, 'raisedAt', 0, 'throttleNext', 0,
   'heldBack', '0', 'heldAt', 0, 'seq', 0, 'pausedMs', 0, 'retried', 0, 'hook', ARGV[5])
-redis.call('ZADD', KEYS[10], now, ARGV[1])
-publish_state(KEYS[1], KEYS[9], ARGV[1])
+redis.call('ZADD', runs_key, now, ARGV[1])
+publish_state(run_key, current_key, ARGV[1])
 return {1, ARGV[1]}

@@ -1,12 +1,14 @@
 -- Stop the active run: nothing more is enqueued; workers skip its queued jobs and stop running
 -- the rest of a started message at their next flush.
--- KEYS[1..7] the run's keys (see _prelude.lua)   KEYS[8] active run id
--- KEYS[9] current (watched) run id   KEYS[10] webhook outbox   KEYS[11] metrics (unused)
--- ARGV[1] run id   ARGV[2] now ms ('' = Redis clock)
--- Returns 1 when stopped, 0 when that run is not active.
-if redis.call('GET', KEYS[8]) ~= ARGV[1] then
+-- Keys: reads active_key, current_key; writes run_key, active_key (released), outbox_key (when
+-- a webhook is due: finish_run), and the run's keys expire (expire_run).
+-- ARGV[1] run id
+-- ARGV[2] now ms ('' = Redis clock)
+-- Returns 1 when stopped (and publishes the state), 0 when that run is not active.
+if redis.call('GET', active_key) ~= ARGV[1] then
   return 0
 end
-finish_run(KEYS[8], ARGV[1], 'stopped', now_ms(ARGV[2]))
-publish_state(KEYS[1], KEYS[9], ARGV[1])
+finish_run(run_key, active_key, outbox_key, ARGV[1], 'stopped', now_ms(ARGV[2]))
+expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key, holders_key)
+publish_state(run_key, current_key, ARGV[1])
 return 1

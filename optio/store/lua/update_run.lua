@@ -1,13 +1,18 @@
 -- Change the total and/or the rate of the active run; a new rate applies from the next tick.
--- KEYS[1..7] the run's keys (see _prelude.lua)   KEYS[8] active run id
--- KEYS[9] current (watched) run id   KEYS[10] webhook outbox   KEYS[11] metrics (unused)
--- ARGV[1] run id   ARGV[2] new x ('' = unchanged)   ARGV[3] new y ('' = unchanged)
+-- A total reached by the jobs counted completes the run.
+-- Keys: reads active_key, current_key; writes run_key (xTotal, yMinute, rateNow, the schedule);
+-- when the run completes (finish_run) active_key, outbox_key, and the run's keys expire
+-- (expire_run).
+-- ARGV[1] run id
+-- ARGV[2] new x, jobs ('' = unchanged)
+-- ARGV[3] new y, jobs/min ('' = unchanged)
 -- ARGV[4] now ms ('' = Redis clock)
--- Returns {1} when changed, {0, 'not_running'}, or {0, 'x_below_enqueued', reserved}.
-if redis.call('GET', KEYS[8]) ~= ARGV[1] then
+-- Returns {1} when changed (and publishes the state), {0, 'not_running'}, or
+-- {0, 'x_below_enqueued', reserved}.
+if redis.call('GET', active_key) ~= ARGV[1] then
   return {0, 'not_running'}
 end
-local h = hgetall(KEYS[1])
+local h = hgetall(run_key)
 local now = now_ms(ARGV[4])
 if ARGV[2] ~= '' and tonumber(ARGV[2]) < tonumber(h.reserved) then
   return {0, 'x_below_enqueued', h.reserved}
@@ -22,14 +27,16 @@ if ARGV[3] ~= '' then
   -- y is the ceiling of the effective rate: an unthrottled run follows it, a throttled one
   -- keeps its rate below it (and climbs to it)
   rate = (rate >= old_y) and new_y or math.min(rate, new_y)
-  redis.call('HSET', KEYS[1], 'yMinute', ARGV[3], 'rateNow', rate, 'anchorMs', at,
+  redis.call('HSET', run_key, 'yMinute', ARGV[3], 'rateNow', rate, 'anchorMs', at,
     'anchorCount', tostring(accrued))
 end
 if ARGV[2] ~= '' then
-  redis.call('HSET', KEYS[1], 'xTotal', ARGV[2])
+  redis.call('HSET', run_key, 'xTotal', ARGV[2])
   if tonumber(h.processed) + tonumber(h.failed) >= tonumber(ARGV[2]) then
-    finish_run(KEYS[8], ARGV[1], 'completed', now)
+    finish_run(run_key, active_key, outbox_key, ARGV[1], 'completed', now)
+    expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key,
+      holders_key)
   end
 end
-publish_state(KEYS[1], KEYS[9], ARGV[1])
+publish_state(run_key, current_key, ARGV[1])
 return {1}
