@@ -3,6 +3,7 @@ messages to send again (expired leases, due retries, unconfirmed reservations, l
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.client import NEVER_DECODE
@@ -168,7 +169,7 @@ class Schedule(Part):
         return jobs
 
     @retrying
-    def confirm_enqueued(self, run_id: str, count: int, messages: list[str] = ()) -> int:
+    def confirm_enqueued(self, run_id: str, count: int, messages: Sequence[str] = ()) -> int:
         """The ``messages`` are in the broker; ``count`` newly reserved jobs among them are
         counted as enqueued (publishes). Returns the run's enqueued count."""
         return int(self._run("confirm_enqueued", run_id, [run_id, count, *messages]))
