@@ -3,7 +3,7 @@
 ``GET /api/openapi.json`` answers ``document(settings)``; ``GET /api/docs`` renders it as a
 plain HTML page (no script, nothing from a CDN). Every schema in it comes from the pydantic
 models of ``optio.webapp.schemas``, which also validate the requests, so the document cannot drift
-from what the API checks and answers; ``tests/test_openapi.py`` checks that its paths are the
+from what the API checks and answers; ``tests/unit/test_openapi.py`` checks that its paths are the
 routes Flask serves, both ways.
 """
 
