@@ -22,8 +22,8 @@ BATCHED_MAX_LAG_S = 1.5
 FIDELITY_GOAL_PCT = 1.0
 LATENCY_GOAL_MS = 100.0
 API_GOAL_MS = 10.0
-#: Throttled runs: the bars of tests/test_throttle.py (share of the server's capacity used after
-#: the warm-up, 429s per 1,000 jobs accepted), and no job accepted twice.
+#: Throttled runs: the bars of tests/faults/test_throttle.py (share of the server's capacity used
+#: after the warm-up, 429s per 1,000 jobs accepted), and no job accepted twice.
 THROTTLE_GOAL_SHARE = 0.8
 THROTTLE_GOAL_429_PER_1000 = 100.0
 

@@ -1,7 +1,41 @@
 #!/usr/bin/env bash
 # Set up and run optio's tests. They start their own redis-server on a free port, and real
 # celery worker, celery beat and web processes; nothing touches a Redis already running.
+#
+#   scripts/test.sh            every tier in one pytest session, unit first (about 20 minutes)
+#   scripts/test.sh --fast     ruff, mypy, then tests/unit alone, stopping at the first failure: no
+#                              optio process, well under 2 minutes
+#   scripts/test.sh --slow     every tier but tests/unit: system, browser, processes, faults
+#   scripts/test.sh --no-setup ...   without scripts/setup.sh (done already)
+#
+# Further arguments go to pytest: scripts/test.sh -q -k api, scripts/test.sh --fast -k lease.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh test
-.venv/bin/python -m pytest "$@"
+stage=all
+setup=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --fast) stage=fast ;;
+    --slow) stage=slow ;;
+    --no-setup) setup=0 ;;
+    *) break ;;
+  esac
+  shift
+done
+if [ "$setup" = 1 ]; then
+  scripts/setup.sh test
+fi
+case "$stage" in
+  fast)
+    .venv/bin/ruff check optio tests bench
+    .venv/bin/ruff format --check optio tests bench
+    .venv/bin/mypy
+    exec .venv/bin/python -m pytest -x -q tests/unit "$@"
+    ;;
+  slow)
+    exec .venv/bin/python -m pytest tests/system tests/browser tests/processes tests/faults "$@"
+    ;;
+  *)
+    exec .venv/bin/python -m pytest "$@"
+    ;;
+esac

@@ -1,5 +1,18 @@
-"""Fixtures: a private redis-server per test session, and the real optio processes
-(``optio.testing`` holds the harness)."""
+"""The tiers, and the fixtures every tier shares: a private redis-server per test session, free
+databases of it, the one running system (``optio.testing`` holds the harness).
+
+Each folder under tests/ is a tier, marked with its name (and, but for ``unit``, ``slow``):
+
+- ``unit``: pure code, Flask's test client, the Lua scripts on the session's redis-server; no
+  optio process (``scripts/test.sh --fast``);
+- ``system``: against the one running system the session shares (web, worker, beat);
+- ``browser``: Debian's Chromium driven by Playwright;
+- ``processes``: processes of the module's or the test's own (a web process alone, several web
+  processes, start-up checks, CLI clients, an installed wheel, schemathesis);
+- ``faults``: a system of each test's own, broken on purpose.
+
+The fixtures of one tier are in its folder's conftest.py.
+"""
 
 from __future__ import annotations
 
@@ -7,150 +20,80 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
-from optio.redis_state import RunStore
-from optio.testing import ROOT, Published, RedisServer, SentinelGroup, System, rabbit
-from tests.chromium import browser, page  # noqa: F401 (the browser tests' fixtures)
+from optio.testing import ROOT, RedisServer, System
 
-#: Database for in-process tests of the Lua scripts (flushed around each test).
-SCRIPTS_DB = 1
+#: The tiers, in the order a whole run takes them (pyproject.toml's testpaths).
+TIERS = ("unit", "system", "browser", "processes", "faults")
+TESTS = Path(__file__).resolve().parent
+#: Fixtures here that start optio's processes: never in the unit tier. (Those of the other tiers
+#: are in their folders' conftest.py, out of the unit tier's reach.)
+PROCESS_FIXTURES = {"system", "idle_system"}
+
+#: Databases of the session's redis-server (16 by default: redis_db hands out more).
+DATABASES = 64
+#: The shared system's database; redis_db never hands it out.
+SYSTEM_DB = 0
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark each test with its folder's tier, and ``slow`` (real processes) outside ``unit``."""
+    problems = []
+    for item in items:
+        path = Path(item.path).resolve()
+        parts = path.relative_to(TESTS).parts if path.is_relative_to(TESTS) else ()
+        tier = parts[0] if len(parts) > 1 else None
+        if tier not in TIERS:
+            folders = ", ".join(f"tests/{name}/" for name in TIERS)
+            problems.append(f"{item.nodeid}: a test module goes in one of {folders}")
+            continue
+        item.add_marker(tier)
+        if tier != "unit":
+            item.add_marker("slow")
+        elif PROCESS_FIXTURES & set(item.fixturenames):
+            used = sorted(PROCESS_FIXTURES & set(item.fixturenames))
+            problems.append(f"{item.nodeid}: a unit test starts no process, but uses {used}")
+    if problems:
+        raise pytest.UsageError("\n".join(problems))
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
     """A redis-server of our own on a free port, without persistence; never the machine's."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"), persistent=False)
+    server = RedisServer(tmp_path_factory.mktemp("redis"), persistent=False, databases=DATABASES)
     yield server
     server.stop()
 
 
-@pytest.fixture
-def client(redis_server) -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(f"{redis_server.url}/{SCRIPTS_DB}", decode_responses=True)
-    conn.flushdb()
-    yield conn
-    conn.flushdb()
-    conn.close()
+@pytest.fixture(scope="session")
+def redis_db(redis_server) -> Callable[[], int]:
+    """``redis_db()``: a database of the session's redis-server that nothing else in the session
+    uses, ever (the shared system keeps SYSTEM_DB). Take one per app, web process or system."""
+    taken = {SYSTEM_DB}
 
+    def take() -> int:
+        free = next((db for db in range(redis_server.databases) if db not in taken), None)
+        if free is None:
+            raise RuntimeError(f"all {redis_server.databases} databases are taken: raise DATABASES")
+        taken.add(free)
+        return free
 
-@pytest.fixture
-def store(client) -> RunStore:
-    return RunStore(client)
-
-
-@pytest.fixture
-def published(client) -> Iterator[Published]:
-    """The states published on the progress channel from now on."""
-    collected = Published(client)
-    yield collected
-    collected.pubsub.close()
+    return take
 
 
 @pytest.fixture(scope="session")
 def system(redis_server, tmp_path_factory) -> Iterator[System]:
-    """One running optio (web, worker, beat) on database 0 of the private Redis."""
-    with System(f"{redis_server.url}/0", tmp_path_factory.mktemp("system")) as running:
+    """One running optio (web, worker, beat) on SYSTEM_DB of the private Redis."""
+    url = f"{redis_server.url}/{SYSTEM_DB}"
+    with System(url, tmp_path_factory.mktemp("system")) as running:
         yield running.start_all()
-
-
-@pytest.fixture(scope="module")
-def web_alone(redis_server, tmp_path_factory) -> Iterator[Callable[..., System]]:
-    """``web_alone(db, **env)`` starts a web process without worker or beat on database ``db``
-    of the private Redis; every one started is stopped after the module."""
-    started: list[System] = []
-
-    def start_web(db: int, **env: str) -> System:
-        system = System(f"{redis_server.url}/{db}", tmp_path_factory.mktemp(f"web-db{db}"), **env)
-        started.append(system)
-        system.start_web()
-        return system
-
-    yield start_web
-    for system in started:
-        system.stop_all()
 
 
 @pytest.fixture
 def idle_system(system) -> System:
     system.ensure_idle()
     return system
-
-
-#: Settings of the fault systems: quick heartbeats and retries so the suite stays short; leases
-#: keep their default (OPTIO_LEASE_SECONDS=10) unless a test says otherwise.
-FAULT_ENV = {
-    "OPTIO_HEARTBEAT_SECONDS": "1",
-    "OPTIO_RETRY_BACKOFF": "0.2",
-    "OPTIO_REDIS_RETRY_SECONDS": "60",
-    "OPTIO_JOB_FUNC": "tests.fault_jobs:counted",
-}
-
-
-@pytest.fixture
-def fault_system(tmp_path, request):
-    """A system of the test's own: its own redis-server (append-only file), processes started
-    by the test; ``@pytest.mark.env({...})`` adds environment."""
-    server = RedisServer(tmp_path)
-    marker = request.node.get_closest_marker("env")
-    env = {**FAULT_ENV, **(marker.args[0] if marker else {})}
-    try:
-        with System(f"{server.url}/0", tmp_path, **env) as system:
-            system.server = server
-            system.broker = "redis"
-            yield system
-    finally:
-        server.stop()
-
-
-@pytest.fixture(params=["redis", "rabbitmq"])
-def broker_system(request):
-    """The same case on each broker: ``fault_system`` (Celery's broker in the state's Redis),
-    then ``rabbit_system``; ``.broker`` says which."""
-    return request.getfixturevalue("fault_system" if request.param == "redis" else "rabbit_system")
-
-
-@pytest.fixture
-def sentinel_group(tmp_path) -> Iterator[SentinelGroup]:
-    """A primary, a replica and three Sentinels of the test's own (no persistence), on free
-    loopback ports; ``.url`` is their ``redis+sentinel://`` URL (database 0)."""
-    group = SentinelGroup(tmp_path / "sentinel")
-    try:
-        yield group
-    finally:
-        group.stop()
-
-
-@pytest.fixture(scope="session")
-def rabbit_server(tmp_path_factory) -> Iterator[rabbit.RabbitServer]:
-    """A RabbitMQ node of our own (own node name, ports, epmd, data under a temp folder); never
-    the machine's broker. Skipped, with the reason, only when RabbitMQ is not installed."""
-    problem = rabbit.missing()
-    if problem:
-        pytest.skip(problem)
-    server = rabbit.RabbitServer(tmp_path_factory.mktemp("rabbitmq"))
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def rabbit_system(rabbit_server, tmp_path, request):
-    """``fault_system`` with Celery's broker on the private RabbitMQ node: its own redis-server
-    for the state, optio's queues deleted from the node first; ``@pytest.mark.env`` as there."""
-    if rabbit_server.proc is None:  # a test that stopped the node failed before starting it
-        rabbit_server.start()
-    rabbit_server.delete_queues()
-    server = RedisServer(tmp_path)
-    marker = request.node.get_closest_marker("env")
-    env = {**FAULT_ENV, "OPTIO_BROKER_URL": rabbit_server.url, **(marker.args[0] if marker else {})}
-    try:
-        with System(f"{server.url}/0", tmp_path, **env) as system:
-            system.server = server
-            system.rabbit = rabbit_server
-            system.broker = "rabbitmq"
-            yield system
-    finally:
-        server.stop()
 
 
 #: Rows (case, what was done, figures) recorded by the fault and lease suites.
@@ -177,10 +120,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
     out = Path(ROOT) / "artifacts" / "reliability.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
-    terminalreporter.section(
-        "reliability (measured by tests/test_faults.py, test_leases.py, test_run_control.py, "
-        "test_sentinel.py)"
-    )
+    terminalreporter.section("reliability (measured by the tests in tests/faults/)")
     for line in lines:
         terminalreporter.write_line(line)
     terminalreporter.write_line(f"saved to {out}")

@@ -144,14 +144,17 @@ class RedisServer:
     at once, that can be stopped and started again on the same port.
 
     ``persistent``: an append-only file in ``data_dir`` (survives a restart), else no saving.
+    ``databases``: how many numbered databases it has (redis-server's default is 16).
     ``url`` names no database: clients use database 0 unless they add ``/n``.
     """
 
-    def __init__(self, data_dir: Path, *, persistent: bool = True) -> None:
+    def __init__(self, data_dir: Path, *, persistent: bool = True, databases: int = 16) -> None:
         self.dir = data_dir
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}"
+        self.databases = databases
         self.args = server_args(self.port, data_dir, persistent=persistent)
+        self.args += ["--databases", str(databases)]
         self.proc: Proc | None = None
         self.start()
 

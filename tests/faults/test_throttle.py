@@ -1,0 +1,103 @@
+"""Throttle-aware rate against a real rate-limited HTTP server, with real Redis and Celery
+processes: the run slows to what the server allows, every job is accepted once, and the rate
+follows the server's limit down and up. (The rate's arithmetic in the Lua scripts:
+tests/unit/test_throttle.py.)"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from optio.testing import status, wait_finished, wait_for
+from optio.testing.limited import LimitedServer
+
+JOB = {"OPTIO_JOB_FUNC": "optio.testing.limited:call_limited"}
+
+
+@pytest.fixture
+def limited():
+    made: list[LimitedServer] = []
+
+    def make(rate: float) -> LimitedServer:
+        made.append(LimitedServer(rate))
+        return made[-1]
+
+    yield make
+    for server in made:
+        server.close()
+
+
+def throttled_system(fault_system, server):
+    s = fault_system
+    s.env.update(JOB, OPTIO_TEST_LIMITED_URL=server.url)
+    s.start_all()
+    return s
+
+
+def test_a_run_against_a_limit_of_20_per_second_uses_it_and_runs_each_job_once(
+    fault_system, limited, record
+):
+    server = limited(20)
+    s = throttled_system(fault_system, server)
+    x, y = 3000, 6000  # y is 100/s: five times what the server takes
+    response = s.post("/api/run", {"x": x, "y": y})
+    started = time.time()
+    run_id = response.json()["runId"]
+    state = wait_finished(s, run_id, 400)
+    ended = max(server.accepted_at)
+    assert (state["status"], state["processed"], state["failed"]) == ("completed", x, 0)
+    # every job accepted by the server exactly once
+    assert len(server.accepted) == x and set(server.accepted.values()) == {1}
+    # after the first 10 s, the accepted calls use at least 80 % of the server's capacity
+    used = server.accepted_between(started + 10, ended + 0.001) / ((ended - started - 10) * 20)
+    assert used >= 0.8, used
+    assert server.refused < 0.1 * x, server.refused
+    assert state["throttled"] == server.refused
+    record(
+        "throttled by a server allowing 20/s",
+        f"x={x}, y={y}/min (100/s), server token bucket 20/s",
+        capacity_used=f"{used:.1%}",
+        refused_429=server.refused,
+        per_1000_jobs=f"{server.refused * 1000 / x:.0f}",
+        took_s=f"{ended - started:.0f}",
+        accepted_once=len(server.accepted),
+    )
+
+
+def accepted_rate(server: LimitedServer, seconds: float = 3.0) -> float:
+    now = time.time()
+    return server.accepted_between(now - seconds, now) / seconds
+
+
+def test_the_rate_follows_the_servers_limit_down_and_up(fault_system, limited, record):
+    server = limited(20)
+    s = throttled_system(fault_system, server)
+    run_id = s.post("/api/run", {"x": 100_000, "y": 6000}).json()["runId"]
+    # settled on 20/s: the accepted rate is close to it
+    wait_for(lambda: accepted_rate(server) >= 0.75 * 20, 40, "the run to use the 20/s")
+
+    server.set_rate(5)
+    cut_at = time.monotonic()
+    # the effective rate drops to what 5/s allows (within a quarter)
+    wait_for(lambda: status(s)["rateNow"] <= 5 * 60 * 1.25, 30, "the rate to follow 5/s down")
+    down_s = time.monotonic() - cut_at
+    wait_for(lambda: accepted_rate(server) >= 0.75 * 5, 30, "the run to use the 5/s")
+
+    server.set_rate(40)
+    raised_at = time.monotonic()
+    wait_for(lambda: accepted_rate(server) >= 0.75 * 40, 60, "the run to use the 40/s")
+    up_s = time.monotonic() - raised_at
+    final = status(s)
+    assert final["runId"] == run_id and final["status"] == "running"
+    assert final["rateNow"] <= final["yMinute"]
+    assert set(server.accepted.values()) == {1}  # nothing accepted twice along the way
+    s.post("/api/stop")
+    record(
+        "the server's limit drops, then rises",
+        "y=6000/min; server 20/s, then 5/s, then 40/s",
+        settled_down_s=f"{down_s:.1f}",
+        settled_up_s=f"{up_s:.1f}",
+        throttled=final["throttled"],
+        refused_429=server.refused,
+    )
