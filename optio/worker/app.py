@@ -10,7 +10,6 @@ import logging
 
 from celery import Celery, signals
 
-from optio.beat_schedule import schedule
 from optio.broker.delivery import celery_config
 from optio.config import Settings
 from optio.names import PROCESS_JOBS_TASK, TICK_TASK
@@ -18,6 +17,7 @@ from optio.store.version import check_redis
 from optio.worker import batches, tick
 from optio.worker.context import Context
 from optio.worker.liveness import Liveness
+from optio.worker.scheduler import schedule
 
 log = logging.getLogger("optio")
 

@@ -1,4 +1,5 @@
-"""The beat scheduler: runs optio's tick inside the beat process.
+"""The beat schedule (one tick every OPTIO_TICK_SECONDS) and the scheduler that runs optio's
+tick inside the beat process.
 
 Sending the tick to a worker would make it wait behind jobs whenever every pool process is busy
 (long jobs, or a rate above capacity) and would take a pool process away from jobs while it
@@ -9,12 +10,25 @@ workers as usual. Two beats tick twice, which is safe: each tick reserves only w
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery.beat import PersistentScheduler
 
-from optio.names import TICK_TASK
+from optio.names import TICK_ENTRY, TICK_TASK, TICKS_QUEUE
 
 log = logging.getLogger("optio")
+
+
+def schedule(tick_seconds: float) -> dict[str, dict[str, Any]]:
+    """Beat's schedule. A tick that waited longer than two intervals is dropped: the next one
+    does its work, since the schedule's position lives in Redis."""
+    return {
+        TICK_ENTRY: {
+            "task": TICK_TASK,
+            "schedule": tick_seconds,
+            "options": {"queue": TICKS_QUEUE, "expires": max(1.0, 2 * tick_seconds)},
+        },
+    }
 
 
 class InlineTickScheduler(PersistentScheduler):
