@@ -32,6 +32,10 @@ _ENVIRON: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.Context
 )
 
 
+#: The smallest OPTIO_MAX_RESULT_BYTES: room for some text and the note of a cut.
+MIN_RESULT_BYTES = 64
+
+
 class _Environ(EnvSettingsSource):
     """The variables of the mapping ``from_env`` was given."""
 
@@ -86,6 +90,15 @@ class Settings(BaseSettings):
     visibility timeout). A second delivery of a message whose lease is alive is dropped, so this
     only bounds how long a message a dead worker had fetched but not started waits
     (OPTIO_VISIBILITY_TIMEOUT)."""
+    max_deliveries: int = 5
+    """Deliveries of a message whose lease expired each time (its worker died, froze or lost Redis
+    mid-message) before its jobs not yet done are failed for good with the error "delivered N
+    times without finishing", so a job that kills its worker cannot loop forever (as BullMQ's
+    maxStalledCount, SQS's maxReceiveCount) (OPTIO_MAX_DELIVERIES)."""
+    max_result_bytes: int = 64 * 1024
+    """Most bytes (UTF-8) of a job's stored result: a longer result is cut and says so. Text that
+    UTF-8 can't encode (a lone surrogate, as os.fsdecode gives) is stored as its escape
+    (OPTIO_MAX_RESULT_BYTES)."""
     job_attempts: int = 4
     """Attempts of a job that raises before it is recorded as failed (OPTIO_JOB_ATTEMPTS)."""
     retry_backoff: float = 1.0
@@ -255,6 +268,12 @@ def _check(s: Settings) -> None:
         raise ValueError(
             f"OPTIO_REDIS_WAIT_MS must be at least 1 and below OPTIO_REDIS_TIMEOUT "
             f"({s.redis_timeout:g} s), not {s.redis_wait_ms}"
+        )
+    if s.max_deliveries < 1:
+        raise ValueError(f"OPTIO_MAX_DELIVERIES must be at least 1, not {s.max_deliveries}")
+    if s.max_result_bytes < MIN_RESULT_BYTES:
+        raise ValueError(
+            f"OPTIO_MAX_RESULT_BYTES must be at least {MIN_RESULT_BYTES}, not {s.max_result_bytes}"
         )
     if s.keep_runs < 1:
         raise ValueError(f"OPTIO_KEEP_RUNS must be at least 1, not {s.keep_runs}")

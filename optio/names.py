@@ -37,7 +37,10 @@ Keys (all in the ``REDIS_URL`` database, which the Celery broker shares):
 ``optio:run:<id>:errors``
     hash: job id -> error of a job that failed for good.
 ``optio:run:<id>:attempts``
-    hash: job id -> failed attempts so far.
+    hash: job id -> failed attempts so far; ``t<job id>`` -> times the job was throttled;
+    ``expired:<message key>`` -> times the lease on that message ran out (its worker died, froze
+    or lost Redis mid-message): at ``OPTIO_MAX_DELIVERIES`` the message is given up and its jobs
+    not done yet fail for good (the field is then removed).
 ``optio:run:<id>:msgs``
     zset: message key -> deadline ms; when it passes, the tick sends the message (again).
     Present only while a message is unconfirmed, leased, waiting for its retry time, or parked:

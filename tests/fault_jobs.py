@@ -57,3 +57,35 @@ def fails_at_first(run_id: str, job_id: int) -> str:
     if job_id % 5 == 4 and _redis().incr(f"test:fails:{run_id}:{job_id}") <= FIRST_FAILURES:
         raise RuntimeError(f'job {job_id} fails at first <img src=x onerror="window.pwned=1">')
     return f"ok-{job_id}"
+
+
+#: What undecodable_result and undecodable_error give for job 1: a file name with the byte 0xff,
+#: as os.fsdecode(b"name-\xff") decodes it (a lone surrogate, which UTF-8 cannot encode).
+UNDECODABLE = "name-\udcff"
+
+
+def undecodable_result(run_id: str, job_id: int) -> str:
+    """As ``counted``; job 1 returns UNDECODABLE."""
+    result = counted(run_id, job_id)
+    return UNDECODABLE if job_id == 1 else result
+
+
+def undecodable_error(run_id: str, job_id: int) -> str:
+    """As ``counted``; job 1 then raises, with UNDECODABLE in its message."""
+    result = counted(run_id, job_id)
+    if job_id == 1:
+        raise ValueError(f"cannot read {UNDECODABLE}")
+    return result
+
+
+#: The job that kills_its_process never finishes.
+POISON_JOB = 3
+
+
+def kills_its_process(run_id: str, job_id: int) -> str:
+    """As ``counted``; job POISON_JOB records its execution, then ends its pool process at once
+    (os._exit: no exception, no cleanup), so its lease runs out every time it is delivered."""
+    if job_id != POISON_JOB:
+        return counted(run_id, job_id)
+    _redis().hincrby(executions_key(run_id), str(job_id), 1)
+    os._exit(1)

@@ -14,6 +14,7 @@ from optio.names import script_keys
 from optio.store.connection import retrying
 from optio.store.replicas import ReplicaWait
 from optio.store.scripts import Part, now_arg, num_arg
+from optio.store.text import MAX_ERROR_BYTES, storable
 
 #: Upper bounds (seconds) of the job run-time histogram (optio_job_duration_seconds); the last
 #: bucket is +Inf. Workers count into them; /metrics reads them from the metrics hash.
@@ -77,7 +78,8 @@ class Counting(Part):
     ) -> Flush:
         """Store results and count each job id once; account ``handled`` jobs of the leased
         ``message`` and, with ``release``, give its lease up; add the run times of the jobs
-        executed since the last call to the metrics (all in one call)."""
+        executed since the last call to the metrics (all in one call). Each result is stored
+        as text.storable makes it (at most ``settings.max_result_bytes``)."""
         args: list[Any] = [
             run_id,
             now_arg(now_ms),
@@ -87,8 +89,9 @@ class Counting(Part):
             int(release),
             durations.encode() if durations else "",
         ]
+        most = self.settings.max_result_bytes
         for job_id, result in results.items():
-            args += [job_id, result]
+            args += [job_id, storable(result, most)]
         counted, status, lost = self._count("mark_processed", run_id, args)
         return Flush(int(counted), status, lost == 1)
 
@@ -135,7 +138,8 @@ class Counting(Part):
         now_ms: int | None = None,
     ) -> tuple[str, int, float]:
         """A job raised: schedule its retry after a doubling backoff, or count it as failed once
-        ``attempts`` are spent. Returns (outcome, attempts so far, retry delay in s); outcome is
+        ``attempts`` are spent (its ``error`` stored as text.storable makes it, at most
+        text.MAX_ERROR_BYTES). Returns (outcome, attempts so far, retry delay in s); outcome is
         'retry', 'failed', 'done' (counted before) or 'ended' (the run is not running)."""
         outcome, made, delay = self._count(
             "fail_job",
@@ -143,7 +147,7 @@ class Counting(Part):
             [
                 run_id,
                 job_id,
-                error[:2000],
+                storable(error, MAX_ERROR_BYTES),
                 attempts,
                 int(backoff_s * 1000),
                 int(max_delay_s * 1000),

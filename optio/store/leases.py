@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from optio.store.connection import retrying
 from optio.store.scripts import Part, now_arg
+
+log = logging.getLogger("optio")
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,9 @@ class Lease:
     jobs: list[int]
     #: the token of the worker holding the live lease, when ``held_elsewhere``
     holder: str = ""
+    #: jobs failed for good now because the message was given up: its lease had expired
+    #: OPTIO_MAX_DELIVERIES times (this delivery found the last expiry); no job is listed
+    given_up: int | None = None
 
 
 class Leases(Part):
@@ -34,17 +40,32 @@ class Leases(Part):
         lease_ms: int,
         *,
         take_from: str = "",
+        max_deliveries: int | None = None,
         now_ms: int | None = None,
     ) -> Lease:
         """Start message ``key``: lease it for ``lease_ms`` and get the jobs still to run.
-        ``take_from``: the token of a holder known to be dead, whose live lease is taken over."""
+        ``take_from``: the token of a holder known to be dead, whose live lease is taken over.
+        A lease that ran out (or is taken over) is an expiry of the message; its
+        ``max_deliveries``-th (default OPTIO_MAX_DELIVERIES) gives the message up: its jobs not
+        done yet fail for good, and the Lease lists none (``given_up``: how many failed)."""
+        most = self.settings.max_deliveries if max_deliveries is None else max_deliveries
         status, held, *jobs = self._run(
             "lease_message",
             run_id,
-            [key, first, count, token, lease_ms, now_arg(now_ms), take_from],
+            [key, first, count, token, lease_ms, now_arg(now_ms), take_from, most],
         )
         if held == 1:
             return Lease(status, True, [], jobs[0])
+        if held == 2:
+            log.error(
+                "[worker] Message %s of run %s gave up: delivered %d times without finishing; "
+                "%d job(s) of it failed for good",
+                key,
+                run_id,
+                most,
+                int(jobs[0]),
+            )
+            return Lease(status, False, [], given_up=int(jobs[0]))
         return Lease(status, False, [int(j) for j in jobs])
 
     @retrying

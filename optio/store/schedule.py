@@ -39,11 +39,15 @@ class Reservation:
 
 @dataclass(frozen=True)
 class Lost:
-    """What claim_lost took: expired leases and parked messages among ``keys``."""
+    """What claim_lost took: expired leases and parked messages among ``keys``; and the
+    messages it gave up instead (their leases had expired OPTIO_MAX_DELIVERIES times), with the
+    jobs that failed for good with them."""
 
     leases: int
     parked: int
     keys: list[str]
+    given_up: int = 0
+    failed: int = 0
 
 
 class Schedule(Part):
@@ -176,13 +180,22 @@ class Schedule(Part):
 
     @retrying
     def claim_lost(
-        self, run_id: str, *, most: int, unconfirmed_ms: int = 5000, now_ms: int | None = None
+        self,
+        run_id: str,
+        *,
+        most: int,
+        unconfirmed_ms: int = 5000,
+        max_deliveries: int | None = None,
+        now_ms: int | None = None,
     ) -> Lost:
         """Messages to send again now: expired leases, due retries, unconfirmed reservations
-        (see claim_lost.lua), and after a pause the messages parked during it."""
-        leases, parked, *keys = self._run(
+        (see claim_lost.lua), and after a pause the messages parked during it. A message whose
+        lease expired for the ``max_deliveries``-th time (default OPTIO_MAX_DELIVERIES) is
+        given up instead: its jobs not done yet fail for good."""
+        limit = self.settings.max_deliveries if max_deliveries is None else max_deliveries
+        leases, parked, given_up, failed, *keys = self._run(
             "claim_lost",
             run_id,
-            [run_id, now_arg(now_ms), unconfirmed_ms, most],
+            [run_id, now_arg(now_ms), unconfirmed_ms, most, limit],
         )
-        return Lost(int(leases), int(parked), keys)
+        return Lost(int(leases), int(parked), keys, int(given_up), int(failed))

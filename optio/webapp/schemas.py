@@ -163,7 +163,11 @@ class RunState(BaseModel):
 class JobError(BaseModel):
     model_config = ConfigDict(extra="forbid")
     job: int = Field(description="The job's id, 0 to x - 1.")
-    error: str = Field(description="What its last attempt raised.")
+    error: str = Field(
+        description='What its last attempt raised ("Type: message", at most 2000 bytes), or '
+        '"delivered N times without finishing: …" when its message was given up '
+        "(OPTIO_MAX_DELIVERIES)."
+    )
 
 
 class RunDetail(RunState):

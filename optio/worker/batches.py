@@ -9,6 +9,7 @@ import time
 from optio import names
 from optio.names import message_key
 from optio.store.counting import Durations
+from optio.store.text import error_text
 from optio.throttle import Throttle
 from optio.worker.context import Context
 from optio.worker.leases import Held
@@ -155,7 +156,7 @@ def _job_throttled(ctx: Context, run_id: str, job_id: int, throttle: Throttle) -
 def _job_failed(ctx: Context, run_id: str, job_id: int, exc: Exception) -> None:
     """Schedule the job's retry with backoff, or record it as failed once its attempts are
     spent."""
-    error = f"{type(exc).__name__}: {exc}"
+    error = error_text(exc)
     attempts_allowed = ctx.settings.job_attempts
     outcome, attempts, delay = ctx.counting.fail_job(
         run_id, job_id, error, attempts=attempts_allowed, backoff_s=ctx.settings.retry_backoff

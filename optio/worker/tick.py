@@ -109,14 +109,23 @@ def tick(ctx: Context) -> int:
     lost = runs.claim_lost(run_id, most=RESEND_MOST, unconfirmed_ms=ctx.unconfirmed_ms)
     if lost.keys:
         _send(ctx, run_id, lost.keys, False)
-        _log_resent(run_id, lost)
+    _log_resent(run_id, lost, ctx.settings.max_deliveries)
     if ctx.broker_in_state_redis:
         _sweep_lost_messages(ctx, run_id)
     return reservation.count
 
 
-def _log_resent(run_id: str, lost: Lost) -> None:
-    """One line per kind of message sent again."""
+def _log_resent(run_id: str, lost: Lost, max_deliveries: int) -> None:
+    """One line per kind of message sent again, and one for the messages given up."""
+    if lost.given_up:
+        log.error(
+            "[scheduler] Run %s: %d message(s) delivered %d times without finishing (the lease "
+            "expired each time) given up: %d job(s) failed for good",
+            run_id,
+            lost.given_up,
+            max_deliveries,
+            lost.failed,
+        )
     retries = sum(1 for key in lost.keys if parse_message_key(key)[2])
     others = len(lost.keys) - lost.leases - lost.parked - retries
     if lost.parked:

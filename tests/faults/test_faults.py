@@ -29,6 +29,7 @@ from optio.testing import (
     wait_for,
     wait_processed,
 )
+from tests.fault_jobs import POISON_JOB
 
 
 def _kill(worker) -> None:
@@ -294,4 +295,94 @@ def test_health_says_what_is_down(fault_system, record):
         no_worker=f'503 "{no_worker["error"]}"',
         no_beat=f'"{no_beat["error"]}"',
         no_redis=f'{down.status_code} "{down.json()["error"]}"',
+    )
+
+
+#: How a job's text that UTF-8 cannot encode ("name-\udcff") reads once stored: its escape.
+STORED_UNDECODABLE = "name-\\udcff"
+
+
+@pytest.mark.env(
+    {"OPTIO_JOB_FUNC": "tests.fault_jobs:undecodable_result", "OPTIO_LEASE_SECONDS": "2"}
+)
+def test_a_result_utf8_cannot_encode_is_stored_and_its_job_runs_once(fault_system, record):
+    """Issue 19, case 2: job 1 returns "name-\\udcff" (os.fsdecode of a file name that is not
+    UTF-8); it was never counted and ran again every lease, forever."""
+    s = fault_system
+    s.start_all()
+    x = 3
+    run_id = start(s, x, 600)
+    wait_finished(s, run_id, 25)
+    figures = assert_exactly_once(s, run_id, x)
+    assert executions(s, run_id) == {0: 1, 1: 1, 2: 1}
+    assert s.redis.hget(results_key(run_id), "1") == STORED_UNDECODABLE
+    record(
+        "a job returns text UTF-8 cannot encode",
+        f'x={x}; job 1 returns "name-\\udcff" (a lone surrogate, as os.fsdecode gives)',
+        **figures,
+        stored=STORED_UNDECODABLE,
+    )
+
+
+@pytest.mark.env(
+    {
+        "OPTIO_JOB_FUNC": "tests.fault_jobs:undecodable_error",
+        "OPTIO_JOB_ATTEMPTS": "2",
+        "OPTIO_LEASE_SECONDS": "2",
+    }
+)
+def test_an_error_utf8_cannot_encode_is_stored_and_readable(fault_system, record):
+    """Job 1 raises ValueError("cannot read name-\\udcff") on each of its 2 attempts."""
+    s = fault_system
+    s.start_all()
+    x = 3
+    run_id = start(s, x, 600)
+    state = wait_finished(s, run_id, 25)
+    assert (state["status"], state["processed"], state["failed"]) == ("completed", 2, 1)
+    assert executions(s, run_id) == {0: 1, 1: 2, 2: 1}  # its two attempts, no more
+    detail = s.get(f"/api/runs/{run_id}")
+    assert detail.status_code == 200
+    error = f"ValueError: cannot read {STORED_UNDECODABLE}"
+    assert detail.json()["errors"] == [{"job": 1, "error": error}]
+    record(
+        "a job raises with text UTF-8 cannot encode",
+        f'x={x}; job 1 raises ValueError("cannot read name-\\udcff"), 2 attempts',
+        processed=state["processed"],
+        failed=state["failed"],
+        executions=sum(executions(s, run_id).values()),
+    )
+
+
+@pytest.mark.env(
+    {
+        "OPTIO_JOB_FUNC": "tests.fault_jobs:kills_its_process",
+        "OPTIO_MAX_DELIVERIES": "3",
+        "OPTIO_LEASE_SECONDS": "2",
+    }
+)
+def test_a_message_that_kills_its_worker_is_given_up_after_max_deliveries(fault_system, record):
+    """Job 3 ends its pool process (os._exit) each time it runs: its lease runs out, the tick
+    sends it again, until its third delivery; then it fails for good and the run completes."""
+    s = fault_system
+    s.start_all()
+    x = 8
+    run_id = start(s, x, 1200)  # one job per message
+    began = time.monotonic()
+    state = wait_finished(s, run_id, 30)
+    took = time.monotonic() - began
+    assert (state["status"], state["processed"], state["failed"]) == ("completed", x - 1, 1)
+    assert executions(s, run_id) == {**dict.fromkeys(range(x), 1), POISON_JOB: 3}
+    errors = s.get(f"/api/runs/{run_id}").json()["errors"]
+    assert [e["job"] for e in errors] == [POISON_JOB]
+    assert errors[0]["error"].startswith("delivered 3 times without finishing")
+    assert s.redis.hlen(results_key(run_id)) == x - 1
+    assert "given up" in s.procs["beat"].log() + s.procs["worker"].log()
+    record(
+        "a job that kills its worker every time",
+        f"x={x}, y=1200/min; job {POISON_JOB} os._exit()s its pool process; "
+        "OPTIO_MAX_DELIVERIES=3, lease 2 s",
+        processed=state["processed"],
+        failed=state["failed"],
+        poison_executions=executions(s, run_id)[POISON_JOB],
+        finished_after_s=f"{took:.1f}",
     )

@@ -44,6 +44,16 @@ def test_from_env_parses_each_kind():
     assert Settings.from_env({"FLASK_RUN_FROM_CLI": "true"}).async_mode == "threading"
 
 
+def test_the_delivery_limit_and_the_result_cap_have_bounds():
+    s = Settings.from_env({"OPTIO_MAX_DELIVERIES": "3", "OPTIO_MAX_RESULT_BYTES": "100"})
+    assert (s.max_deliveries, s.max_result_bytes) == (3, 100)
+    assert (Settings().max_deliveries, Settings().max_result_bytes) == (5, 65536)
+    with pytest.raises(ValidationError, match="OPTIO_MAX_DELIVERIES must be at least 1"):
+        Settings(max_deliveries=0)
+    with pytest.raises(ValidationError, match="OPTIO_MAX_RESULT_BYTES must be at least 64"):
+        Settings(max_result_bytes=63)
+
+
 def test_settings_are_frozen_and_keep_the_token_out_of_repr():
     s = Settings(api_token="s3cret")
     with pytest.raises(ValidationError, match="frozen"):

@@ -7,8 +7,11 @@ import threading
 
 import pytest
 
+from optio.config import Settings
 from optio.names import (
+    METRICS_KEY,
     done_key,
+    errors_key,
     holders_key,
     message_key,
     messages_key,
@@ -528,3 +531,126 @@ class TestExpiry:
         # a late result of the stopped run keeps the keys expiring
         store.counting.mark_processed(run_id, {1: "late"})
         assert all(store.client.ttl(k) > 0 for k in store.client.keys(f"{run_key(run_id)}*"))
+
+
+#: A job's text that UTF-8 cannot encode: os.fsdecode(b"name-\xff"), a lone surrogate.
+UNDECODABLE = "name-\udcff"
+
+
+class TestStoredText:
+    """Whatever text a job returns or raises with is stored, readable and bounded."""
+
+    def test_a_result_utf8_cannot_encode_is_counted_and_stored_as_its_escape(self, store):
+        run_id = store.runs.start_run(2, 600, now_ms=T0)
+        key, _ = lease(store, run_id, 0, 2)
+        flush = store.counting.mark_processed(
+            run_id, {0: UNDECODABLE, 1: "ok"}, message=key, token="w1", handled=2, release=True
+        )
+        assert flush == Flush(2, "completed", False)
+        assert store.runs.result(run_id, 0) == "name-\\udcff"
+        assert store.runs.result(run_id, 1) == "ok"
+        assert store.runs.run_state(run_id)["processed"] == 2
+
+    def test_a_result_longer_than_the_cap_is_cut_and_says_so(self, client):
+        store = RunStore(client, Settings(max_result_bytes=100))
+        run_id = store.runs.start_run(2, 600, now_ms=T0)
+        assert store.counting.mark_processed(run_id, {0: "é" * 1000, 1: "é" * 50}).counted == 2
+        cut = store.runs.result(run_id, 0)
+        assert len(cut.encode()) <= 100 and cut.endswith("… [cut: 2000 bytes]")
+        assert cut.startswith("é" * 30)
+        assert store.runs.result(run_id, 1) == "é" * 50  # 100 bytes: kept whole
+
+    def test_an_error_utf8_cannot_encode_is_stored_as_its_escape_and_capped(self, store):
+        run_id = store.runs.start_run(2, 600, now_ms=T0)
+        error = f"OSError: cannot read {UNDECODABLE}"
+        fail = functools.partial(store.counting.fail_job, run_id, attempts=2, backoff_s=0)
+        assert fail(0, error)[0] == "retry"
+        assert fail(0, error)[0] == "failed"
+        assert fail(1, "RuntimeError: " + "x" * 5000, attempts=1)[0] == "failed"
+        errors = {e["job"]: e["error"] for e in store.runs.run_errors(run_id)}
+        assert errors[0] == "OSError: cannot read name-\\udcff"
+        assert len(errors[1].encode()) <= 2000 and errors[1].endswith("… [cut: 5014 bytes]")
+        state = store.runs.run_state(run_id)
+        assert (state["status"], state["failed"]) == ("completed", 2)
+
+
+def expire(store: RunStore, run_id: str, key: str, token: str, at: int) -> list[str]:
+    """Lease message ``key`` for 1 s at ``at`` as ``token``, which dies; the tick finds the
+    lease expired 1 ms after it ran out. Returns the keys the tick sends again."""
+    first, count, _ = parse_message_key(key)
+    store.leases.lease_message(run_id, key, first, count, token, 1000, now_ms=at)
+    keys = store.schedule.claim_lost(run_id, most=100, now_ms=at + 1001).keys
+    store.schedule.confirm_enqueued(run_id, 0, keys)  # published again
+    return keys
+
+
+DELIVERED_5 = (
+    "delivered 5 times without finishing: its worker died, froze or lost Redis each time "
+    "(OPTIO_MAX_DELIVERIES)"
+)
+
+
+class TestDeliveryLimit:
+    """A message whose lease expired OPTIO_MAX_DELIVERIES times is given up, never sent again."""
+
+    def test_the_tick_gives_up_a_message_at_its_fifth_expiry(self, store, published):
+        run_id = store.runs.start_run(4, 600, now_ms=T0)
+        key, _ = lease(store, run_id, 0, 2, now_ms=T0)
+        store.counting.mark_processed(run_id, {0: "a"}, message=key, token="w1", handled=1)
+        assert claimed(store, run_id, most=100, now_ms=T0 + 10_001) == (1, [key])  # expiry 1
+        store.schedule.confirm_enqueued(run_id, 0, [key])
+        for n in range(2, 5):
+            assert expire(store, run_id, key, f"w{n}", T0 + n * 10_000) == [key]
+        assert published.drain(run_id, 2)[-1]["failed"] == 0
+        # the fifth lease runs out too: no more deliveries, its job not done fails for good
+        assert expire(store, run_id, key, "w5", T0 + 50_000) == []
+        state = store.runs.run_state(run_id)
+        assert (state["status"], state["processed"], state["failed"]) == ("running", 1, 1)
+        assert published.drain(run_id, 3)[-1]["failed"] == 1
+        assert store.runs.run_errors(run_id) == [{"job": 1, "error": DELIVERED_5}]
+        assert store.runs.result(run_id, 0) == "a"  # the job done stays counted once
+        assert store.client.bitcount(done_key(run_id)) == 2
+        assert store.client.zscore(messages_key(run_id), key) is None
+        assert store.client.hlen(holders_key(run_id)) == 0
+        assert store.client.hget(run_key(run_id), "leasedJobs") == "0"
+        assert store.client.hget(METRICS_KEY, "failed_total") == "1"
+        # the last holder wakes up: its late result is not counted again
+        late = store.counting.mark_processed(run_id, {1: "late"}, message=key, token="w5")
+        assert late == Flush(0, "running", True)
+        assert claimed(store, run_id, most=100, now_ms=T0 + 90_000) == (0, [])
+
+    def test_a_redelivery_after_the_last_expiry_gives_up_and_completes_the_run(
+        self, client, published
+    ):
+        """The broker hands the message out again after its lease ran out, before the tick
+        saw it (lease_message finds the expiry), with OPTIO_MAX_DELIVERIES=2."""
+        store = RunStore(client, Settings(max_deliveries=2))
+        run_id = store.runs.start_run(1, 600, now_ms=T0)
+        assert lease(store, run_id, 0, 1, "w1", 1000, now_ms=T0)[1].jobs == [0]
+        assert lease(store, run_id, 0, 1, "w2", 1000, now_ms=T0 + 1001)[1].jobs == [0]
+        _, last = lease(store, run_id, 0, 1, "w3", 1000, now_ms=T0 + 2002)
+        assert (last.status, last.held_elsewhere, last.jobs) == ("completed", False, [])
+        assert last.given_up == 1  # jobs failed now
+        final = published.drain(run_id, 2)[-1]
+        assert (final["status"], final["failed"], final["finishedAt"]) == (
+            "completed",
+            1,
+            T0 + 2002,
+        )
+        assert store.runs.active_run_id() is None
+        error = store.runs.error(run_id, 0)
+        assert error is not None and error.startswith("delivered 2 times without finishing")
+        # retry-failed runs the job again with a fresh count of deliveries
+        assert store.runs.retry_failed(run_id, now_ms=T0 + 3000) == 1
+        assert expire(store, run_id, "0:1:r-1", "w4", T0 + 3000) == ["0:1:r-1"]
+        assert store.runs.run_state(run_id)["failed"] == 0
+
+    def test_expiries_are_counted_per_message(self, client):
+        store = RunStore(client, Settings(max_deliveries=2))
+        run_id = store.runs.start_run(10, 600, now_ms=T0)
+        assert expire(store, run_id, "0:1", "w1", T0) == ["0:1"]
+        assert expire(store, run_id, "1:1", "w2", T0 + 5000) == ["1:1"]
+        assert expire(store, run_id, "0:1", "w3", T0 + 10_000) == []  # its second expiry
+        assert expire(store, run_id, "1:1", "w4", T0 + 15_000) == []
+        state = store.runs.run_state(run_id)
+        assert (state["failed"], sorted(store.client.hkeys(errors_key(run_id)))) == (2, ["0", "1"])

@@ -183,6 +183,44 @@ local function drop_holder(run_key, holders_key, key)
   end
 end
 
+-- Count job `job` as failed for good with `error`, unless it is counted already (its done bit):
+-- its error, the run's failed count, failed_total. Returns 1 when counted now, else 0. The caller
+-- then completes the run when every job is done (complete_if_done) and publishes the state.
+local function count_failed(run_key, done_key, errors_key, metrics_key, job, error)
+  if redis.call('SETBIT', done_key, job, 1) == 1 then
+    return 0
+  end
+  redis.call('HSET', errors_key, job, error)
+  redis.call('HINCRBY', run_key, 'failed', 1)
+  redis.call('HINCRBY', metrics_key, 'failed_total', 1)
+  return 1
+end
+
+-- The lease on message `key` ran out (its holder died, froze or lost Redis; the caller has
+-- dropped the holder). The expiries of a message are counted in the attempts hash, field
+-- "expired:<message key>". At the `most`-th (OPTIO_MAX_DELIVERIES) the message is given up: it
+-- leaves the messages zset and its jobs not counted yet are counted as failed for good
+-- (count_failed), with the error "delivered <most> times without finishing: ...". Returns how
+-- many jobs it failed (0 when all were done already), or nil while the message is to be sent
+-- again. The caller then completes the run when every job is done and publishes the state.
+local function lease_expired(run_key, done_key, errors_key, attempts_key, messages_key,
+    metrics_key, key, most)
+  local field = 'expired:' .. key
+  if redis.call('HINCRBY', attempts_key, field, 1) < most then
+    return nil
+  end
+  redis.call('HDEL', attempts_key, field)  -- a later retry-failed of its jobs starts afresh
+  redis.call('ZREM', messages_key, key)
+  local error = 'delivered ' .. most .. ' times without finishing: its worker died, froze or '
+    .. 'lost Redis each time (OPTIO_MAX_DELIVERIES)'
+  local first, count = string.match(key, '^(%d+):(%d+)')
+  local failed = 0
+  for job = tonumber(first), tonumber(first) + tonumber(count) - 1 do
+    failed = failed + count_failed(run_key, done_key, errors_key, metrics_key, job, error)
+  end
+  return failed
+end
+
 -- The keys, bound once (names.script_keys; the order of the list above).
 if #KEYS ~= OPTIO_KEY_COUNT then
   return redis.error_reply('optio: a script takes the ' .. OPTIO_KEY_COUNT ..

@@ -2,7 +2,13 @@
 -- When the run is running and some jobs are not counted yet, the caller now holds the lease
 -- until now + ARGV[5] and runs the listed jobs. While the run is paused no job is listed: the
 -- message is parked (acknowledged here, sent again by the tick after resume).
--- Keys: reads done_key; reads and writes run_key (leasedJobs), messages_key, holders_key.
+-- A lease that ran out (or whose holder is dead) is an expiry of the message (lease_expired):
+-- the ARGV[8]-th gives the message up instead, its jobs not done yet are counted as failed for
+-- good, and none is listed.
+-- Keys: reads done_key; reads and writes run_key (leasedJobs), messages_key, holders_key,
+-- attempts_key (the expiries, field "expired:<message key>"); when the message is given up also
+-- errors_key, metrics_key (failed_total), current_key, and when that completes the run
+-- (finish_run) active_key, outbox_key, and the run's keys expire (expire_run).
 -- ARGV[1] message key
 -- ARGV[2] first job id
 -- ARGV[3] job count
@@ -10,9 +16,12 @@
 -- ARGV[5] lease ms
 -- ARGV[6] now ms ('' = Redis clock)
 -- ARGV[7] token of a holder the caller knows is dead ('' = none): its live lease is taken over
+-- ARGV[8] expiries of a message's lease that give it up (OPTIO_MAX_DELIVERIES)
 -- Returns {status, held, job id, ...}: status is the run's ('gone' when unknown); held is 1 when
 -- another worker holds a live lease on this message (this delivery is a duplicate: drop it,
--- unless that worker is dead), and then the only other item is that worker's token.
+-- unless that worker is dead), and then the only other item is that worker's token; held is 2
+-- when the message was given up now, and then the only other item is how many jobs it failed
+-- (the state is published when they are more than 0).
 local status = redis.call('HGET', run_key, 'status')
 if status == false then
   return {'gone', 0}
@@ -31,6 +40,19 @@ if holder then
   end
   -- expired and not yet taken by the tick, or its holder is dead: this delivery takes it over
   drop_holder(run_key, holders_key, key)
+  local failed = lease_expired(run_key, done_key, errors_key, attempts_key, messages_key,
+    metrics_key, key, tonumber(ARGV[8]))
+  if failed then
+    if failed > 0 then
+      local run_id = redis.call('HGET', run_key, 'runId')
+      if complete_if_done(run_key, active_key, outbox_key, run_id, now) then
+        expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key,
+          holders_key)
+      end
+      publish_state(run_key, current_key, run_id)
+    end
+    return {redis.call('HGET', run_key, 'status'), 2, failed}
+  end
 end
 local out = {status, 0}
 local first = tonumber(ARGV[2])

@@ -30,7 +30,7 @@ table.sort(jobs, function(a, b) return tonumber(a) < tonumber(b) end)
 local args = {}
 for i, job in ipairs(jobs) do
   redis.call('SETBIT', done_key, job, 0)
-  redis.call('HDEL', attempts_key, job)
+  redis.call('HDEL', attempts_key, job, 'expired:' .. job .. ':1:r-1')  -- fresh attempts
   args[#args + 1] = now + (i - 1) * spacing
   args[#args + 1] = job .. ':1:r-1'
 end
