@@ -4,7 +4,7 @@
 -- (how many keys every script receives).
 --
 -- The keys. Every script receives the same ordered list, names.script_keys(run id): the run's
--- seven keys, then the shared ones. The last lines of this prelude bind each to the local named
+-- eight keys, then the shared ones. The last lines of this prelude bind each to the local named
 -- below, once; no script or helper reads the list by position. optio/names.py says what each
 -- key holds, and every field of the run hash.
 --    1 run_key        hash: the run's state
@@ -14,12 +14,13 @@
 --    5 attempts_key   hash: job id -> failed attempts so far
 --    6 messages_key   zset: message key -> deadline ms
 --    7 holders_key    hash: message key -> "token:jobs left" of the worker leasing it
---    8 active_key     string: id of the run that is running
---    9 current_key    string: id of the run clients are shown
---   10 last_tick_key  string: ms of the last scheduler tick
---   11 runs_key       zset: the run history, run id -> startedAt ms
---   12 outbox_key     zset: the webhook outbox, run id -> ms its delivery is due
---   13 metrics_key    hash: totals over all runs, for /metrics
+--    8 owners_key     hash: job id -> the message that alone may run it (its retry or rerun)
+--    9 active_key     string: id of the run that is running
+--   10 current_key    string: id of the run clients are shown
+--   11 last_tick_key  string: ms of the last scheduler tick
+--   12 runs_key       zset: the run history, run id -> startedAt ms
+--   13 outbox_key     zset: the webhook outbox, run id -> ms its delivery is due
+--   14 metrics_key    hash: totals over all runs, for /metrics
 -- (The numbers are for reading a MONITOR trace or an EVALSHA by hand.)
 -- One list for all scripts, though each touches only some of these keys: no slot means one
 -- thing in one script and another elsewhere, and a new key is one name at the end of this list,
@@ -115,14 +116,15 @@ local function publish_state(run_key, current_key, run_id)
 end
 
 -- A run that is not running keeps its keys for OPTIO_RUN_TTL (results: OPTIO_RESULT_TTL); its
--- messages and leases are dropped. Called when a run ends and after any late write to it.
+-- messages, leases and the jobs' owning messages are dropped. Called when a run ends and after
+-- any late write to it.
 local function expire_run(run_key, done_key, results_key, errors_key, attempts_key,
-    messages_key, holders_key)
+    messages_key, holders_key, owners_key)
   for _, key in ipairs({run_key, done_key, errors_key, attempts_key}) do
     redis.call('EXPIRE', key, OPTIO_RUN_TTL)
   end
   redis.call('EXPIRE', results_key, OPTIO_RESULT_TTL)
-  redis.call('DEL', messages_key, holders_key)
+  redis.call('DEL', messages_key, holders_key, owners_key)
 end
 
 -- Mark the run finished with the given status and release the active slot; a paused run's
@@ -189,4 +191,5 @@ if #KEYS ~= OPTIO_KEY_COUNT then
     ' keys of names.script_keys, not ' .. #KEYS)
 end
 local run_key, done_key, results_key, errors_key, attempts_key, messages_key, holders_key,
-  active_key, current_key, last_tick_key, runs_key, outbox_key, metrics_key = unpack(KEYS)
+  owners_key, active_key, current_key, last_tick_key, runs_key, outbox_key,
+  metrics_key = unpack(KEYS)

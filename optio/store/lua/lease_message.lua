@@ -2,7 +2,12 @@
 -- When the run is running and some jobs are not counted yet, the caller now holds the lease
 -- until now + ARGV[5] and runs the listed jobs. While the run is paused no job is listed: the
 -- message is parked (acknowledged here, sent again by the tick after resume).
--- Keys: reads done_key; reads and writes run_key (leasedJobs), messages_key, holders_key.
+-- One live message per job: a job that owners_key gives to another message (its retry, throttle
+-- rerun or retry-failed rerun is pending as a message of its own) is not listed, nor leased,
+-- nor counted in leasedJobs: that message accounts for it. A message left with no job of its own
+-- is done (never parked). While no job has an owner this costs one EXISTS per message.
+-- Keys: reads done_key, owners_key; reads and writes run_key (leasedJobs), messages_key,
+-- holders_key.
 -- ARGV[1] message key
 -- ARGV[2] first job id
 -- ARGV[3] job count
@@ -13,6 +18,24 @@
 -- Returns {status, held, job id, ...}: status is the run's ('gone' when unknown); held is 1 when
 -- another worker holds a live lease on this message (this delivery is a duplicate: drop it,
 -- unless that worker is dead), and then the only other item is that worker's token.
+
+-- `out` ({status, held, job id, ...}) without the jobs that owners_key gives to a message other
+-- than `key` (HMGET in chunks of 1000: Lua's unpack takes a bounded number of values).
+local function own_jobs(owners_key, key, out)
+  local kept = {out[1], out[2]}
+  for i = 3, #out, 1000 do
+    local last = math.min(i + 999, #out)
+    local owners = redis.call('HMGET', owners_key, unpack(out, i, last))
+    for j = i, last do
+      local owner = owners[j - i + 1]
+      if not owner or owner == key then
+        kept[#kept + 1] = out[j]
+      end
+    end
+  end
+  return kept
+end
+
 local status = redis.call('HGET', run_key, 'status')
 if status == false then
   return {'gone', 0}
@@ -39,9 +62,14 @@ for job = first, first + tonumber(ARGV[3]) - 1 do
     out[#out + 1] = job
   end
 end
+if #out > 2 and redis.call('EXISTS', owners_key) == 1 then
+  out = own_jobs(owners_key, key, out)
+end
 local pending = #out - 2
 if pending == 0 then
-  redis.call('ZREM', messages_key, key)  -- all done: a duplicate, or a retry already run
+  -- all done or owned by other messages: a duplicate, a retry already run, or a message whose
+  -- other jobs went to retries
+  redis.call('ZREM', messages_key, key)
   return out
 end
 if status == 'paused' then
