@@ -48,10 +48,18 @@ Keys (all in the ``REDIS_URL`` database, which the Celery broker shares):
     until the run resumes; then the tick sends it.
 ``optio:run:<id>:holders``
     hash: message key -> ``"token:jobs left"`` of the worker that leases the message.
+``optio:run:<id>:owners``
+    hash: job id -> key of the one message that may run the job now: its retry (``job:1:rN``),
+    throttle rerun (``job:1:r-N``) or retry-failed rerun (``job:1:r-1``), set by the script that
+    schedules that message (fail_job, throttle_job, retry_failed) and removed when the job is
+    counted by it or fails for good. A lease of any other message (the job's range message
+    sent again, parked or re-sent after its lease expired; an older retry) skips the job: one
+    live message per job. Empty while no job waits for such a message, so leases then pay one
+    ``EXISTS`` per message for it.
 
-The seven ``optio:run:<id>…`` keys are what :func:`run_keys` lists. Once a run is not running
+The eight ``optio:run:<id>…`` keys are what :func:`run_keys` lists. Once a run is not running
 they expire after ``OPTIO_RUN_TTL`` (results: ``OPTIO_RESULT_TTL``). Every Lua script receives
-the same key list, :func:`script_keys`: the run's seven keys in that order, then active, current,
+the same key list, :func:`script_keys`: the run's eight keys in that order, then active, current,
 last_tick, runs, webhooks (the outbox) and metrics; ``optio/store/lua/_prelude.lua`` binds each
 to a named local. No script uses the server and heartbeats keys (Python reads and writes them).
 A message key is ``first:count`` (jobs first .. first+count-1) or ``job:1:rN`` (retry N of a
@@ -176,6 +184,10 @@ def holders_key(run_id: str) -> str:
     return f"{run_key(run_id)}:holders"
 
 
+def owners_key(run_id: str) -> str:
+    return f"{run_key(run_id)}:owners"
+
+
 def run_keys(run_id: str) -> list[str]:
     """The keys of one run, in the order every script takes them first (see script_keys)."""
     return [
@@ -186,6 +198,7 @@ def run_keys(run_id: str) -> list[str]:
         attempts_key(run_id),
         messages_key(run_id),
         holders_key(run_id),
+        owners_key(run_id),
     ]
 
 
@@ -197,7 +210,7 @@ NO_RUN = ""
 def script_keys(run_id: str) -> list[str]:
     """The keys every Lua script receives, whatever it touches: the run's (:func:`run_keys`),
     then the shared ones. ``_prelude.lua`` binds them, in this order, to locals named as their
-    function or constant here, in lower case (``run_key`` .. ``holders_key``, ``active_key`` ..
+    function or constant here, in lower case (``run_key`` .. ``owners_key``, ``active_key`` ..
     ``metrics_key``); a key added here is added there too, at the same place."""
     return [
         *run_keys(run_id),

@@ -46,6 +46,18 @@ def fails_twice(run_id: str, job_id: int) -> str:
     return counted(run_id, job_id)
 
 
+#: The job fails_once fails (once).
+FAILS_ONCE = 3
+
+
+def fails_once(run_id: str, job_id: int) -> str:
+    """Job FAILS_ONCE raises at once on its first execution; every other execution runs as
+    ``counted`` (which records it: a failed execution is not recorded)."""
+    if job_id == FAILS_ONCE and _redis().incr(f"test:tries:{run_id}:{job_id}") == 1:
+        raise RuntimeError(f"job {job_id} fails once")
+    return counted(run_id, job_id)
+
+
 #: Executions of each of fails_at_first's chosen jobs that raise before one succeeds.
 FIRST_FAILURES = 2
 

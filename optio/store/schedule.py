@@ -15,6 +15,7 @@ from optio.names import (
     done_key,
     holders_key,
     messages_key,
+    owners_key,
     parse_message_key,
     run_key,
 )
@@ -171,6 +172,16 @@ class Schedule(Part):
                 if not byte & (0x80 >> (job & 7)) and job not in covered:
                     jobs.append(job)
         return jobs
+
+    @retrying
+    def job_owners(self, run_id: str, jobs: Sequence[int]) -> dict[int, str]:
+        """The key of the one message that may run each of ``jobs`` that has one: its pending
+        retry or rerun (``optio:run:<id>:owners``). A job sent again must go in that message:
+        any other skips it."""
+        if not jobs:
+            return {}
+        owners = self.client.hmget(owners_key(run_id), [str(job) for job in jobs])
+        return {job: key for job, key in zip(jobs, owners, strict=True) if key}
 
     @retrying
     def confirm_enqueued(self, run_id: str, count: int, messages: Sequence[str] = ()) -> int:

@@ -174,7 +174,13 @@ def _sweep_lost_messages(ctx: Context, run_id: str) -> None:
         run_id,
         len(jobs),
     )
-    _send(ctx, run_id, as_messages(jobs, ctx.batch_size(run_id)), False)
+    _send(ctx, run_id, _unaccounted_messages(ctx, run_id, jobs), False)
+
+
+def _unaccounted_messages(ctx: Context, run_id: str, jobs: list[int]) -> list[str]:
+    """Messages that carry ``jobs`` again: a job whose retry or rerun owns it goes out in that
+    message (no other one would run it), the others in messages of the current batch size."""
+    return as_messages(jobs, ctx.batch_size(run_id), ctx.schedule.job_owners(run_id, jobs))
 
 
 def _send_unaccounted(ctx: Context, run_id: str) -> None:
@@ -191,16 +197,20 @@ def _send_unaccounted(ctx: Context, run_id: str) -> None:
         run_id,
     )
     if jobs:
-        _send(ctx, run_id, as_messages(jobs, ctx.batch_size(run_id)), False)
+        _send(ctx, run_id, _unaccounted_messages(ctx, run_id, jobs), False)
 
 
-def as_messages(jobs: list[int], size: int) -> list[str]:
-    """Message keys for ascending job ids: runs of consecutive ids, at most ``size`` a message."""
+def as_messages(jobs: list[int], size: int, owners: dict[int, str] | None = None) -> list[str]:
+    """Message keys for ascending job ids: runs of consecutive ids, at most ``size`` a message;
+    a job in ``owners`` (job id -> the retry or rerun that owns it) goes alone in that one."""
     keys: list[str] = []
     for job in jobs:
+        if owners and job in owners:
+            keys.append(owners[job])
+            continue
         if keys:
-            first, count, _ = parse_message_key(keys[-1])
-            if job == first + count and count < size:
+            first, count, retry = parse_message_key(keys[-1])
+            if job == first + count and count < size and not retry:
                 keys[-1] = message_key(first, count + 1)
                 continue
         keys.append(message_key(job, 1))

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from optio.names import holders_key
+from optio.names import attempts_key, holders_key, messages_key
 from optio.testing import (
     assert_exactly_once,
     executions,
@@ -108,6 +108,51 @@ def test_a_worker_killed_while_paused_loses_nothing(fault_system, record):
         "worker SIGKILLed while paused",
         f"x={x}, y=600/min, 1.5 s jobs, two workers -c 1, lease 3 s",
         processed_at_pause=paused["processed"],
+        **figures,
+    )
+
+
+#: The score of a parked message (names.py, messages zset; PARKED in _prelude.lua).
+PARKED = 9e15
+
+
+@pytest.mark.env(
+    {
+        "OPTIO_JOB_FUNC": "tests.fault_jobs:fails_once",
+        "OPTIO_JOB_SECONDS": "0.3",
+        "OPTIO_RETRY_BACKOFF": "1",
+    }
+)
+def test_a_retry_pending_at_a_pause_runs_its_job_once_after_the_resume(fault_system, record):
+    """Issue 19, case 3: job 3 fails once, the run is paused right after the failure; its retry
+    and the rest of its first message are parked, both are sent at the resume, and job 3 runs
+    once (it used to run in both, in two processes at once). -c 4: nothing waits for a free
+    process after the resume."""
+    s = fault_system
+    s.start_all(concurrency=4)
+    x, y = 20, 60_000  # 10 jobs per message
+    run_id = start(s, x, y)
+    wait_for(lambda: s.redis.hget(attempts_key(run_id), "3"), 30, "job 3 to fail", interval=0.01)
+    paused = post_ok(s, "/api/pause")
+    retry = "3:1:r1"  # due 1 s after the failure: sent while paused, and parked
+    wait_for(
+        lambda: (
+            (s.redis.zscore(messages_key(run_id), retry) or 0) >= PARKED
+            and s.redis.hlen(holders_key(run_id)) == 0
+        ),
+        30,
+        "the retry and the running messages to be parked",
+    )
+    parked = s.redis.zcount(messages_key(run_id), PARKED, "+inf")
+    post_ok(s, "/api/resume")
+    wait_finished(s, run_id, 60)
+    figures = assert_exactly_once(s, run_id, x)
+    assert executions(s, run_id) == dict.fromkeys(range(x), 1)
+    record(
+        "a retry pending at a pause (issue 19, case 3)",
+        f"x={x}, y={y}/min (10 jobs per message), 0.3 s jobs, -c 4; job 3 fails once, paused "
+        f"at once (processed={paused['processed']}), resumed once the retry was parked",
+        parked_messages=parked,
         **figures,
     )
 

@@ -588,6 +588,7 @@ DELIVERED_5 = (
     "delivered 5 times without finishing: its worker died, froze or lost Redis each time "
     "(OPTIO_MAX_DELIVERIES)"
 )
+DELIVERED_2 = DELIVERED_5.replace("delivered 5", "delivered 2")
 
 
 class TestDeliveryLimit:
@@ -654,3 +655,28 @@ class TestDeliveryLimit:
         assert expire(store, run_id, "1:1", "w4", T0 + 15_000) == []
         state = store.runs.run_state(run_id)
         assert (state["failed"], sorted(store.client.hkeys(errors_key(run_id)))) == (2, ["0", "1"])
+
+
+def test_a_message_given_up_leaves_the_job_its_pending_retry_owns(client):
+    """The delivery limit fails only the jobs the given-up message owns: a job whose retry is
+    pending as a message of its own is that message's to run."""
+    store = RunStore(client, Settings(max_deliveries=2))
+    run_id = store.runs.start_run(3, 600, now_ms=T0)
+    key, first = lease(store, run_id, 0, 3, "w1", 1000, now_ms=T0)
+    assert first.jobs == [0, 1, 2]
+    outcome = store.counting.fail_job(run_id, 1, "E: once", attempts=3, backoff_s=5, now_ms=T0)
+    assert outcome[0] == "retry"  # job 1's retry, 1:1:r1, now owns it
+    assert lease(store, run_id, 0, 3, "w2", 1000, now_ms=T0 + 1001)[1].jobs == [0, 2]
+    _, last = lease(store, run_id, 0, 3, "w3", 1000, now_ms=T0 + 2002)
+    assert last.given_up == 2  # jobs 0 and 2; not job 1
+    assert store.runs.run_errors(run_id) == [
+        {"job": 0, "error": DELIVERED_2},
+        {"job": 2, "error": DELIVERED_2},
+    ]
+    retry = store.leases.lease_message(run_id, "1:1:r1", 1, 1, "w4", 1000, now_ms=T0 + 6000)
+    assert retry.jobs == [1]  # its retry still runs it
+    store.counting.mark_processed(
+        run_id, {1: "ok"}, message="1:1:r1", token="w4", handled=1, release=True
+    )
+    state = store.runs.run_state(run_id)
+    assert (state["status"], state["processed"], state["failed"]) == ("completed", 1, 2)

@@ -4,8 +4,10 @@ What the verbs send is read on the session's real redis-server with MONITOR: eac
 ``EVALSHA sha numkeys key ... arg ...`` it receives, whichever way the verb sent it (a plain
 script call, or the counting scripts' pipeline with WAIT). Each script's keys must be exactly
 script_keys of the run the verb works on (names.NO_RUN for claim_webhooks, which works on none).
-The texts are checked too: only the prelude's binding, and its guard, mention KEYS, and the
-binding's local names follow script_keys' order.
+The keys the scripts' own calls touch are read there too: each key of a run that a script
+touches is one of run_keys (so it expires, and is deleted, with the run). The texts are checked
+too: only the prelude's binding, and its guard, mention KEYS, and the binding's local names follow
+script_keys' order.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import pytest
 import redis
@@ -40,10 +43,23 @@ BINDING = re.compile(r"local ([\w,\s]+?) = unpack\(KEYS\)")
 GUARD = re.compile(r"if #KEYS ~= OPTIO_KEY_COUNT then\n.*?\nend\n", re.DOTALL)
 
 
+#: Prefix of every key of a run (names.run_key and the keys named after it).
+RUN_PREFIX = names.run_key("")
+
+
+@dataclass
+class Sent:
+    """What the server received meanwhile: the EVALSHA commands, in order, as (sha, keys), and
+    the keys of runs that the scripts' own calls touched."""
+
+    evalshas: list[tuple[str, list[str]]] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)
+
+
 @contextmanager
-def evalshas(client: redis.Redis) -> Iterator[list[tuple[str, list[str]]]]:
-    """The EVALSHA commands the server receives meanwhile, in order, as (sha, keys)."""
-    sent: list[tuple[str, list[str]]] = []
+def evalshas(client: redis.Redis) -> Iterator[Sent]:
+    """What the server receives meanwhile (MONITOR): see Sent."""
+    sent = Sent()
     with client.monitor() as monitor:
         yield sent
         client.echo(MARKER)
@@ -51,23 +67,32 @@ def evalshas(client: redis.Redis) -> Iterator[list[tuple[str, list[str]]]]:
             line = monitor.connection.read_response()
             if isinstance(line, bytes):
                 line = line.decode()
-            # "<time> [<db> <client>] "CMD" "arg" ...": Lua's own calls are never EVALSHA
-            words = QUOTED.findall(line.split("] ", 1)[1])
+            # "<time> [<db> <client>] "CMD" "arg" ...": Lua's own calls are never EVALSHA; their
+            # client is "lua"
+            client, rest = line.split("] ", 1)
+            words = QUOTED.findall(rest)
             if words == ["ECHO", MARKER]:
                 return
             if words[0].upper() == "EVALSHA":
-                sent.append((words[1], words[3 : 3 + int(words[2])]))
+                sent.evalshas.append((words[1], words[3 : 3 + int(words[2])]))
+            elif client.endswith(" lua"):
+                sent.touched.update(w for w in words[1:] if w.startswith(RUN_PREFIX))
 
 
-def sent_scripts(store: RunStore, verbs: Callable[[], object]) -> list[tuple[str, list[str]]]:
-    """(script name, keys) of each script ``verbs()`` runs on the store's server."""
+def sent_scripts(
+    store: RunStore, verbs: Callable[[], object], touched: set[str] | None = None
+) -> list[tuple[str, list[str]]]:
+    """(script name, keys) of each script ``verbs()`` runs on the store's server; the keys of
+    runs that the scripts touched are added to ``touched``."""
     by_sha = {
         hashlib.sha1(script_text(name, store.settings).encode()).hexdigest(): name
         for name in script_names()
     }
     with evalshas(store.client) as sent:
         verbs()
-    return [(by_sha[sha], keys) for sha, keys in sent]
+    if touched is not None:
+        touched.update(sent.touched)
+    return [(by_sha[sha], keys) for sha, keys in sent.evalshas]
 
 
 def _leased(store: RunStore, token: str = "worker-1") -> tuple[str, str]:
@@ -164,9 +189,12 @@ def test_each_verb_passes_script_keys(store, name):
         nonlocal run_id
         run_id = EXERCISE[name](store)
 
-    calls = sent_scripts(store, verbs)
+    touched: set[str] = set()
+    calls = sent_scripts(store, verbs, touched)
     assert name in [called for called, _ in calls], f"the verbs never ran {name}.lua"
     assert_script_keys(calls, run_id)
+    # a key of the run that is not in run_keys would outlive the run (expiry, pruning)
+    assert touched <= set(run_keys(run_id)), touched - set(run_keys(run_id))
 
 
 def test_counting_with_replica_wait_passes_script_keys(client):

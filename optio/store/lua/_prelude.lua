@@ -4,7 +4,7 @@
 -- (how many keys every script receives).
 --
 -- The keys. Every script receives the same ordered list, names.script_keys(run id): the run's
--- seven keys, then the shared ones. The last lines of this prelude bind each to the local named
+-- eight keys, then the shared ones. The last lines of this prelude bind each to the local named
 -- below, once; no script or helper reads the list by position. optio/names.py says what each
 -- key holds, and every field of the run hash.
 --    1 run_key        hash: the run's state
@@ -14,12 +14,13 @@
 --    5 attempts_key   hash: job id -> failed attempts so far
 --    6 messages_key   zset: message key -> deadline ms
 --    7 holders_key    hash: message key -> "token:jobs left" of the worker leasing it
---    8 active_key     string: id of the run that is running
---    9 current_key    string: id of the run clients are shown
---   10 last_tick_key  string: ms of the last scheduler tick
---   11 runs_key       zset: the run history, run id -> startedAt ms
---   12 outbox_key     zset: the webhook outbox, run id -> ms its delivery is due
---   13 metrics_key    hash: totals over all runs, for /metrics
+--    8 owners_key     hash: job id -> the message that alone may run it (its retry or rerun)
+--    9 active_key     string: id of the run that is running
+--   10 current_key    string: id of the run clients are shown
+--   11 last_tick_key  string: ms of the last scheduler tick
+--   12 runs_key       zset: the run history, run id -> startedAt ms
+--   13 outbox_key     zset: the webhook outbox, run id -> ms its delivery is due
+--   14 metrics_key    hash: totals over all runs, for /metrics
 -- (The numbers are for reading a MONITOR trace or an EVALSHA by hand.)
 -- One list for all scripts, though each touches only some of these keys: no slot means one
 -- thing in one script and another elsewhere, and a new key is one name at the end of this list,
@@ -115,14 +116,15 @@ local function publish_state(run_key, current_key, run_id)
 end
 
 -- A run that is not running keeps its keys for OPTIO_RUN_TTL (results: OPTIO_RESULT_TTL); its
--- messages and leases are dropped. Called when a run ends and after any late write to it.
+-- messages, leases and the jobs' owning messages are dropped. Called when a run ends and after
+-- any late write to it.
 local function expire_run(run_key, done_key, results_key, errors_key, attempts_key,
-    messages_key, holders_key)
+    messages_key, holders_key, owners_key)
   for _, key in ipairs({run_key, done_key, errors_key, attempts_key}) do
     redis.call('EXPIRE', key, OPTIO_RUN_TTL)
   end
   redis.call('EXPIRE', results_key, OPTIO_RESULT_TTL)
-  redis.call('DEL', messages_key, holders_key)
+  redis.call('DEL', messages_key, holders_key, owners_key)
 end
 
 -- Mark the run finished with the given status and release the active slot; a paused run's
@@ -184,12 +186,14 @@ local function drop_holder(run_key, holders_key, key)
 end
 
 -- Count job `job` as failed for good with `error`, unless it is counted already (its done bit):
--- its error, the run's failed count, failed_total. Returns 1 when counted now, else 0. The caller
--- then completes the run when every job is done (complete_if_done) and publishes the state.
-local function count_failed(run_key, done_key, errors_key, metrics_key, job, error)
+-- its error, the run's failed count, failed_total; no message owns it any more. Returns 1 when
+-- counted now, else 0. The caller then completes the run when every job is done
+-- (complete_if_done) and publishes the state.
+local function count_failed(run_key, done_key, errors_key, owners_key, metrics_key, job, error)
   if redis.call('SETBIT', done_key, job, 1) == 1 then
     return 0
   end
+  redis.call('HDEL', owners_key, job)
   redis.call('HSET', errors_key, job, error)
   redis.call('HINCRBY', run_key, 'failed', 1)
   redis.call('HINCRBY', metrics_key, 'failed_total', 1)
@@ -204,7 +208,7 @@ end
 -- many jobs it failed (0 when all were done already), or nil while the message is to be sent
 -- again. The caller then completes the run when every job is done and publishes the state.
 local function lease_expired(run_key, done_key, errors_key, attempts_key, messages_key,
-    metrics_key, key, most)
+    owners_key, metrics_key, key, most)
   local field = 'expired:' .. key
   if redis.call('HINCRBY', attempts_key, field, 1) < most then
     return nil
@@ -216,7 +220,11 @@ local function lease_expired(run_key, done_key, errors_key, attempts_key, messag
   local first, count = string.match(key, '^(%d+):(%d+)')
   local failed = 0
   for job = tonumber(first), tonumber(first) + tonumber(count) - 1 do
-    failed = failed + count_failed(run_key, done_key, errors_key, metrics_key, job, error)
+    local owner = redis.call('HGET', owners_key, job)
+    if not owner or owner == key then  -- a job another message owns is that message's to end
+      failed = failed + count_failed(run_key, done_key, errors_key, owners_key, metrics_key, job,
+        error)
+    end
   end
   return failed
 end
@@ -227,4 +235,5 @@ if #KEYS ~= OPTIO_KEY_COUNT then
     ' keys of names.script_keys, not ' .. #KEYS)
 end
 local run_key, done_key, results_key, errors_key, attempts_key, messages_key, holders_key,
-  active_key, current_key, last_tick_key, runs_key, outbox_key, metrics_key = unpack(KEYS)
+  owners_key, active_key, current_key, last_tick_key, runs_key, outbox_key,
+  metrics_key = unpack(KEYS)

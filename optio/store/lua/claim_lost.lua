@@ -41,7 +41,7 @@ for _, key in ipairs(redis.call('ZRANGEBYSCORE', messages_key, '-inf', now, 'LIM
   local failed = nil
   if expired then
     drop_holder(run_key, holders_key, key)
-    failed = lease_expired(run_key, done_key, errors_key, attempts_key, messages_key,
+    failed = lease_expired(run_key, done_key, errors_key, attempts_key, messages_key, owners_key,
       metrics_key, key, tonumber(ARGV[5]))
   end
   if failed then
@@ -59,7 +59,8 @@ if out[4] == 0 then
   return out
 end
 if complete_if_done(run_key, active_key, outbox_key, ARGV[1], now) then
-  expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key, holders_key)
+  expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key, holders_key,
+    owners_key)
   out = {out[1], out[2], out[3], out[4]}  -- every job is done: nothing to send
 end
 publish_state(run_key, current_key, ARGV[1])

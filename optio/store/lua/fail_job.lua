@@ -3,9 +3,11 @@
 -- then (retries never wait in a worker's memory, where a dying worker would lose them). A paused
 -- run records failures and schedules retries as a running one does (the tick sends a retry when
 -- it is due; a worker parks it until the run resumes).
+-- The retry message owns the job from now (owners_key): no other message leases it, and its own
+-- next retry takes it over; a job that failed for good has no owner.
 -- Keys: reads current_key; writes run_key, done_key, errors_key, attempts_key, messages_key,
--- metrics_key (retried_total, failed_total); when the run completes (finish_run) active_key,
--- outbox_key, and the run's keys expire (expire_run).
+-- owners_key, metrics_key (retried_total, failed_total); when the run completes (finish_run)
+-- active_key, outbox_key, and the run's keys expire (expire_run).
 -- ARGV[1] run id
 -- ARGV[2] job id
 -- ARGV[3] error text
@@ -26,13 +28,16 @@ end
 local attempts = redis.call('HINCRBY', attempts_key, job, 1)
 if attempts < tonumber(ARGV[4]) then
   local delay = math.min(tonumber(ARGV[5]) * 2 ^ (attempts - 1), tonumber(ARGV[6]))
-  redis.call('ZADD', messages_key, now_ms(ARGV[7]) + delay, job .. ':1:r' .. attempts)
+  local retry = job .. ':1:r' .. attempts
+  redis.call('ZADD', messages_key, now_ms(ARGV[7]) + delay, retry)
+  redis.call('HSET', owners_key, job, retry)
   redis.call('HINCRBY', metrics_key, 'retried_total', 1)
   return {'retry', attempts, math.floor(delay)}
 end
-count_failed(run_key, done_key, errors_key, metrics_key, job, ARGV[3])
+count_failed(run_key, done_key, errors_key, owners_key, metrics_key, job, ARGV[3])
 if complete_if_done(run_key, active_key, outbox_key, ARGV[1], now_ms(ARGV[7])) then
-  expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key, holders_key)
+  expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key, holders_key,
+    owners_key)
 end
 publish_state(run_key, current_key, ARGV[1])
 return {'failed', attempts, 0}

@@ -1,8 +1,10 @@
 -- Count processed jobs of one leased message, once per job id, store their results, account
 -- for the lease, and finish the run when all jobs are done.
+-- A retry or rerun message ("job:1:rN") that stores its job's result ends the job's ownership
+-- (owners_key); other messages never touch owners_key.
 -- Keys: reads current_key; writes run_key, done_key, results_key, messages_key, holders_key,
--- metrics_key (processed_total, the run-time histogram); when the run completes (finish_run)
--- active_key, outbox_key, and the run's keys expire (expire_run).
+-- owners_key, metrics_key (processed_total, the run-time histogram); when the run completes
+-- (finish_run) active_key, outbox_key, and the run's keys expire (expire_run).
 -- ARGV[1] run id
 -- ARGV[2] now ms ('' = Redis clock)
 -- ARGV[3] message key
@@ -55,6 +57,9 @@ if ARGV[7] ~= '' then
     i = i + 1
   end
 end
+if ARGV[8] and string.find(ARGV[3], ':r', 1, true) then
+  redis.call('HDEL', owners_key, ARGV[8])  -- the one job of a retry or rerun: done, owned no more
+end
 local counted = 0
 for i = 8, #ARGV, 2 do
   if redis.call('SETBIT', done_key, ARGV[i], 1) == 0 then
@@ -69,7 +74,8 @@ redis.call('EXPIRE', results_key, OPTIO_RESULT_TTL)
 redis.call('HINCRBY', run_key, 'processed', counted)
 redis.call('HINCRBY', metrics_key, 'processed_total', counted)
 if complete_if_done(run_key, active_key, outbox_key, ARGV[1], now_ms(ARGV[2])) then
-  expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key, holders_key)
+  expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key, holders_key,
+    owners_key)
 end
 publish_state(run_key, current_key, ARGV[1])
 return {counted, redis.call('HGET', run_key, 'status'), lost}

@@ -1,9 +1,10 @@
 -- Run the failed jobs of a completed run again: the run is running again until each of them has
 -- succeeded or spent a fresh set of attempts. They are sent at the run's rate y from now, as
--- messages "job:1:r-1" (names.RERUN) with spaced deadlines in the messages zset.
+-- messages "job:1:r-1" (names.RERUN) with spaced deadlines in the messages zset; each owns its
+-- job (owners_key), so a late copy of the job's first message runs nothing.
 -- Keys: reads and writes run_key, errors_key (emptied), active_key, current_key (both set to the
--- run); writes done_key, attempts_key, messages_key; run_key, done_key, results_key and
--- attempts_key stop expiring (PERSIST) while the run runs again.
+-- run); writes done_key, attempts_key, messages_key, owners_key; run_key, done_key, results_key
+-- and attempts_key stop expiring (PERSIST) while the run runs again.
 -- ARGV[1] run id
 -- ARGV[2] now ms ('' = Redis clock)
 -- Returns {n} (jobs put back; publishes the state) or {0, reason, detail}: reason 'gone' (no
@@ -31,6 +32,7 @@ local args = {}
 for i, job in ipairs(jobs) do
   redis.call('SETBIT', done_key, job, 0)
   redis.call('HDEL', attempts_key, job, 'expired:' .. job .. ':1:r-1')  -- fresh attempts
+  redis.call('HSET', owners_key, job, job .. ':1:r-1')
   args[#args + 1] = now + (i - 1) * spacing
   args[#args + 1] = job .. ':1:r-1'
 end

@@ -6,8 +6,10 @@
 -- jobs and throttled ones together. The new run is a message "job:1:r-N" (N = 2, 3, ... per
 -- throttle of that job; names.RERUN is -1), due after ARGV[3] s when given, else after one
 -- spacing at the effective rate, and never before the previous throttled job's + one spacing.
+-- The new run's message owns the job from now (owners_key): no other message leases it.
 -- Keys: reads done_key, current_key; writes run_key (the rate and the schedule), attempts_key
--- (the throttles of the job, field "t<job id>"), messages_key, metrics_key (throttled_total).
+-- (the throttles of the job, field "t<job id>"), messages_key, owners_key, metrics_key
+-- (throttled_total).
 -- ARGV[1] run id
 -- ARGV[2] job id
 -- ARGV[3] seconds the downstream asked to wait ('' = none)
@@ -45,7 +47,9 @@ local due = now + ((ARGV[3] ~= '') and tonumber(ARGV[3]) * 1000 or spacing)
 due = math.max(due, tonumber(f[7] or 0))
 redis.call('HSET', run_key, 'throttleNext', due + spacing)
 local again = redis.call('HINCRBY', attempts_key, 't' .. job, 1)
-redis.call('ZADD', messages_key, due, job .. ':1:r-' .. (again + 1))
+local rerun = job .. ':1:r-' .. (again + 1)
+redis.call('ZADD', messages_key, due, rerun)
+redis.call('HSET', owners_key, job, rerun)
 redis.call('HINCRBY', run_key, 'throttled', 1)
 redis.call('HINCRBY', metrics_key, 'throttled_total', 1)
 publish_state(run_key, current_key, ARGV[1])

@@ -35,7 +35,7 @@ if ARGV[2] ~= '' then
   if tonumber(h.processed) + tonumber(h.failed) >= tonumber(ARGV[2]) then
     finish_run(run_key, active_key, outbox_key, ARGV[1], 'completed', now)
     expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key,
-      holders_key)
+      holders_key, owners_key)
   end
 end
 publish_state(run_key, current_key, ARGV[1])
