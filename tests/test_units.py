@@ -97,15 +97,188 @@ def test_redacted_url_keeps_what_helps_find_the_server():
     )
 
 
-def test_the_relay_keeps_the_newest_state_of_a_run_whatever_the_order():
+class Stored:
+    """The relay's read of the stored state (the web app's ``current_state``), reads counted."""
+
+    def __init__(self, state: dict) -> None:
+        self.state = state
+        self.reads = 0
+
+    def __call__(self) -> dict:
+        self.reads += 1
+        return dict(self.state)
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def subscribed_relay(stored: Stored, clock: Clock):
+    """A relay that has just (re)subscribed: it read the stored state once."""
     from optio.webapp.relay import Relay
 
-    relay = Relay(socketio=None, read_state=dict, settings=Settings())
-    relay.offer({"runId": "a", "seq": 5, "processed": 50})
-    relay.offer({"runId": "a", "seq": 4, "processed": 40})  # late: dropped
-    assert relay.latest["processed"] == 50
-    relay.offer({"runId": "b", "seq": 1, "processed": 0})  # another run: taken
-    assert relay.latest["runId"] == "b"
+    relay = Relay(socketio=None, read_state=stored, settings=Settings(), clock=clock)
+    relay.resync()
+    assert relay.latest == stored.state and stored.reads == 1
+    return relay
+
+
+def test_the_relay_takes_each_next_state_of_its_run_without_reading_the_store():
+    stored, clock = Stored({"runId": "a", "seq": 5}), Clock(100.0)
+    relay = subscribed_relay(stored, clock)
+    for seq in range(6, 10_006):
+        relay.offer({"runId": "a", "seq": seq})
+        clock.t += 0.001
+        relay.poll()
+    assert relay.latest == {"runId": "a", "seq": 10_005}
+    assert stored.reads == 1  # the read at subscription only
+
+
+def test_a_state_the_channel_cannot_vouch_for_is_taken_from_the_store_within_a_second():
+    stored, clock = Stored({"runId": "a", "seq": 5, "processed": 50}), Clock(100.0)
+    relay = subscribed_relay(stored, clock)
+    clock.t = 102.0
+    relay.offer({"runId": "a", "seq": 10**9, "processed": 999})  # forged, far ahead
+    assert relay.latest["seq"] == 5 and stored.reads == 2  # checked at once, never taken
+    relay.offer({"runId": "a", "seq": 6, "processed": 60})  # the next real one
+    assert relay.latest["processed"] == 60 and stored.reads == 2
+    relay.offer({"runId": "a", "seq": 4, "processed": 40})  # late: dropped, checked later
+    stored.state = {"runId": "a", "seq": 7, "processed": 70}
+    clock.t = 102.5
+    relay.poll()  # the store was read half a second ago
+    assert relay.latest["processed"] == 60 and stored.reads == 2
+    clock.t = 103.0
+    relay.poll()
+    assert relay.latest["processed"] == 70 and stored.reads == 3
+    relay.poll()
+    assert stored.reads == 3  # nothing left to check
+
+    # a new run: its state is taken from the store, which says which run is watched
+    stored.state = {"runId": "b", "seq": 2, "processed": 0}
+    clock.t = 105.0
+    relay.offer({"runId": "b", "seq": 1, "processed": 0})
+    assert relay.latest == stored.state and stored.reads == 4
+    relay.offer({"runId": "b", "seq": 3, "processed": 999})  # forged with the next seq: taken
+    stored.state = {"runId": "b", "seq": 3, "processed": 30}
+    relay.offer({"runId": "b", "seq": 3, "processed": 30})  # the real one it hid
+    clock.t = 106.0
+    relay.poll()
+    assert relay.latest == stored.state and stored.reads == 5
+
+
+def test_messages_that_are_not_a_state_are_ignored_with_a_warning_now_and_then(caplog):
+    import logging
+
+    stored, clock = Stored({"runId": "a", "seq": 5}), Clock(100.0)
+    relay = subscribed_relay(stored, clock)
+    bad = [
+        b"\xff\xfe\x00 not UTF-8",
+        b"[1, 2, 3]",
+        b"[" * 100_000,
+        b"42",
+        b"null",
+        b"{",
+        b'{"seq": 6}',
+        b'{"runId": "a", "seq": "6"}',
+        b'{"runId": "a", "seq": true}',
+    ]
+    with caplog.at_level(logging.WARNING, logger="optio.webapp.relay"):
+        for data in bad:
+            relay.receive(data)
+        clock.t += 10.0
+        relay.receive(b'["late"]')
+    assert relay.ignored == len(bad) + 1 and relay.received == 0
+    assert relay.latest == stored.state
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith("[api] Ignored 1 message(s) on optio:progress that are not")
+    assert warnings[1].startswith(f"[api] Ignored {len(bad)} message(s) on optio:progress")
+    relay.receive('{"runId": "a", "seq": 6}')  # text, as from a client that decodes
+    assert relay.latest == {"runId": "a", "seq": 6} and relay.received == 1
+
+
+#: A fixed clock for Throttle.from_response: Tue, 14 Nov 2023 22:13:20 GMT.
+NOW = 1_700_000_000.0
+
+
+@pytest.mark.parametrize(
+    "value, wait",
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("0", 0.0),
+        ("2.5", 2.5),
+        ("Tue, 14 Nov 2023 22:15:00 GMT", 100.0),  # IMF-fixdate
+        ("Tuesday, 14-Nov-23 22:15:00 GMT", 100.0),  # RFC 850
+        ("Tue Nov 14 22:15:00 2023", 100.0),  # asctime (GMT)
+        ("Tue, 14 Nov 2023 22:10:00 GMT", 0.0),  # in the past: now
+        ("Sun, 14 Nov 2077 10:13:20 GMT", 1_704_110_400.0),  # far: capped by the worker
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("-5", None),
+        ("1.7e9", None),
+        ("nan", None),
+        ("inf", None),
+        ("Tue, 14 Nov 2023 25:99:00 GMT", None),
+        ("Tue, 14 Nov 99999 22:15:00 GMT", None),
+    ],
+)
+def test_from_response_reads_retry_after_as_seconds_or_an_http_date(value, wait):
+    from optio import Throttle
+
+    headers = {} if value is None else {"Retry-After": value}
+    throttle = Throttle.from_response(429, headers, now=NOW)
+    assert isinstance(throttle, Throttle) and throttle.retry_after == wait
+
+
+def test_from_response_throttles_on_429_and_503_only():
+    from http import HTTPStatus
+
+    from optio import Throttle
+
+    assert Throttle.from_response(503, {"Retry-After": "30"}, now=NOW).retry_after == 30
+    assert Throttle.from_response(HTTPStatus.TOO_MANY_REQUESTS, {}, now=NOW).retry_after is None
+    for status in (200, 204, 400, 404, 500, 502, 504):
+        assert Throttle.from_response(status, {"Retry-After": "30"}, now=NOW) is None
+
+
+def test_from_response_takes_the_headers_of_common_http_clients():
+    from email.message import Message
+
+    from requests.structures import CaseInsensitiveDict
+
+    from optio import Throttle
+
+    message = Message()  # urllib's HTTPError.headers, http.client's response.headers
+    message["Retry-After"] = "9"
+    pairs = [("Content-Type", "text/plain"), ("retry-after", "8"), ("Retry-After", "99")]
+    cased = CaseInsensitiveDict({"RETRY-AFTER": "7"})  # requests' response.headers
+    plain = {"retry-after": "6"}
+    waits = [
+        Throttle.from_response(429, h, now=NOW).retry_after for h in (message, pairs, cased, plain)
+    ]
+    assert waits == [9, 8, 7, 6]
+
+
+def test_throttle_takes_seconds_from_zero_to_infinity_and_refuses_anything_else():
+    import math
+
+    from optio import Throttle
+
+    assert Throttle(0).retry_after == 0 and Throttle(2.5).retry_after == 2.5
+    assert Throttle(None).retry_after is None
+    assert Throttle(math.inf).retry_after == math.inf  # as long as allowed: the cap
+    for bad in (-1, -0.001, math.nan):
+        with pytest.raises(ValueError, match="retry_after must be a number of seconds >= 0"):
+            Throttle(bad)
+    for wrong in ("5", True, [1]):
+        with pytest.raises(TypeError, match="retry_after must be a number of seconds"):
+            Throttle(wrong)
 
 
 @pytest.mark.parametrize(
