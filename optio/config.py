@@ -11,6 +11,7 @@ alone; ``Settings.from_env()`` reads the environment. The entry points read it o
 from __future__ import annotations
 
 import contextvars
+import math
 import os
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -152,6 +153,10 @@ class Settings(BaseSettings):
     throttle (OPTIO_THROTTLE_WINDOW)."""
     min_rate: float = 1.0
     """Lowest effective rate a run is cut to, jobs/min (OPTIO_MIN_RATE)."""
+    throttle_max_wait: float = 300.0
+    """Most seconds a throttled job waits for its own retry_after (a server's Retry-After) before
+    it runs again; a longer (or infinite) wait is cut to this. It delays that job only, never
+    the others (OPTIO_THROTTLE_MAX_WAIT)."""
     max_x: int = 10_000_000
     """Largest accepted x (jobs in one run); the exactly-once bitmap costs x/8 bytes
     (OPTIO_MAX_X)."""
@@ -260,6 +265,11 @@ def _check(s: Settings) -> None:
         )
     if not s.throttle_window > 0 or not s.min_rate > 0:
         raise ValueError("OPTIO_THROTTLE_WINDOW and OPTIO_MIN_RATE must be greater than 0")
+    if not 0 < s.throttle_max_wait < math.inf:
+        raise ValueError(
+            f"OPTIO_THROTTLE_MAX_WAIT must be a finite number of seconds above 0, "
+            f"not {s.throttle_max_wait}"
+        )
     if urls.is_sentinel(s.redis_url):
         urls.parse_sentinel(s.redis_url)  # a clear error at start, not at first use
     if s.redis_min_replicas < 0:

@@ -105,8 +105,9 @@ rateNow
     OPTIO_THROTTLE_DECREASE at most once per OPTIO_THROTTLE_WINDOW, and back up by y/20 per
     window without a throttle (AIMD). Never above y.
 throttled, throttleAt, raisedAt, throttleNext
-    throttles so far; when the rate was last cut and last raised; the earliest time the next
-    throttled job may run again (throttled jobs run one spacing apart).
+    throttles so far; when the rate was last cut and last raised; the next place in the queue
+    of throttled jobs (they queue one spacing apart; a job's own retry_after is counted from
+    its place and never moves this).
 rateEnqueued, rateAt, rateCount
     jobs/min reserved over the last window (~3 s), its start and count.
 heldBack, heldAt

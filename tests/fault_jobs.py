@@ -8,6 +8,7 @@ from functools import cache
 
 import redis
 
+from optio import Throttle
 from optio.store.connection import client_for
 from optio.testing.runs import executions_key, starts_key
 
@@ -101,3 +102,22 @@ def kills_its_process(run_id: str, job_id: int) -> str:
         return counted(run_id, job_id)
     _redis().hincrby(executions_key(run_id), str(job_id), 1)
     os._exit(1)
+
+
+#: The Retry-After job 0 of ``throttled_once`` asks for: an HTTP date read as epoch seconds.
+HUGE_RETRY_AFTER = 1.7e9
+
+
+def throttled_at_key(run_id: str) -> str:
+    """Hash: job id -> ms since the epoch when ``throttled_once`` throttled it."""
+    return f"test:throttled:{run_id}"
+
+
+def throttled_once(run_id: str, job_id: int) -> str:
+    """The first execution of job 0 raises optio.Throttle asking to wait HUGE_RETRY_AFTER
+    seconds; that of jobs 1, 5, 9, ... raises it with no wait of its own; every execution that
+    gets past that is recorded as ``counted`` records it."""
+    if job_id % 4 == 1 or job_id == 0:
+        if _redis().hsetnx(throttled_at_key(run_id), str(job_id), f"{time.time() * 1000:.0f}"):
+            raise Throttle(HUGE_RETRY_AFTER if job_id == 0 else None)
+    return counted(run_id, job_id)

@@ -24,8 +24,8 @@ T = TypeVar("T")
 MAX_CONNECTIONS = 10_000
 
 
-def connect(url: str, *, timeout: float) -> redis.Redis:
-    """A client for ``url`` (``REDIS_URL``) that returns text.
+def connect(url: str, *, timeout: float, decode: bool = True) -> redis.Redis:
+    """A client for ``url`` (``REDIS_URL``) that returns text (``decode`` False: bytes).
 
     Every command fails after ``timeout`` seconds (OPTIO_REDIS_TIMEOUT), so a hung Redis gives
     errors (503 in the web) instead of hanging requests; a dropped connection is retried once, a
@@ -35,7 +35,7 @@ def connect(url: str, *, timeout: float) -> redis.Redis:
     """
     return client_for(
         url,
-        decode_responses=True,
+        decode_responses=decode,
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),

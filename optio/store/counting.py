@@ -105,22 +105,33 @@ class Counting(Part):
         decrease: float | None = None,
         window_s: float | None = None,
         min_rate: float | None = None,
+        max_wait_s: float | None = None,
         now_ms: int | None = None,
     ) -> tuple[str, float, float]:
         """Job ``job_id`` was throttled: run it again later (no attempt used) and cut the run's
-        effective rate (once per window). Returns (outcome, seconds until it runs again, the
-        effective rate in jobs/min); outcome 'throttled', 'done' or 'ended'."""
+        effective rate (once per window). ``retry_after_s``: the job's own wait, seconds >= 0
+        (``math.inf`` allowed), capped at ``max_wait_s`` (default OPTIO_THROTTLE_MAX_WAIT); a
+        negative or NaN one raises ValueError before anything is written. Returns (outcome,
+        seconds until it runs again, the effective rate in jobs/min); outcome 'throttled',
+        'done' or 'ended'."""
+        cap = self.settings.throttle_max_wait if max_wait_s is None else max_wait_s
+        wait = None
+        if retry_after_s is not None:
+            if not retry_after_s >= 0:
+                raise ValueError(f"retry_after must be seconds >= 0, not {retry_after_s!r}")
+            wait = min(float(retry_after_s), cap)  # finite from here on (Lua reads no inf)
         outcome, wait_ms, rate = self._count(
             "throttle_job",
             run_id,
             [
                 run_id,
                 job_id,
-                num_arg(None if retry_after_s is None else float(retry_after_s)),
+                num_arg(wait),
                 repr(float(self.settings.throttle_decrease if decrease is None else decrease)),
                 int((self.settings.throttle_window if window_s is None else window_s) * 1000),
                 repr(float(self.settings.min_rate if min_rate is None else min_rate)),
                 now_arg(now_ms),
+                int(cap * 1000),
             ],
         )
         return outcome, int(wait_ms) / 1000, float(rate)

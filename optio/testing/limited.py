@@ -83,7 +83,8 @@ class LimitedServer:
 
 
 def call_limited(run_id: str, job_id: int) -> str:
-    """Call the limited server once; a 429 raises optio.Throttle (Retry-After when sent)."""
+    """Call the limited server once; a 429 raises optio.Throttle (Throttle.from_response: with
+    the Retry-After when sent)."""
     request = urllib.request.Request(
         f"{os.environ['OPTIO_TEST_LIMITED_URL']}?job={job_id}", data=b"", method="POST"
     )
@@ -91,7 +92,7 @@ def call_limited(run_id: str, job_id: int) -> str:
         with urllib.request.urlopen(request, timeout=10):
             return "accepted"
     except urllib.error.HTTPError as exc:
-        if exc.code == 429:
-            after = exc.headers.get("Retry-After")
-            raise Throttle(float(after) if after else None) from None
+        throttle = Throttle.from_response(exc.code, exc.headers)
+        if throttle is not None:
+            raise throttle from None
         raise

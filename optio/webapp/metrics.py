@@ -148,6 +148,19 @@ class WebCollector(Collector):
         )
         received.add_metric([], relay.received)
         yield received
+        ignored = CounterMetricFamily(
+            "optio_relay_messages_ignored",
+            "Messages on the progress channel that are not a run's state, ignored.",
+        )
+        ignored.add_metric([], relay.ignored)
+        yield ignored
+        reads = CounterMetricFamily(
+            "optio_relay_store_reads",
+            "Reads of the stored state: at each subscription, and for a state received on the "
+            "channel that is not the next one of the run held.",
+        )
+        reads.add_metric([], relay.store_reads)
+        yield reads
 
 
 def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:

@@ -137,11 +137,23 @@ def _run_jobs(ctx: Context, held: Held, jobs: list[int]) -> int:
 
 
 _throttle_log = _EveryFewSeconds()
+_capped_log = _EveryFewSeconds(10.0)
 
 
 def _job_throttled(ctx: Context, run_id: str, job_id: int, throttle: Throttle) -> None:
     """The downstream said "slow down": the job runs again later and the run slows down."""
-    outcome, wait, rate = ctx.counting.throttle_job(run_id, job_id, throttle.retry_after)
+    asked = throttle.retry_after
+    cap = ctx.settings.throttle_max_wait
+    if asked is not None and asked > cap and _capped_log():
+        log.warning(
+            "[worker] Job %s/%d asked to wait %g s (a Retry-After date read as seconds?); it "
+            "waits OPTIO_THROTTLE_MAX_WAIT, %g s",
+            run_id,
+            job_id,
+            asked,
+            cap,
+        )
+    outcome, wait, rate = ctx.counting.throttle_job(run_id, job_id, asked)
     if outcome == "throttled" and _throttle_log():
         log.warning(
             "[worker] Job %s/%d throttled by the downstream: again in %.1f s; the run's rate "

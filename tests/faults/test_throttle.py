@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from optio.testing import status, wait_finished, wait_for
+from optio.testing import assert_exactly_once, executions, starts, status, wait_finished, wait_for
 from optio.testing.limited import LimitedServer
+from tests.fault_jobs import throttled_at_key
 
 JOB = {"OPTIO_JOB_FUNC": "optio.testing.limited:call_limited"}
 
@@ -100,4 +101,35 @@ def test_the_rate_follows_the_servers_limit_down_and_up(fault_system, limited, r
         settled_up_s=f"{up_s:.1f}",
         throttled=final["throttled"],
         refused_429=server.refused,
+    )
+
+
+@pytest.mark.env(
+    {"OPTIO_JOB_FUNC": "tests.fault_jobs:throttled_once", "OPTIO_THROTTLE_MAX_WAIT": "4"}
+)
+def test_a_huge_retry_after_is_capped_and_delays_no_other_job(fault_system, record):
+    s = fault_system.start_all()
+    x = 20
+    run_id = s.post("/api/run", {"x": x, "y": 1200}).json()["runId"]  # 20/s
+    state = wait_finished(s, run_id, 30)  # before the cap: job 0 was due in 54 years
+    figures = assert_exactly_once(s, run_id, x)
+    assert executions(s, run_id) == {job: 1 for job in range(x)}  # each ran once, once allowed
+    throttled_at = {int(k): int(v) for k, v in s.redis.hgetall(throttled_at_key(run_id)).items()}
+    assert sorted(throttled_at) == [0, 1, 5, 9, 13, 17] and state["throttled"] == 6
+    ran_at = dict(starts(s, run_id))
+    waited = {job: (ran_at[job] - at) / 1000 for job, at in throttled_at.items()}
+    # job 0 waited the cap (OPTIO_THROTTLE_MAX_WAIT=4 s), plus at most a tick and its queue
+    assert 4 <= waited[0] < 4 + 2, waited
+    # the others ran again one spacing or so later: job 0's wait held none of them back
+    others = [waited[job] for job in throttled_at if job]
+    assert max(others) < 2 and all(ran_at[job] < ran_at[0] for job in throttled_at if job)
+    assert f"Job {run_id}/0 asked to wait 1.7e+09 s" in s.procs["worker"].log()
+    record(
+        "a job asks to wait 1.7e9 s (an HTTP date read as seconds)",
+        f"x={x}, y=1200/min; job 0 throttled with retry_after=1.7e9, jobs 1, 5, 9, 13, 17 with "
+        "none; OPTIO_THROTTLE_MAX_WAIT=4",
+        job_0_waited_s=f"{waited[0]:.1f}",
+        others_waited_most_s=f"{max(others):.1f}",
+        finished_after_s=f"{(state['finishedAt'] - state['startedAt']) / 1000:.1f}",
+        **figures,
     )

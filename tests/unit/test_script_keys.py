@@ -60,6 +60,7 @@ class Sent:
 def evalshas(client: redis.Redis) -> Iterator[Sent]:
     """What the server receives meanwhile (MONITOR): see Sent."""
     sent = Sent()
+    db = str(client.connection_pool.connection_kwargs.get("db", 0))
     with client.monitor() as monitor:
         yield sent
         client.echo(MARKER)
@@ -68,11 +69,13 @@ def evalshas(client: redis.Redis) -> Iterator[Sent]:
             if isinstance(line, bytes):
                 line = line.decode()
             # "<time> [<db> <client>] "CMD" "arg" ...": Lua's own calls are never EVALSHA; their
-            # client is "lua"
+            # client is "lua". Other databases are other tests' apps (their relays read states).
             client, rest = line.split("] ", 1)
             words = QUOTED.findall(rest)
             if words == ["ECHO", MARKER]:
                 return
+            if client.split("[", 1)[1].split(" ", 1)[0] != db:
+                continue
             if words[0].upper() == "EVALSHA":
                 sent.evalshas.append((words[1], words[3 : 3 + int(words[2])]))
             elif client.endswith(" lua"):

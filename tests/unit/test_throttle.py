@@ -3,6 +3,8 @@ rate-limited server: tests/faults/test_throttle.py.)"""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from optio.names import messages_key
@@ -13,6 +15,12 @@ KNOBS = {"decrease": 0.5, "window_s": 2.0, "min_rate": 60.0}
 
 def throttle(store, run_id, job, at, retry_after=None):
     return store.counting.throttle_job(run_id, job, retry_after, now_ms=T0 + at, **KNOBS)
+
+
+def due(store, run_id, message):
+    """When the message (a throttled job's new run, "job:1:r-N") is due, ms after T0."""
+    score = store.client.zscore(messages_key(run_id), message)
+    return None if score is None else score - T0
 
 
 def reserve(store, run_id, at):
@@ -38,9 +46,9 @@ def test_throttled_jobs_run_again_one_spacing_apart_without_an_attempt(store):
     run_id = store.runs.start_run(100, 600, now_ms=T0)  # 10/s
     throttle(store, run_id, 7, 0)  # cut to 5/s: 200 ms apart
     throttle(store, run_id, 8, 0)
-    throttle(store, run_id, 9, 0, retry_after=3)
-    due = store.client.zrange(messages_key(run_id), 0, -1, withscores=True)
-    assert due == [("7:1:r-2", T0 + 200), ("8:1:r-2", T0 + 400), ("9:1:r-2", T0 + 3000)]
+    throttle(store, run_id, 9, 0, retry_after=3)  # its own wait, after two queued ahead of it
+    queued = store.client.zrange(messages_key(run_id), 0, -1, withscores=True)
+    assert queued == [("7:1:r-2", T0 + 200), ("8:1:r-2", T0 + 400), ("9:1:r-2", T0 + 3400)]
     throttle(store, run_id, 7, 5000)  # its second throttle: another message
     assert store.client.zscore(messages_key(run_id), "7:1:r-3") is not None
     assert store.client.hget(f"optio:run:{run_id}:attempts", "7") is None  # no attempt used
@@ -83,9 +91,67 @@ def test_a_throttle_after_the_job_was_counted_or_the_run_ended_does_nothing(stor
     assert store.runs.run_state(run_id)["throttled"] == 0
 
 
+def test_a_jobs_own_wait_is_capped_at_the_max_wait(store):
+    run_id = store.runs.start_run(100, 600, now_ms=T0)  # 10/s, cut to 5/s: 200 ms apart
+    # an HTTP date read as epoch seconds: 54 years; capped at OPTIO_THROTTLE_MAX_WAIT (300 s)
+    assert throttle(store, run_id, 1, 0, retry_after=1.7e9)[1] == 300
+    assert due(store, run_id, "1:1:r-2") == 300_000
+    throttle(store, run_id, 2, 0, retry_after=math.inf)  # "as long as you like": the cap too
+    assert due(store, run_id, "2:1:r-2") == 300_000 + 200  # one place behind job 1
+    outcome, wait_s, _ = store.counting.throttle_job(
+        run_id, 3, 1.7e9, now_ms=T0 + 1000, max_wait_s=5, **KNOBS
+    )
+    assert (outcome, wait_s, due(store, run_id, "3:1:r-2")) == ("throttled", 5, 1000 + 5000)
+
+
+def test_one_jobs_long_wait_never_delays_the_other_throttled_jobs(store):
+    def run(waits):
+        """Jobs 1 and 2 throttled asking ``waits``, then jobs 3, 4 and 5 with no wait of
+        their own; the due times of all five."""
+        run_id = store.runs.start_run(100, 600, now_ms=T0)  # 10/s, cut to 5/s: 200 ms apart
+        throttle(store, run_id, 1, 0, retry_after=waits[0])
+        throttle(store, run_id, 2, 0, retry_after=waits[1])
+        throttle(store, run_id, 3, 0)
+        throttle(store, run_id, 4, 100)
+        throttle(store, run_id, 5, 1500)
+        dues = [due(store, run_id, f"{job}:1:r-2") for job in range(1, 6)]
+        store.runs.stop_run(now_ms=T0 + 2000)
+        return dues
+
+    long = run([1.7e9, 10])
+    # 1 and 2 keep their own (capped) waits, each counted from its place in the queue
+    assert long[:2] == [300_000, 10_000 + 200]
+    # the others queue one spacing behind each throttled job, exactly as if 1 and 2 had asked
+    # for no wait: no job's own wait moves them
+    assert long[2:] == [600, 800, 1700]
+    assert run([None, None]) == [200, 400, *long[2:]]
+    # jobs asking for the same wait run one spacing apart, not all at once
+    run_id = store.runs.start_run(100, 600, now_ms=T0)
+    for job in (1, 2, 3):
+        throttle(store, run_id, job, 0, retry_after=10)
+    assert [due(store, run_id, f"{job}:1:r-2") for job in (1, 2, 3)] == [10_000, 10_200, 10_400]
+
+
+def test_a_wait_that_is_not_a_number_of_seconds_is_refused_before_anything_is_written(store):
+    run_id = store.runs.start_run(100, 600, now_ms=T0)
+    for bad in (-1.0, math.nan):
+        with pytest.raises(ValueError, match="retry_after"):
+            throttle(store, run_id, 1, 0, retry_after=bad)
+    assert store.client.zcard(messages_key(run_id)) == 0
+    assert store.runs.run_state(run_id)["throttled"] == 0
+
+
 @pytest.mark.parametrize("bad", [0, 1, 1.5, -0.5])
 def test_the_decrease_factor_is_checked(bad):
     from optio.config import Settings
 
     with pytest.raises(ValueError, match="OPTIO_THROTTLE_DECREASE"):
         Settings(throttle_decrease=bad)
+
+
+@pytest.mark.parametrize("bad", [0, -1, math.nan, math.inf])
+def test_the_max_wait_is_checked(bad):
+    from optio.config import Settings
+
+    with pytest.raises(ValueError, match="OPTIO_THROTTLE_MAX_WAIT"):
+        Settings(throttle_max_wait=bad)

@@ -4,19 +4,23 @@
 -- within the last window (a burst of throttles cuts once). The job's new run takes one of the
 -- run's slots (the schedule gives one job fewer), so the run sends at the effective rate, new
 -- jobs and throttled ones together. The new run is a message "job:1:r-N" (N = 2, 3, ... per
--- throttle of that job; names.RERUN is -1), due after ARGV[3] s when given, else after one
--- spacing at the effective rate, and never before the previous throttled job's + one spacing.
+-- throttle of that job; names.RERUN is -1). Throttled jobs queue one spacing (at the effective
+-- rate) apart: each takes the next place, throttleNext, which moves one spacing per throttled
+-- job. A job runs at its place; one that asked to wait (ARGV[3] s, capped at ARGV[8] ms) waits
+-- that long instead of the first spacing, counted from its place (so jobs asking the same wait
+-- stay a spacing apart). Its own wait never moves throttleNext: it delays no other job.
 -- The new run's message owns the job from now (owners_key): no other message leases it.
 -- Keys: reads done_key, current_key; writes run_key (the rate and the schedule), attempts_key
 -- (the throttles of the job, field "t<job id>"), messages_key, owners_key, metrics_key
 -- (throttled_total).
 -- ARGV[1] run id
 -- ARGV[2] job id
--- ARGV[3] seconds the downstream asked to wait ('' = none)
+-- ARGV[3] seconds the downstream asked to wait, >= 0 ('' = none)
 -- ARGV[4] factor of a cut (0 < f < 1)
 -- ARGV[5] window, ms: at most one cut per window
 -- ARGV[6] lowest effective rate, jobs/min
 -- ARGV[7] now ms ('' = Redis clock)
+-- ARGV[8] most ms a job's own wait may be (OPTIO_THROTTLE_MAX_WAIT)
 -- Returns {outcome, ms until the job runs again, effective rate in jobs/min}: outcome
 -- 'throttled' (publishes the state), 'done' (counted before: nothing to do) or 'ended' (the
 -- run has ended: nothing recorded).
@@ -43,9 +47,13 @@ if now - tonumber(f[6] or 0) >= tonumber(ARGV[5]) then
 end
 redis.call('HINCRBYFLOAT', run_key, 'anchorCount', -1)
 local spacing = 60000 / rate
-local due = now + ((ARGV[3] ~= '') and tonumber(ARGV[3]) * 1000 or spacing)
-due = math.max(due, tonumber(f[7] or 0))
-redis.call('HSET', run_key, 'throttleNext', due + spacing)
+local place = math.max(now + spacing, tonumber(f[7] or 0))
+local wait = spacing
+if ARGV[3] ~= '' then
+  wait = math.min(tonumber(ARGV[3]) * 1000, tonumber(ARGV[8]))
+end
+local due = place - spacing + wait
+redis.call('HSET', run_key, 'throttleNext', place + spacing)
 local again = redis.call('HINCRBY', attempts_key, 't' .. job, 1)
 local rerun = job .. ':1:r-' .. (again + 1)
 redis.call('ZADD', messages_key, due, rerun)
