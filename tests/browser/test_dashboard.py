@@ -216,7 +216,7 @@ def second_web(system, tmp_path_factory) -> Iterator[System]:
 
 
 def test_the_html_test_client_works_as_a_local_file(idle_system, second_web, page):
-    path = ROOT / "optio" / "static" / "test-websocket.html"
+    path = ROOT / "optio" / "webapp" / "static" / "test-websocket.html"
     page.tab.goto(f"{path.as_uri()}?server={second_web.base}")
     asked: list[str] = []
     page.tab.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
@@ -232,7 +232,7 @@ def test_a_local_file_is_refused_unless_null_is_allowed(idle_system, browser):
     """The default origins do not include `null`; the page says what to change."""
     tab = Page(browser)
     try:
-        path = ROOT / "optio" / "static" / "test-websocket.html"
+        path = ROOT / "optio" / "webapp" / "static" / "test-websocket.html"
         tab.tab.goto(f"{path.as_uri()}?server={idle_system.base}")
         tab.tab.on("dialog", lambda dialog: dialog.accept())
         tab.tab.click("#connect")
@@ -343,7 +343,7 @@ def test_the_dashboard_asks_for_the_api_token_when_the_server_wants_one(
 
 
 def test_a_local_file_loads_nothing_when_the_user_declines(idle_system, page):
-    path = ROOT / "optio" / "static" / "test-websocket.html"
+    path = ROOT / "optio" / "webapp" / "static" / "test-websocket.html"
     page.tab.goto(f"{path.as_uri()}?server={idle_system.base}")
     page.tab.on("dialog", lambda dialog: dialog.dismiss())
     page.tab.click("#connect")
