@@ -30,12 +30,14 @@ if attempts < tonumber(ARGV[4]) then
   redis.call('HINCRBY', metrics_key, 'retried_total', 1)
   return {'retry', attempts, math.floor(delay)}
 end
-redis.call('SETBIT', done_key, job, 1)
+-- the error first, then the bit: a script that fails midway has not counted the job (Redis does
+-- not undo the writes before the failure); the metrics last
 redis.call('HSET', errors_key, job, ARGV[3])
+redis.call('SETBIT', done_key, job, 1)
 redis.call('HINCRBY', run_key, 'failed', 1)
-redis.call('HINCRBY', metrics_key, 'failed_total', 1)
 if complete_if_done(run_key, active_key, outbox_key, ARGV[1], now_ms(ARGV[7])) then
   expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key, holders_key)
 end
 publish_state(run_key, current_key, ARGV[1])
+redis.call('HINCRBY', metrics_key, 'failed_total', 1)
 return {'failed', attempts, 0}

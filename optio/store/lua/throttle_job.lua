@@ -47,6 +47,6 @@ redis.call('HSET', run_key, 'throttleNext', due + spacing)
 local again = redis.call('HINCRBY', attempts_key, 't' .. job, 1)
 redis.call('ZADD', messages_key, due, job .. ':1:r-' .. (again + 1))
 redis.call('HINCRBY', run_key, 'throttled', 1)
-redis.call('HINCRBY', metrics_key, 'throttled_total', 1)
 publish_state(run_key, current_key, ARGV[1])
+redis.call('HINCRBY', metrics_key, 'throttled_total', 1)  -- the metrics last
 return {'throttled', math.floor(due - now), tostring(rate)}
