@@ -114,7 +114,8 @@ class Settings(BaseSettings):
     """Seconds a Redis command may take before it fails (a hung Redis makes the API answer 503)
     (OPTIO_REDIS_TIMEOUT)."""
     redis_retry_seconds: float = 120.0
-    """Seconds a worker keeps retrying Redis calls while Redis is away (restart, failover)
+    """Seconds a worker keeps retrying Redis calls while Redis is away or refuses them for now
+    (restart, failover, maxmemory reached); past that, the message goes back to the broker
     (OPTIO_REDIS_RETRY_SECONDS)."""
     redis_min_replicas: int = None  # type: ignore[assignment]  # derived: _derive_and_check
     """Replicas that must have each counting write of a worker before it goes on and acknowledges

@@ -112,6 +112,9 @@ rateEnqueued, rateAt, rateCount
     jobs/min reserved over the last window (~3 s), its start and count.
 heldBack, heldAt
     ``1`` when the backlog cap held the schedule back within the last window, and when.
+sentAt
+    ms (Redis clock) when messages of the run were last confirmed as published; the
+    lost-message repair (``optio/worker/tick.py``) waits a margin after it.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from functools import cache
 import redis
 
 from optio import Throttle
+from optio.names import results_key
 from optio.store.connection import client_for
 from optio.testing.runs import executions_key, starts_key
 
@@ -121,3 +122,41 @@ def throttled_once(run_id: str, job_id: int) -> str:
         if _redis().hsetnx(throttled_at_key(run_id), str(job_id), f"{time.time() * 1000:.0f}"):
             raise Throttle(HUGE_RETRY_AFTER if job_id == 0 else None)
     return counted(run_id, job_id)
+
+
+def fails_first(run_id: str, job_id: int) -> str:
+    """Each job raises on its first execution (recorded nowhere), then runs as ``counted``."""
+    if _redis().incr(f"test:first:{run_id}:{job_id}") == 1:
+        raise RuntimeError(f"job {job_id} fails the first time")
+    return counted(run_id, job_id)
+
+
+def refuse_writes(client: redis.Redis) -> None:
+    """Make the Redis of ``client`` refuse every write (OOM) until ``accept_writes``."""
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1)
+
+
+def accept_writes(client: redis.Redis) -> None:
+    client.config_set("maxmemory", 0)
+
+
+def refuses_writes_after_job_one(run_id: str, job_id: int) -> str:
+    """As ``counted``; job 1, the first time it runs, then makes the state's Redis (REDIS_URL)
+    refuse writes before it returns, so the count of its result is refused; the test lets
+    writes in again. Records go to OPTIO_TEST_REDIS_URL, another server, which keeps taking
+    them."""
+    result = counted(run_id, job_id)
+    if job_id == 1 and _redis().incr(f"test:refused:{run_id}") == 1:
+        refuse_writes(client_for(os.environ["REDIS_URL"]))
+    return result
+
+
+def breaks_its_count(run_id: str, job_id: int) -> str:
+    """As ``counted``; job 0, the first time it runs, then turns the run's results hash into a
+    string (a key of the wrong type), so the script that counts its result fails (WRONGTYPE);
+    the test deletes the key again."""
+    result = counted(run_id, job_id)
+    if job_id == 0 and _redis().incr(f"test:broken:{run_id}") == 1:
+        client_for(os.environ["REDIS_URL"]).set(results_key(run_id), "not a hash")
+    return result

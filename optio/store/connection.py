@@ -11,6 +11,7 @@ from typing import Any, Protocol, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
+from redis.exceptions import MasterDownError, OutOfMemoryError, ReadOnlyError
 from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError, Sentinel, SentinelManagedConnection
 
@@ -48,6 +49,23 @@ def connect(url: str, *, timeout: float, decode: bool = True) -> redis.Redis:
 
 #: Errors that mean "Redis is away for now" (restarting, loading its append-only file).
 TRANSIENT_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError)
+#: Replies of a Redis that refuses a command for now, before running any of it: out of memory
+#: under ``maxmemory`` with noeviction (OOM), a replica that was the primary (READONLY, a
+#: failover), a replica without its primary (MASTERDOWN), writes stopped after a failed save
+#: (MISCONF), too few replicas for ``min-replicas-to-write`` (NOREPLICAS), a long script (BUSY).
+REFUSED_FOR_NOW = (OutOfMemoryError, ReadOnlyError, MasterDownError)
+REFUSED_CODES = ("OOM", "READONLY", "MASTERDOWN", "MISCONF", "NOREPLICAS", "BUSY")
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether ``exc`` says that Redis is away or refuses commands for now (TRANSIENT_ERRORS,
+    REFUSED_FOR_NOW): the same call may succeed later, and nothing of it ran."""
+    if isinstance(exc, (*TRANSIENT_ERRORS, *REFUSED_FOR_NOW)):
+        return True
+    if not isinstance(exc, redis.ResponseError):
+        return False
+    code = getattr(exc, "status_code", None) or str(exc).split(" ", 1)[0]
+    return code in REFUSED_CODES
 
 
 class Retrying(Protocol):
@@ -57,9 +75,10 @@ class Retrying(Protocol):
 
 
 def retrying(method: Callable[..., T]) -> Callable[..., T]:
-    """Retry a verb while Redis is away, for up to ``self.retry_for`` seconds, with a doubling
-    delay; while the Sentinels answer that they have no primary (a failover is under way: it
-    takes seconds), every 0.1 s, so the new primary is used as soon as it is named."""
+    """Retry a verb while Redis is away or refuses it for now (:func:`transient`), for up to
+    ``self.retry_for`` seconds, with a doubling delay; while the Sentinels answer that they have
+    no primary (a failover is under way: it takes seconds), every 0.1 s, so the new primary is
+    used as soon as it is named. Any other error, or one that lasts longer, is raised."""
 
     @functools.wraps(method)
     def wrapper(self: Retrying, *args: Any, **kwargs: Any) -> T:
@@ -68,12 +87,16 @@ def retrying(method: Callable[..., T]) -> Callable[..., T]:
         while True:
             try:
                 return method(self, *args, **kwargs)
-            except TRANSIENT_ERRORS as exc:
+            except Exception as exc:
+                if not transient(exc):
+                    raise
                 if isinstance(exc, MasterNotFoundError):
                     delay = 0.1
                 if time.monotonic() + delay > deadline:
                     raise
-                log.warning("Redis unavailable (%s); retrying in %.1f s", exc, delay)
+                log.warning(
+                    "Redis unavailable (%s: %s); retrying in %.1f s", type(exc).__name__, exc, delay
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from redis.client import NEVER_DECODE
 
-from optio import names
 from optio.names import (
     LAST_TICK_KEY,
     SERVER_KEY,
@@ -49,6 +48,19 @@ class Lost:
     keys: list[str]
     given_up: int = 0
     failed: int = 0
+
+
+@dataclass(frozen=True)
+class JobsLeft:
+    """What the lost-message repair reads of a run (Schedule.jobs_left)."""
+
+    #: jobs reserved and neither counted nor leased: waiting in the broker, due to be sent
+    #: (again), or lost
+    waiting: int
+    #: ms (Redis clock) when messages of the run were last confirmed as published; 0: never
+    sent_ms: int
+    #: the Redis clock, ms
+    now_ms: int
 
 
 class Schedule(Part):
@@ -129,17 +141,17 @@ class Schedule(Part):
         return previous is not None and previous != server
 
     @retrying
-    def broker_idle_with_jobs_left(self, run_id: str, queue: str) -> bool:
-        """Whether Celery's ``queue`` and its unacknowledged messages are both empty (the broker
-        being this Redis: kombu's Redis transport keeps them in ``queue`` and
-        names.KOMBU_UNACKED) while jobs of ``run_id`` are neither counted nor leased."""
+    def jobs_left(self, run_id: str) -> JobsLeft:
+        """How many jobs of ``run_id`` are neither counted nor leased, when its messages were
+        last published, and the time now (the Redis clock): for the lost-message repair."""
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.llen(queue)
-            pipe.hlen(names.KOMBU_UNACKED)
-            pipe.hmget(run_key(run_id), "reserved", "processed", "failed", "leasedJobs")
-            waiting, unacked, counts = pipe.execute()
-        reserved, processed, failed, leased = (int(v or 0) for v in counts)
-        return waiting == 0 and unacked == 0 and reserved - processed - failed - leased > 0
+            pipe.hmget(run_key(run_id), "reserved", "processed", "failed", "leasedJobs", "sentAt")
+            pipe.time()
+            counts, (seconds, micros) = pipe.execute()
+        reserved, processed, failed, leased, sent = (int(v or 0) for v in counts)
+        return JobsLeft(
+            reserved - processed - failed - leased, sent, seconds * 1000 + micros // 1000
+        )
 
     @retrying
     def unaccounted_jobs(self, run_id: str) -> list[int]:

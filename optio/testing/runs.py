@@ -69,14 +69,25 @@ def past_schedule(state: dict) -> float:
 
 def executions(system: System, run_id: str) -> dict[int, int]:
     """Job id -> how many times the job function really ran (tests.fault_jobs:counted)."""
-    raw = system.redis.hgetall(executions_key(run_id))
+    raw = system.records.hgetall(executions_key(run_id))
     return {int(k): int(v) for k, v in raw.items()}
+
+
+def settled_executions(system: System, run_id: str, timeout: float = 30) -> dict[int, int]:
+    """``executions`` once every execution that started has ended (as many recorded starts as
+    executions: a copy still running when the run finished is counted too)."""
+
+    def settled() -> dict[int, int] | None:
+        ran = executions(system, run_id)
+        return ran if len(starts(system, run_id)) == sum(ran.values()) else None
+
+    return wait_for(settled, timeout, "every started execution to end")
 
 
 def starts(system: System, run_id: str) -> list[tuple[int, float]]:
     """(job id, ms since the epoch) of every execution start, in order."""
     out = []
-    for item in system.redis.lrange(starts_key(run_id), 0, -1):
+    for item in system.records.lrange(starts_key(run_id), 0, -1):
         job, _, at = item.partition(":")
         out.append((int(job), float(at)))
     return out

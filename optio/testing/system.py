@@ -59,6 +59,10 @@ class System:
         }
         self.procs: dict[str, Proc] = {}
         self.redis = client_for(redis_url, decode_responses=True)
+        #: where the test job functions record their executions (tests/fault_jobs.py):
+        #: OPTIO_TEST_REDIS_URL when set, else REDIS_URL
+        records = self.env.get("OPTIO_TEST_REDIS_URL")
+        self.records = client_for(records, decode_responses=True) if records else self.redis
 
     def start_web(self, module: str = "optio.serve") -> Proc:
         """The web process, ``python -m module`` (the benchmark runs a variant of optio.serve)."""
@@ -105,6 +109,7 @@ class System:
         for proc in self.procs.values():
             proc.stop()
         self.redis.close()
+        self.records.close()
 
     def __enter__(self) -> System:
         return self

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import time
 
+from celery.exceptions import Reject
+
 from optio import names
 from optio.names import message_key
 from optio.store.counting import Durations
@@ -18,6 +20,8 @@ log = logging.getLogger("optio")
 
 #: A job batch counts its finished jobs at least this often (seconds).
 MARK_EVERY_SECONDS = 0.02
+#: Seconds a pool process waits before it gives a message back to the broker (see _give_back).
+GIVE_BACK_PAUSE_SECONDS = 1.0
 
 
 class _EveryFewSeconds:
@@ -51,9 +55,46 @@ def process_jobs(
     MARK_EVERY_SECONDS of work (every job when jobs are slow), which keeps Redis round trips few
     at high rates and progress live at low ones; each such call also says whether the run was
     stopped, so a stop takes effect between jobs.
+
+    A message whose jobs are not all accounted for is never acknowledged: when leasing or
+    counting fails (Redis away or refusing for longer than OPTIO_REDIS_RETRY_SECONDS, any other
+    Redis error, a script error, an encoding error), the message goes back to the broker
+    (:func:`_give_back`), and a lease taken stays until it runs out, so the tick sends the
+    message again too. A job function that raises is not such a failure: its job fails or is
+    retried (``_job_failed``).
     """
+    key = message_key(first, count, retry)
+    try:
+        return _lease_and_run(ctx, delivery_info, run_id, key, first, count)
+    except Exception as exc:
+        raise _give_back(run_id, key, exc) from None
+
+
+def _give_back(run_id: str, key: str, exc: Exception) -> Reject:
+    """What ``process_jobs`` raises when leasing or counting failed: Celery's Reject with
+    requeue, which puts the message back in the broker instead of acknowledging it (Celery
+    acknowledges a task that raised anything else, acks_late or not). It comes after
+    GIVE_BACK_PAUSE_SECONDS, so a Redis that refuses everything is not asked in a tight loop
+    through the broker. The lease, when one was taken, is neither released nor renewed: it runs
+    out, and the tick sends the message again; the copy given back is dropped meanwhile, or
+    takes the expired lease over."""
+    error = f"{type(exc).__name__}: {exc}"
+    log.warning(
+        "[worker] Message %s of run %s goes back to the broker: leasing or counting it failed "
+        "(%s); a lease it took runs out and the tick sends it again",
+        key,
+        run_id,
+        error[:500],
+    )
+    time.sleep(GIVE_BACK_PAUSE_SECONDS)
+    return Reject(f"leasing or counting failed: {error[:500]}", requeue=True)
+
+
+def _lease_and_run(
+    ctx: Context, delivery_info: dict | None, run_id: str, key: str, first: int, count: int
+) -> int:
     keeper = ctx.keeper
-    held = Held(run_id, message_key(first, count, retry), keeper.token())
+    held = Held(run_id, key, keeper.token())
     lease = ctx.leases.lease_message(run_id, held.key, first, count, held.token, keeper.lease_ms)
     if lease.held_elsewhere and _holder_died(ctx, delivery_info, lease.holder):
         lease = ctx.leases.lease_message(
@@ -78,7 +119,7 @@ def process_jobs(
     try:
         return _run_jobs(ctx, held, lease.jobs)
     finally:
-        keeper.drop(held)
+        keeper.drop(held)  # not renewed any more: after an error it runs out (see _give_back)
 
 
 def _holder_died(ctx: Context, delivery_info: dict | None, holder: str) -> bool:

@@ -4,7 +4,9 @@ each pool process after the fork: connections are never shared across a fork).""
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -12,8 +14,9 @@ import redis
 from celery import Celery, Task
 
 from optio.broker.delivery import is_amqp
+from optio.broker.redis_queue import RedisQueue
 from optio.config import Settings
-from optio.names import PROCESS_JOBS_TASK
+from optio.names import JOBS_QUEUE, PROCESS_JOBS_TASK
 from optio.store.connection import connect
 from optio.store.counting import Counting
 from optio.store.leases import Leases
@@ -21,11 +24,38 @@ from optio.store.outbox import Outbox
 from optio.store.schedule import Schedule
 from optio.worker.leases import Keeper
 
+log = logging.getLogger("optio")
+
 
 def unconfirmed_ms(tick_seconds: float) -> int:
     """A reserved or re-sent message not confirmed as published within this many ms is sent
     again (the tick that reserved it died): a few ticks."""
     return int(max(5.0, 5 * tick_seconds) * 1000)
+
+
+#: The lost-message repair sends jobs again only after watching the broker empty (and the jobs
+#: unaccounted for) on at least this many ticks in a row (see repair_margin_ms).
+REPAIR_TICKS = 4
+
+
+def repair_margin_ms(tick_seconds: float, lease_seconds: float) -> int:
+    """How long the lost-message repair watches the broker empty while jobs are unaccounted
+    for, and waits after the run's last publish, before it sends those jobs again: REPAIR_TICKS
+    ticks, and at least a lease. A worker that stops between taking a message off the queue and
+    recording it as unacknowledged (frozen, paused) for less than this is never taken for dead,
+    as with its leases."""
+    return int(max(REPAIR_TICKS * tick_seconds, lease_seconds) * 1000)
+
+
+@dataclass
+class Suspect:
+    """What the lost-message repair has seen of a run: the jobs that nothing accounted for when
+    it began to watch, since when (ms, Redis clock), and on how many ticks in a row the broker
+    was empty meanwhile."""
+
+    jobs: list[int]
+    since_ms: int
+    ticks: int = 1
 
 
 #: Aim for at most this many job messages per second; faster rates put several jobs in one.
@@ -56,11 +86,10 @@ class Context:
         self.app = app
         self.settings = settings
         self.rabbitmq = is_amqp(settings.broker_url)
-        #: With Celery's broker in the state's Redis, the tick can see that the broker is empty.
-        self.broker_in_state_redis = not self.rabbitmq and settings.broker_url == settings.redis_url
         self.unconfirmed_ms = unconfirmed_ms(settings.tick_seconds)
-        #: Jobs found unaccounted for while the broker held nothing, by run (tick.py).
-        self.suspects: dict[str, list[int]] = {}
+        self.repair_margin_ms = repair_margin_ms(settings.tick_seconds, settings.lease_seconds)
+        #: What the lost-message repair has seen of each run so far (tick.py).
+        self.suspects: dict[str, Suspect] = {}
 
     @cached_property
     def client(self) -> redis.Redis:
@@ -69,6 +98,27 @@ class Context:
     def _part(self, part: type) -> Any:
         # workers wait out a Redis restart instead of failing (and acknowledging) jobs
         return part(self.client, self.settings, retry_for=self.settings.redis_retry_seconds)
+
+    @cached_property
+    def broker_queue(self) -> RedisQueue | None:
+        """The jobs queue of a Redis broker (this Redis or another), read by the lost-message
+        repair; None with RabbitMQ, which loses no message it delivered unless it is
+        acknowledged, or a broker URL that redis-py cannot read."""
+        settings = self.settings
+        if self.rabbitmq:
+            return None
+        if settings.broker_url == settings.redis_url:
+            return RedisQueue(self.client, JOBS_QUEUE)
+        try:
+            client = connect(settings.broker_url, timeout=settings.redis_timeout)
+        except ValueError as exc:
+            log.warning(
+                "[scheduler] OPTIO_BROKER_URL cannot be read with redis-py (%s): messages the "
+                "broker loses are not looked for",
+                exc,
+            )
+            return None
+        return RedisQueue(client, JOBS_QUEUE)
 
     @cached_property
     def schedule(self) -> Schedule:

@@ -8,11 +8,12 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from optio import names
+import redis
+
 from optio.names import message_key, parse_message_key
 from optio.store.schedule import Lost
 from optio.worker import confirms, webhooks
-from optio.worker.context import Context
+from optio.worker.context import REPAIR_TICKS, Context, Suspect
 
 log = logging.getLogger("optio")
 
@@ -110,7 +111,7 @@ def tick(ctx: Context) -> int:
     if lost.keys:
         _send(ctx, run_id, lost.keys, False)
     _log_resent(run_id, lost, ctx.settings.max_deliveries)
-    if ctx.broker_in_state_redis:
+    if ctx.broker_queue is not None:
         _sweep_lost_messages(ctx, run_id)
     return reservation.count
 
@@ -150,22 +151,37 @@ def _log_resent(run_id: str, lost: Lost, max_deliveries: int) -> None:
 
 
 def _sweep_lost_messages(ctx: Context, run_id: str) -> None:
-    """Send again the jobs of messages the broker lost while it stays the same server.
+    """Send again the jobs of messages that a Redis broker lost.
 
     kombu's Redis transport takes a message off the queue (BRPOP) and records it as unacknowledged
     in a second call: a worker SIGKILLed between the two loses the message, and with it its jobs
-    (nothing else knows them: they are confirmed, not leased, not due). When the jobs queue and
-    Celery's unacknowledged messages are both empty on two ticks in a row while jobs of the run
-    are still unaccounted for (the same ones both times), nothing can deliver them: they go out
-    again. Two ticks, so a message in the microseconds between a worker's two calls is not
-    mistaken for lost."""
+    (nothing else knows them: they are confirmed, not leased, not due); so does a broker that is
+    not the state's Redis and restarts or fails over in between (the state's primary_changed
+    cannot see that). When the broker's jobs
+    queue (every priority list) and its unacknowledged messages are empty on every tick for
+    ctx.repair_margin_ms (REPAIR_TICKS ticks, and at least a lease) and nothing of the run was
+    published within that margin, while the same jobs of the run stay unaccounted for, nothing
+    can deliver them: they go out again. A worker that merely stopped between its two calls for
+    less than the margin (frozen, paused) is never taken for dead: its message shows up again in
+    the unacknowledged messages, or its jobs as leased. RabbitMQ needs no such repair (it hands a
+    message out and keeps it as unacknowledged in one step), so ctx.broker_queue is None there.
+    """
     runs = ctx.schedule
-    if not runs.broker_idle_with_jobs_left(run_id, names.JOBS_QUEUE):
+    left = runs.jobs_left(run_id)
+    if left.waiting <= 0 or not _broker_idle(ctx):
         ctx.suspects.pop(run_id, None)
         return
+    suspect = ctx.suspects.get(run_id)
+    if suspect is None:
+        ctx.suspects[run_id] = Suspect(runs.unaccounted_jobs(run_id), left.now_ms)
+        return
+    suspect.ticks += 1
+    quiet_ms = left.now_ms - max(suspect.since_ms, left.sent_ms)
+    if suspect.ticks < REPAIR_TICKS or quiet_ms < ctx.repair_margin_ms:
+        return
     jobs = runs.unaccounted_jobs(run_id)
-    if not jobs or jobs != ctx.suspects.get(run_id):
-        ctx.suspects[run_id] = jobs
+    if not jobs or jobs != suspect.jobs:
+        ctx.suspects[run_id] = Suspect(jobs, left.now_ms)  # something moved: watch again
         return
     del ctx.suspects[run_id]
     log.warning(
@@ -181,6 +197,19 @@ def _unaccounted_messages(ctx: Context, run_id: str, jobs: list[int]) -> list[st
     """Messages that carry ``jobs`` again: a job whose retry or rerun owns it goes out in that
     message (no other one would run it), the others in messages of the current batch size."""
     return as_messages(jobs, ctx.batch_size(run_id), ctx.schedule.job_owners(run_id, jobs))
+
+
+def _broker_idle(ctx: Context) -> bool:
+    """Whether the broker's jobs queue and its unacknowledged messages are empty; False when the
+    broker does not answer (nothing can be told then)."""
+    queue = ctx.broker_queue
+    if queue is None:
+        return False
+    try:
+        return queue.idle()
+    except redis.RedisError as exc:
+        log.debug("[scheduler] Could not read the broker's queue (%s)", exc)
+        return False
 
 
 def _send_unaccounted(ctx: Context, run_id: str) -> None:

@@ -35,6 +35,36 @@ def fault_system(tmp_path, request):
         server.stop()
 
 
+@pytest.fixture
+def split_system(tmp_path, request):
+    """``fault_system`` with Celery's broker on a second redis-server of the test's own
+    (``OPTIO_BROKER_URL``, database 0; ``.broker_server``, ``.broker_redis``). The job functions
+    record their executions there too (database 1), so the records are kept while the state's
+    Redis (``.server``) refuses writes. ``@pytest.mark.env`` as there."""
+    state_dir, broker_dir = tmp_path / "state", tmp_path / "broker"
+    state_dir.mkdir()
+    broker_dir.mkdir()
+    server = RedisServer(state_dir)
+    broker = RedisServer(broker_dir)
+    marker = request.node.get_closest_marker("env")
+    env = {
+        **FAULT_ENV,
+        "OPTIO_BROKER_URL": f"{broker.url}/0",
+        "OPTIO_TEST_REDIS_URL": f"{broker.url}/1",
+        **(marker.args[0] if marker else {}),
+    }
+    try:
+        with System(f"{server.url}/0", tmp_path, **env) as system:
+            system.server = server
+            system.broker_server = broker
+            system.broker_redis = broker.client
+            system.broker = "second redis"
+            yield system
+    finally:
+        server.stop()
+        broker.stop()
+
+
 @pytest.fixture(params=["redis", "rabbitmq"])
 def broker_system(request):
     """The same case on each broker: ``fault_system`` (Celery's broker in the state's Redis),

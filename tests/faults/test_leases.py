@@ -13,11 +13,13 @@ import time
 import pytest
 
 from optio import config, names
-from optio.names import holders_key, run_key
+from optio.broker.redis_queue import priority_lists
+from optio.names import attempts_key, holders_key, run_key
 from optio.redis_state import RunStore
 from optio.testing import (
     assert_exactly_once,
     executions,
+    settled_executions,
     start,
     starts,
     status,
@@ -374,31 +376,109 @@ def test_a_fetched_message_never_started_comes_back(fault_system, record):
     )
 
 
-def test_a_message_a_dying_worker_took_off_the_queue_is_sent_again(fault_system, record):
+@pytest.mark.parametrize(
+    "where", ["state", "second"], ids=["broker-in-state-redis", "broker-apart"]
+)
+def test_a_message_a_dying_worker_took_off_the_queue_is_sent_again(request, record, where):
     """kombu's Redis transport takes a message off the queue (BRPOP) and records it as
     unacknowledged in a second call; a worker SIGKILLed between the two loses it (seen in the
     20,000-jobs case above: 100 jobs never ran and the run never ended). Here the first call is
-    made by hand, with no worker running, and the worker starts afterwards."""
-    s = fault_system
+    made by hand, with no worker running, and the worker starts afterwards. The broker is the
+    state's Redis, or a second Redis (OPTIO_BROKER_URL), whose queue the repair reads too."""
+    s = request.getfixturevalue("fault_system" if where == "state" else "split_system")
+    broker = s.redis if where == "state" else s.broker_redis
     s.start_web()
     s.start_beat()
     x = 30
     run_id = start(s, x, 60_000)  # 10 jobs per message, all due at once
     wait_for(lambda: status(s)["enqueued"] == x, 30, "every job enqueued")
-    taken = s.redis.rpop(names.JOBS_QUEUE)  # the oldest message, as BRPOP takes it
+    taken = broker.rpop(names.JOBS_QUEUE)  # the oldest message, as BRPOP takes it
+    taken_at = time.monotonic()
     assert taken is not None
     started = time.monotonic()
     s.start_worker("worker", 2)
     wait_finished(s, run_id, 60)
+    repaired_after = time.monotonic() - taken_at
     figures = assert_exactly_once(s, run_id, x)
     assert set(executions(s, run_id).values()) == {1}
-    lines = [
-        line for line in s.procs["beat"].log().splitlines() if "no message in the broker" in line
-    ]
+    lines = repair_lines(s)
     assert len(lines) == 1 and "10 job(s)" in lines[0], lines
+    # the repair waits a lease (it watches the broker empty that long) before it sends them
+    assert repaired_after >= config.SETTINGS.lease_seconds
     record(
-        "a message taken off the queue by a worker that died before recording it",
+        "a message taken off the queue by a worker that died before recording it"
+        + ("" if where == "state" else ", broker on a second Redis"),
         f"x={x}, y=60000/min (10 jobs per message); one message RPOPped by hand, then a worker",
         finished_after_worker_s=f"{time.monotonic() - started:.1f}",
+        **figures,
+    )
+
+
+def repair_lines(system) -> list[str]:
+    return [
+        line
+        for line in system.procs["beat"].log().splitlines()
+        if "no message in the broker" in line
+    ]
+
+
+def blocked_clients(client) -> list[dict]:
+    """Connections of the Redis server blocked in a command (a consumer's BRPOP)."""
+    return [c for c in client.client_list() if "b" in c["flags"]]
+
+
+def message_args(raw: str) -> list:
+    """The task arguments a kombu message of the Redis transport carries."""
+    return json.loads(base64.b64decode(json.loads(raw)["body"]))[0]
+
+
+@pytest.mark.env(
+    {
+        "OPTIO_JOB_FUNC": "tests.fault_jobs:fails_first",
+        "OPTIO_RETRY_BACKOFF": "3",
+        "OPTIO_JOB_SECONDS": "4",
+    }
+)
+def test_a_retry_a_frozen_worker_took_is_not_sent_again(fault_system, record):
+    """Issue 19, case 4: x=1, the first attempt fails (its retry is due 3 s later); the retry
+    message is taken off the queue by a worker that then stops for 3.5 s before recording it as
+    unacknowledged. Before, the lost-message repair saw the queue and the unacknowledged
+    messages empty on the tick that published the retry and on the next, sent job 0 again as
+    0:1, and both copies ran.
+
+    Who takes the retry is made certain: the worker is SIGSTOPped before the retry is due, and
+    once its pending BRPOP has timed out (no connection blocked), the test's own connection
+    blocks on the queue as kombu's does and gets the message the tick publishes. That
+    connection is the frozen taker; the worker goes on at once (SIGCONT), free to run whatever
+    the tick sends, and after 3.5 s the taker hands the message on (onto the queue, which the
+    worker takes from), as the frozen worker would have run it on waking."""
+    s = fault_system
+    s.start_web()
+    worker = s.start_worker("worker", 2)
+    s.start_beat()
+    run_id = start(s, 1, 600)
+    wait_for(
+        lambda: s.redis.hget(attempts_key(run_id), "0") == "1", 30, "the first attempt to fail"
+    )
+    worker.signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: not blocked_clients(s.redis), 10, "the frozen worker's BRPOP to end")
+        taken = s.redis.brpop(priority_lists(names.JOBS_QUEUE), timeout=15)
+    finally:
+        worker.signal(signal.SIGCONT)
+    assert taken is not None, "the retry was not published"
+    queue, raw = taken
+    assert message_args(raw)[1:4] == [0, 1, 1]  # job 0, retry 1
+    time.sleep(3.5)  # the freeze: the case's figure, not a stand-in for a condition
+    s.redis.rpush(queue, raw)  # on waking, the worker runs it
+    wait_finished(s, run_id, 60)
+    figures = assert_exactly_once(s, run_id, 1)
+    assert settled_executions(s, run_id) == {0: 1}
+    assert not repair_lines(s)
+    record(
+        "a worker stops 3.5 s between taking a retry off the queue and recording it",
+        "x=1, first attempt fails, retry 3 s later; the retry taken by a frozen consumer for "
+        "3.5 s, then run",
+        repairs=len(repair_lines(s)),
         **figures,
     )

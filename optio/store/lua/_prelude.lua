@@ -190,11 +190,14 @@ end
 -- counted now, else 0. The caller then completes the run when every job is done
 -- (complete_if_done) and publishes the state.
 local function count_failed(run_key, done_key, errors_key, owners_key, metrics_key, job, error)
-  if redis.call('SETBIT', done_key, job, 1) == 1 then
+  if redis.call('GETBIT', done_key, job) == 1 then
     return 0
   end
-  redis.call('HDEL', owners_key, job)
+  -- the error before the bit, the metrics last: a script that fails midway has not counted the
+  -- job (Redis does not undo the writes made before a failure)
   redis.call('HSET', errors_key, job, error)
+  redis.call('SETBIT', done_key, job, 1)
+  redis.call('HDEL', owners_key, job)
   redis.call('HINCRBY', run_key, 'failed', 1)
   redis.call('HINCRBY', metrics_key, 'failed_total', 1)
   return 1

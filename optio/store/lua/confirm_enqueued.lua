@@ -1,7 +1,8 @@
 -- Count jobs as enqueued once their messages are in the broker.
 -- A published message waits in the broker and is nobody's concern until a worker leases it:
--- its deadline is removed (unless a worker leased it already).
--- Keys: reads holders_key, current_key; writes run_key (enqueued, seq), messages_key.
+-- its deadline is removed (unless a worker leased it already). The time is kept in the run's
+-- sentAt: the lost-message repair (tick.py) waits a margin after the last publish.
+-- Keys: reads holders_key, current_key; writes run_key (enqueued, sentAt, seq), messages_key.
 -- ARGV[1] run id
 -- ARGV[2] how many newly reserved jobs were just enqueued (0 for messages sent again)
 -- ARGV[3], ARGV[4], ...: keys of the messages just published
@@ -11,6 +12,7 @@
 if redis.call('EXISTS', run_key) == 0 then
   return 0
 end
+redis.call('HSET', run_key, 'sentAt', now_ms(''))
 for i = 3, #ARGV do
   if redis.call('HEXISTS', holders_key, ARGV[i]) == 0 then
     redis.call('ZREM', messages_key, ARGV[i])

@@ -24,6 +24,23 @@ local status = redis.call('HGET', run_key, 'status')
 if status == false then
   return {0, 'gone', 1}
 end
+-- The results first: a write that fails (a key of the wrong type) fails before any other, so a
+-- script that fails has counted nothing and left the lease as it was: the message runs again
+-- once the lease runs out. Redis does not undo the writes of a script that fails midway.
+local new = {}
+for i = 8, #ARGV, 2 do
+  if redis.call('GETBIT', done_key, ARGV[i]) == 0 then
+    redis.call('HSET', results_key, ARGV[i], ARGV[i + 1])
+    new[#new + 1] = ARGV[i]
+  end
+end
+for _, job in ipairs(new) do
+  redis.call('SETBIT', done_key, job, 1)
+end
+if ARGV[8] and string.find(ARGV[3], ':r', 1, true) then
+  redis.call('HDEL', owners_key, ARGV[8])  -- the one job of a retry or rerun: done, owned no more
+end
+local counted = #new
 local lost = 1
 local left = lease_left(redis.call('HGET', holders_key, ARGV[3]), ARGV[4])
 if left ~= nil then
@@ -44,6 +61,20 @@ if left ~= nil then
     redis.call('HINCRBY', run_key, 'leasedJobs', -handled)
   end
 end
+if counted ~= 0 then
+  redis.call('EXPIRE', results_key, OPTIO_RESULT_TTL)
+  redis.call('HINCRBY', run_key, 'processed', counted)
+  if complete_if_done(run_key, active_key, outbox_key, ARGV[1], now_ms(ARGV[2])) then
+    expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key,
+      holders_key, owners_key)
+  end
+  publish_state(run_key, current_key, ARGV[1])
+  status = redis.call('HGET', run_key, 'status')
+end
+-- the metrics last: they never stand in the way of a count
+if counted ~= 0 then
+  redis.call('HINCRBY', metrics_key, 'processed_total', counted)
+end
 if ARGV[7] ~= '' then
   local i = 0
   for part in string.gmatch(ARGV[7], '[^,]+') do
@@ -57,25 +88,4 @@ if ARGV[7] ~= '' then
     i = i + 1
   end
 end
-if ARGV[8] and string.find(ARGV[3], ':r', 1, true) then
-  redis.call('HDEL', owners_key, ARGV[8])  -- the one job of a retry or rerun: done, owned no more
-end
-local counted = 0
-for i = 8, #ARGV, 2 do
-  if redis.call('SETBIT', done_key, ARGV[i], 1) == 0 then
-    redis.call('HSET', results_key, ARGV[i], ARGV[i + 1])
-    counted = counted + 1
-  end
-end
-if counted == 0 then
-  return {0, status, lost}
-end
-redis.call('EXPIRE', results_key, OPTIO_RESULT_TTL)
-redis.call('HINCRBY', run_key, 'processed', counted)
-redis.call('HINCRBY', metrics_key, 'processed_total', counted)
-if complete_if_done(run_key, active_key, outbox_key, ARGV[1], now_ms(ARGV[2])) then
-  expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key, holders_key,
-    owners_key)
-end
-publish_state(run_key, current_key, ARGV[1])
-return {counted, redis.call('HGET', run_key, 'status'), lost}
+return {counted, status, lost}

@@ -59,6 +59,6 @@ local rerun = job .. ':1:r-' .. (again + 1)
 redis.call('ZADD', messages_key, due, rerun)
 redis.call('HSET', owners_key, job, rerun)
 redis.call('HINCRBY', run_key, 'throttled', 1)
-redis.call('HINCRBY', metrics_key, 'throttled_total', 1)
 publish_state(run_key, current_key, ARGV[1])
+redis.call('HINCRBY', metrics_key, 'throttled_total', 1)  -- the metrics last
 return {'throttled', math.floor(due - now), tostring(rate)}
