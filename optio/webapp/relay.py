@@ -86,14 +86,17 @@ class Relay:
 
     def offer(self, state: dict[str, Any]) -> None:
         """A state received on the channel. The next one of the run held (``seq`` one more:
-        every change of the watched run is published, in order) is taken at once. Any other
-        is not, since clients skip a state older than one they showed: the stored state is read
+        every change of the watched run is published, in order), or the first of another run (a
+        new run: ``seq`` 1), is taken at once. Any other is not, since clients skip a state older
+        than one they showed: the stored state is read
         instead, now, or once STORE_EVERY has passed since the last read (``poll``)."""
         held = self.latest
-        if held is not None and state["runId"] == held.get("runId"):
-            if state["seq"] - 1 == held.get("seq"):
-                self._take(state)
-                return
+        same_run = held is not None and state["runId"] == held.get("runId")
+        if (same_run and state["seq"] - 1 == held.get("seq")) or (
+            not same_run and state["seq"] == 1  # the first change of a new run
+        ):
+            self._take(state)
+            return
         self._doubt = True
         self.poll()
 

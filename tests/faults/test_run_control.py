@@ -120,7 +120,8 @@ PARKED = 9e15
     {
         "OPTIO_JOB_FUNC": "tests.fault_jobs:fails_once",
         "OPTIO_JOB_SECONDS": "0.3",
-        "OPTIO_RETRY_BACKOFF": "1",
+        # the pause must land before the retry is due, also on a loaded machine
+        "OPTIO_RETRY_BACKOFF": "3",
     }
 )
 def test_a_retry_pending_at_a_pause_runs_its_job_once_after_the_resume(fault_system, record):
@@ -134,7 +135,7 @@ def test_a_retry_pending_at_a_pause_runs_its_job_once_after_the_resume(fault_sys
     run_id = start(s, x, y)
     wait_for(lambda: s.redis.hget(attempts_key(run_id), "3"), 30, "job 3 to fail", interval=0.01)
     paused = post_ok(s, "/api/pause")
-    retry = "3:1:r1"  # due 1 s after the failure: sent while paused, and parked
+    retry = "3:1:r1"  # due 3 s after the failure: sent while paused, and parked
     wait_for(
         lambda: (
             (s.redis.zscore(messages_key(run_id), retry) or 0) >= PARKED

@@ -67,14 +67,18 @@ def test_a_state_the_channel_cannot_vouch_for_is_taken_from_the_store_within_a_s
     relay.poll()
     assert stored.reads == 3  # nothing left to check
 
-    # a new run: its state is taken from the store, which says which run is watched
-    stored.state = {"runId": "b", "seq": 2, "processed": 0}
+    # a new run: its first change (seq 1) is taken at once, and each next one
     clock.t = 105.0
     relay.offer({"runId": "b", "seq": 1, "processed": 0})
+    relay.offer({"runId": "b", "seq": 2, "processed": 1})
+    assert relay.latest == {"runId": "b", "seq": 2, "processed": 1} and stored.reads == 3
+    # a state of another run that is not its first is checked against the store
+    stored.state = {"runId": "b", "seq": 3, "processed": 2}
+    relay.offer({"runId": "c", "seq": 5, "processed": 999})
     assert relay.latest == stored.state and stored.reads == 4
-    relay.offer({"runId": "b", "seq": 3, "processed": 999})  # forged with the next seq: taken
-    stored.state = {"runId": "b", "seq": 3, "processed": 30}
-    relay.offer({"runId": "b", "seq": 3, "processed": 30})  # the real one it hid
+    relay.offer({"runId": "b", "seq": 4, "processed": 999})  # forged with the next seq: taken
+    stored.state = {"runId": "b", "seq": 4, "processed": 30}
+    relay.offer({"runId": "b", "seq": 4, "processed": 30})  # the real one it hid
     clock.t = 106.0
     relay.poll()
     assert relay.latest == stored.state and stored.reads == 5

@@ -138,6 +138,18 @@ class TestPause:
         assert (state["status"], state["pausedAt"], state["pausedMs"]) == ("stopped", None, 3000)
 
 
+class TestStop:
+    def test_a_tick_that_publishes_after_the_stop_leaves_the_final_state_alone(self, store):
+        """The tick reserved jobs, then the run was stopped while it published them: their
+        confirmation changes nothing of the ended run (its state stays the final one)."""
+        run_id = store.runs.start_run(100, 6000, now_ms=T0)
+        due = store.schedule.reserve_due(run_id, 1, now_ms=T0 + 1000)
+        store.runs.stop_run(now_ms=T0 + 1001)
+        final = store.runs.run_state(run_id)
+        assert store.schedule.confirm_enqueued(run_id, due.count, due.messages) == 0
+        assert store.runs.run_state(run_id) == final
+
+
 class TestSeq:
     def test_every_published_change_has_a_higher_seq(self, store, published):
         run_id = store.runs.start_run(3, 600, now_ms=T0)

@@ -8,9 +8,14 @@
 -- ARGV[3], ARGV[4], ...: keys of the messages just published
 -- Returns the run's new enqueued count (0 when the run does not exist). Never exceeds what
 -- was reserved, so a confirmation retried after a lost reply cannot overcount. Publishes the
--- state when the count changed.
-if redis.call('EXISTS', run_key) == 0 then
+-- state when the count changed. A run that has ended (stopped while a tick was publishing) keeps
+-- its final state: nothing is written.
+local status = redis.call('HGET', run_key, 'status')
+if not status then
   return 0
+end
+if not is_live(status) then
+  return tonumber(redis.call('HGET', run_key, 'enqueued'))
 end
 redis.call('HSET', run_key, 'sentAt', now_ms(''))
 for i = 3, #ARGV do
