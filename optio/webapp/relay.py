@@ -90,8 +90,8 @@ class Relay:
         new run: ``seq`` 1), is taken at once. Any other is not, since clients skip a state older
         than one they showed: the stored state is read
         instead, now, or once STORE_EVERY has passed since the last read (``poll``)."""
-        held = self.latest
-        same_run = held is not None and state["runId"] == held.get("runId")
+        held = self.latest or {}
+        same_run = state["runId"] == held.get("runId")
         if (same_run and state["seq"] - 1 == held.get("seq")) or (
             not same_run and state["seq"] == 1  # the first change of a new run
         ):
