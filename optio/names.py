@@ -145,7 +145,7 @@ OUTBOX_KEY = f"{NAMESPACE}:webhooks"
 METRICS_KEY = f"{NAMESPACE}:metrics"
 
 #: Name prefix of the Redis connection that shows a lease holder is alive (``CLIENT SETNAME``
-#: by a process that announces itself, see optio/leases.py): ``optio-holder-<holder id>``.
+#: by a process that announces itself, see optio/worker/leases.py): ``optio-holder-<holder id>``.
 HOLDER_PREFIX = f"{NAMESPACE}-holder-"
 
 #: kombu's Redis transport: the hash of messages delivered and not yet acknowledged.
