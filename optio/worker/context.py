@@ -4,6 +4,7 @@ each pool process after the fork: connections are never shared across a fork).""
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
@@ -20,6 +21,7 @@ from optio.store.leases import Leases
 from optio.store.outbox import Outbox
 from optio.store.schedule import Schedule
 from optio.worker.leases import Keeper
+from optio.worker.pool_leases import PoolLeases
 
 
 def unconfirmed_ms(tick_seconds: float) -> int:
@@ -61,6 +63,8 @@ class Context:
         self.unconfirmed_ms = unconfirmed_ms(settings.tick_seconds)
         #: Jobs found unaccounted for while the broker held nothing, by run (tick.py).
         self.suspects: dict[str, list[int]] = {}
+        #: A prefork worker's main process renews its pool processes' leases (pool_leases.py).
+        self.pool_leases = PoolLeases(settings)
 
     @cached_property
     def client(self) -> redis.Redis:
@@ -89,6 +93,12 @@ class Context:
     @cached_property
     def keeper(self) -> Keeper:
         return Keeper(self.leases, self.settings.lease_seconds, announce=self.rabbitmq)
+
+    def pool_process_init(self, **_: object) -> None:
+        """``worker_process_init``: in a prefork pool process, the main process renews the
+        leases (solo sends it in the worker's only process, where the keeper renews them)."""
+        if self.pool_leases.active:
+            self.keeper.delegate(self.pool_leases.owner(os.getpid()))
 
     @cached_property
     def job_function(self) -> Callable[..., Any]:
