@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from functools import cache
 
@@ -97,10 +98,12 @@ POISON_JOB = 3
 
 
 def kills_its_process(run_id: str, job_id: int) -> str:
-    """As ``counted``; job POISON_JOB records its execution, then ends its pool process at once
-    (os._exit: no exception, no cleanup), so its lease runs out every time it is delivered."""
+    """As ``counted``; job POISON_JOB records its execution (and when it started), then ends its
+    pool process at once (os._exit: no exception, no cleanup), so it never finishes, however
+    often it is delivered."""
     if job_id != POISON_JOB:
         return counted(run_id, job_id)
+    _redis().rpush(starts_key(run_id), f"{job_id}:{time.time() * 1000:.0f}")
     _redis().hincrby(executions_key(run_id), str(job_id), 1)
     os._exit(1)
 
@@ -160,3 +163,36 @@ def breaks_its_count(run_id: str, job_id: int) -> str:
     if job_id == 0 and _redis().incr(f"test:broken:{run_id}") == 1:
         client_for(os.environ["REDIS_URL"]).set(results_key(run_id), "not a hash")
     return result
+
+
+def gil_held_key(run_id: str) -> str:
+    """List of how long (seconds) each execution of ``holds_the_gil`` held the GIL."""
+    return f"test:gil-held:{run_id}"
+
+
+def holds_the_gil(run_id: str, job_id: int) -> str:
+    """As ``counted``, but the job is one C call that holds the GIL: ``3 ** e`` (a big-integer
+    power; e is OPTIO_TEST_POW_EXPONENT). A thread of the process that notes the time every 10 ms
+    measures how long it could not run: that time is recorded as how long the GIL was held."""
+    _redis().rpush(starts_key(run_id), f"{job_id}:{time.time() * 1000:.0f}")
+    exponent = int(os.environ["OPTIO_TEST_POW_EXPONENT"])
+    done = threading.Event()
+    longest = [0.0]
+
+    def watch() -> None:
+        last = time.perf_counter()
+        while not done.wait(0.01):
+            now = time.perf_counter()
+            longest[0] = max(longest[0], now - last)
+            last = now
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    time.sleep(0.05)  # the watcher is under way
+    3**exponent  # noqa: B018 (the call is the point)
+    time.sleep(0.05)  # the watcher notes the end of the gap
+    done.set()
+    watcher.join()
+    _redis().rpush(gil_held_key(run_id), f"{longest[0]:.3f}")
+    _redis().hincrby(executions_key(run_id), str(job_id), 1)
+    return f"done-{job_id}"

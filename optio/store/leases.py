@@ -1,4 +1,5 @@
-"""A worker's leases on the messages it runs: take one, renew those it holds."""
+"""A worker's leases on the messages it runs: take one, renew those it holds (or, from a prefork
+worker's main process, those its pool processes hold)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class Lease:
 
 
 class Leases(Part):
-    SCRIPTS = ("lease_message", "renew_leases")
+    SCRIPTS = ("lease_message", "renew_leases", "renew_owned")
 
     @retrying
     def lease_message(
@@ -78,4 +79,22 @@ class Leases(Part):
         for key, token in held.items():
             args += [key, token]
         status, *lost = self._run("renew_leases", run_id, args)
+        return status, lost
+
+    @retrying
+    def renew_owned(
+        self,
+        run_id: str,
+        owned: list[tuple[str, str]],
+        lease_ms: int,
+        *,
+        now_ms: int | None = None,
+    ) -> tuple[str, list[str]]:
+        """Extend by ``lease_ms`` from now (0: end now) the leases of ``owned`` (message key,
+        owner id of the pool process running it), whatever their tokens after the owner id.
+        Returns (the run's status, keys not leased by their owner)."""
+        args: list[Any] = [lease_ms, now_arg(now_ms)]
+        for key, owner in owned:
+            args += [key, owner]
+        status, *lost = self._run("renew_owned", run_id, args)
         return status, lost

@@ -17,6 +17,7 @@ from optio.store.version import check_redis
 from optio.worker import batches, tick
 from optio.worker.context import Context
 from optio.worker.liveness import Liveness
+from optio.worker.pool_leases import PoolRequest
 from optio.worker.scheduler import schedule
 
 log = logging.getLogger("optio")
@@ -42,7 +43,8 @@ def create_celery(settings: Settings) -> Celery:
     def tick_task() -> int:
         return tick.tick(ctx)
 
-    @app.task(name=PROCESS_JOBS_TASK, ignore_result=True, bind=True)
+    # PoolRequest: a prefork pool process that dies has its lease ended at once (pool_leases.py)
+    @app.task(name=PROCESS_JOBS_TASK, ignore_result=True, bind=True, Request=PoolRequest)
     def process_jobs_task(
         task, run_id: str, first: int, count: int, retry: int = 0, resent: bool = False
     ) -> int:
@@ -77,8 +79,12 @@ def _connect_signals(ctx: Context) -> None:
                 settings.lease_seconds,
             )
 
+    pool_leases = ctx.pool_leases
     for handler in (check_redis_at_start, check_job_function, warn_deprecated):
         signals.worker_init.connect(handler, weak=False)
+    signals.worker_init.connect(pool_leases.worker_init, weak=False)
+    signals.worker_ready.connect(pool_leases.worker_ready, weak=False)
+    signals.worker_process_init.connect(ctx.pool_process_init, weak=False)
     for handler in (check_redis_at_start, warn_deprecated):
         signals.beat_init.connect(handler, weak=False)
 

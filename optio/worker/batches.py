@@ -157,7 +157,7 @@ def _run_jobs(ctx: Context, held: Held, jobs: list[int]) -> int:
             counted += flush.counted
             done, handled, took, flushed = {}, 0, Durations(), time.monotonic()
             if flush.lost:
-                held.lost = True  # the lease is someone else's now: no more jobs
+                _lease_lost(held, flush.status)  # the lease is someone else's now: no more jobs
                 break
             if flush.status != "running":
                 break  # paused or ended: no more jobs; a paused run parks the rest below
@@ -175,6 +175,18 @@ def _run_jobs(ctx: Context, held: Held, jobs: list[int]) -> int:
     if counted and _publish_log():
         log.info("[worker] Published progress update to Redis channel %s", names.CHANNEL)
     return counted
+
+
+def _lease_lost(held: Held, status: str) -> None:
+    """A count found the lease gone (with the renewal in another thread or process, it may be
+    the first to see it)."""
+    if not held.lost and status == "running":
+        log.warning(
+            "[worker] Lost the lease of 1 message(s) of run %s (expired and sent again): not "
+            "starting more of their jobs",
+            held.run_id,
+        )
+    held.lost = True
 
 
 _throttle_log = _EveryFewSeconds()

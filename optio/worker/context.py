@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,6 +24,7 @@ from optio.store.leases import Leases
 from optio.store.outbox import Outbox
 from optio.store.schedule import Schedule
 from optio.worker.leases import Keeper
+from optio.worker.pool_leases import PoolLeases
 
 log = logging.getLogger("optio")
 
@@ -90,6 +92,8 @@ class Context:
         self.repair_margin_ms = repair_margin_ms(settings.tick_seconds, settings.lease_seconds)
         #: What the lost-message repair has seen of each run so far (tick.py).
         self.suspects: dict[str, Suspect] = {}
+        #: A prefork worker's main process renews its pool processes' leases (pool_leases.py).
+        self.pool_leases = PoolLeases(settings)
 
     @cached_property
     def client(self) -> redis.Redis:
@@ -139,6 +143,12 @@ class Context:
     @cached_property
     def keeper(self) -> Keeper:
         return Keeper(self.leases, self.settings.lease_seconds, announce=self.rabbitmq)
+
+    def pool_process_init(self, **_: object) -> None:
+        """``worker_process_init``: in a prefork pool process, the main process renews the
+        leases (solo sends it in the worker's only process, where the keeper renews them)."""
+        if self.pool_leases.active:
+            self.keeper.delegate(self.pool_leases.owner(os.getpid()))
 
     @cached_property
     def job_function(self) -> Callable[..., Any]:

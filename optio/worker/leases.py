@@ -12,6 +12,14 @@ With ``announce`` (RabbitMQ as the broker), a process also keeps one Redis conne
 tokens start with that id. A process that dies loses the connection at once, so another worker
 that gets its message back from the broker can tell, with :meth:`Keeper.holder_alive`, that the
 lease's holder is gone and take the lease over instead of waiting for it to run out.
+
+In a prefork worker's pool process (:meth:`Keeper.delegate`) the worker's main process renews
+the leases instead (``pool_leases.py``): a job holding the GIL for longer than a lease would
+starve this process's own thread. Its tokens then start with the process's owner id
+(``<worker id>.<pid>``, also its holder id with ``announce``), by which the main process renews
+them without knowing them; with ``announce`` its thread only keeps the named connection named.
+A lease it lost is then learnt from its next count (``mark_processed`` says so), before the
+message's next job.
 """
 
 from __future__ import annotations
@@ -58,17 +66,27 @@ class Keeper:
         self._presence: Any = None  # a connection taken out of the store's pool for good
         self._named = False  # the presence connection carries its name now
         self._said_unnamed = False  # a failure to name it is logged once, not every renewal
+        self._owner = ""  # set in a prefork pool process: its main process renews its leases
+
+    def delegate(self, owner: str) -> None:
+        """This is a prefork pool process whose worker's main process renews its leases (by
+        ``owner``, its owner id): no renewal thread of its own (called at its start, before
+        any job)."""
+        self._owner = owner
 
     def token(self) -> str:
         """A new lease token of this process: with ``announce`` and the named connection open,
-        its holder id, then a random part; else a random token (its lease runs out as usual
-        when the process dies, it is never taken over)."""
-        if not self.announce:
-            return secrets.token_hex(8)
-        with self._lock:
-            self._start()
-            named = self._named
-        return f"{self._holder}-{secrets.token_hex(4)}" if named else secrets.token_hex(8)
+        its holder id, "-", then a random part; else a random token (its lease runs out as
+        usual when the process dies, it is never taken over), after the owner id and "_" in a
+        pool process whose main process renews its leases."""
+        named = False
+        if self.announce:
+            with self._lock:
+                self._start()
+                named = self._named
+        if named:
+            return f"{self._holder}-{secrets.token_hex(4)}"
+        return f"{self._owner}_{secrets.token_hex(6)}" if self._owner else secrets.token_hex(8)
 
     def hold(self, held: Held) -> None:
         with self._lock:
@@ -93,19 +111,20 @@ class Keeper:
         return any(c.get("name") == name for c in clients)
 
     def _start(self) -> None:
-        """Once per (possibly forked) process, under the lock: the renewal thread, and with
-        ``announce`` a holder id and its named connection."""
+        """Once per (possibly forked) process, under the lock: the renewal thread (unless the
+        main process renews), and with ``announce`` a holder id and its named connection."""
         if self._pid == os.getpid():
             return
         self._pid = os.getpid()
         if self.announce:
-            self._holder = secrets.token_hex(6)
+            self._holder = self._owner or secrets.token_hex(6)
             self._presence, self._named = None, False  # a parent's connection is not ours
             try:
                 self._name()
             except redis.RedisError as exc:  # Redis away: the renewal thread names it later
                 self._say_unnamed(exc)
-        threading.Thread(target=self._run, name="optio-leases", daemon=True).start()
+        if self.announce or not self._owner:
+            threading.Thread(target=self._run, name="optio-leases", daemon=True).start()
 
     def _name(self) -> None:
         """(Re)name the presence connection; redis-py reconnects it silently when it dropped,
@@ -140,6 +159,8 @@ class Keeper:
                     self._name()
                 except redis.RedisError as exc:
                     self._say_unnamed(exc)
+            if self._owner:
+                continue  # the worker's main process renews this process's leases
             try:
                 self.renew()
             except redis.RedisError as exc:

@@ -136,6 +136,12 @@ def _renewed(store: RunStore) -> str:
     return run_id
 
 
+def _renewed_by_owner(store: RunStore) -> str:
+    run_id, key = _leased(store)
+    store.leases.renew_owned(run_id, [(key, "worker")], 10_000)
+    return run_id
+
+
 def _webhook_recorded(store: RunStore) -> str:
     run_id = store.runs.start_run(4, 600)
     store.runs.stop_run()
@@ -167,6 +173,7 @@ EXERCISE: dict[str, Callable[[RunStore], str]] = {
     "claim_lost": _started_then(lambda store, run_id: store.schedule.claim_lost(run_id, most=5)),
     "lease_message": lambda store: _leased(store)[0],
     "renew_leases": _renewed,
+    "renew_owned": _renewed_by_owner,
     "mark_processed": _processed,
     "fail_job": _started_then(
         lambda store, run_id: store.counting.fail_job(run_id, 1, "boom", attempts=3, backoff_s=1)
