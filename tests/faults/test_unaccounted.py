@@ -18,7 +18,6 @@ import pytest
 from optio import names
 from optio.broker.redis_queue import priority_lists
 from optio.names import (
-    message_key,
     results_key,
 )
 from optio.testing import (
@@ -222,8 +221,10 @@ def test_a_refused_count_is_waited_out_or_its_lease_runs_out(split_system, recor
         assert not lines(worker, GIVEN_BACK)
     else:
         assert ran == {0: 1, 1: 2, 2: 1}
-        # not acknowledged: the broker delivered it again, dropped while its lease was alive
-        assert lines(worker, f"Dropped a second delivery of message {message_key(1, 1)}")
+        # not acknowledged: given back, the broker delivered it again; that copy is dropped while
+        # the lease lives, or (prefork: the main process ends the lease of a failed request at
+        # once) runs the job the count of which was refused
+        assert lines(worker, GIVEN_BACK)
     record(
         f"counting refused (retries {retry_s} s)",
         f"x={x}, -c 1; job 1 turns the state Redis to OOM as it ends, writes let in once the "
