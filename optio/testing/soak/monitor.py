@@ -1,6 +1,9 @@
-"""Samples taken while the soak runs: the run's counts every second, and every few seconds
-the memory of the web and worker processes (RSS) and of Redis (``used_memory``, and that less
-what the run's results, attempts and done bitmap take, which grow with the jobs by design)."""
+"""Samples taken while the soak runs: the run's counts every half second, and every few seconds
+the memory of the web and worker processes (RSS) and of Redis: ``used_memory``, and its working
+set, which is all but the run's results, attempts and done bitmap (they grow with the jobs by
+design): ``used_memory_overhead`` (clients and their buffers, the append-only file's buffer, the
+keyspace's own tables) plus ``MEMORY USAGE`` of every other key (the queues, Celery's
+unacknowledged messages, the run's state, messages, leases and owners, heartbeats...)."""
 
 from __future__ import annotations
 
@@ -83,10 +86,12 @@ class Monitor:
             ),
         }
         client = self.cluster.system.redis
-        used = int(client.info("memory")["used_memory"])
-        grown = 0
-        for key in (results_key(self.run_id), attempts_key(self.run_id), done_key(self.run_id)):
-            grown += int(client.memory_usage(key) or 0)
-        out["redis_used"] = used
-        out["redis_less_run_data"] = used - grown
+        memory = client.info("memory")
+        working = int(memory["used_memory_overhead"])
+        grown = {results_key(self.run_id), attempts_key(self.run_id), done_key(self.run_id)}
+        for key in client.scan_iter(count=1000):
+            if key not in grown:
+                working += int(client.memory_usage(key, samples=0) or 0)
+        out["redis_used"] = int(memory["used_memory"])
+        out["redis_working_set"] = working
         return out

@@ -23,7 +23,7 @@ RATE = 60_000.0
 SEED = 337
 MINUTES = 30.0
 #: Memory series judged (Redis's ``used_memory`` grows with the run's results by design).
-JUDGED_MEMORY = ("web_rss", "workers_rss", "redis_less_run_data")
+JUDGED_MEMORY = ("web_rss", "workers_rss", "redis_working_set")
 
 
 def drain_seconds(seconds: float) -> float:

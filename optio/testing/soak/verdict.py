@@ -173,7 +173,7 @@ def context(item: dict[str, Any], faults: list[Fault], t0: float) -> dict[str, A
 def progress_after(states: list[tuple[float, dict[str, Any]]], at: float) -> float:
     """When the run counted a job again after ``at`` (``at`` when it had already ended)."""
     before = [s for t, s in states if t <= at]
-    if not before or before[-1]["status"] != "running":
+    if not before or before[-1]["status"] not in ("running", "paused"):
         return at
     done = before[-1]["processed"] + before[-1]["failed"]
     for t, s in states:
