@@ -221,11 +221,12 @@ def merge(earlier: dict[str, Any], run: dict[str, Any], parts: list[str]) -> dic
 
 def _soak(work: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     """The chaos soak (optio/testing/soak), with its own Redis servers; its full report goes to
-    artifacts/, the results keep all but the fault log."""
+    artifacts/, the results keep all but the fault log and the memory samples."""
     minutes, seed = cfg["soak_minutes"], cfg["soak_seed"]
     print(f"bench: chaos soak, {minutes:g} min, seed {seed}", flush=True)
     result = soak.run_soak(minutes, seed, work=work / "soak")
-    kept = {k: v for k, v in result.items() if k not in ("fault_log", "lost", "unexplained")}
+    left_out = ("fault_log", "memory_samples", "lost", "unexplained")
+    kept = {k: v for k, v in result.items() if k not in left_out}
     kept["lost"] = result["lost"][:20]
     kept["unexplained"] = result["unexplained"][:20]
     return kept

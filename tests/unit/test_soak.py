@@ -4,6 +4,7 @@ says which extra executions a fault explains (the soak itself: tests/faults/test
 from __future__ import annotations
 
 from optio.testing.soak.chaos import Fault
+from optio.testing.soak.cluster import last_error
 from optio.testing.soak.plan import KINDS, LEASE_SECONDS, chaos_plan, job_plan, size_run
 from optio.testing.soak.verdict import AFTER_S, Execution, by_job, hits, judge_jobs, memory_bounds
 
@@ -72,3 +73,18 @@ def test_memory_is_bounded_when_the_last_third_stays_within_the_factor():
     growing = [(t, {"rss": 100 + 2 * t}) for t in range(90)]
     assert memory_bounds(flat)["rss"]["bounded"]
     assert not memory_bounds(growing)["rss"]["bounded"]
+
+
+def test_an_exited_process_is_reported_with_its_unrecoverable_error():
+    log = "\n".join(
+        [
+            "[2026-12-05 01:57:38,100: ERROR/ForkPoolWorker-1] Task raised unexpected: X",
+            "[2026-12-05 01:57:38,171: CRITICAL/MainProcess] Unrecoverable error: server:OOM",
+            "Traceback (most recent call last):",
+            "redis.exceptions.ConnectionError: Connection closed by server.",
+            "[2026-12-05 01:57:39,816: ERROR/MainProcess] Error on stopping Hub: server:OOM",
+        ]
+    )
+    assert last_error(log).endswith("Unrecoverable error: server:OOM")
+    assert last_error(log.replace("CRITICAL", "INFO")).endswith("Error on stopping Hub: server:OOM")
+    assert last_error("ready.") == ""

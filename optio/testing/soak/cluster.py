@@ -5,6 +5,7 @@ the chaos killed is started again as a supervisor would (a worker under a new no
 from __future__ import annotations
 
 import functools
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from optio.names import LAST_TICK_KEY
 from optio.testing.procs import Proc, RedisServer, children, wait_for
 from optio.testing.system import System
 
+#: A log record of level ERROR or CRITICAL ("[2026-12-05 01:57:38,171: CRITICAL/MainProcess] ...").
+_RECORD = re.compile(r"^\[[^\]]*: (CRITICAL|ERROR)/")
 #: The two worker slots; a restarted worker is named ``worker-a-2``, ``worker-a-3`` ...
 WORKERS = ("worker-a", "worker-b")
 CONCURRENCY = 2
@@ -109,13 +112,21 @@ class Cluster:
 def _restarted(proc: Proc, restart: Callable[[], object]) -> dict[str, Any]:
     """What a process that exited said last (its exit code, its last CRITICAL or ERROR line),
     once ``restart`` started it again."""
-    lines = [line for line in proc.log().splitlines() if "CRITICAL" in line or "ERROR" in line]
+    error = last_error(proc.log())
     began = time.monotonic()
     restart()
     return {
         "process": proc.name,
         "pid": proc.pid,
         "exit_code": proc.popen.returncode,
-        "last_error": lines[-1][:300] if lines else "",
+        "last_error": error[:300],
         "restart_s": round(time.monotonic() - began, 2),
     }
+
+
+def last_error(log: str) -> str:
+    """The last CRITICAL log record of a process's log (Celery's "Unrecoverable error: ..."),
+    else its last ERROR record; empty when it has neither."""
+    records = [line for line in log.splitlines() if _RECORD.match(line)]
+    critical = [line for line in records if "CRITICAL/" in line]
+    return (critical or records or [""])[-1]

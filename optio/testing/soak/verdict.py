@@ -11,10 +11,12 @@ is **hit** by a fault ``f`` (injected at ``f.start``, undone at ``f.end``) when
   restart or refusal of writes reaches every execution; the other kinds (beat killed, web
   restarted, pause, rate change, undecodable text) reach none;
 - and ``[f.start, f.end]`` meets ``[e.start - BEFORE_S, e.end + AFTER_S]``: the fault happened
-  while ``e`` ran, or within AFTER_S after it returned (its count was not yet durable: a worker
-  counts at least every 20 ms, Redis writes its append-only file every second), or ended
-  within BEFORE_S before it started (a frozen worker may start one job when it wakes up,
-  before it learns its lease is gone).
+  while ``e`` ran, or within AFTER_S after it returned (its count may not be durable yet: a
+  worker counts its finished jobs when the first job ending 20 ms or more after its last count
+  ends, within milliseconds when the jobs after it are short, and Redis writes its append-only
+  file every second; a slow job after it holds the count longer, which this rule does not
+  excuse), or ended within BEFORE_S before it started (a frozen worker may start one job when
+  it wakes up, before it learns its lease is gone).
 
 A job's extra executions are **explained** when they are no more than its executions hit by a
 fault: each fault that hit one of its executions may cost it one more. Every other extra
