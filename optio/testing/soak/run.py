@@ -101,8 +101,8 @@ def drive(
         time.sleep(0.5)
     time.sleep(2)  # the last samples
     monitor.stop()
-    raw = redis.Redis.from_url(cluster.system.redis_url)
-    bitmap = raw.get(done_key(run_id)) or b""
+    with redis.Redis.from_url(cluster.system.redis_url) as raw:  # the bitmap as bytes
+        bitmap = raw.get(done_key(run_id)) or b""
     return {
         "run_id": run_id,
         "t0": t0,
