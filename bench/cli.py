@@ -18,8 +18,12 @@ from bench.meters import rss
 from bench.stack import CONCURRENCY, start_optio
 from optio import config
 from optio.testing import ROOT, RabbitServer, RedisServer
+from optio.testing.soak import run as soak
 
-PARTS = ("ceiling", "batched", "fidelity", "latency", "api", "throttle")
+PARTS = ("ceiling", "batched", "fidelity", "latency", "api", "throttle", "soak")
+#: Parts run only when ``--only`` names them (the chaos soak takes half an hour).
+OPT_IN = ("soak",)
+DEFAULT_PARTS = tuple(p for p in PARTS if p not in OPT_IN)
 #: The keys of the results each part writes (a part not listed writes the key of its name).
 PART_KEYS = {"batched": ("batched", "memory")}
 #: The parts that ``--broker amqp`` runs on RabbitMQ.
@@ -77,7 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short windows, for development")
     parser.add_argument(
-        "--only", default=None, help=f"comma list of {PARTS} (default: all that the broker runs)"
+        "--only",
+        default=None,
+        help=f"comma list of {PARTS} (default: all that the broker runs but {OPT_IN})",
+    )
+    parser.add_argument(
+        "--soak-minutes", type=float, default=soak.MINUTES, help="length of the soak part's run"
+    )
+    parser.add_argument(
+        "--soak-seed", type=int, default=soak.SEED, help="seed of the soak part's jobs and chaos"
     )
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
     parser.add_argument("--out", default=str(ROOT / "docs"), help="where to write the results")
@@ -108,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         write_markdown(out / "BENCHMARKS.md", results)
         print(report.summary_table(results), flush=True)
         return 0
-    everything = RABBITMQ_PARTS if args.broker == "amqp" else PARTS
+    everything = RABBITMQ_PARTS if args.broker == "amqp" else DEFAULT_PARTS
     parts = [p.strip() for p in (args.only or ",".join(everything)).split(",") if p.strip()]
     unknown = set(parts) - set(PARTS)
     if unknown:
@@ -119,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_quiet(args.wait_quiet, 1.0)
 
     cfg = settings(args.quick)
+    cfg.update(soak_minutes=args.soak_minutes, soak_seed=args.soak_seed)
     cfg["fd_limit"] = raise_fd_limit()
     work = Path(tempfile.mkdtemp(prefix="optio-bench-"))
     prof = None if args.no_profile else work / "profiles"
@@ -153,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             results["ceiling"] = _ceiling(rds, work, prof, cfg)
         if "throttle" in parts:
             results["throttle"] = _throttle(rds, work, cfg)
+        if "soak" in parts:
+            results["soak"] = _soak(work, cfg)
     finally:
         rds.stop()
     results["duration_s"] = round(time.time() - started, 1)
@@ -160,12 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     earlier = out / "benchmarks.json"
-    if set(parts) != set(PARTS) and earlier.exists():
+    if not set(parts) >= set(DEFAULT_PARTS) and earlier.exists():
         results = merge(json.loads(earlier.read_text()), results, parts)
-    if earlier.exists() and "rabbitmq" not in results:  # from --broker amqp: kept until measured
-        kept = json.loads(earlier.read_text()).get("rabbitmq")
-        if kept:
-            results["rabbitmq"] = kept
+    for kept_part in ("rabbitmq", "soak"):  # --broker amqp, --only soak: kept until measured
+        if earlier.exists() and kept_part not in results:
+            kept = json.loads(earlier.read_text()).get(kept_part)
+            if kept:
+                results[kept_part] = kept
     (out / "benchmarks.json").write_text(json.dumps(results, indent=1) + "\n")
     write_markdown(out / "BENCHMARKS.md", results)
     print(report.summary_table(results), flush=True)
@@ -201,6 +217,19 @@ def merge(earlier: dict[str, Any], run: dict[str, Any], parts: list[str]) -> dic
         }
     merged["separately"] = separately
     return merged
+
+
+def _soak(work: Path, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The chaos soak (optio/testing/soak), with its own Redis servers; its full report goes to
+    artifacts/, the results keep all but the fault log and the memory samples."""
+    minutes, seed = cfg["soak_minutes"], cfg["soak_seed"]
+    print(f"bench: chaos soak, {minutes:g} min, seed {seed}", flush=True)
+    result = soak.run_soak(minutes, seed, work=work / "soak")
+    left_out = ("fault_log", "memory_samples", "lost", "unexplained")
+    kept = {k: v for k, v in result.items() if k not in left_out}
+    kept["lost"] = result["lost"][:20]
+    kept["unexplained"] = result["unexplained"][:20]
+    return kept
 
 
 def _throttle(rds, work, cfg) -> list[dict]:

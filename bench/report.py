@@ -14,6 +14,7 @@ from typing import Any
 
 from bench import tables
 from bench.tables import mib, num, table
+from optio.testing.soak import report as soak_report
 
 CEILING_GOAL = 0.9
 #: The batched run must hold its asked rate within this share, processed keeping pace.
@@ -156,7 +157,23 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         out.append(_ceiling_row("8. RabbitMQ broker: throughput ceiling", q["ceiling"]))
     if q.get("batched"):
         out.append(_batched_row("8. RabbitMQ broker: batched", q["batched"]))
+    if r.get("soak"):
+        out.append(_soak_row(r["soak"]))
     return out
+
+
+def _soak_row(s: dict[str, Any]) -> tuple[str, str, str, str]:
+    ex = s["executions"]
+    failed = [c["name"] for c in s["checks"] if not c["ok"]]
+    faults = sum(row["count"] for row in s["faults"].values())
+    return (
+        f"9. Chaos soak, {s['minutes']:g} min at y = {s['y']:,.0f}/min (seed {s['seed']}): "
+        "faults; executions; extra (explained); lost jobs",
+        f"**{faults}**; {ex['executions']:,} for {s['x']:,} jobs; {ex['extra']} "
+        f"({sum(ex['explained'].values())}); {s['lost_count']}",
+        "every check passes: counted once, every extra execution explained, memory bounded",
+        _verdict(not failed, "; ".join(failed)),
+    )
 
 
 def _ceiling_row(label: str, c: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -199,6 +216,7 @@ BLOCKS: list[tuple[str, str, Callable[[dict[str, Any]], list[str]] | None]] = [
     ("memory", "## 6. Memory", lambda r: tables.memory(r["memory"])),
     ("throttle", "## 7. Throttling", lambda r: tables.throttle(r["throttle"])),
     ("rabbitmq", "## 8. RabbitMQ as the broker", tables.rabbitmq),
+    ("soak", "## 9. Chaos soak", lambda r: soak_report.tables(r["soak"])),
 ]
 
 
