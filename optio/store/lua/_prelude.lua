@@ -232,6 +232,24 @@ local function lease_expired(run_key, done_key, errors_key, attempts_key, messag
   return failed
 end
 
+-- The renewal of renew_leases and renew_owned: ARGV[1] lease ms, ARGV[2] now ms, then pairs of
+-- message key and holder (a token, or an owner id). The deadline of each message whose
+-- holders-hash entry `holds(entry, holder)` accepts moves to now + lease, while the run has not
+-- ended. Returns {status, message key not renewed, ...}.
+local function renew_held(run_key, holders_key, messages_key, holds)
+  local status = redis.call('HGET', run_key, 'status') or 'gone'
+  local out = {status}
+  local deadline = now_ms(ARGV[2]) + tonumber(ARGV[1])
+  for i = 3, #ARGV, 2 do
+    if is_live(status) and holds(redis.call('HGET', holders_key, ARGV[i]), ARGV[i + 1]) then
+      redis.call('ZADD', messages_key, deadline, ARGV[i])
+    else
+      out[#out + 1] = ARGV[i]
+    end
+  end
+  return out
+end
+
 -- The keys, bound once (names.script_keys; the order of the list above).
 if #KEYS ~= OPTIO_KEY_COUNT then
   return redis.error_reply('optio: a script takes the ' .. OPTIO_KEY_COUNT ..

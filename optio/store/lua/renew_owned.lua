@@ -22,14 +22,4 @@ local function owned_by(holder, owner)
   return sep == '-' or sep == '_'
 end
 
-local status = redis.call('HGET', run_key, 'status') or 'gone'
-local out = {status}
-local deadline = now_ms(ARGV[2]) + tonumber(ARGV[1])
-for i = 3, #ARGV, 2 do
-  if is_live(status) and owned_by(redis.call('HGET', holders_key, ARGV[i]), ARGV[i + 1]) then
-    redis.call('ZADD', messages_key, deadline, ARGV[i])
-  else
-    out[#out + 1] = ARGV[i]
-  end
-end
-return out
+return renew_held(run_key, holders_key, messages_key, owned_by)
