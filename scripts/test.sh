@@ -2,13 +2,15 @@
 # Set up and run optio's tests. They start their own redis-server on a free port, and real
 # celery worker, celery beat and web processes; nothing touches a Redis already running.
 #
-#   scripts/test.sh            every tier in one pytest session, unit first (about 20 minutes)
+#   scripts/test.sh            the fast stage below, stopping when it fails; then every other tier
+#                              (about 20 minutes); this is CI's command (.ci/run)
 #   scripts/test.sh --fast     ruff, mypy, then tests/unit alone, stopping at the first failure: no
 #                              optio process, well under 2 minutes
 #   scripts/test.sh --slow     every tier but tests/unit: system, browser, processes, faults
 #   scripts/test.sh --no-setup ...   without scripts/setup.sh (done already)
 #
-# Further arguments go to pytest: scripts/test.sh -q -k api, scripts/test.sh --fast -k lease.
+# Further arguments go to pytest (one session over every tier, or the stage named):
+# scripts/test.sh -q -k api, scripts/test.sh --fast -k lease.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stage=all
@@ -25,17 +27,24 @@ done
 if [ "$setup" = 1 ]; then
   scripts/setup.sh test
 fi
+fast() {
+  .venv/bin/ruff check optio tests bench
+  .venv/bin/ruff format --check optio tests bench
+  .venv/bin/mypy
+  .venv/bin/python -m pytest -x -q tests/unit "$@"
+}
+slow() {
+  .venv/bin/python -m pytest tests/system tests/browser tests/processes tests/faults "$@"
+}
 case "$stage" in
-  fast)
-    .venv/bin/ruff check optio tests bench
-    .venv/bin/ruff format --check optio tests bench
-    .venv/bin/mypy
-    exec .venv/bin/python -m pytest -x -q tests/unit "$@"
-    ;;
-  slow)
-    exec .venv/bin/python -m pytest tests/system tests/browser tests/processes tests/faults "$@"
-    ;;
+  fast) fast "$@" ;;
+  slow) slow "$@" ;;
   *)
-    exec .venv/bin/python -m pytest "$@"
+    if [ $# -eq 0 ]; then
+      fast  # stops here when it fails (set -e)
+      slow
+    else
+      exec .venv/bin/python -m pytest "$@"
+    fi
     ;;
 esac
