@@ -114,6 +114,8 @@ def test_the_web_binds_to_loopback_by_default_and_says_how_to_expose_it(private_
         wait_for(lambda: _listening(port), 20, "the web process to listen")
         assert _listening(port) == {"0100007F"}  # 127.0.0.1 only
         assert f"Serving on 127.0.0.1:{port}" in proc.log()
+        # eventlet patched before anything was imported: its patcher met no settings object
+        assert "monkey_patching" not in proc.log() and "Traceback" not in proc.log()
         assert "to serve other machines set OPTIO_HOST=0.0.0.0 together with OPTIO_API_TOKEN" in (
             proc.log()
         )

@@ -80,8 +80,12 @@ def _harness_and_bench():
 
 def test_only_config_reads_the_environment():
     readers = [n for n, text in _sources().items() if re.search(r"os\.environ\b|getenv", text)]
-    # the CLI copies the environment for the process it becomes (optio serve); it reads nothing
-    assert readers == ["cli/commands.py", "config.py"]
+    # the CLI copies the environment for the process it becomes (optio serve); it reads nothing.
+    # serve.py reads OPTIO_ASYNC_MODE alone, before any import: eventlet patches first
+    assert readers == ["cli/commands.py", "config.py", "serve.py"]
+    assert re.findall(r"os\.environ\.get\(\"(\w+)\"", _sources()["serve.py"]) == [
+        "OPTIO_ASYNC_MODE"
+    ]
     assert not re.search(r"os\.environ\.get|os\.environ\[", _sources()["cli/commands.py"])
     # the harness and the bench pass the environment on to the processes they start and read
     # only their own variables (BENCH_*, OPTIO_TEST_*), never a setting of optio's
