@@ -196,3 +196,16 @@ def holds_the_gil(run_id: str, job_id: int) -> str:
     _redis().rpush(gil_held_key(run_id), f"{longest[0]:.3f}")
     _redis().hincrby(executions_key(run_id), str(job_id), 1)
     return f"done-{job_id}"
+
+
+#: The job after which slow_once's message runs long, on its first execution only.
+SLOW_ONCE_JOB = 5
+
+
+def slow_once(run_id: str, job_id: int) -> str:
+    """As ``counted``; job SLOW_ONCE_JOB first sleeps OPTIO_TEST_SLOW_SECONDS (default 60) on its
+    first execution, so the jobs before it in its message have ended while it runs."""
+    if job_id == SLOW_ONCE_JOB and _redis().incr(f"test:slow:{run_id}") == 1:
+        _redis().rpush(starts_key(run_id), f"{job_id}:{time.time() * 1000:.0f}")
+        time.sleep(float(os.environ.get("OPTIO_TEST_SLOW_SECONDS", "60")))
+    return counted(run_id, job_id)

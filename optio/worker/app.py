@@ -35,6 +35,8 @@ def create_celery(settings: Settings) -> Celery:
         # beat runs the tick itself (scheduler.py); a tick sent as a message (the web's kick at
         # start) goes to the ticks queue
         beat_scheduler="optio.worker.scheduler:InlineTickScheduler",
+        # survives a fault of kombu's Redis transport when the broker connection is lost
+        worker_consumer="optio.worker.consumer:Consumer",
         **celery_config(settings.broker_url, settings.visibility_timeout),
     )
     ctx = app.optio_context = Context(app, settings)

@@ -10,16 +10,14 @@ from celery.exceptions import Reject
 
 from optio import names
 from optio.names import message_key
-from optio.store.counting import Durations
 from optio.store.text import error_text
 from optio.throttle import Throttle
 from optio.worker.context import Context
 from optio.worker.leases import Held
+from optio.worker.tally import Tally
 
 log = logging.getLogger("optio")
 
-#: A job batch counts its finished jobs at least this often (seconds).
-MARK_EVERY_SECONDS = 0.02
 #: Seconds a pool process waits before it gives a message back to the broker (see _give_back).
 GIVE_BACK_PAUSE_SECONDS = 1.0
 
@@ -52,9 +50,10 @@ def process_jobs(
     A delivery of a message that another live worker leases is dropped (the broker's redelivery
     after its visibility timeout, or any other duplicate); on RabbitMQ, a redelivery whose
     lease holder died takes the lease over at once. Results are counted in one Lua call per
-    MARK_EVERY_SECONDS of work (every job when jobs are slow), which keeps Redis round trips few
-    at high rates and progress live at low ones; each such call also says whether the run was
-    stopped, so a stop takes effect between jobs.
+    MARK_EVERY_SECONDS of work, and within OVERDUE_SECONDS of a job's end while the next job
+    runs long (tally.py), which keeps Redis round trips few at high rates and progress live at
+    low ones; each such call also says whether the run was stopped, so a stop takes effect
+    between jobs.
 
     A message whose jobs are not all accounted for is never acknowledged: when leasing or
     counting fails (Redis away or refusing for longer than OPTIO_REDIS_RETRY_SECONDS, any other
@@ -131,62 +130,38 @@ def _holder_died(ctx: Context, delivery_info: dict | None, holder: str) -> bool:
 
 
 def _run_jobs(ctx: Context, held: Held, jobs: list[int]) -> int:
+    """Run the leased jobs in order, counting them as tally.py says, until the lease is lost or
+    the run stops; then count the rest and give the lease up (a paused run parks the jobs not
+    started)."""
     job = ctx.job_function
-    runs = ctx.counting
     run_id = held.run_id
-    counted = handled = 0
-    done: dict[int, str] = {}
-    took = Durations()
-    flushed = time.monotonic()
-    for job_id in jobs:
-        if held.lost:
-            break
-        began = time.perf_counter()
-        try:
-            done[job_id] = str(job(run_id, job_id))
-        except Throttle as throttle:
-            _job_throttled(ctx, run_id, job_id, throttle)
-        except Exception as exc:
-            _job_failed(ctx, run_id, job_id, exc)
-        took.add(time.perf_counter() - began)
-        handled += 1
-        if time.monotonic() - flushed >= MARK_EVERY_SECONDS:
-            flush = runs.mark_processed(
-                run_id, done, message=held.key, token=held.token, handled=handled, durations=took
-            )
-            counted += flush.counted
-            done, handled, took, flushed = {}, 0, Durations(), time.monotonic()
-            if flush.lost:
-                _lease_lost(held, flush.status)  # the lease is someone else's now: no more jobs
+    tally = Tally(ctx.counting, held)
+    flusher = ctx.flusher
+    flusher.watch(tally)
+    try:
+        for job_id in jobs:
+            if tally.stopped:
                 break
-            if flush.status != "running":
-                break  # paused or ended: no more jobs; a paused run parks the rest below
-    if done or took or not held.lost:
-        flush = runs.mark_processed(
-            run_id,
-            done,
-            message=held.key,
-            token=held.token,
-            handled=handled,
-            release=True,
-            durations=took,
-        )
-        counted += flush.counted
-    if counted and _publish_log():
+            began = time.perf_counter()
+            result: str | None = None
+            try:
+                result = str(job(run_id, job_id))
+            except Throttle as throttle:
+                _job_throttled(ctx, run_id, job_id, throttle)
+            except Exception as exc:
+                _job_failed(ctx, run_id, job_id, exc)
+            tally.add(job_id, result, time.perf_counter() - began)
+            if tally.due():
+                tally.flush()
+            else:
+                flusher.poke()
+    finally:
+        flusher.forget(tally)
+    if tally.since is not None or not held.lost:
+        tally.flush(release=True)
+    if tally.counted and _publish_log():
         log.info("[worker] Published progress update to Redis channel %s", names.CHANNEL)
-    return counted
-
-
-def _lease_lost(held: Held, status: str) -> None:
-    """A count found the lease gone (with the renewal in another thread or process, it may be
-    the first to see it)."""
-    if not held.lost and status == "running":
-        log.warning(
-            "[worker] Lost the lease of 1 message(s) of run %s (expired and sent again): not "
-            "starting more of their jobs",
-            held.run_id,
-        )
-    held.lost = True
+    return tally.counted
 
 
 _throttle_log = _EveryFewSeconds()

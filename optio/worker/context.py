@@ -25,6 +25,7 @@ from optio.store.outbox import Outbox
 from optio.store.schedule import Schedule
 from optio.worker.leases import Keeper
 from optio.worker.pool_leases import PoolLeases
+from optio.worker.tally import Flusher
 
 log = logging.getLogger("optio")
 
@@ -143,6 +144,10 @@ class Context:
     @cached_property
     def keeper(self) -> Keeper:
         return Keeper(self.leases, self.settings.lease_seconds, announce=self.rabbitmq)
+
+    @cached_property
+    def flusher(self) -> Flusher:
+        return Flusher()
 
     def pool_process_init(self, **_: object) -> None:
         """``worker_process_init``: in a prefork pool process, the main process renews the
