@@ -28,13 +28,30 @@ THROTTLE_STEPS = 20
 
 @dataclass(frozen=True)
 class Reservation:
-    """Jobs ``first .. first+count-1`` of ``run_id`` reserved by one tick, as messages."""
+    """Jobs ``first .. first+count-1`` of ``run_id`` reserved by one tick, as messages; job j is
+    due ``due_in(j)`` seconds after the reservation (Redis clock: ``now_ms``)."""
 
     run_id: str
     first: int
     count: int
     y_minute: float
     messages: list[str]
+    rate: float = 0.0
+    anchor_ms: float = 0.0
+    anchor_count: float = 0.0
+    now_ms: int = 0
+
+    def due_in(self, job: int) -> float:
+        """Seconds from the reservation until job ``job`` is due (<= 0: due already)."""
+        if self.rate <= 0:
+            return 0.0
+        due_ms = self.anchor_ms + (job + 1 - self.anchor_count) * 60_000 / self.rate
+        return (due_ms - self.now_ms) / 1000
+
+    @property
+    def spacing(self) -> float:
+        """Seconds between two jobs at the run's effective rate."""
+        return 60 / self.rate if self.rate > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -90,19 +107,21 @@ class Schedule(Part):
         max_outstanding: int = 0,
         unconfirmed_ms: int = 5000,
         throttle_window_s: float | None = None,
+        lookahead_s: float = 0.0,
         now_ms: int | None = None,
     ) -> Reservation:
-        """Reserve the jobs of ``run_id`` due now, in messages of at most ``batch`` jobs; also
-        records the tick time.
+        """Reserve the jobs of ``run_id`` due by now + ``lookahead_s``, in messages of at most
+        ``batch`` jobs; also records the tick time.
 
         At most ``max_outstanding`` jobs wait (reserved, neither counted nor leased by a worker)
         at once (0: five ticks' worth, at least 1000). A message not confirmed within
         ``unconfirmed_ms`` is taken by ``claim_lost`` to be sent again. After a throttle, the
         effective rate climbs back by y / THROTTLE_STEPS per ``throttle_window_s`` (default
-        OPTIO_THROTTLE_WINDOW) without a throttle.
+        OPTIO_THROTTLE_WINDOW) without a throttle. The run's heldBack and heldBackBy say when
+        the jobs enqueued fall behind the schedule, and why (reserve_due.lua).
         """
         window = self.settings.throttle_window if throttle_window_s is None else throttle_window_s
-        first, count, y, *messages = self._run(
+        first, count, y, rate, anchor_ms, anchor_count, now, *messages = self._run(
             "reserve_due",
             run_id,
             [
@@ -114,9 +133,20 @@ class Schedule(Part):
                 unconfirmed_ms,
                 int(window * 1000),
                 THROTTLE_STEPS,
+                int(lookahead_s * 1000),
             ],
         )
-        return Reservation(run_id, int(first), int(count), float(y), messages)
+        return Reservation(
+            run_id,
+            int(first),
+            int(count),
+            float(y),
+            messages,
+            float(rate),
+            float(anchor_ms),
+            float(anchor_count),
+            int(now),
+        )
 
     @retrying
     def record_tick(self) -> None:
@@ -195,11 +225,19 @@ class Schedule(Part):
         owners = self.client.hmget(owners_key(run_id), [str(job) for job in jobs])
         return {job: key for job, key in zip(jobs, owners, strict=True) if key}
 
-    @retrying
     def confirm_enqueued(self, run_id: str, count: int, messages: Sequence[str] = ()) -> int:
         """The ``messages`` are in the broker; ``count`` newly reserved jobs among them are
         counted as enqueued (publishes). Returns the run's enqueued count."""
-        return int(self._run("confirm_enqueued", run_id, [run_id, count, *messages]))
+        return self.confirm_sent(run_id, count, messages)[0]
+
+    @retrying
+    def confirm_sent(
+        self, run_id: str, count: int, messages: Sequence[str] = ()
+    ) -> tuple[int, str]:
+        """As confirm_enqueued; returns the run's enqueued count and its status ("" when the
+        run does not exist): a paced tick stops sending when the run is no longer running."""
+        enqueued, status = self._run("confirm_enqueued", run_id, [run_id, count, *messages])
+        return int(enqueued), status.decode() if isinstance(status, bytes) else status
 
     @retrying
     def claim_lost(

@@ -149,7 +149,16 @@ class RunState(BaseModel):
     )
     throttled: int = Field(0, description="Throttle signals of the run's jobs so far.")
     heldBack: bool = Field(
-        False, description="The backlog cap holds the run below y (workers are behind)."
+        False,
+        description="The jobs enqueued fell behind the schedule by more than a tick's jobs "
+        "within the last ~3 s, or the schedule slid forward instead (see heldBackBy).",
+    )
+    heldBackBy: Literal["workers", "cap", "scheduler"] | None = Field(
+        None,
+        description="Why, while heldBack: workers (jobs wait in the broker: the workers are "
+        "slower than the rate), cap (the same, at OPTIO_MAX_OUTSTANDING), scheduler (the ticks "
+        "reserve or publish slower than the schedule: beat away or late, a slow broker or "
+        "Redis); null otherwise.",
     )
     seq: int = Field(0, description="Grows with every change of the run.")
     pausedAt: int | None = Field(None, description="ms since the epoch, while paused.")

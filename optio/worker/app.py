@@ -42,16 +42,24 @@ def create_celery(settings: Settings) -> Celery:
     ctx = app.optio_context = Context(app, settings)
 
     @app.task(name=TICK_TASK, acks_late=False, ignore_result=True)
-    def tick_task() -> int:
-        return tick.tick(ctx)
+    def tick_task(paced: bool = False) -> int:
+        return tick.tick(ctx, paced=paced)
 
     # PoolRequest: a prefork pool process that dies has its lease ended at once (pool_leases.py)
     @app.task(name=PROCESS_JOBS_TASK, ignore_result=True, bind=True, Request=PoolRequest)
     def process_jobs_task(
-        task, run_id: str, first: int, count: int, retry: int = 0, resent: bool = False
+        task,
+        run_id: str,
+        first: int,
+        count: int,
+        retry: int = 0,
+        resent: bool = False,
+        every: float = 0.0,
     ) -> int:
-        # resent: sent again by the tick; informative only
-        return batches.process_jobs(ctx, task.request.delivery_info, run_id, first, count, retry)
+        # resent: sent again by the tick; informative only. every: seconds between job starts
+        return batches.process_jobs(
+            ctx, task.request.delivery_info, run_id, first, count, retry, every=every
+        )
 
     _connect_signals(ctx)
     return app

@@ -42,10 +42,18 @@ _drop_log = _EveryFewSeconds(5.0)
 
 
 def process_jobs(
-    ctx: Context, delivery_info: dict | None, run_id: str, first: int, count: int, retry: int = 0
+    ctx: Context,
+    delivery_info: dict | None,
+    run_id: str,
+    first: int,
+    count: int,
+    retry: int = 0,
+    *,
+    every: float = 0.0,
 ) -> int:
     """Run jobs ``first .. first+count-1`` of a run under a lease; each is counted once.
-    Returns how many were counted now. ``delivery_info``: the broker's, of this message.
+    Returns how many were counted now. ``delivery_info``: the broker's, of this message;
+    ``every``: seconds between the starts of its jobs (a paced tick's spacing, tick.Pace).
 
     A delivery of a message that another live worker leases is dropped (the broker's redelivery
     after its visibility timeout, or any other duplicate); on RabbitMQ, a redelivery whose
@@ -64,7 +72,7 @@ def process_jobs(
     """
     key = message_key(first, count, retry)
     try:
-        return _lease_and_run(ctx, delivery_info, run_id, key, first, count)
+        return _lease_and_run(ctx, delivery_info, run_id, key, first, count, every)
     except Exception as exc:
         raise _give_back(run_id, key, exc) from None
 
@@ -90,7 +98,13 @@ def _give_back(run_id: str, key: str, exc: Exception) -> Reject:
 
 
 def _lease_and_run(
-    ctx: Context, delivery_info: dict | None, run_id: str, key: str, first: int, count: int
+    ctx: Context,
+    delivery_info: dict | None,
+    run_id: str,
+    key: str,
+    first: int,
+    count: int,
+    every: float = 0.0,
 ) -> int:
     keeper = ctx.keeper
     held = Held(run_id, key, keeper.token())
@@ -116,7 +130,7 @@ def _lease_and_run(
         return 0
     keeper.hold(held)
     try:
-        return _run_jobs(ctx, held, lease.jobs)
+        return _run_jobs(ctx, held, lease.jobs, every)
     finally:
         keeper.drop(held)  # not renewed any more: after an error it runs out (see _give_back)
 
@@ -129,19 +143,22 @@ def _holder_died(ctx: Context, delivery_info: dict | None, holder: str) -> bool:
     return not ctx.keeper.holder_alive(holder)
 
 
-def _run_jobs(ctx: Context, held: Held, jobs: list[int]) -> int:
-    """Run the leased jobs in order, counting them as tally.py says, until the lease is lost or
-    the run stops; then count the rest and give the lease up (a paused run parks the jobs not
-    started)."""
+def _run_jobs(ctx: Context, held: Held, jobs: list[int], every: float = 0.0) -> int:
+    """Run the leased jobs in order, ``every`` seconds apart at most, counting them as tally.py
+    says, until the lease is lost or the run stops; then count the rest and give the lease up (a
+    paused run parks the jobs not started)."""
     job = ctx.job_function
     run_id = held.run_id
     tally = Tally(ctx.counting, held)
     flusher = ctx.flusher
     flusher.watch(tally)
+    start = time.perf_counter()
     try:
-        for job_id in jobs:
+        for n, job_id in enumerate(jobs):
             if tally.stopped:
                 break
+            if every and n:
+                _wait_until(start + n * every)
             began = time.perf_counter()
             result: str | None = None
             try:
@@ -162,6 +179,12 @@ def _run_jobs(ctx: Context, held: Held, jobs: list[int]) -> int:
     if tally.counted and _publish_log():
         log.info("[worker] Published progress update to Redis channel %s", names.CHANNEL)
     return tally.counted
+
+
+def _wait_until(at: float) -> None:
+    left = at - time.perf_counter()
+    if left > 0:
+        time.sleep(left)
 
 
 _throttle_log = _EveryFewSeconds()

@@ -10,6 +10,7 @@ workers as usual. Two beats tick twice, which is safe: each tick reserves only w
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery.beat import PersistentScheduler
@@ -32,17 +33,33 @@ def schedule(tick_seconds: float) -> dict[str, dict[str, Any]]:
 
 
 class InlineTickScheduler(PersistentScheduler):
+    """Beat's scheduler, running optio's tick in beat's process. A paced tick lasts about one
+    interval (it sends each message at its time, tick.Pace); beat would count the next
+    interval from the tick's end, so ticks would come every two intervals: the time the tick
+    took is taken off the wait for the next one."""
+
+    _tick_took = 0.0
+
     def apply_async(self, entry, producer=None, advance=True, **kwargs):
         if entry.task != TICK_TASK:
             return super().apply_async(entry, producer, advance, **kwargs)
         if advance:
             self.reserve(entry)
+        began = time.monotonic()
         try:
-            self.app.tasks[TICK_TASK]()
+            self.app.tasks[TICK_TASK](paced=True)  # each message at its time (tick.Pace)
         except Exception as exc:  # the next tick does this one's work: the schedule is in Redis
             log.warning("[scheduler] Tick failed (%s); the next one catches up", exc)
         finally:
+            self._tick_took = time.monotonic() - began
             self._tasks_since_sync += 1
             if self.should_sync():
                 self._do_sync()
         return None
+
+    def _when(self, entry, next_time_to_run, *args, **kwargs):
+        when = super()._when(entry, next_time_to_run, *args, **kwargs)
+        if entry.task == TICK_TASK and self._tick_took:
+            when -= min(self._tick_took, next_time_to_run or 0)
+            self._tick_took = 0.0
+        return when

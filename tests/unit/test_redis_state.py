@@ -66,6 +66,7 @@ class TestStartRun:
             "rateEnqueued": 0,
             "throttled": 0,
             "heldBack": False,
+            "heldBackBy": None,
             "seq": 1,
             "pausedAt": None,
             "pausedMs": 0,
@@ -475,10 +476,77 @@ class TestBacklog:
         done = int(store.client.hget(run_key(run_id), "reserved"))
         store.client.hset(run_key(run_id), "processed", done)
         for ms in range(5000, 9001, 1000):
-            store.schedule.reserve_due(run_id, 1, max_outstanding=100_000, now_ms=T0 + ms)
+            got = store.schedule.reserve_due(run_id, 1, max_outstanding=100_000, now_ms=T0 + ms)
+            store.schedule.confirm_enqueued(run_id, got.count, got.messages)  # as a tick does
         state = store.runs.current_state()
         assert state["heldBack"] is False
+        assert state["heldBackBy"] is None
         assert state["rateEnqueued"] == pytest.approx(60_000, rel=0.01)
+
+
+def reserve_and_send(store: RunStore, run_id: str, at_ms: int, **kwargs):
+    """A tick at ``at_ms`` (tick interval 1 s) that publishes all it reserved at once."""
+    got = store.schedule.reserve_due(run_id, 1, now_ms=at_ms, **kwargs)
+    store.schedule.confirm_enqueued(run_id, got.count, got.messages)
+    return got
+
+
+class TestHeldBack:
+    """heldBack says when the jobs enqueued fall behind the schedule, for any reason; heldBackBy
+    says which."""
+
+    def test_on_schedule_it_is_not_held_back(self, store):
+        run_id = store.runs.start_run(100_000, 6_000, now_ms=T0)  # 100/s
+        for s in range(1, 8):
+            reserve_and_send(store, run_id, T0 + s * 1000)
+        state = store.runs.current_state()
+        assert (state["heldBack"], state["heldBackBy"]) == (False, None)
+
+    def test_workers_behind_with_the_automatic_cap(self, store):
+        run_id = store.runs.start_run(1_000_000, 600_000, now_ms=T0)  # 10,000/s: cap 50,000
+        for s in range(1, 10):  # nothing is ever processed
+            reserve_and_send(store, run_id, T0 + s * 1000)
+        state = store.runs.current_state()
+        assert (state["heldBack"], state["heldBackBy"]) == (True, "workers")
+
+    def test_the_operators_cap(self, store):
+        run_id = store.runs.start_run(100_000, 6_000, now_ms=T0)
+        for s in range(1, 4):
+            reserve_and_send(store, run_id, T0 + s * 1000, max_outstanding=150)
+        state = store.runs.current_state()
+        assert (state["heldBack"], state["heldBackBy"]) == (True, "cap")
+
+    def test_a_scheduler_away_slides_the_schedule_and_says_so(self, store):
+        run_id = store.runs.start_run(100_000, 6_000, now_ms=T0)
+        reserve_and_send(store, run_id, T0 + 1000)
+        got = reserve_and_send(store, run_id, T0 + 11_000)  # beat away for 10 s
+        assert got.count == 200  # at most two ticks' worth: no burst of 1,000
+        state = store.runs.current_state()
+        assert (state["heldBack"], state["heldBackBy"]) == (True, "scheduler")
+        for s in range(12, 16):  # on time again: clear once the window has passed
+            reserve_and_send(store, run_id, T0 + s * 1000)
+        assert store.runs.current_state()["heldBack"] is False
+
+    def test_publishing_slower_than_the_schedule(self, store):
+        """Reserved on time but not in the broker yet (a slow broker): the tick says so."""
+        run_id = store.runs.start_run(100_000, 6_000, now_ms=T0)
+        for s in range(1, 4):
+            store.schedule.reserve_due(run_id, 1, now_ms=T0 + s * 1000)  # never confirmed
+        state = store.runs.current_state()
+        assert (state["heldBack"], state["heldBackBy"]) == (True, "scheduler")
+
+
+class TestLookAhead:
+    def test_a_paced_tick_reserves_a_tick_ahead_with_each_jobs_due_time(self, store):
+        run_id = store.runs.start_run(1000, 600, now_ms=T0)  # 10/s: job j due at T0 + 100(j+1)
+        got = store.schedule.reserve_due(run_id, 0.5, lookahead_s=0.5, now_ms=T0 + 500)
+        assert (got.first, got.count) == (0, 10)  # due by 1 s
+        assert got.due_in(0) == pytest.approx(-0.4)
+        assert got.due_in(9) == pytest.approx(0.5)
+        assert got.spacing == pytest.approx(0.1)
+        got = store.schedule.reserve_due(run_id, 0.5, lookahead_s=0.5, now_ms=T0 + 1000)
+        assert (got.first, got.count) == (10, 5)  # due by 1.5 s
+        assert got.due_in(10) == pytest.approx(0.1)
 
 
 class TestFailJob:

@@ -76,7 +76,7 @@ end
 local function state_json(run_key)
   local f = redis.call('HMGET', run_key, 'runId', 'status', 'xTotal', 'yMinute', 'enqueued',
     'processed', 'failed', 'startedAt', 'finishedAt', 'rateNow', 'heldBack', 'seq', 'pausedAt',
-    'pausedMs', 'retried', 'webhook', 'rateEnqueued', 'throttled')
+    'pausedMs', 'retried', 'webhook', 'rateEnqueued', 'throttled', 'heldBy')
   if not f[1] then
     return nil
   end
@@ -96,6 +96,7 @@ local function state_json(run_key)
     finishedAt = f[9] and tonumber(f[9]) or cjson.null,
     rateNow = tonumber(f[10] or '0'),
     heldBack = f[11] == '1',
+    heldBackBy = (f[11] == '1' and f[19]) or cjson.null,
     seq = tonumber(f[12] or '0'),
     pausedAt = f[13] and tonumber(f[13]) or cjson.null,
     pausedMs = tonumber(f[14] or '0'),

@@ -6,16 +6,16 @@
 -- ARGV[1] run id
 -- ARGV[2] how many newly reserved jobs were just enqueued (0 for messages sent again)
 -- ARGV[3], ARGV[4], ...: keys of the messages just published
--- Returns the run's new enqueued count (0 when the run does not exist). Never exceeds what
--- was reserved, so a confirmation retried after a lost reply cannot overcount. Publishes the
--- state when the count changed. A run that has ended (stopped while a tick was publishing) keeps
--- its final state: nothing is written.
+-- Returns {the run's new enqueued count, its status} ({0, ''} when the run does not exist).
+-- The count never exceeds what was reserved, so a confirmation retried after a lost reply cannot
+-- overcount. Publishes the state when the count changed. A run that has ended (stopped while a
+-- tick was publishing) keeps its final state: nothing is written.
 local status = redis.call('HGET', run_key, 'status')
 if not status then
-  return 0
+  return {0, ''}
 end
 if not is_live(status) then
-  return tonumber(redis.call('HGET', run_key, 'enqueued'))
+  return {tonumber(redis.call('HGET', run_key, 'enqueued')), status}
 end
 redis.call('HSET', run_key, 'sentAt', now_ms(''))
 for i = 3, #ARGV do
@@ -25,9 +25,9 @@ for i = 3, #ARGV do
 end
 local h = hgetall(run_key)
 if tonumber(ARGV[2]) == 0 then
-  return tonumber(h.enqueued)
+  return {tonumber(h.enqueued), status}
 end
 local enqueued = math.min(tonumber(h.enqueued) + tonumber(ARGV[2]), tonumber(h.reserved))
 redis.call('HSET', run_key, 'enqueued', enqueued)
 publish_state(run_key, current_key, ARGV[1])
-return enqueued
+return {enqueued, status}

@@ -1,11 +1,17 @@
--- Reserve the jobs of the active run that are due now (the scheduler tick), as messages.
--- Concurrent ticks never reserve more than is due; after the scheduler has been away the
+-- Reserve the jobs of the active run that are due by now + a look-ahead (the scheduler tick),
+-- as messages; the caller sends each message at its first job's due time (paced ticks) or at
+-- once. Concurrent ticks never reserve more than is due; after the scheduler has been away the
 -- schedule slides forward so a tick carries at most one tick's worth of backlog. At most ARGV[4]
 -- jobs wait in the broker: above the workers' pace the run goes at their pace (heldBack).
 -- Jobs are due at the effective rate rateNow: y, unless jobs throttled (throttle_job.lua cuts
 -- it); then it climbs back by y / ARGV[8] per window without a throttle, up to y (AIMD).
+-- heldBack: within the last RATE_WINDOW_MS the jobs enqueued fell behind the schedule by more
+-- than a tick's jobs, or the schedule slid instead of building that debt; heldBy says why:
+-- 'workers' (the backlog cap, automatic: jobs wait in the broker because workers are slower
+-- than y), 'cap' (the same with ARGV[4] set by the operator) or 'scheduler' (the ticks don't
+-- reserve or publish as fast as the schedule: beat away or late, a slow broker or Redis).
 -- Keys: writes last_tick_key (every call); reads active_key; reads and writes run_key (the
--- schedule, rate and reserved fields), writes messages_key.
+-- schedule, rate, reserved and held fields), writes messages_key.
 -- ARGV[1] run id
 -- ARGV[2] tick interval, seconds
 -- ARGV[3] now ms ('' = Redis clock)
@@ -15,58 +21,84 @@
 -- ARGV[6] ms a reserved message may stay unconfirmed
 -- ARGV[7] throttle window, ms
 -- ARGV[8] steps from the throttle floor back to y
--- Returns {first job id, count, y, message key, ...}: jobs first .. first+count-1 are now the
--- caller's to publish, split into the listed messages ({0, 0, '0'} when the run is not the
--- active one). Each message is registered with a deadline of now + ARGV[6]: unless
--- confirm_enqueued says it is in the broker by then, a later tick publishes it again (the tick
--- that reserved it died).
+-- ARGV[9] look-ahead, ms: reserve the jobs due by now + this (0: due by now)
+-- Returns {first job id, count, y, rate, schedule anchor ms, anchor count, now ms, message key,
+-- ...}: jobs first .. first+count-1 are now the caller's to publish, split into the listed
+-- messages; job j is due at anchor ms + (j + 1 - anchor count) * 60000 / rate ({0, 0, '0', ...}
+-- when the run is not the active one). Each message is registered with a deadline of now +
+-- ARGV[6]: unless confirm_enqueued says it is in the broker by then, a later tick publishes it
+-- again (the tick that reserved it died).
 local RATE_WINDOW_MS = 3000
 local now = now_ms(ARGV[3])
 redis.call('SET', last_tick_key, now)
 if redis.call('GET', active_key) ~= ARGV[1] then
-  return {0, 0, '0'}
+  return {0, 0, '0', '0', now, 0, now}
 end
 local h = hgetall(run_key)
+local rate = tonumber(h.rateNow or h.yMinute)
 if h.status ~= 'running' then
-  return {tonumber(h.reserved), 0, h.yMinute}  -- paused: nothing is due
+  return {tonumber(h.reserved), 0, h.yMinute, tostring(rate), now, 0, now}  -- paused: none due
 end
 local x = tonumber(h.xTotal)
 local y = tonumber(h.yMinute)
-local rate = tonumber(h.rateNow or h.yMinute)
 local reserved = tonumber(h.reserved)
-local accrued = tonumber(h.anchorCount) + (now - tonumber(h.anchorMs)) * rate / 60000
+local anchor_ms, anchor_count = tonumber(h.anchorMs), tonumber(h.anchorCount)
 local window = tonumber(ARGV[7])
 if rate < y and now - math.max(tonumber(h.throttleAt or 0), tonumber(h.raisedAt or 0)) >= window then
   -- a window without a throttle: one step back up (the schedule so far at the old rate)
+  anchor_count = anchor_count + (now - anchor_ms) * rate / 60000
+  anchor_ms = now
   rate = math.min(y, rate + y / tonumber(ARGV[8]))
   redis.call('HSET', run_key, 'rateNow', rate, 'raisedAt', now, 'anchorMs', now,
-    'anchorCount', tostring(accrued))
+    'anchorCount', tostring(anchor_count))
 end
-local due = math.floor(accrued + 1e-9)
+local horizon = now + tonumber(ARGV[9] or '0')
+local due = math.floor(anchor_count + (horizon - anchor_ms) * rate / 60000 + 1e-9)
 if due > x then
   due = x
 end
 local per_tick = math.max(1, math.ceil(rate * tonumber(ARGV[2]) / 60))
+local held_by = nil
 local limit = reserved + 2 * per_tick
 if due > limit then
-  redis.call('HSET', run_key, 'anchorMs', now, 'anchorCount', limit)
+  -- the ticks fell behind (beat away or late): the schedule slides instead of a burst
+  anchor_ms, anchor_count = horizon, limit
+  redis.call('HSET', run_key, 'anchorMs', anchor_ms, 'anchorCount', anchor_count)
   due = limit
+  held_by = 'scheduler'
 end
 local most = tonumber(ARGV[4])
-if most <= 0 then
+local auto_cap = most <= 0
+if auto_cap then
   most = math.max(1000, 5 * per_tick)
 end
 local waiting = reserved - tonumber(h.processed) - tonumber(h.failed) - tonumber(h.leasedJobs)
 local room = most - waiting
-local held_at = tonumber(h.heldAt)
 if due > reserved + room then
   -- the workers are behind: no debt either, the schedule goes on from what was reserved
   due = math.max(reserved, reserved + room)
-  redis.call('HSET', run_key, 'anchorMs', now, 'anchorCount', due)
-  held_at = now
+  anchor_ms, anchor_count = horizon, due
+  redis.call('HSET', run_key, 'anchorMs', anchor_ms, 'anchorCount', anchor_count)
+  held_by = auto_cap and 'workers' or 'cap'
 end
--- rateEnqueued: jobs/min reserved over the last window of ticks; heldBack: the cap held the
--- schedule back within the last window
+if not held_by then
+  -- what is due but not yet in the broker (the ticks publish slower than the schedule); a tick
+  -- without look-ahead publishes what fell due since the last one: a tick later
+  local at = now
+  if tonumber(ARGV[9] or '0') <= 0 then
+    at = now - tonumber(ARGV[2]) * 1000
+  end
+  local scheduled = math.min(x, anchor_count + (at - anchor_ms) * rate / 60000)
+  if scheduled - tonumber(h.enqueued) > per_tick then
+    held_by = 'scheduler'
+  end
+end
+local held_at = tonumber(h.heldAt)
+if held_by then
+  held_at = now
+  redis.call('HSET', run_key, 'heldBy', held_by)
+end
+-- rateEnqueued: jobs/min reserved over the last window of ticks
 local rate_at = tonumber(h.rateAt)
 local rate_count = tonumber(h.rateCount) + math.max(0, due - reserved)
 local held = (now - held_at < RATE_WINDOW_MS) and '1' or '0'
@@ -77,13 +109,15 @@ else
   redis.call('HSET', run_key, 'rateCount', rate_count)
 end
 redis.call('HSET', run_key, 'heldAt', held_at, 'heldBack', held)
+local y_text = h.yMinute
+local sched = {tostring(rate), tostring(anchor_ms), tostring(anchor_count), now}
 if due <= reserved then
-  return {reserved, 0, h.yMinute}
+  return {reserved, 0, y_text, unpack(sched)}
 end
 redis.call('HSET', run_key, 'reserved', due)
 local size = tonumber(ARGV[5])
 local deadline = now + tonumber(ARGV[6])
-local out = {reserved, due - reserved, h.yMinute}
+local out = {reserved, due - reserved, y_text, unpack(sched)}
 local args = {}
 for first = reserved, due - 1, size do
   local key = first .. ':' .. math.min(size, due - first)
