@@ -160,9 +160,10 @@ def _run_jobs(ctx: Context, held: Held, jobs: list[int], every: float = 0.0) -> 
             if every and n:
                 _wait_until(start + n * every)
             began = time.perf_counter()
-            result: str | None = None
+            result: str | None = None  # stays None when the job failed or was throttled
             try:
-                result = str(job(run_id, job_id))
+                outcome = job(run_id, job_id)
+                result = "" if outcome is None else str(outcome)  # "": nothing to store
             except Throttle as throttle:
                 _job_throttled(ctx, run_id, job_id, throttle)
             except Exception as exc:

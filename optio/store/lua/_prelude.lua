@@ -70,6 +70,138 @@ local function hgetall(key)
   return h
 end
 
+-- The done bitmap is read and written a range at a time: one BITFIELD call of fields of
+-- BIT_FIELD bits (exact in Lua's numbers) for a message's jobs, not a GETBIT and a SETBIT per job.
+-- At high rates a command per job is most of what Redis, and its append-only file, spend time on.
+local BIT_FIELD = 48
+
+-- The fields {offset, width} covering bits lo .. hi.
+local function bit_fields(lo, hi)
+  local fields = {}
+  for off = lo, hi, BIT_FIELD do
+    fields[#fields + 1] = {off, math.min(BIT_FIELD, hi - off + 1)}
+  end
+  return fields
+end
+
+-- The values of `fields` in bitmap `key` (BITFIELD_RO, 1000 fields a call: Lua's unpack takes a
+-- bounded number of values).
+local function read_fields(key, fields)
+  local values = {}
+  for i = 1, #fields, 1000 do
+    local args = {}
+    for j = i, math.min(i + 999, #fields) do
+      args[#args + 1] = 'GET'
+      args[#args + 1] = 'u' .. fields[j][2]
+      args[#args + 1] = fields[j][1]
+    end
+    for _, value in ipairs(redis.call('BITFIELD_RO', key, unpack(args))) do
+      values[#values + 1] = value
+    end
+  end
+  return values
+end
+
+-- The place value of bit `bit` in the field {offset, width}: bits run from its most significant.
+local function bit_value(field, bit)
+  return 2 ^ (field[2] - 1 - (bit - field[1]))
+end
+
+-- The lowest and the highest of `bits` (numbers, at least one).
+local function bit_range(bits)
+  local lo, hi = bits[1], bits[1]
+  for _, bit in ipairs(bits) do
+    lo, hi = math.min(lo, bit), math.max(hi, bit)
+  end
+  return lo, hi
+end
+
+-- Whether bits `bits` (numbers, any order) are so spread that reading their whole range costs
+-- more than one command each.
+local function sparse(bits, lo, hi)
+  return hi - lo + 1 > 64 * #bits
+end
+
+-- The set {bit = true} of the bits among `bits` (numbers) that are 0 in bitmap `key`.
+local function unset_among(key, bits)
+  local out = {}
+  if #bits == 0 then
+    return out
+  end
+  local lo, hi = bit_range(bits)
+  if sparse(bits, lo, hi) then
+    for _, bit in ipairs(bits) do
+      if redis.call('GETBIT', key, bit) == 0 then
+        out[bit] = true
+      end
+    end
+    return out
+  end
+  local fields = bit_fields(lo, hi)
+  local values = read_fields(key, fields)
+  for _, bit in ipairs(bits) do
+    local n = math.floor((bit - lo) / BIT_FIELD) + 1
+    if math.floor(values[n] / bit_value(fields[n], bit)) % 2 == 0 then
+      out[bit] = true
+    end
+  end
+  return out
+end
+
+-- The bits lo .. hi of bitmap `key` that are 0, in order.
+local function unset_bits(key, lo, hi)
+  local out = {}
+  local fields = bit_fields(lo, hi)
+  local values = read_fields(key, fields)
+  for n, field in ipairs(fields) do
+    for bit = field[1], field[1] + field[2] - 1 do
+      if math.floor(values[n] / bit_value(field, bit)) % 2 == 0 then
+        out[#out + 1] = bit
+      end
+    end
+  end
+  return out
+end
+
+-- Set bits `bits` (numbers, each 0 now, no repeats) of bitmap `key`: one BITFIELD call per
+-- 1000 fields that change.
+local function set_bits(key, bits)
+  if #bits == 0 then
+    return
+  end
+  local lo, hi = bit_range(bits)
+  if sparse(bits, lo, hi) then
+    for _, bit in ipairs(bits) do
+      redis.call('SETBIT', key, bit, 1)
+    end
+    return
+  end
+  local fields = bit_fields(lo, hi)
+  local values = read_fields(key, fields)
+  local changed = {}
+  for _, bit in ipairs(bits) do
+    local n = math.floor((bit - lo) / BIT_FIELD) + 1
+    values[n] = values[n] + bit_value(fields[n], bit)
+    changed[n] = true
+  end
+  local args = {}
+  for n, field in ipairs(fields) do
+    if changed[n] then
+      args[#args + 1] = 'SET'
+      args[#args + 1] = 'u' .. field[2]
+      args[#args + 1] = field[1]
+      args[#args + 1] = string.format('%.0f', values[n])
+      if #args >= 4000 then
+        redis.call('BITFIELD', key, unpack(args))
+        args = {}
+      end
+    end
+  end
+  if #args > 0 then
+    redis.call('BITFIELD', key, unpack(args))
+  end
+end
+
 -- The run state as clients see it: the guide's five fields plus ours. (HMGET of just these:
 -- this runs on every count, and the hash holds twice as many fields.) `running` is not stored:
 -- it is derived here from status, true while the run has not ended (running or paused).

@@ -78,10 +78,8 @@ if holder then
 end
 local out = {status, 0}
 local first = tonumber(ARGV[2])
-for job = first, first + tonumber(ARGV[3]) - 1 do
-  if redis.call('GETBIT', done_key, job) == 0 then
-    out[#out + 1] = job
-  end
+for _, job in ipairs(unset_bits(done_key, first, first + tonumber(ARGV[3]) - 1)) do
+  out[#out + 1] = job
 end
 if #out > 2 and redis.call('EXISTS', owners_key) == 1 then
   out = own_jobs(owners_key, key, out)

@@ -14,7 +14,7 @@
 --         released with jobs not handled while the run is paused is parked), else 0
 -- ARGV[7] run times of the jobs executed since the last call, as "count,sum s,n0,n1,...": how
 --         many fell in each bucket of redis_state.DURATION_BUCKETS ('' = none)
--- ARGV[8], ARGV[9], ...: job id, result, job id, result, ...
+-- ARGV[8], ARGV[9], ...: job id, result, job id, result, ... ('' = no result to store)
 -- Returns {counted now, status, lost}: a job id counted before is skipped; status is the run's
 -- ('gone' when unknown); lost is 1 when the caller no longer holds the lease (the tick re-sent
 -- the message after it expired, another delivery took it over): it must not start more of its
@@ -27,16 +27,29 @@ end
 -- The results first: a write that fails (a key of the wrong type) fails before any other, so a
 -- script that fails has counted nothing and left the lease as it was: the message runs again
 -- once the lease runs out. Redis does not undo the writes of a script that fails midway.
-local new = {}
+-- One HSET for the results and one BITFIELD for the bits, whatever the number of jobs; an empty
+-- result (the job returned None) is not stored.
+local jobs = {}
 for i = 8, #ARGV, 2 do
-  if redis.call('GETBIT', done_key, ARGV[i]) == 0 then
-    redis.call('HSET', results_key, ARGV[i], ARGV[i + 1])
-    new[#new + 1] = ARGV[i]
+  jobs[#jobs + 1] = tonumber(ARGV[i])
+end
+local unset = unset_among(done_key, jobs)
+local new, stored = {}, {}
+for i = 8, #ARGV, 2 do
+  local job = tonumber(ARGV[i])
+  if unset[job] then
+    unset[job] = nil  -- a job listed twice counts once
+    new[#new + 1] = job
+    if ARGV[i + 1] ~= '' then
+      stored[#stored + 1] = ARGV[i]
+      stored[#stored + 1] = ARGV[i + 1]
+    end
   end
 end
-for _, job in ipairs(new) do
-  redis.call('SETBIT', done_key, job, 1)
+for i = 1, #stored, 2000 do
+  redis.call('HSET', results_key, unpack(stored, i, math.min(i + 1999, #stored)))
 end
+set_bits(done_key, new)
 if ARGV[8] and string.find(ARGV[3], ':r', 1, true) then
   redis.call('HDEL', owners_key, ARGV[8])  -- the one job of a retry or rerun: done, owned no more
 end
@@ -61,8 +74,10 @@ if left ~= nil then
     redis.call('HINCRBY', run_key, 'leasedJobs', -handled)
   end
 end
-if counted ~= 0 then
+if #stored ~= 0 then
   redis.call('EXPIRE', results_key, OPTIO_RESULT_TTL)
+end
+if counted ~= 0 then
   redis.call('HINCRBY', run_key, 'processed', counted)
   if complete_if_done(run_key, active_key, outbox_key, ARGV[1], now_ms(ARGV[2])) then
     expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key,
