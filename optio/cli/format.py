@@ -71,9 +71,22 @@ def summary(state: dict[str, Any]) -> str:
     if state.get("status") == "running" and state.get("heldBack"):
         text += (
             f", held back: enqueuing {rate_text(state.get('rateEnqueued', 0))}/min "
-            "(the workers are behind)"
+            f"({held_back_why(state)})"
         )
     return text
+
+
+#: What each heldBackBy says, for people.
+HELD_BACK_BY = {
+    "workers": "the workers are behind",
+    "cap": "OPTIO_MAX_OUTSTANDING jobs wait in the broker",
+    "scheduler": "the scheduler is behind",
+}
+
+
+def held_back_why(state: dict[str, Any]) -> str:
+    """Why a held-back run is held back (its heldBackBy), in words."""
+    return HELD_BACK_BY.get(state.get("heldBackBy") or "", "behind the schedule")
 
 
 def throttled_below_y(state: dict[str, Any]) -> bool:

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from optio.cli.format import (
     active_seconds,
     duration,
+    held_back_why,
     percent,
     rate_text,
     summary,
@@ -126,7 +127,10 @@ class Display:
         if throttled_below_y(state):
             parts.append(f"THROTTLED: rate now {rate_text(state['rateNow'])}/min")
         if state.get("status") == "running" and state.get("heldBack"):
-            parts.append(f"HELD BACK: enqueuing {rate_text(state.get('rateEnqueued', 0))}/min")
+            parts.append(
+                f"HELD BACK ({held_back_why(state)}): enqueuing "
+                f"{rate_text(state.get('rateEnqueued', 0))}/min"
+            )
         return " · ".join(parts)
 
     def _bar(self, state: dict[str, Any], active: float) -> None:

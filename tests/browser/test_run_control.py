@@ -207,6 +207,23 @@ def test_a_state_with_a_lower_seq_never_moves_the_display_back(idle, page):
     page.tab.reload()  # forget the fake runs
 
 
+def test_a_held_back_run_says_why(idle, page):
+    """heldBack shows as a badge naming heldBackBy, with a sentence saying what it means."""
+    open_dashboard(page, idle.base)
+    page.tab.wait_for_function("() => optio.state() !== null")
+    badge = page.tab.locator("#held-back")
+    deliver(page, [fake_state(50, 10, heldBack=True, heldBackBy="scheduler", rateEnqueued=300)])
+    expect(badge).to_be_visible()
+    expect(badge).to_have_text("held back: scheduler")
+    expect(badge).to_have_attribute("title", re.compile("scheduler is behind"))
+    deliver(page, [fake_state(51, 20, heldBack=True, heldBackBy="workers", rateEnqueued=300)])
+    expect(badge).to_have_text("held back: workers")
+    expect(badge).to_have_attribute("title", re.compile("workers are behind"))
+    deliver(page, [fake_state(52, 30, heldBack=False, heldBackBy=None)])
+    expect(badge).to_be_hidden()
+    page.tab.reload()  # forget the fake run
+
+
 def test_states_without_seq_are_shown_in_the_order_they_come(idle, page):
     """Where seq cannot decide (states without it), the count does not reorder the feed."""
     open_dashboard(page, idle.base)

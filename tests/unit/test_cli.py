@@ -203,6 +203,15 @@ def test_summary_of_a_paused_run():
     )
 
 
+def test_a_held_back_run_says_why():
+    held = state(processed=40, heldBack=True, heldBackBy="scheduler", rateEnqueued=900)
+    assert summary(held).endswith(", held back: enqueuing 900/min (the scheduler is behind)")
+    held = {**held, "heldBackBy": "workers"}
+    assert summary(held).endswith("(the workers are behind)")
+    held = {**held, "heldBackBy": "cap"}
+    assert summary(held).endswith("(OPTIO_MAX_OUTSTANDING jobs wait in the broker)")
+
+
 def test_the_runs_table_is_aligned():
     started = 1_700_000_000_000
     runs = [

@@ -5,8 +5,8 @@
 -- jobs wait in the broker: above the workers' pace the run goes at their pace (heldBack).
 -- Jobs are due at the effective rate rateNow: y, unless jobs throttled (throttle_job.lua cuts
 -- it); then it climbs back by y / ARGV[8] per window without a throttle, up to y (AIMD).
--- heldBack: within the last RATE_WINDOW_MS the jobs enqueued fell behind the schedule by more
--- than a tick's jobs, or the schedule slid instead of building that debt; heldBy says why:
+-- heldBack: within the last RATE_WINDOW_MS the jobs enqueued fell behind the schedule of a tick
+-- ago by more than a tick's jobs, or the schedule slid instead of building that debt; heldBy says why:
 -- 'workers' (the backlog cap, automatic: jobs wait in the broker because workers are slower
 -- than y), 'cap' (the same with ARGV[4] set by the operator) or 'scheduler' (the ticks don't
 -- reserve or publish as fast as the schedule: beat away or late, a slow broker or Redis).
@@ -82,12 +82,10 @@ if due > reserved + room then
   held_by = auto_cap and 'workers' or 'cap'
 end
 if not held_by then
-  -- what is due but not yet in the broker (the ticks publish slower than the schedule); a tick
-  -- without look-ahead publishes what fell due since the last one: a tick later
-  local at = now
-  if tonumber(ARGV[9] or '0') <= 0 then
-    at = now - tonumber(ARGV[2]) * 1000
-  end
+  -- what was due a tick ago but is not in the broker yet (the ticks publish slower than the
+  -- schedule): a tick's grace covers a tick without look-ahead, which publishes what fell due
+  -- since the last one, and a run's first tick, which catches up from the start
+  local at = now - tonumber(ARGV[2]) * 1000
   local scheduled = math.min(x, anchor_count + (at - anchor_ms) * rate / 60000)
   if scheduled - tonumber(h.enqueued) > per_tick then
     held_by = 'scheduler'

@@ -12,6 +12,12 @@
   const RATE_WINDOW_MS = 10000; // throughput is measured over this trailing window
   const CHART_SPAN_MS = 5 * 60 * 1000;
   const CHART_MIN_SPAN_MS = 60 * 1000;
+  // why a run is held back (its heldBackBy), for the badge's tooltip
+  const HELD_BACK_BY = {
+    workers: "The workers are behind: jobs wait in the broker, the schedule slides",
+    cap: "OPTIO_MAX_OUTSTANDING jobs wait in the broker: the cap holds the schedule back",
+    scheduler: "The scheduler is behind: ticks reserve or publish slower than the schedule",
+  };
 
   const $ = (id) => document.getElementById(id);
 
@@ -141,7 +147,10 @@
     setText($("failed"), fmt.format(s.failed || 0));
     setText($("y-minute"), s.yMinute ? fmtRate(s.yMinute) : "—");
     setText($("rate-now"), s.running && !paused ? fmtRate(s.rateEnqueued || 0) : "—");
-    $("held-back").hidden = !(s.running && !paused && s.heldBack);
+    const heldBack = $("held-back");
+    heldBack.hidden = !(s.running && !paused && s.heldBack);
+    setText(heldBack, s.heldBackBy ? `held back: ${s.heldBackBy}` : "held back");
+    setAttr(heldBack, "title", HELD_BACK_BY[s.heldBackBy] || "Enqueuing is behind the schedule");
     const throttled = s.running && s.throttled > 0 && s.rateNow < s.yMinute;
     $("throttled").hidden = !throttled;
     setText($("rate-effective"), throttled ? fmtRate(s.rateNow) : "—");
