@@ -82,6 +82,22 @@ class Tracker:
             state.nacked = {tag for tag in state.nacked if tag > mark}
             raise NotConfirmed(f"the broker refused {refused} message(s)")
 
+    def confirmed(self, mark: int) -> bool:
+        """Whether the broker confirmed every message up to ``mark``, reading what it sent so
+        far without waiting (a paced tick asks between two messages); raises
+        :class:`NotConfirmed` as ``wait`` does."""
+        if self.producer.channel is not self.channel:
+            raise NotConfirmed("the connection to the broker was re-established while publishing")
+        while True:
+            try:
+                self.channel.connection.drain_events(timeout=0)
+            except (TimeoutError, BlockingIOError):
+                break
+        if any(tag <= mark for tag in self.state.unconfirmed):
+            return False
+        self.wait(mark)  # settled: raises on a refusal
+        return True
+
 
 def _confirms(channel) -> _Confirms:
     state = getattr(channel, "_optio_confirms", None)
