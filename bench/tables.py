@@ -343,6 +343,10 @@ def machine(r: dict[str, Any]) -> list[str]:
     )
 
 
+#: Parts that run on a redis-server of their own, not the bench's: how it keeps its data.
+OWN_REDIS = {"soak": "aof everysec (the soak's own redis-server)"}
+
+
 def _separately(part: str, s: dict[str, Any]) -> list[str]:
     """A row for a part measured by a later run of its own (``--only``)."""
     commit = s["optio_commit"] + (" (+ changes)" if s["optio_uncommitted_changes"] else "")
@@ -350,7 +354,7 @@ def _separately(part: str, s: dict[str, Any]) -> list[str]:
     return [
         f"{part}: measured separately",
         f"started {s['started_at']}, took {s['duration_s']:.0f} s{quick}; commit {commit}; "
-        f"Redis persistence {persistence(s['settings'])}; "
+        f"Redis persistence {OWN_REDIS.get(part) or persistence(s['settings'])}; "
         f"load average {s['load_average_at_start']} / {s['load_average_at_end']}",
     ]
 

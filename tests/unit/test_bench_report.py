@@ -150,3 +150,5 @@ def test_pacing_is_a_default_part_that_only_merges_in():
     assert merged["pacing"] == run["pacing"]
     row = tables._separately("pacing", merged["separately"]["pacing"])
     assert row[0] == "pacing: measured separately" and "Redis persistence off" in row[1]
+    soak = tables._separately("soak", merged["separately"]["pacing"])
+    assert "Redis persistence aof everysec (the soak's own redis-server)" in soak[1]
