@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import fidelity, latency, machine, pipeline, report, throttle
+from bench import fidelity, latency, machine, pacing, pipeline, report, throttle
 from bench.brokers import RabbitBroker
 from bench.meters import rss
 from bench.stack import CONCURRENCY, start_optio
@@ -20,7 +20,7 @@ from optio import config
 from optio.testing import ROOT, RabbitServer, RedisServer
 from optio.testing.soak import run as soak
 
-PARTS = ("ceiling", "batched", "fidelity", "latency", "api", "throttle", "soak")
+PARTS = ("ceiling", "batched", "fidelity", "latency", "api", "throttle", "pacing", "soak")
 #: Parts run only when ``--only`` names them (the chaos soak takes half an hour).
 OPT_IN = ("soak",)
 DEFAULT_PARTS = tuple(p for p in PARTS if p not in OPT_IN)
@@ -30,13 +30,20 @@ PART_KEYS = {"batched": ("batched", "memory")}
 RABBITMQ_PARTS = ("ceiling", "batched")
 BATCHED_Y = 2_000_000.0
 FIDELITY_YS = [60.0, 600.0, 6000.0, 60000.0]
-#: Calls per second the rate-limited server of the throttle part allows, one run each.
-THROTTLE_LIMITS = [20.0, 100.0]
+#: The rate-limited server of the throttle part, one run each: [calls allowed per second, its
+#: bucket's size in calls] (a bucket of 1 allows no burst at all; of the rate, one second's worth).
+THROTTLE_RUNS = [[20.0, 1.0], [20.0, 5.0], [20.0, 20.0], [100.0, 100.0]]
+PACING_YS = [600.0, 6000.0, 60000.0]
+#: How the bench's redis-server keeps its data: as ``scripts/run.sh`` runs it (devredis: an
+#: append-only file written out every second, no RDB snapshots), or not at all
+#: (``--no-persistence``).
+PERSISTENCE = {True: "aof everysec", False: "off"}
 
 
-def settings(quick: bool) -> dict[str, Any]:
+def settings(quick: bool, persistent: bool = True) -> dict[str, Any]:
     return {
         "quick": quick,
+        "redis_persistence": PERSISTENCE[persistent],
         "ceiling_jobs": 3_000 if quick else 20_000,
         "ceiling_rounds": 1 if quick else 2,
         "batched_jobs": 200_000 if quick else 2_000_000,
@@ -46,8 +53,11 @@ def settings(quick: bool) -> dict[str, Any]:
         "latency_clients": [100, 1000],
         "latency_seconds": 5.0 if quick else 20.0,
         "api_seconds": 5.0 if quick else 20.0,
-        "throttle_limits_per_s": THROTTLE_LIMITS,
+        "throttle_runs": THROTTLE_RUNS,
         "throttle_window_s": 20.0 if quick else 60.0,
+        "pacing_ys": PACING_YS,
+        "pacing_warm_up_s": pacing.WARM_UP,
+        "pacing_window_s": 10.0 if quick else 30.0,
         "worker_concurrency": CONCURRENCY,
         "tick_seconds": config.SETTINGS.tick_seconds,
     }
@@ -77,7 +87,7 @@ def write_markdown(path: Path, results: dict[str, Any]) -> None:
     path.write_text(report.render(results, path.read_text() if path.exists() else None))
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short windows, for development")
     parser.add_argument(
@@ -92,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         "--soak-seed", type=int, default=soak.SEED, help="seed of the soak part's jobs and chaos"
     )
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
+    parser.add_argument(
+        "--no-persistence",
+        action="store_true",
+        help="run the bench's redis-server without persistence (default: an append-only file "
+        "written out every second and no RDB snapshots, as scripts/run.sh runs Redis)",
+    )
     parser.add_argument("--out", default=str(ROOT / "docs"), help="where to write the results")
     parser.add_argument(
         "--wait-quiet",
@@ -113,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only fill the tables of BENCHMARKS.md again from the benchmarks.json in --out",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.report_only:
         out = Path(args.out)
@@ -130,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.wait_quiet:
         wait_quiet(args.wait_quiet, 1.0)
 
-    cfg = settings(args.quick)
+    cfg = settings(args.quick, persistent=not args.no_persistence)
     cfg.update(soak_minutes=args.soak_minutes, soak_seed=args.soak_seed)
     cfg["fd_limit"] = raise_fd_limit()
     work = Path(tempfile.mkdtemp(prefix="optio-bench-"))
@@ -146,28 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench: logs and profiles in {work}", flush=True)
     if args.broker == "amqp":
         return _on_rabbitmq(Path(args.out), work, prof, cfg, parts, results, started)
-    rds = RedisServer(work, persistent=False)
+    rds = _redis_server(work, cfg)
     try:
         results["machine"] = machine.describe(rds.version())
-        if {"batched", "fidelity", "api"} & set(parts):
-            _default_stack(rds, work, prof, cfg, parts, results)
-        if "latency" in parts:
-            rds.client.flushall()
-            print("bench: live latency to Socket.IO clients", flush=True)
-            results["latency"] = latency.measure(
-                rds,
-                cfg["latency_clients"],
-                cfg["latency_seconds"],
-                work,
-                None if prof is None else prof / "latency",
-            )
-        if "ceiling" in parts:
-            rds.client.flushall()
-            results["ceiling"] = _ceiling(rds, work, prof, cfg)
-        if "throttle" in parts:
-            results["throttle"] = _throttle(rds, work, cfg)
-        if "soak" in parts:
-            results["soak"] = _soak(work, cfg)
+        _measure(rds, work, prof, cfg, parts, results)
     finally:
         rds.stop()
     results["duration_s"] = round(time.time() - started, 1)
@@ -187,6 +190,38 @@ def main(argv: list[str] | None = None) -> int:
     print(report.summary_table(results), flush=True)
     print(f"bench: wrote {out / 'BENCHMARKS.md'} and {out / 'benchmarks.json'}", flush=True)
     return 0
+
+
+def _redis_server(work: Path, cfg: dict[str, Any]) -> RedisServer:
+    """The bench's private redis-server, persistent as ``cfg`` says (its files in ``work``)."""
+    persistent = cfg["redis_persistence"] != PERSISTENCE[False]
+    print(f"bench: redis-server with persistence {cfg['redis_persistence']}", flush=True)
+    return RedisServer(work, persistent=persistent)
+
+
+def _measure(rds, work, prof, cfg, parts, results) -> None:
+    """Every part of ``parts`` on the Redis ``rds``, its results into ``results``."""
+    if {"batched", "fidelity", "api"} & set(parts):
+        _default_stack(rds, work, prof, cfg, parts, results)
+    if "latency" in parts:
+        rds.client.flushall()
+        print("bench: live latency to Socket.IO clients", flush=True)
+        results["latency"] = latency.measure(
+            rds,
+            cfg["latency_clients"],
+            cfg["latency_seconds"],
+            work,
+            None if prof is None else prof / "latency",
+        )
+    if "ceiling" in parts:
+        rds.client.flushall()
+        results["ceiling"] = _ceiling(rds, work, prof, cfg)
+    if "throttle" in parts:
+        results["throttle"] = _throttle(rds, work, cfg)
+    if "pacing" in parts:
+        results["pacing"] = _pacing(rds, work, cfg)
+    if "soak" in parts:
+        results["soak"] = _soak(work, cfg)
 
 
 def merge(earlier: dict[str, Any], run: dict[str, Any], parts: list[str]) -> dict[str, Any]:
@@ -233,12 +268,25 @@ def _soak(work: Path, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _throttle(rds, work, cfg) -> list[dict]:
-    """A run against a rate-limited server at each limit, each on a stack of its own."""
+    """A run against a rate-limited server at each limit and burst, each on a stack of its own."""
     out = []
-    for limit in cfg["throttle_limits_per_s"]:
+    for limit, burst in cfg["throttle_runs"]:
         rds.client.flushall()
-        print(f"bench: throttled by a server allowing {limit:g} calls/s", flush=True)
-        out.append(throttle.measure(rds, work, limit, cfg["throttle_window_s"]))
+        print(
+            f"bench: throttled by a server allowing {limit:g} calls/s, bursts of {burst:g}",
+            flush=True,
+        )
+        out.append(throttle.measure(rds, work, limit, burst, cfg["throttle_window_s"]))
+    return out
+
+
+def _pacing(rds, work, cfg) -> list[dict]:
+    """A run at each rate with the job that records its start, each on a stack of its own."""
+    out = []
+    for y in cfg["pacing_ys"]:
+        rds.client.flushall()
+        print(f"bench: pacing at y = {y:,.0f}/min", flush=True)
+        out.append(pacing.measure(rds, work, y, cfg["pacing_window_s"]))
     return out
 
 
@@ -281,7 +329,7 @@ def _on_rabbitmq(
     """The ceiling and batched parts with a private RabbitMQ node as Celery's broker (optio's
     state in a private Redis, as always); written as the "rabbitmq" section of the results in
     ``out``, the rest of them kept."""
-    rds = RedisServer(work, persistent=False)
+    rds = _redis_server(work, cfg)
     rabbit = RabbitServer(work / "rabbitmq")
     broker = RabbitBroker(rabbit)
     try:

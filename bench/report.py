@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import tables
-from bench.tables import mib, num, table
+from bench.tables import mib, num, refused_share, table
 from optio.testing.soak import report as soak_report
 
 CEILING_GOAL = 0.9
@@ -23,10 +23,11 @@ BATCHED_MAX_LAG_S = 1.5
 FIDELITY_GOAL_PCT = 1.0
 LATENCY_GOAL_MS = 100.0
 API_GOAL_MS = 10.0
-#: Throttled runs: the bars of tests/faults/test_throttle.py (share of the server's capacity used
-#: after the warm-up, 429s per 1,000 jobs accepted), and no job accepted twice.
-THROTTLE_GOAL_SHARE = 0.8
-THROTTLE_GOAL_429_PER_1000 = 100.0
+#: Throttled runs, the goals of issue 20 for every server, whatever its burst: at least this
+#: share of the server's capacity used after the warm-up, 429s under this share of the calls
+#: made in the window (refused / (accepted + refused)), and no job accepted twice.
+THROTTLE_GOAL_SHARE = 0.9
+THROTTLE_GOAL_429_SHARE = 0.05
 
 
 def _verdict(ok: bool | None, miss: str = "") -> str:
@@ -72,23 +73,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _verdict(ok, f"off by {abs(err or 0):.2f} %"),
             )
         )
-    for row in (r.get("latency") or {}).get("rows", []):
-        if row["variant"] != "now":
-            continue  # the figures of the web process as it was before are in section 4
-        judged = row["clients"] == 1000
-        p99 = row["p99_ms"] if row["p99_ms"] is not None else 1e9
-        out.append(
-            (
-                f"4. Live latency, {row['clients']:,} clients on {row['webs']} web "
-                f"process(es), {r['latency']['states_per_s']} states/s: p50 / p99",
-                f"**{num(row['p50_ms'], 1)} / {num(row['p99_ms'], 1)} ms** (load average "
-                f"{row['load_average_1m']:.2f})",
-                f"p99 < {LATENCY_GOAL_MS:.0f} ms" if judged else "(goal at 1,000)",
-                _verdict(p99 < LATENCY_GOAL_MS, f"{p99 - LATENCY_GOAL_MS:.0f} ms over")
-                if judged
-                else "",
-            )
-        )
+    out += _latency_rows(r.get("latency"))
     if a:
         p99 = a["at_ceiling"]["p99_ms"] or 1e9
         out.append(
@@ -100,58 +85,8 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _verdict(p99 < API_GOAL_MS, f"{p99 - API_GOAL_MS:.1f} ms over"),
             )
         )
-    m = r.get("memory")
-    if m:
-        rss = m["rss_bytes"]
-        jobs = m["results_fields"] or 1
-        kb = m["key_bytes"]
-        out.append(
-            (
-                f"6. Memory after {jobs:,} jobs: RSS web / worker (main + pool) / beat",
-                f"{mib(rss.get('web'))} / {mib(m['worker_total_rss_bytes'])} / "
-                f"{mib(rss.get('beat'))}",
-                "bounded",
-                "",
-            )
-        )
-        out.append(
-            (
-                "6. Redis: used_memory; the run's bitmap and results hash",
-                f"{mib(m['redis_used_memory'])}; bitmap {num(kb['done bitmap'])} B "
-                f"({num(8 * kb['done bitmap'] / jobs, 2)} bit/job); results "
-                f"{mib(kb['results hash'])} ({num(kb['results hash'] / jobs, 1)} B/job, "
-                f"TTL {m['results_ttl_s'] / 86400:.0f} d)",
-                "~1 bit/job; results capped or expiring",
-                _verdict(m["results_ttl_s"] > 0, "results never expire"),
-            )
-        )
-    for t in r.get("throttle", []):
-        share, refused = t["capacity_used"], t["refused_per_1000_accepted"]
-        twice = t["accepted_more_than_once"]
-        ok = (
-            share >= THROTTLE_GOAL_SHARE
-            and refused is not None
-            and refused < THROTTLE_GOAL_429_PER_1000
-            and twice == 0
-        )
-        misses = []
-        if share < THROTTLE_GOAL_SHARE:
-            misses.append(f"{100 * (THROTTLE_GOAL_SHARE - share):.1f} points of capacity short")
-        if refused is None or refused >= THROTTLE_GOAL_429_PER_1000:
-            misses.append(f"{num(refused)} 429s per 1,000")
-        if twice:
-            misses.append(f"{twice} jobs accepted twice")
-        out.append(
-            (
-                f"7. Throttled, server {t['limit_per_s']:g}/s, y = {t['asked_per_min']:,.0f}/min "
-                f"({t['window_s']:.0f} s window): capacity used; 429s per 1,000 accepted; "
-                "jobs accepted twice",
-                f"**{100 * share:.1f} %** ({num(t['accepted_per_s'], 1)}/s); "
-                f"{num(refused, 1)}; {twice} (rateNow mean {num(t['rate_now_mean'])}/min)",
-                f">= {100 * THROTTLE_GOAL_SHARE:.0f} %; < {THROTTLE_GOAL_429_PER_1000:.0f}; 0",
-                _verdict(ok, "; ".join(misses)),
-            )
-        )
+    out += _memory_rows(r.get("memory"))
+    out += [_throttle_row(t) for t in r.get("throttle", [])]
     q = r.get("rabbitmq") or {}
     if q.get("ceiling"):
         out.append(_ceiling_row("8. RabbitMQ broker: throughput ceiling", q["ceiling"]))
@@ -159,7 +94,96 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         out.append(_batched_row("8. RabbitMQ broker: batched", q["batched"]))
     if r.get("soak"):
         out.append(_soak_row(r["soak"]))
+    out += [_pacing_row(p) for p in r.get("pacing", [])]
     return out
+
+
+def _latency_rows(lat: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    out: list[tuple[str, str, str, str]] = []
+    for row in (lat or {}).get("rows", []):
+        if row["variant"] != "now":
+            continue  # the figures of the web process as it was before are in section 4
+        judged = row["clients"] == 1000
+        p99 = row["p99_ms"] if row["p99_ms"] is not None else 1e9
+        out.append(
+            (
+                f"4. Live latency, {row['clients']:,} clients on {row['webs']} web "
+                f"process(es), {lat['states_per_s']} states/s: p50 / p99",
+                f"**{num(row['p50_ms'], 1)} / {num(row['p99_ms'], 1)} ms** (load average "
+                f"{row['load_average_1m']:.2f})",
+                f"p99 < {LATENCY_GOAL_MS:.0f} ms" if judged else "(goal at 1,000)",
+                _verdict(p99 < LATENCY_GOAL_MS, f"{p99 - LATENCY_GOAL_MS:.0f} ms over")
+                if judged
+                else "",
+            )
+        )
+    return out
+
+
+def _memory_rows(m: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    if not m:
+        return []
+    out: list[tuple[str, str, str, str]] = []
+    rss = m["rss_bytes"]
+    jobs = m["results_fields"] or 1
+    kb = m["key_bytes"]
+    out.append(
+        (
+            f"6. Memory after {jobs:,} jobs: RSS web / worker (main + pool) / beat",
+            f"{mib(rss.get('web'))} / {mib(m['worker_total_rss_bytes'])} / {mib(rss.get('beat'))}",
+            "bounded",
+            "",
+        )
+    )
+    out.append(
+        (
+            "6. Redis: used_memory; the run's bitmap and results hash",
+            f"{mib(m['redis_used_memory'])}; bitmap {num(kb['done bitmap'])} B "
+            f"({num(8 * kb['done bitmap'] / jobs, 2)} bit/job); results "
+            f"{mib(kb['results hash'])} ({num(kb['results hash'] / jobs, 1)} B/job, "
+            f"TTL {m['results_ttl_s'] / 86400:.0f} d)",
+            "~1 bit/job; results capped or expiring",
+            _verdict(m["results_ttl_s"] > 0, "results never expire"),
+        )
+    )
+    return out
+
+
+def _throttle_row(t: dict[str, Any]) -> tuple[str, str, str, str]:
+    share, refused, twice = t["capacity_used"], refused_share(t), t["accepted_more_than_once"]
+    misses = []
+    if share < THROTTLE_GOAL_SHARE:
+        misses.append(f"{100 * (THROTTLE_GOAL_SHARE - share):.1f} points of capacity short")
+    if refused is None or refused >= THROTTLE_GOAL_429_SHARE:
+        misses.append(f"429s {'n/a' if refused is None else f'{100 * refused:.1f} %'} of calls")
+    if twice:
+        misses.append(f"{twice} jobs accepted twice")
+    burst = t.get("burst", t["limit_per_s"])  # before bursts were chosen: one second's worth
+    return (
+        f"7. Throttled, server {t['limit_per_s']:g}/s with bursts of {burst:g}, "
+        f"y = {t['asked_per_min']:,.0f}/min ({t['window_s']:.0f} s window): capacity used; "
+        "429s as a share of calls (per 1,000 accepted); jobs accepted twice",
+        f"**{100 * share:.1f} %** ({num(t['accepted_per_s'], 1)}/s); "
+        f"**{'n/a' if refused is None else f'{100 * refused:.2f} %'}** "
+        f"({num(t['refused_per_1000_accepted'], 1)}); {twice} "
+        f"(rateNow mean {num(t['rate_now_mean'])}/min)",
+        f">= {100 * THROTTLE_GOAL_SHARE:.0f} %; < {100 * THROTTLE_GOAL_429_SHARE:.0f} % of "
+        "calls; 0",
+        _verdict(not misses, "; ".join(misses)),
+    )
+
+
+def _pacing_row(p: dict[str, Any]) -> tuple[str, str, str, str]:
+    most, limit = p["most_in_100ms"], p["bound"]
+    return (
+        f"10. Pacing, y = {p['asked_per_min']:,.0f}/min ({p['window_s']:.0f} s window after "
+        f"{p['warm_up_s']:g} s): most job starts in any 100 ms (whole run from its first "
+        "start); starts/min in the window",
+        f"**{most:,}** ({p['most_in_100ms_whole_run']:,}); {num(p['starts_per_min'], 1)}/min "
+        f"({p['error_pct']:+.2f} %), {p['starts_in_window']:,} starts",
+        f"<= {limit:,} in any 100 ms window",
+        _verdict(most <= limit, f"{most - limit:,} over"),
+    )
 
 
 def _soak_row(s: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -217,6 +241,7 @@ BLOCKS: list[tuple[str, str, Callable[[dict[str, Any]], list[str]] | None]] = [
     ("throttle", "## 7. Throttling", lambda r: tables.throttle(r["throttle"])),
     ("rabbitmq", "## 8. RabbitMQ as the broker", tables.rabbitmq),
     ("soak", "## 9. Chaos soak", lambda r: soak_report.tables(r["soak"])),
+    ("pacing", "## 10. Pacing", lambda r: tables.pacing(r["pacing"])),
 ]
 
 

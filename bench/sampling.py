@@ -35,6 +35,12 @@ def rounded(v: float | None, digits: int) -> float | None:
     return None if v is None else round(v, digits)
 
 
+def share_of_calls(accepted: float, refused: float) -> float | None:
+    """The refused calls' share of all calls (refused / (accepted + refused)); None for none."""
+    calls = accepted + refused
+    return None if calls <= 0 else refused / calls
+
+
 class CounterSampler:
     """Polls a run's counters every ``interval`` s; keeps (monotonic time, counters) rows.
 

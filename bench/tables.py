@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from bench.sampling import share_of_calls
+
 MIB = 1024 * 1024
 
 
@@ -239,12 +241,17 @@ def memory(m: dict[str, Any]) -> list[str]:
     return out
 
 
+def _percent(share: float | None, digits: int = 1) -> str:
+    return "n/a" if share is None else f"{100 * share:.{digits}f} %"
+
+
 def throttle(ts: list[dict[str, Any]]) -> list[str]:
     header = (
         "server allows",
+        "bucket (most calls at once)",
         "y asked",
         "accepted/s (of capacity)",
-        "429s per 1,000 accepted",
+        "429s: share of calls (per 1,000 accepted)",
         "rateNow min / mean / max, /min",
         "mean rateNow / limit",
         "accepted more than once",
@@ -253,9 +260,10 @@ def throttle(ts: list[dict[str, Any]]) -> list[str]:
     body = [
         [
             f"{t['limit_per_s']:g}/s ({t['limit_per_s'] * 60:,.0f}/min)",
+            f"{t.get('burst', t['limit_per_s']):g}",
             f"{t['asked_per_min']:,.0f}/min",
             f"{num(t['accepted_per_s'], 1)} ({100 * t['capacity_used']:.1f} %)",
-            num(t["refused_per_1000_accepted"], 1),
+            f"{_percent(refused_share(t), 2)} ({num(t['refused_per_1000_accepted'], 1)})",
             f"{num(t['rate_now_min'])} / {num(t['rate_now_mean'])} / {num(t['rate_now_max'])}",
             num(t["rate_now_mean_over_limit"], 2),
             f"{t['accepted_more_than_once']} of {t['run_accepted']:,} jobs",
@@ -264,7 +272,50 @@ def throttle(ts: list[dict[str, Any]]) -> list[str]:
         for t in ts
     ]
     out = table(header, body)
-    out += _cpu({f"server {t['limit_per_s']:g}/s": t["cpu"] for t in ts})
+    out += _cpu(
+        {
+            f"{t['limit_per_s']:g}/s, burst {t.get('burst', t['limit_per_s']):g}": t["cpu"]
+            for t in ts
+        }
+    )
+    return out
+
+
+def refused_share(t: dict[str, Any]) -> float | None:
+    """The 429s' share of the calls in a throttled run's window (computed from its counts for
+    results written before it was recorded)."""
+    if "refused_share_of_calls" in t:
+        return t["refused_share_of_calls"]
+    return share_of_calls(t["accepted"], t["refused_429"])
+
+
+def pacing(ps: list[dict[str, Any]]) -> list[str]:
+    header = (
+        "asked/min",
+        "most starts in any 100 ms: window (bound)",
+        "the same over the whole run",
+        "starts/min in the window (error)",
+        "starts: window / run",
+        "first start after POST /api/run",
+        "state samples heldBack (by)",
+        "warm-up + window",
+    )
+    body = [
+        [
+            f"{p['asked_per_min']:,.0f}",
+            f"**{p['most_in_100ms']:,}** ({p['bound']:,})",
+            f"{p['most_in_100ms_whole_run']:,}",
+            f"{num(p['starts_per_min'], 1)} ({p['error_pct']:+.2f} %)",
+            f"{p['starts_in_window']:,} / {p['starts']:,}",
+            f"{num(p['first_start_after_post_ms'])} ms",
+            f"{p['held_back_samples']} of {p['state_samples']}"
+            + "".join(f"; {why} {n}" for why, n in p["held_back_by"].items()),
+            f"{p['warm_up_s']:g} + {p['window_s']:g} s",
+        ]
+        for p in ps
+    ]
+    out = table(header, body)
+    out += _cpu({f"{p['asked_per_min']:,.0f}/min": p["cpu"] for p in ps})
     return out
 
 
@@ -279,6 +330,7 @@ def machine(r: dict[str, Any]) -> list[str]:
             ["CPU", mach["cpu_model"]],
             ["Linux, open-file limit", f"{mach['kernel']}, {r['settings'].get('fd_limit')}"],
             ["Python, Redis server", f"{mach['python']}, {mach['redis_server']}"],
+            ["Redis persistence", persistence(r["settings"])],
             ["packages", f"{versions}, py-spy {mach['py_spy']}"],
             ["optio commit", commit],
             ["started, took", f"{r['started_at']}, {r['duration_s']:.0f} s"],
@@ -291,6 +343,10 @@ def machine(r: dict[str, Any]) -> list[str]:
     )
 
 
+#: Parts that run on a redis-server of their own, not the bench's: how it keeps its data.
+OWN_REDIS = {"soak": "aof everysec (the soak's own redis-server)"}
+
+
 def _separately(part: str, s: dict[str, Any]) -> list[str]:
     """A row for a part measured by a later run of its own (``--only``)."""
     commit = s["optio_commit"] + (" (+ changes)" if s["optio_uncommitted_changes"] else "")
@@ -298,8 +354,14 @@ def _separately(part: str, s: dict[str, Any]) -> list[str]:
     return [
         f"{part}: measured separately",
         f"started {s['started_at']}, took {s['duration_s']:.0f} s{quick}; commit {commit}; "
+        f"Redis persistence {OWN_REDIS.get(part) or persistence(s['settings'])}; "
         f"load average {s['load_average_at_start']} / {s['load_average_at_end']}",
     ]
+
+
+def persistence(settings: dict[str, Any]) -> str:
+    """How the run's redis-server kept its data (runs before it was recorded had none)."""
+    return settings.get("redis_persistence", "off")
 
 
 #: (block name, heading used when the hand-written text has no such block, tables).
@@ -367,16 +429,21 @@ def rabbitmq(r: dict[str, Any]) -> list[str]:
         cpus["optio, batched"] = q["batched"]["cpu"]
     if cpus:
         out += _cpu(cpus)
+    out += _rabbitmq_run(q)
+    return out
+
+
+def _rabbitmq_run(q: dict[str, Any]) -> list[str]:
     m = q["machine"]
-    out += table(
+    return table(
         ("RabbitMQ run", "value"),
         [
             ("RabbitMQ server", m.get("rabbitmq_server", "n/a")),
             ("node start-up s", num(q.get("node_start_s"), 1)),
             ("load average at start", " / ".join(num(v, 2) for v in q["load_average_at_start"])),
             ("tick s", num(q["settings"].get("tick_seconds"), 2)),
+            ("Redis persistence", persistence(q["settings"])),
             ("optio commit", m.get("optio_commit", "n/a")),
             ("duration s", num(q.get("duration_s"), 1)),
         ],
     )
-    return out

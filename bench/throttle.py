@@ -1,8 +1,8 @@
 """Throttling: a run asked far above what a rate-limited downstream allows.
 
-The downstream is ``optio.testing.limited.LimitedServer`` (a token bucket answering 429 above its
-rate), running in the benchmark's own process; the job function is
-``optio.testing.limited:call_limited``, which raises ``optio.Throttle`` on a 429.
+The downstream is ``optio.testing.limited.LimitedServer`` (a token bucket of ``burst`` tokens
+refilled at its rate, answering 429 when empty), running in the benchmark's own process; the job
+function is ``optio.testing.limited:call_limited``, which raises ``optio.Throttle`` on a 429.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import redis
 from bench.brokers import RedisBroker
 from bench.meters import CpuMeter
 from bench.pipeline import drain
-from bench.sampling import rounded
+from bench.sampling import rounded, share_of_calls
 from bench.stack import start_optio
 from optio.names import JOBS_QUEUE, run_key
 from optio.testing import RedisServer, start
@@ -75,16 +75,18 @@ class Sampler:
             )
 
 
-def measure(rds: RedisServer, work: Path, limit: float, window: float) -> dict[str, Any]:
-    """One run at y = OVER x ``limit`` against a server allowing ``limit`` calls/s, on a stack of
-    its own; figures over ``window`` s after WARM_UP s."""
-    server = LimitedServer(limit)
+def measure(
+    rds: RedisServer, work: Path, limit: float, burst: float, window: float
+) -> dict[str, Any]:
+    """One run at y = OVER x ``limit`` against a server allowing ``limit`` calls/s with a bucket
+    of ``burst`` tokens, on a stack of its own; figures over ``window`` s after WARM_UP s."""
+    server = LimitedServer(limit, burst)
     stack = None
     try:
         stack = start_optio(
             rds.url,
             work,
-            f"optio-throttle-{limit:g}",
+            f"optio-throttle-{limit:g}-burst-{burst:g}",
             OPTIO_JOB_FUNC=JOB_FUNC,
             OPTIO_TEST_LIMITED_URL=server.url,
         )
@@ -113,6 +115,7 @@ def measure(rds: RedisServer, work: Path, limit: float, window: float) -> dict[s
     twice = sum(1 for n in server.accepted.values() if n > 1)
     return {
         "limit_per_s": limit,
+        "burst": burst,
         "asked_per_min": y,
         "warm_up_s": WARM_UP,
         **analyse(rows, server, t0, t1, limit),
@@ -157,6 +160,7 @@ def analyse(
         "capacity_used": round(accepted / (seconds * limit), 4),
         "refused_429": int(refused),
         "refused_per_1000_accepted": rounded(1000 * refused / accepted if accepted else None, 1),
+        "refused_share_of_calls": rounded(share_of_calls(accepted, refused), 4),
         "throttled": int(throttled),
         "processed_per_s": round(processed / seconds, 2),
         "rate_now_samples": len(rates),

@@ -1,10 +1,11 @@
 """A rate-limited HTTP server for the throttle tests and benchmark, and the job that calls it.
 
-``LimitedServer`` allows ``rate`` requests per second (a token bucket holding one second's worth)
-and answers 429 above it, on a free loopback port. It records every job id it accepted, when, and
-how many requests it refused. ``call_limited`` is the job function (``OPTIO_JOB_FUNC=
-optio.testing.limited:call_limited``, server address in ``OPTIO_TEST_LIMITED_URL``): it calls the
-server and raises ``optio.Throttle`` on 429.
+``LimitedServer`` allows ``rate`` requests per second (a token bucket of ``burst`` tokens, one
+second's worth unless told, refilled at ``rate`` a second) and answers 429 above it, on a free
+loopback port. It records every job id it accepted, when, and how many requests it refused.
+``call_limited`` is the job function (``OPTIO_JOB_FUNC=optio.testing.limited:call_limited``,
+server address in ``OPTIO_TEST_LIMITED_URL``): it calls the server and raises ``optio.Throttle``
+on 429.
 """
 
 from __future__ import annotations
@@ -23,12 +24,17 @@ from optio.testing.procs import free_port
 
 
 class LimitedServer:
-    """POST /call?job=N: 200 while the bucket has a token, else 429."""
+    """POST /call?job=N: 200 while the bucket has a token, else 429.
 
-    def __init__(self, rate: float) -> None:
+    ``burst``: the most tokens the bucket holds (the most calls accepted at once after a quiet
+    spell); None: ``rate``, one second's worth, which then follows ``set_rate``.
+    """
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
         self.lock = threading.Lock()
         self.rate = float(rate)
-        self.tokens = self.rate
+        self._fixed_burst = None if burst is None else float(burst)
+        self.tokens = self.burst
         self.refilled = time.monotonic()
         self.accepted: Counter[int] = Counter()
         self.accepted_at: list[float] = []  # time.time() of each accepted call
@@ -62,15 +68,20 @@ class LimitedServer:
             self.refused += 1
             return False
 
+    @property
+    def burst(self) -> float:
+        """The bucket's size in tokens."""
+        return self.rate if self._fixed_burst is None else self._fixed_burst
+
     def set_rate(self, rate: float) -> None:
         with self.lock:
             self._refill()
             self.rate = float(rate)
-            self.tokens = min(self.tokens, self.rate)
+            self.tokens = min(self.tokens, self.burst)
 
     def _refill(self) -> None:
         now = time.monotonic()
-        self.tokens = min(self.rate, self.tokens + (now - self.refilled) * self.rate)
+        self.tokens = min(self.burst, self.tokens + (now - self.refilled) * self.rate)
         self.refilled = now
 
     def accepted_between(self, start: float, end: float) -> int:
