@@ -68,6 +68,15 @@ class Lost:
 
 
 @dataclass(frozen=True)
+class Ahead:
+    """Retries and throttle reruns a paced tick took to send at their due times (claim_ahead):
+    (message key, due ms on the Redis clock), in due order, and the Redis clock then."""
+
+    now_ms: int
+    due: list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
 class JobsLeft:
     """What the lost-message repair reads of a run (Schedule.jobs_left)."""
 
@@ -83,7 +92,7 @@ class JobsLeft:
 class Schedule(Part):
     """What the tick (beat's process, or a worker running a kicked tick) calls."""
 
-    SCRIPTS = ("reserve_due", "confirm_enqueued", "claim_lost")
+    SCRIPTS = ("reserve_due", "confirm_enqueued", "claim_lost", "claim_ahead")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -238,6 +247,24 @@ class Schedule(Part):
         run does not exist): a paced tick stops sending when the run is no longer running."""
         enqueued, status = self._run("confirm_enqueued", run_id, [run_id, count, *messages])
         return int(enqueued), status.decode() if isinstance(status, bytes) else status
+
+    @retrying
+    def claim_ahead(
+        self,
+        run_id: str,
+        lookahead_ms: int,
+        *,
+        unconfirmed_ms: int = 5000,
+        most: int = 100_000,
+        now_ms: int | None = None,
+    ) -> Ahead:
+        """The retries and throttle reruns of ``run_id`` that fall due within ``lookahead_ms``,
+        taken for a paced tick to send at their due times (claim_ahead.lua)."""
+        now, *flat = self._run(
+            "claim_ahead", run_id, [run_id, now_arg(now_ms), lookahead_ms, unconfirmed_ms, most]
+        )
+        due = [(flat[i], int(flat[i + 1])) for i in range(0, len(flat), 2)]
+        return Ahead(int(now), due)
 
     @retrying
     def claim_lost(

@@ -13,6 +13,7 @@ import redis
 
 from optio.store.connection import client_for
 from optio.testing.runs import starts_key
+from optio.throttle import Throttle
 
 #: The window of the pacing goal, seconds.
 WINDOW = 0.1
@@ -28,6 +29,19 @@ def record_start(run_id: str, job_id: int) -> str:
     record in as OPTIO_TEST_REDIS_URL): record when it started ("job id:ms since the epoch" on
     the run's starts list, as tests.fault_jobs does), and return at once."""
     _redis().rpush(starts_key(run_id), f"{job_id}:{time.time() * 1000:.3f}")
+    return ""
+
+
+#: record_throttled_once throttles the first execution of every THROTTLE_EVERY-th job.
+THROTTLE_EVERY = 5
+
+
+def record_throttled_once(run_id: str, job_id: int) -> str:
+    """As ``record_start``; the first execution of every THROTTLE_EVERY-th job then raises
+    ``optio.Throttle`` (no Retry-After), so the run has reruns to pace as well as new jobs."""
+    record_start(run_id, job_id)
+    if job_id % THROTTLE_EVERY == 0 and _redis().incr(f"test:throttled:{run_id}:{job_id}") == 1:
+        raise Throttle()
     return ""
 
 

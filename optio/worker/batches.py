@@ -53,7 +53,7 @@ def process_jobs(
 ) -> int:
     """Run jobs ``first .. first+count-1`` of a run under a lease; each is counted once.
     Returns how many were counted now. ``delivery_info``: the broker's, of this message;
-    ``every``: seconds between the starts of its jobs (a paced tick's spacing, tick.Pace).
+    ``every``: seconds between the starts of its jobs (a paced tick's spacing, pacing.py).
 
     A delivery of a message that another live worker leases is dropped (the broker's redelivery
     after its visibility timeout, or any other duplicate); on RabbitMQ, a redelivery whose

@@ -34,7 +34,7 @@ def schedule(tick_seconds: float) -> dict[str, dict[str, Any]]:
 
 class InlineTickScheduler(PersistentScheduler):
     """Beat's scheduler, running optio's tick in beat's process. A paced tick lasts about one
-    interval (it sends each message at its time, tick.Pace); beat would count the next
+    interval (it sends each message at its time, pacing.py); beat would count the next
     interval from the tick's end, so ticks would come every two intervals: the time the tick
     took is taken off the wait for the next one."""
 
@@ -47,7 +47,7 @@ class InlineTickScheduler(PersistentScheduler):
             self.reserve(entry)
         began = time.monotonic()
         try:
-            self.app.tasks[TICK_TASK](paced=True)  # each message at its time (tick.Pace)
+            self.app.tasks[TICK_TASK](paced=True)  # each message at its time (pacing.py)
         except Exception as exc:  # the next tick does this one's work: the schedule is in Redis
             log.warning("[scheduler] Tick failed (%s); the next one catches up", exc)
         finally:

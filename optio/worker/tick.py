@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 
 import redis
 
 from optio.names import message_key, parse_message_key
 from optio.store.schedule import Lost, Reservation
-from optio.worker import confirms, webhooks
+from optio.worker import confirms, pacing, webhooks
 from optio.worker.context import REPAIR_TICKS, Context, Suspect
 
 log = logging.getLogger("optio")
@@ -23,45 +22,6 @@ log = logging.getLogger("optio")
 ENQUEUED_PUBLISH_EVERY = 10
 #: Most messages one tick sends again (expired leases, due retries, unconfirmed reservations).
 RESEND_MOST = 100_000
-#: A message spaces its jobs at the run's rate when they are at least this far apart (seconds):
-#: at up to 60,000 jobs/min, no job starts before its time (see Pace).
-SPACE_JOBS_FROM = 0.001
-
-
-#: Jobs due already when their tick reserved them (the run just started, or beat was late) leave
-#: at this many times the run's rate, not all at once.
-CATCH_UP = 2.0
-
-
-class Pace:
-    """When the newly reserved messages of a paced tick leave: each at its first job's due
-    time (the tick reserved a tick's worth ahead), those overdue at CATCH_UP times the rate,
-    and how far apart a message's jobs start. A tick that sends its messages together makes
-    bursts: against a downstream that allows little burst, half of each tick's jobs would be
-    refused."""
-
-    def __init__(self, reservation: Reservation, tick_seconds: float) -> None:
-        self.reservation = reservation
-        self.began = time.monotonic()
-        self.most = 2 * tick_seconds  # never waits longer, whatever the schedule says
-        spacing = reservation.spacing
-        self.gap = spacing / CATCH_UP  # seconds per job between two overdue messages
-        self.free_at = 0.0  # monotonic: the earliest the next message may leave
-        #: the run paused or ended meanwhile: the messages not sent yet stay reserved (the
-        #: tick that finds them unconfirmed sends them; a paused run's worker parks them)
-        self.stopped = False
-        #: seconds between two jobs of one message (0: back to back)
-        self.every = spacing if spacing >= SPACE_JOBS_FROM else 0.0
-
-    def wait(self, key: str) -> None:
-        """Until the message ``key`` is due, or overdue and its turn to catch up."""
-        first, count, _ = parse_message_key(key)
-        due = self.began + self.reservation.due_in(first)
-        leave = min(max(due, self.free_at), time.monotonic() + self.most)
-        left = leave - time.monotonic()
-        if left > 0:
-            time.sleep(left)
-        self.free_at = max(leave, time.monotonic()) + count * self.gap
 
 
 def _chunks(messages: list[str]) -> list[list[str]]:
@@ -83,78 +43,45 @@ def _batch(producer, size: int):
     return batch(max_size=size + 1) if batch else contextlib.nullcontext()
 
 
-def _publish(
-    ctx: Context, producer, run_id: str, chunk: list[str], new: bool, pace: Pace | None = None
-) -> int:
-    """Publish the messages of one chunk (each at its time with ``pace``); returns how many jobs
-    they carry."""
+def _publish(ctx: Context, producer, run_id: str, chunk: list[str], new: bool) -> int:
+    """Publish the messages of one chunk; returns how many jobs they carry."""
     jobs = 0
-    kwargs = {"every": pace.every} if pace is not None and pace.every else None
     for key in chunk:
         first, count, retry = parse_message_key(key)
         args = (run_id, first, count) if new else (run_id, first, count, retry, True)
-        if pace is not None:
-            pace.wait(key)
-        ctx.process_jobs.apply_async(args, kwargs=kwargs, producer=producer)
+        ctx.process_jobs.apply_async(args, producer=producer)
         jobs += count
     return jobs
 
 
-def _send(
-    ctx: Context, run_id: str, messages: list[str], new: bool, pace: Pace | None = None
-) -> None:
-    """Publish the messages, about 10 jobs' worth per Redis round trip (a pipelined batch; on
-    RabbitMQ see ``_send_confirmed``), and confirm each chunk once it is in the broker: counted
-    as enqueued when ``new``, else they are sent again (flagged, so the worker checks what is
-    left before running any job). With ``pace``, each message leaves at its time and is
-    confirmed at once."""
-    chunks = [[key] for key in messages] if pace is not None else _chunks(messages)
+def _send(ctx: Context, run_id: str, messages: list[str], new: bool) -> None:
+    """Publish the messages at once, about 10 jobs' worth per Redis round trip (a pipelined
+    batch; on RabbitMQ see ``_send_confirmed``), and confirm each chunk once it is in the broker:
+    counted as enqueued when ``new``, else they are sent again (flagged, so the worker checks
+    what is left before running any job). A paced tick sends its messages with pacing.py."""
     with ctx.app.producer_or_acquire() as producer:
         if ctx.rabbitmq:
-            _send_confirmed(ctx, producer, run_id, chunks, new, pace)
+            _send_confirmed(ctx, producer, run_id, messages, new)
             return
-        for chunk in chunks:
-            if pace is not None and pace.stopped:
-                break
+        for chunk in _chunks(messages):
             with _batch(producer, len(chunk)):
-                jobs = _publish(ctx, producer, run_id, chunk, new, pace)
-            _confirm(ctx, run_id, jobs if new else 0, chunk, pace)
+                jobs = _publish(ctx, producer, run_id, chunk, new)
+            ctx.schedule.confirm_enqueued(run_id, jobs if new else 0, chunk)
 
 
-def _confirm(ctx: Context, run_id: str, jobs: int, chunk: list[str], pace: Pace | None) -> None:
-    _, status = ctx.schedule.confirm_sent(run_id, jobs, chunk)
-    if pace is not None and status != "running":
-        pace.stopped = True
-
-
-def _send_confirmed(
-    ctx: Context, producer, run_id: str, chunks: list[list[str]], new: bool, pace: Pace | None
-) -> None:
+def _send_confirmed(ctx: Context, producer, run_id: str, messages: list[str], new: bool) -> None:
     """``_send`` on RabbitMQ: publish every chunk, then confirm each in Redis once the broker has
     confirmed all of its messages (publisher confirms, see confirms.py). The broker confirms
     many messages at once, so the tick waits about one disk write for all its chunks, not one
-    per chunk. Paced, what the broker confirmed is counted between two messages, without
-    waiting."""
+    per chunk."""
     with confirms.tracked(producer) as tracker:
         sent = []
-        for chunk in chunks:
-            if pace is not None and pace.stopped:
-                break
-            jobs = _publish(ctx, producer, run_id, chunk, new, pace)
+        for chunk in _chunks(messages):
+            jobs = _publish(ctx, producer, run_id, chunk, new)
             sent.append((chunk, jobs, tracker.mark()))
-            if pace is not None:  # what the broker confirmed already, without waiting
-                while sent and tracker.confirmed(sent[0][2]):
-                    _confirm_sent(ctx, tracker, run_id, new, [sent.pop(0)], pace)
-        _confirm_sent(ctx, tracker, run_id, new, sent, pace)
-
-
-def _confirm_sent(
-    ctx: Context, tracker, run_id: str, new: bool, sent: list, pace: Pace | None
-) -> None:
-    for chunk, jobs, mark in sent:
-        tracker.wait(mark)
-        _confirm(ctx, run_id, jobs if new else 0, chunk, pace)
-    sent.clear()
+        for chunk, jobs, mark in sent:
+            tracker.wait(mark)
+            ctx.schedule.confirm_enqueued(run_id, jobs if new else 0, chunk)
 
 
 def tick(ctx: Context, *, paced: bool = False) -> int:
@@ -163,7 +90,7 @@ def tick(ctx: Context, *, paced: bool = False) -> int:
     start the completion webhooks that are due. Returns how many jobs were reserved.
 
     ``paced`` (beat's ticks): reserve the jobs due within the next tick instead, and send each
-    message at its time, spacing its jobs (``Pace``): the tick lasts about one interval. The
+    message at its time, spacing its jobs (pacing.py): the tick lasts about one interval. The
     web's kick at a run's start is not paced: it sends at once the few jobs due."""
     runs = ctx.schedule
     webhooks.dispatch(ctx.outbox)
@@ -175,8 +102,11 @@ def tick(ctx: Context, *, paced: bool = False) -> int:
     if failed_over:
         _send_unaccounted(ctx, run_id)
     lost = runs.claim_lost(run_id, most=RESEND_MOST, unconfirmed_ms=ctx.unconfirmed_ms)
-    if lost.keys:
-        _send(ctx, run_id, lost.keys, False)
+    # a paced tick sends the overdue retries and reruns with its own messages, the rest at once
+    reruns = [key for key in lost.keys if paced and parse_message_key(key)[2]]
+    others = [key for key in lost.keys if not (paced and parse_message_key(key)[2])]
+    if others:
+        _send(ctx, run_id, others, False)
     _log_resent(run_id, lost, ctx.settings.max_deliveries)
     if ctx.broker_queue is not None:
         _sweep_lost_messages(ctx, run_id)
@@ -189,11 +119,27 @@ def tick(ctx: Context, *, paced: bool = False) -> int:
         unconfirmed_ms=ctx.unconfirmed_ms,
         lookahead_s=tick_seconds if paced else 0.0,
     )
+    if paced:
+        _send_paced(ctx, run_id, reservation, reruns, tick_seconds)
+    elif reservation.count:
+        _send(ctx, run_id, reservation.messages, True)
     if reservation.count:
-        pace = Pace(reservation, tick_seconds) if paced else None
-        _send(ctx, run_id, reservation.messages, True, pace)
         log.info("[scheduler] Enqueued %d jobs of run %s", reservation.count, run_id)
     return reservation.count
+
+
+def _send_paced(
+    ctx: Context, run_id: str, reservation: Reservation, reruns: list[str], tick_seconds: float
+) -> None:
+    """The paced part of a tick: the reserved messages, the overdue ``reruns`` and the retries
+    and reruns due within the tick, each at its time (pacing.py)."""
+    ahead = ctx.schedule.claim_ahead(
+        run_id, int(tick_seconds * 1000), unconfirmed_ms=ctx.unconfirmed_ms, most=RESEND_MOST
+    )
+    pace = pacing.Pace(reservation, tick_seconds)
+    items = pace.plan(reruns, ahead)
+    if items:
+        pacing.send_paced(ctx, run_id, pace, items)
 
 
 def _log_resent(run_id: str, lost: Lost, max_deliveries: int) -> None:

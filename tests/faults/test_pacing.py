@@ -18,7 +18,7 @@ import pytest
 
 from optio.names import LAST_TICK_KEY
 from optio.testing import start, starts, status, wait_finished, wait_for, wait_processed
-from optio.testing.pacing import bound, most_in_window
+from optio.testing.pacing import THROTTLE_EVERY, bound, most_in_window
 from optio.testing.system import TEST_TICK_SECONDS
 
 
@@ -29,7 +29,7 @@ def beat_ticking(system) -> None:
 
 
 #: Seconds of the run's start left out: jobs due before beat's first tick of the run catch up
-#: at twice the rate (tick.CATCH_UP).
+#: at twice the rate (pacing.CATCH_UP).
 SETTLE = 2.0
 
 
@@ -56,6 +56,36 @@ def test_jobs_start_at_their_own_times_not_a_tick_at_once(broker_system, record,
         most_starts_in_100ms=most,
         bound=bound(y),
         took_s=f"{took:.2f}",
+    )
+
+
+@pytest.mark.env({"OPTIO_JOB_FUNC": "optio.testing.pacing:record_throttled_once"})
+def test_throttle_reruns_are_paced_with_the_new_jobs(fault_system, record):
+    """Every 5th job is throttled once: its rerun takes a slot of the schedule and is sent at its
+    due time with the tick's new jobs, not with a tick's other reruns at once (before, a tick
+    sent every rerun that fell due since the last tick together)."""
+    s = fault_system
+    s.start_web()
+    s.start_worker("worker", 2, OPTIO_TEST_REDIS_URL=s.redis_url)
+    s.start_beat()
+    beat_ticking(s)
+    y = 6_000
+    x = int(y / 60 * 6)
+    run_id = start(s, x, y)
+    state = wait_finished(s, run_id, 90)
+    times = sorted(at / 1000 for _, at in starts(s, run_id))
+    reruns = len(times) - x
+    assert reruns >= x // THROTTLE_EVERY  # every 5th job ran twice (or more)
+    measured = [t for t in times if t >= times[0] + SETTLE]
+    most = most_in_window(measured)
+    assert most <= 2 * bound(y), f"{most} jobs started within 100 ms (bound {bound(y)})"
+    record(
+        "throttle reruns paced with the new jobs",
+        f"x={x}, y={y:,}/min, every {THROTTLE_EVERY}th job throttled once, worker -c 2",
+        reruns=reruns,
+        most_starts_in_100ms=most,
+        bound=bound(y),
+        throttled=state["throttled"],
     )
 
 

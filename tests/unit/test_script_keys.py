@@ -171,6 +171,7 @@ EXERCISE: dict[str, Callable[[RunStore], str]] = {
     "reserve_due": _started_then(lambda store, run_id: store.schedule.reserve_due(run_id, 1.0)),
     "confirm_enqueued": _confirmed,
     "claim_lost": _started_then(lambda store, run_id: store.schedule.claim_lost(run_id, most=5)),
+    "claim_ahead": _started_then(lambda store, run_id: store.schedule.claim_ahead(run_id, 500)),
     "lease_message": lambda store: _leased(store)[0],
     "renew_leases": _renewed,
     "renew_owned": _renewed_by_owner,

@@ -1,0 +1,116 @@
+"""A paced tick's sending (beat's ticks): every message leaves at its own time, not a tick's
+worth at once.
+
+The tick reserves the jobs due by the next tick and takes the retries and throttle reruns that
+fall due by then (claim_ahead.lua); each message leaves when its first job is due, a message of
+several jobs starts them one spacing apart (up to 60,000 jobs/min), and what is overdue already
+(a run's first tick, a late tick, a rerun due before this tick) leaves at CATCH_UP times the rate,
+within the tick. Against a downstream that allows little burst, a tick that sends its messages
+together has half of them refused. Each message is confirmed as sent (counted as enqueued when
+new) before the next one's time; on RabbitMQ, as the broker confirms it, without waiting. When a
+confirmation finds the run paused or ended, the tick stops: what it did not send stays reserved
+(the tick that finds it unconfirmed sends it; a paused run's worker parks it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+from optio.names import parse_message_key
+from optio.store.schedule import Ahead, Reservation
+from optio.worker import confirms
+from optio.worker.context import Context
+
+#: A message spaces its jobs at the run's rate when they are at least this far apart (seconds):
+#: at up to 60,000 jobs/min, no job starts before its time.
+SPACE_JOBS_FROM = 0.001
+#: What is overdue leaves at this many times the run's rate, not all at once.
+CATCH_UP = 2.0
+
+
+@dataclass(frozen=True)
+class Item:
+    """One message of a paced tick: when it leaves (monotonic), whether its jobs are new."""
+
+    at: float
+    key: str
+    new: bool
+
+    @property
+    def jobs(self) -> int:
+        return parse_message_key(self.key)[1]
+
+
+class Pace:
+    """The times of one paced tick (see the module's docstring)."""
+
+    def __init__(self, reservation: Reservation, tick_seconds: float) -> None:
+        self.reservation = reservation
+        self.began = time.monotonic()
+        self.end = self.began + tick_seconds  # nothing waits past the tick's end
+        spacing = reservation.spacing
+        self.gap = spacing / CATCH_UP  # seconds per job between two overdue messages
+        self.free_at = 0.0  # monotonic: the earliest the next message may leave
+        self.stopped = False  # the run paused or ended meanwhile
+        #: seconds between two jobs of one new message (0: back to back)
+        self.every = spacing if spacing >= SPACE_JOBS_FROM else 0.0
+
+    def plan(self, reruns: list[str], ahead: Ahead | None) -> list[Item]:
+        """The reserved messages at their due times, ``reruns`` (overdue) at once, the messages
+        taken ``ahead`` at their due times; in the order they leave."""
+        r = self.reservation
+        items = [Item(self.began + r.due_in(parse_message_key(k)[0]), k, True) for k in r.messages]
+        items += [Item(self.began, key, False) for key in reruns]
+        if ahead is not None:
+            items += [
+                Item(self.began + (due - ahead.now_ms) / 1000, key, False) for key, due in ahead.due
+            ]
+        return sorted(items, key=lambda item: item.at)
+
+    def wait(self, item: Item) -> None:
+        """Until ``item`` is due, or overdue and its turn to catch up."""
+        leave = min(max(item.at, self.free_at), self.end)
+        left = leave - time.monotonic()
+        if left > 0:
+            time.sleep(left)
+        self.free_at = max(leave, time.monotonic()) + item.jobs * self.gap
+
+
+def send_paced(ctx: Context, run_id: str, pace: Pace, items: list[Item]) -> None:
+    """Publish each of ``items`` at its time and confirm it (see the module's docstring)."""
+    with ctx.app.producer_or_acquire() as producer:
+        tracking = confirms.tracked(producer) if ctx.rabbitmq else contextlib.nullcontext()
+        with tracking as tracker:
+            waiting: list[tuple[Item, int]] = []
+            for item in items:
+                if pace.stopped:
+                    break
+                pace.wait(item)
+                _publish(ctx, producer, run_id, item, pace.every)
+                if tracker is None:
+                    _confirm(ctx, run_id, item, pace)
+                    continue
+                waiting.append((item, tracker.mark()))
+                while waiting and tracker.confirmed(waiting[0][1]):
+                    _confirm(ctx, run_id, waiting.pop(0)[0], pace)
+            for item, mark in waiting:  # (only with a tracker)
+                assert tracker is not None
+                tracker.wait(mark)
+                _confirm(ctx, run_id, item, pace)
+
+
+def _publish(ctx: Context, producer, run_id: str, item: Item, every: float) -> None:
+    first, count, retry = parse_message_key(item.key)
+    if item.new:
+        kwargs = {"every": every} if every and count > 1 else None
+        ctx.process_jobs.apply_async((run_id, first, count), kwargs=kwargs, producer=producer)
+    else:
+        ctx.process_jobs.apply_async((run_id, first, count, retry, True), producer=producer)
+
+
+def _confirm(ctx: Context, run_id: str, item: Item, pace: Pace) -> None:
+    _, status = ctx.schedule.confirm_sent(run_id, item.jobs if item.new else 0, [item.key])
+    if status != "running":
+        pace.stopped = True
