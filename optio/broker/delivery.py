@@ -68,6 +68,9 @@ def delivery(broker_url: str, visibility_timeout: int) -> dict[str, Any]:
     # Sentinels for (kombu's sentinel:// transport finds the primary again after a failover;
     # optio's subclass of it survives the failover, see sentinel.py)
     settings["broker_url"] = urls.broker_url(broker_url)
+    # a Redis that refuses writes makes the consumer connect again instead of ending the worker
+    # (optio/worker/consumer.py)
+    settings["broker_channel_error_retry"] = True
     settings["broker_transport_options"] = {
         "visibility_timeout": timeout,
         # look for messages to hand out again a few times per timeout (kombu's default sweep is

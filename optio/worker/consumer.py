@@ -1,4 +1,16 @@
-"""The worker's Celery consumer: Celery's, surviving one fault of kombu's Redis transport.
+"""The worker's Celery consumer: Celery's, surviving two faults of a Redis broker.
+
+**A broker that refuses writes** (``OOM``: maxmemory reached; ``READONLY``: a replica after a
+failover): kombu's Redis transport raises the refusal from an acknowledgement (a ``MULTI`` of
+``ZREM`` and ``HDEL``) in the worker's main process, which Celery takes for an unrecoverable
+error, and the worker exits. Here such refusals count among the broker's channel errors, which
+a Redis broker's settings make recoverable (``broker_channel_error_retry``, delivery.py): the
+consumer connects again, as after a lost connection, so the refused message stays in the
+broker's unacknowledged set (handed out again after the visibility timeout; its jobs are counted,
+so the bitmap drops it) and takes no prefetch slot of the new connection. (Logged and ignored
+instead, the refused message would keep its slot, and two refusals stop a ``-c 2`` worker.)
+
+**A lost connection**:
 
 When the broker connection is lost while a message is delivered and not acknowledged and the
 consumer waits for the next (a pool that keeps up with the rate), celery 5.7's consumer first
@@ -22,14 +34,27 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from celery.worker.consumer import Consumer as CeleryConsumer
 
 log = logging.getLogger("optio")
 
+#: What a Redis broker answers when it refuses writes, and a transaction those refusals aborted.
+REFUSALS = (
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.ExecAbortError,
+)
+
 
 class Consumer(CeleryConsumer):
-    """``worker_consumer``: Celery's consumer, whose close of a lost connection can't end the
-    worker (see the module's docstring)."""
+    """``worker_consumer``: Celery's consumer, which neither a broker refusing writes nor its
+    close of a lost connection can end (see the module's docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        errors = tuple(getattr(self, "channel_errors", ()))
+        setattr(self, "channel_errors", (*errors, *REFUSALS))  # noqa: B010 (Celery's, untyped)
 
     def on_connection_error_after_connected(self, exc: Exception) -> None:
         connection = self.connection
