@@ -171,8 +171,8 @@ def _run_jobs(ctx: Context, held: Held, jobs: list[int], every: float = 0.0) -> 
             tally.add(job_id, result, time.perf_counter() - began)
             if tally.due():
                 tally.flush()
-            else:
-                flusher.poke()
+            elif n + 1 < len(jobs):
+                flusher.poke()  # another job follows: count these even if it runs long
     finally:
         flusher.forget(tally)
     if tally.since is not None or not held.lost:
