@@ -59,7 +59,14 @@ def test_jobs_start_at_their_own_times_not_a_tick_at_once(broker_system, record,
     )
 
 
-@pytest.mark.env({"OPTIO_JOB_FUNC": "optio.testing.pacing:record_throttled_once"})
+@pytest.mark.env(
+    {
+        "OPTIO_JOB_FUNC": "optio.testing.pacing:record_throttled_once",
+        # cuts of 5 %: the case is the reruns' timing, not the rate falling (0.5 halves it
+        # every 2 s under so many throttles, and the run takes minutes)
+        "OPTIO_THROTTLE_DECREASE": "0.95",
+    }
+)
 def test_throttle_reruns_are_paced_with_the_new_jobs(fault_system, record):
     """Every 5th job is throttled once: its rerun takes a slot of the schedule and is sent at its
     due time with the tick's new jobs, not with a tick's other reruns at once (before, a tick
