@@ -24,19 +24,22 @@ from optio.testing import (
 from optio.testing.system import TEST_TICK_SECONDS
 from tests.fault_jobs import gil_held_key
 
-#: How much slower than in the test process a worker may run the same C call on a loaded
-#: 2-core machine before the calibration below misses its mark (it only has to exceed 3 leases).
-GIL_TARGET_SECONDS = 4.0
+#: How long the C call is aimed to hold the GIL: twice the 3 leases it has to exceed, so a worker
+#: may run it up to twice slower than the calibration measured on a loaded 2-core machine (CI
+#: once saw 2.3 s of a 4 s aim).
+GIL_TARGET_SECONDS = 6.0
 
 
 def pow_exponent(seconds: float) -> int:
     """An exponent e for which ``3 ** e`` takes about ``seconds`` on this machine now (its time
     grows as e ** 1.585: CPython multiplies big integers with Karatsuba)."""
     exponent = 4_000_000
-    began = time.perf_counter()
-    3**exponent  # noqa: B018 (timed)
-    took = time.perf_counter() - began
-    return int(exponent * (seconds / took) ** (1 / 1.585))
+    took = []
+    for _ in range(3):  # the fastest of three: a busy moment makes the estimate short, not long
+        began = time.perf_counter()
+        3**exponent  # noqa: B018 (timed)
+        took.append(time.perf_counter() - began)
+    return int(exponent * (seconds / min(took)) ** (1 / 1.585))
 
 
 def started_twice(system, run_id: str) -> dict[int, list[float]]:
