@@ -147,11 +147,12 @@ class Settings(BaseSettings):
     webhook_timeout: float = 5.0
     """Seconds one webhook request may take (OPTIO_WEBHOOK_TIMEOUT)."""
     throttle_decrease: float = 0.5
-    """Factor that cuts a run's effective rate when a job raises optio.Throttle
+    """Factor of a run's first cut when a job raises optio.Throttle, and of the deepest cut at
+    once after it: later cuts go to 90 % of what the downstream took since the last
     (OPTIO_THROTTLE_DECREASE)."""
     throttle_window: float = 2.0
-    """Seconds: at most one cut per window, and one step back up (y/20) per window without a
-    throttle (OPTIO_THROTTLE_WINDOW)."""
+    """Seconds: at most one cut per window, and one step back up per window without a
+    throttle, at most y/20 (OPTIO_THROTTLE_WINDOW)."""
     min_rate: float = 1.0
     """Lowest effective rate a run is cut to, jobs/min (OPTIO_MIN_RATE)."""
     throttle_max_wait: float = 300.0

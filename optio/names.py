@@ -101,13 +101,19 @@ startedAt, finishedAt
 anchorMs, anchorCount
     the schedule: anchorCount jobs due at anchorMs, then rateNow per minute.
 rateNow
-    the effective rate, jobs/min: y, unless jobs throttled (optio.Throttle); then cut by
-    OPTIO_THROTTLE_DECREASE at most once per OPTIO_THROTTLE_WINDOW, and back up by y/20 per
-    window without a throttle (AIMD). Never above y.
-throttled, throttleAt, raisedAt, throttleNext
-    throttles so far; when the rate was last cut and last raised; the next place in the queue
-    of throttled jobs (they queue one spacing apart; a job's own retry_after is counted from
-    its place and never moves this).
+    the effective rate, jobs/min: y, unless jobs throttled (optio.Throttle); then cut at most
+    once per OPTIO_THROTTLE_WINDOW: first by OPTIO_THROTTLE_DECREASE, later to 90 % of what the
+    downstream took since the last cut (never deeper than OPTIO_THROTTLE_DECREASE at once), and
+    back up per window without a throttle: halfway to rateTop, then probing above it by steps
+    that double, each at most y/20 (AIMD). Never above y.
+throttled, throttleAt, throttleLast, raisedAt, throttleNext
+    throttles so far; when the rate was last cut, a job last throttled, the rate last raised;
+    the earliest place of the next throttled job when the ticks do not reserve ahead (a
+    throttled job takes the slot of the next new job; a job's own retry_after is counted from
+    its place).
+processedAtCut, rateTop
+    processed at the last cut; what the downstream took per minute before it (the rate climbs
+    back to it quickly, then probes above).
 rateEnqueued, rateAt, rateCount
     jobs/min reserved over the last window (~3 s), its start and count.
 heldBack, heldAt

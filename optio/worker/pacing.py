@@ -7,14 +7,14 @@ several jobs starts them one spacing apart (up to 60,000 jobs/min), and what is 
 (a run's first tick, a late tick, a rerun due before this tick) leaves at CATCH_UP times the rate,
 within the tick. Against a downstream that allows little burst, a tick that sends its messages
 together has half of them refused. Each message is confirmed as sent (counted as enqueued when
-new) before the next one's time; on RabbitMQ, as the broker confirms it, without waiting. When a
+new) before the tick waits for the next one's time, messages sent back to back together; on
+RabbitMQ, each as the broker confirms it, without waiting. When a
 confirmation finds the run paused or ended, the tick stops: what it did not send stays reserved
 (the tick that finds it unconfirmed sends it; a paused run's worker parks it).
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 
@@ -28,6 +28,11 @@ from optio.worker.context import Context
 SPACE_JOBS_FROM = 0.001
 #: What is overdue leaves at this many times the run's rate, not all at once.
 CATCH_UP = 2.0
+#: Messages sent back to back (a few ms apart at most) are confirmed together, this many at most
+#: in one call, and before any wait of at least CONFIRM_WHEN_IDLE (seconds): a message is never
+#: left unconfirmed while the tick sleeps, and at high rates one call confirms many.
+CONFIRM_MOST = 50
+CONFIRM_WHEN_IDLE = 0.002
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,11 @@ class Pace:
             ]
         return sorted(items, key=lambda item: item.at)
 
+    def idle_before(self, item: Item) -> bool:
+        """Whether the tick would wait at least CONFIRM_WHEN_IDLE before ``item`` leaves."""
+        leave = min(max(item.at, self.free_at), self.end)
+        return leave - time.monotonic() >= CONFIRM_WHEN_IDLE
+
     def wait(self, item: Item) -> None:
         """Until ``item`` is due, or overdue and its turn to catch up."""
         leave = min(max(item.at, self.free_at), self.end)
@@ -81,24 +91,39 @@ class Pace:
 def send_paced(ctx: Context, run_id: str, pace: Pace, items: list[Item]) -> None:
     """Publish each of ``items`` at its time and confirm it (see the module's docstring)."""
     with ctx.app.producer_or_acquire() as producer:
-        tracking = confirms.tracked(producer) if ctx.rabbitmq else contextlib.nullcontext()
-        with tracking as tracker:
-            waiting: list[tuple[Item, int]] = []
-            for item in items:
-                if pace.stopped:
-                    break
-                pace.wait(item)
-                _publish(ctx, producer, run_id, item, pace.every)
-                if tracker is None:
-                    _confirm(ctx, run_id, item, pace)
-                    continue
-                waiting.append((item, tracker.mark()))
-                while waiting and tracker.confirmed(waiting[0][1]):
-                    _confirm(ctx, run_id, waiting.pop(0)[0], pace)
-            for item, mark in waiting:  # (only with a tracker)
-                assert tracker is not None
-                tracker.wait(mark)
-                _confirm(ctx, run_id, item, pace)
+        if ctx.rabbitmq:
+            _send_tracked(ctx, producer, run_id, pace, items)
+            return
+        sent: list[Item] = []  # published, not confirmed yet
+        for item in items:
+            if pace.stopped:
+                break
+            if sent and (pace.idle_before(item) or len(sent) >= CONFIRM_MOST):
+                _confirm(ctx, run_id, sent, pace)
+                sent = []
+            pace.wait(item)
+            _publish(ctx, producer, run_id, item, pace.every)
+            sent.append(item)
+        if sent:
+            _confirm(ctx, run_id, sent, pace)
+
+
+def _send_tracked(ctx: Context, producer, run_id: str, pace: Pace, items: list[Item]) -> None:
+    """``send_paced`` on RabbitMQ: each message is confirmed in Redis once the broker confirmed
+    it, collected between messages without a wait (confirms.py)."""
+    with confirms.tracked(producer) as tracker:
+        waiting: list[tuple[Item, int]] = []
+        for item in items:
+            if pace.stopped:
+                break
+            pace.wait(item)
+            _publish(ctx, producer, run_id, item, pace.every)
+            waiting.append((item, tracker.mark()))
+            while waiting and tracker.confirmed(waiting[0][1]):
+                _confirm(ctx, run_id, [waiting.pop(0)[0]], pace)
+        for item, mark in waiting:
+            tracker.wait(mark)
+            _confirm(ctx, run_id, [item], pace)
 
 
 def _publish(ctx: Context, producer, run_id: str, item: Item, every: float) -> None:
@@ -110,7 +135,9 @@ def _publish(ctx: Context, producer, run_id: str, item: Item, every: float) -> N
         ctx.process_jobs.apply_async((run_id, first, count, retry, True), producer=producer)
 
 
-def _confirm(ctx: Context, run_id: str, item: Item, pace: Pace) -> None:
-    _, status = ctx.schedule.confirm_sent(run_id, item.jobs if item.new else 0, [item.key])
+def _confirm(ctx: Context, run_id: str, items: list[Item], pace: Pace) -> None:
+    """Confirm ``items`` as sent in one call (new jobs counted as enqueued)."""
+    jobs = sum(item.jobs for item in items if item.new)
+    _, status = ctx.schedule.confirm_sent(run_id, jobs, [item.key for item in items])
     if status != "running":
         pace.stopped = True

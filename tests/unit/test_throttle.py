@@ -34,12 +34,40 @@ def test_a_burst_of_throttles_cuts_the_rate_once_per_window(store):
     assert throttle(store, run_id, 1, 1000)[2] == 3000
     for job in range(2, 30):
         assert throttle(store, run_id, job, 1500)[2] == 3000  # same window: no second cut
-    assert throttle(store, run_id, 40, 3000)[2] == 1500
+    # the next cut measures what the downstream took since the last: 60 jobs done in 2 s
+    # (1800/min); the rate goes to 90 % of that
+    store.counting.mark_processed(run_id, {job: "ok" for job in range(100, 160)})
+    assert throttle(store, run_id, 40, 3000)[2] == pytest.approx(1800 * 0.9)
     state = store.runs.current_state()
-    assert (state["rateNow"], state["throttled"], state["yMinute"]) == (1500, 30, 6000)
-    for at in range(5000, 30_000, 2000):
-        throttle(store, run_id, 50, at)
+    assert (state["throttled"], state["yMinute"]) == (30, 6000)
+    for at in range(5000, 40_000, 2000):  # refused within each window, none done: each cut
+        throttle(store, run_id, 50, at)  # is the deepest, by half
+        throttle(store, run_id, 51, at + 500)
     assert store.runs.current_state()["rateNow"] == 60  # never below OPTIO_MIN_RATE
+
+
+def test_a_lone_refusal_after_a_calm_spell_cuts_a_little_and_the_rate_climbs_back(store):
+    run_id = store.runs.start_run(1_000_000, 6000, now_ms=T0)  # 100/s
+    throttle(store, run_id, 1, 0)  # leaving full speed: the deepest cut, 3000
+    throttle(store, run_id, 2, 10_000)  # the first refusal after calm: cut to 90 % of 3000
+    top = 3000
+    assert store.runs.current_state()["rateNow"] == pytest.approx(top * 0.9)
+    rates = []
+    for at in range(12_000, 24_000, 2000):  # calm windows: halfway back to the top, then probes
+        reserve(store, run_id, at)
+        rates.append(store.runs.current_state()["rateNow"])
+    expected, rate = [], top * 0.9
+    for _ in rates:
+        if rate < top:
+            rate = min(top, rate + max((top - rate) / 2, top * 0.02))
+        else:
+            rate += min(300, max(top * 0.02, rate - top))
+        expected.append(rate)
+    assert rates == pytest.approx(expected)
+    assert rates[3] == pytest.approx(top) and rates[-1] == pytest.approx(top * 1.04)
+    throttle(store, run_id, 3, 24_500)
+    reserve(store, run_id, 26_000)  # a throttle in the last window: no step up
+    assert store.runs.current_state()["rateNow"] < rates[-1]
 
 
 def test_throttled_jobs_run_again_one_spacing_apart_without_an_attempt(store):

@@ -4,7 +4,7 @@
 -- schedule slides forward so a tick carries at most one tick's worth of backlog. At most ARGV[4]
 -- jobs wait in the broker: above the workers' pace the run goes at their pace (heldBack).
 -- Jobs are due at the effective rate rateNow: y, unless jobs throttled (throttle_job.lua cuts
--- it); then it climbs back by y / ARGV[8] per window without a throttle, up to y (AIMD).
+-- it); then it climbs back one step per window without a throttle, up to y (see climb).
 -- heldBack: within the last RATE_WINDOW_MS the jobs enqueued fell behind the schedule of a tick
 -- ago by more than a tick's jobs, or the schedule slid instead of building that debt; heldBy says why:
 -- 'workers' (the backlog cap, automatic: jobs wait in the broker because workers are slower
@@ -20,7 +20,7 @@
 -- ARGV[5] most jobs per message
 -- ARGV[6] ms a reserved message may stay unconfirmed
 -- ARGV[7] throttle window, ms
--- ARGV[8] steps from the throttle floor back to y
+-- ARGV[8] steps back to y: no step of the climb is above y / ARGV[8]
 -- ARGV[9] look-ahead, ms: reserve the jobs due by now + this (0: due by now)
 -- Returns {first job id, count, y, rate, schedule anchor ms, anchor count, now ms, message key,
 -- ...}: jobs first .. first+count-1 are now the caller's to publish, split into the listed
@@ -29,6 +29,25 @@
 -- ARGV[6]: unless confirm_enqueued says it is in the broker by then, a later tick publishes it
 -- again (the tick that reserved it died).
 local RATE_WINDOW_MS = 3000
+--- Share of rateTop a step probes by once the rate is back at it.
+local PROBE = 0.02
+
+--- The effective rate one calm window after ``rate``: halfway back to rateTop (what the
+--- downstream took before its last cut, throttle_job.lua), at least PROBE of it a step; at or
+--- above it, probing up by a step that doubles each window (PROBE, 2 PROBE, 4 PROBE ... of
+--- top), so a downstream that allows more again is found in a few windows. No step is above
+--- y / steps (without a top, the step is that: the plain additive increase).
+local function climb(rate, y, top, steps)
+  local most = y / steps
+  if top <= 0 then
+    return rate + most
+  end
+  if rate < top then
+    return math.min(top, rate + math.min(most, math.max((top - rate) / 2, top * PROBE)))
+  end
+  return rate + math.min(most, math.max(top * PROBE, rate - top))
+end
+
 local now = now_ms(ARGV[3])
 redis.call('SET', last_tick_key, now)
 if redis.call('GET', active_key) ~= ARGV[1] then
@@ -44,11 +63,13 @@ local y = tonumber(h.yMinute)
 local reserved = tonumber(h.reserved)
 local anchor_ms, anchor_count = tonumber(h.anchorMs), tonumber(h.anchorCount)
 local window = tonumber(ARGV[7])
-if rate < y and now - math.max(tonumber(h.throttleAt or 0), tonumber(h.raisedAt or 0)) >= window then
+local calm_since = math.max(tonumber(h.throttleAt or 0), tonumber(h.throttleLast or 0),
+  tonumber(h.raisedAt or 0))
+if rate < y and now - calm_since >= window then
   -- a window without a throttle: one step back up (the schedule so far at the old rate)
   anchor_count = anchor_count + (now - anchor_ms) * rate / 60000
   anchor_ms = now
-  rate = math.min(y, rate + y / tonumber(ARGV[8]))
+  rate = math.min(y, climb(rate, y, tonumber(h.rateTop or 0), tonumber(ARGV[8])))
   redis.call('HSET', run_key, 'rateNow', rate, 'raisedAt', now, 'anchorMs', now,
     'anchorCount', tostring(anchor_count))
 end

@@ -1,18 +1,25 @@
 -- A job was throttled by the downstream (it raised optio.Throttle): run it again later without
 -- using an attempt, and slow the whole run down (the multiplicative decrease of AIMD).
--- The effective rate rateNow is cut to rateNow * ARGV[4] (not below ARGV[6]) unless it was cut
--- within the last window (a burst of throttles cuts once). The job's new run takes one of the
--- run's slots (the schedule gives one job fewer), so the run sends at the effective rate, new
--- jobs and throttled ones together. The new run is a message "job:1:r-N" (N = 2, 3, ... per
--- throttle of that job; names.RERUN is -1). Throttled jobs queue one spacing (at the effective
--- rate) apart: each takes the next place, throttleNext, which moves one spacing per throttled
--- job. A job runs at its place; one that asked to wait (ARGV[3] s, capped at ARGV[8] ms) waits
--- that long instead of the first spacing, counted from its place (so jobs asking the same wait
--- stay a spacing apart). Its own wait never moves throttleNext: it delays no other job.
--- The new run's message owns the job from now (owners_key): no other message leases it.
--- Keys: reads done_key, current_key; writes run_key (the rate and the schedule), attempts_key
--- (the throttles of the job, field "t<job id>"), messages_key, owners_key, metrics_key
--- (throttled_total).
+-- The effective rate rateNow is cut at most once per window (a burst of throttles cuts once).
+-- The first cut of a run is to rateNow * ARGV[4]: the run left full speed, and how far above
+-- the downstream's limit it was is unknown. The first refusal after a calm window (the rate
+-- climbed just past the limit) cuts to CUT_BELOW of the rate. A refusal after another since
+-- the last cut (the rate is still above the limit) measures: the jobs done per minute since the
+-- last cut are what the downstream took, and the rate goes to CUT_BELOW of that, never deeper
+-- than rateNow * ARGV[4] at once. Never below ARGV[6]. What the downstream took (or the rate
+-- refused) is kept as rateTop, the level the rate climbs back to quickly (reserve_due.lua).
+-- The job's new run takes the slot of the next new job (the schedule gives one job fewer, so
+-- every new job is due one spacing later): new jobs and throttled ones keep the spacing of the
+-- effective rate between them, which a downstream allowing no burst needs (when the ticks do
+-- not reserve ahead of now, throttled jobs queue a spacing apart from now: throttleNext). A
+-- job that asked
+-- to wait (ARGV[3] s, capped at ARGV[8] ms) runs that long after its slot's time less one
+-- spacing instead (so jobs asking the same wait stay a spacing apart); its own wait delays no
+-- other job. The new run is a message "job:1:r-N" (N = 2, 3, ... per throttle of that job;
+-- names.RERUN is -1); it owns the job from now (owners_key): no other message leases it.
+-- Keys: reads done_key, current_key; writes run_key (the rate, the schedule, throttleAt,
+-- throttleLast, throttleNext, processedAtCut, rateTop), attempts_key (the throttles of the job, field
+-- "t<job id>"), messages_key, owners_key, metrics_key (throttled_total).
 -- ARGV[1] run id
 -- ARGV[2] job id
 -- ARGV[3] seconds the downstream asked to wait, >= 0 ('' = none)
@@ -24,8 +31,10 @@
 -- Returns {outcome, ms until the job runs again, effective rate in jobs/min}: outcome
 -- 'throttled' (publishes the state), 'done' (counted before: nothing to do) or 'ended' (the
 -- run has ended: nothing recorded).
+local CUT_BELOW = 0.9
 local f = redis.call('HMGET', run_key, 'status', 'rateNow', 'yMinute', 'anchorMs',
-  'anchorCount', 'throttleAt', 'throttleNext')
+  'anchorCount', 'throttleAt', 'processed', 'processedAtCut', 'reserved', 'throttleNext',
+  'throttleLast')
 if not is_live(f[1]) then
   return {'ended', 0, '0'}
 end
@@ -35,24 +44,41 @@ if redis.call('GETBIT', done_key, job) == 1 then
 end
 local now = now_ms(ARGV[7])
 local rate = tonumber(f[2] or f[3])
-if now - tonumber(f[6] or 0) >= tonumber(ARGV[5]) then
-  local anchor_count = tonumber(f[5])
+local anchor_ms, anchor_count = tonumber(f[4]), tonumber(f[5])
+local last_cut = tonumber(f[6] or 0)
+if now - last_cut >= tonumber(ARGV[5]) then
   if f[1] == 'running' then  -- (paused: the schedule stands still)
-    anchor_count = anchor_count + (now - tonumber(f[4])) * rate / 60000
-    redis.call('HSET', run_key, 'anchorMs', now)
+    anchor_count = anchor_count + (now - anchor_ms) * rate / 60000
+    anchor_ms = now
   end
-  rate = math.max(tonumber(ARGV[6]), rate * tonumber(ARGV[4]))
-  redis.call('HSET', run_key, 'rateNow', rate, 'throttleAt', now,
-    'anchorCount', tostring(anchor_count))
+  local deepest = tonumber(ARGV[4])
+  local top, factor = rate, deepest
+  if last_cut > 0 then
+    factor = CUT_BELOW  -- the first refusal since the rate climbed: it just passed the limit
+    if tonumber(f[11] or 0) > last_cut then
+      -- refused again since the last cut (at a rate that stood still since): the jobs done
+      -- per minute since then are what the downstream takes
+      local took = (tonumber(f[7]) - tonumber(f[8] or 0)) * 60000 / math.max(1, now - last_cut)
+      top = math.min(rate, took)
+      factor = math.max(deepest, top / rate * CUT_BELOW)
+    end
+  end
+  rate = math.max(tonumber(ARGV[6]), rate * factor)
+  redis.call('HSET', run_key, 'rateNow', rate, 'throttleAt', now, 'processedAtCut', f[7],
+    'rateTop', tostring(math.max(top, rate)), 'anchorMs', anchor_ms)
 end
-redis.call('HINCRBYFLOAT', run_key, 'anchorCount', -1)
+redis.call('HSET', run_key, 'throttleLast', now)
+-- the job takes the slot of the next new job: every new job is due one spacing later
+anchor_count = anchor_count - 1
+redis.call('HSET', run_key, 'anchorCount', tostring(anchor_count))
 local spacing = 60000 / rate
-local place = math.max(now + spacing, tonumber(f[7] or 0))
-local wait = spacing
+local slot = anchor_ms + (tonumber(f[9]) - anchor_count) * spacing
+-- (the slot is ahead of now while ticks reserve ahead; else throttled jobs queue a spacing apart)
+local place = math.max(slot, now + spacing, tonumber(f[10] or 0))
+local due = place
 if ARGV[3] ~= '' then
-  wait = math.min(tonumber(ARGV[3]) * 1000, tonumber(ARGV[8]))
+  due = place - spacing + math.min(tonumber(ARGV[3]) * 1000, tonumber(ARGV[8]))
 end
-local due = place - spacing + wait
 redis.call('HSET', run_key, 'throttleNext', place + spacing)
 local again = redis.call('HINCRBY', attempts_key, 't' .. job, 1)
 local rerun = job .. ':1:r-' .. (again + 1)
