@@ -33,16 +33,16 @@ def test_a_burst_of_throttles_cuts_the_rate_once_per_window(store):
     run_id = store.runs.start_run(10_000, 6000, now_ms=T0)  # 100/s
     assert throttle(store, run_id, 1, 1000)[2] == 3000
     for job in range(2, 30):
-        assert throttle(store, run_id, job, 1500)[2] == 3000  # same window: no second cut
+        assert throttle(store, run_id, job, 2500)[2] == 3000  # same window: no second cut
     # the next cut measures what the downstream took since the last: 60 jobs done in 2 s
     # (1800/min); the rate goes to 90 % of that
     store.counting.mark_processed(run_id, {job: "ok" for job in range(100, 160)})
     assert throttle(store, run_id, 40, 3000)[2] == pytest.approx(1800 * 0.9)
     state = store.runs.current_state()
     assert (state["throttled"], state["yMinute"]) == (30, 6000)
-    for at in range(5000, 40_000, 2000):  # refused within each window, none done: each cut
-        throttle(store, run_id, 50, at)  # is the deepest, by half
-        throttle(store, run_id, 51, at + 500)
+    for at in range(5000, 40_000, 2000):  # refused late in each window, none done: each cut
+        for job in range(50, 53):  # is the deepest, by half
+            throttle(store, run_id, job, at if job == 50 else at + 1500)
     assert store.runs.current_state()["rateNow"] == 60  # never below OPTIO_MIN_RATE
 
 

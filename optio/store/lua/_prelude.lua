@@ -38,6 +38,21 @@
 -- Deadline of a parked message (see names.py, messages zset): a score no clock reaches.
 local PARKED = 9e15
 
+-- The schedule (anchor ms, anchor count: job j is due at anchor ms + (j + 1 - anchor count) *
+-- 60000 / rate) moved to a new rate at `now`. While the ticks reserve ahead of now, the jobs
+-- reserved keep their times and the next one to reserve (job `reserved`) keeps its own: the new
+-- spacing starts after it, so no job of the new rate comes between jobs already sent at the
+-- old one (a downstream allowing no burst would refuse one of the two; throttle cuts and climbs
+-- move it so). Else the schedule keeps what it accrued by now at the old rate and goes on
+-- from now.
+local function reanchor(anchor_ms, anchor_count, rate, reserved, now)
+  local next_due = anchor_ms + (reserved + 1 - anchor_count) * 60000 / rate
+  if next_due > now then
+    return next_due, reserved + 1
+  end
+  return now, anchor_count + (now - anchor_ms) * rate / 60000
+end
+
 -- Whether a run with this status has not ended (running or paused).
 local function is_live(status)
   return status == 'running' or status == 'paused'

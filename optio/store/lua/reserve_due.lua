@@ -67,10 +67,9 @@ local calm_since = math.max(tonumber(h.throttleAt or 0), tonumber(h.throttleLast
   tonumber(h.raisedAt or 0))
 if rate < y and now - calm_since >= window then
   -- a window without a throttle: one step back up (the schedule so far at the old rate)
-  anchor_count = anchor_count + (now - anchor_ms) * rate / 60000
-  anchor_ms = now
+  anchor_ms, anchor_count = reanchor(anchor_ms, anchor_count, rate, reserved, now)
   rate = math.min(y, climb(rate, y, tonumber(h.rateTop or 0), tonumber(ARGV[8])))
-  redis.call('HSET', run_key, 'rateNow', rate, 'raisedAt', now, 'anchorMs', now,
+  redis.call('HSET', run_key, 'rateNow', rate, 'raisedAt', now, 'anchorMs', anchor_ms,
     'anchorCount', tostring(anchor_count))
 end
 local horizon = now + tonumber(ARGV[9] or '0')

@@ -3,8 +3,9 @@
 -- The effective rate rateNow is cut at most once per window (a burst of throttles cuts once).
 -- The first cut of a run is to rateNow * ARGV[4]: the run left full speed, and how far above
 -- the downstream's limit it was is unknown. The first refusal after a calm window (the rate
--- climbed just past the limit) cuts to CUT_BELOW of the rate. A refusal after another since
--- the last cut (the rate is still above the limit) measures: the jobs done per minute since the
+-- climbed just past the limit) cuts to CUT_BELOW of the rate. A refusal after LATE_MOST - 1
+-- others in the second half of the last cut's window (the rate is still above the limit)
+-- measures: the jobs done per minute since the
 -- last cut are what the downstream took, and the rate goes to CUT_BELOW of that, never deeper
 -- than rateNow * ARGV[4] at once. Never below ARGV[6]. What the downstream took (or the rate
 -- refused) is kept as rateTop, the level the rate climbs back to quickly (reserve_due.lua).
@@ -18,7 +19,8 @@
 -- other job. The new run is a message "job:1:r-N" (N = 2, 3, ... per throttle of that job;
 -- names.RERUN is -1); it owns the job from now (owners_key): no other message leases it.
 -- Keys: reads done_key, current_key; writes run_key (the rate, the schedule, throttleAt,
--- throttleLast, throttleNext, processedAtCut, rateTop), attempts_key (the throttles of the job, field
+-- throttleLast, throttleNext, lateThrottles, processedAtCut, rateTop), attempts_key (the
+-- throttles of the job, field
 -- "t<job id>"), messages_key, owners_key, metrics_key (throttled_total).
 -- ARGV[1] run id
 -- ARGV[2] job id
@@ -32,9 +34,10 @@
 -- 'throttled' (publishes the state), 'done' (counted before: nothing to do) or 'ended' (the
 -- run has ended: nothing recorded).
 local CUT_BELOW = 0.9
+local LATE_MOST = 3
 local f = redis.call('HMGET', run_key, 'status', 'rateNow', 'yMinute', 'anchorMs',
   'anchorCount', 'throttleAt', 'processed', 'processedAtCut', 'reserved', 'throttleNext',
-  'throttleLast')
+  'lateThrottles')
 if not is_live(f[1]) then
   return {'ended', 0, '0'}
 end
@@ -48,16 +51,17 @@ local anchor_ms, anchor_count = tonumber(f[4]), tonumber(f[5])
 local last_cut = tonumber(f[6] or 0)
 if now - last_cut >= tonumber(ARGV[5]) then
   if f[1] == 'running' then  -- (paused: the schedule stands still)
-    anchor_count = anchor_count + (now - anchor_ms) * rate / 60000
-    anchor_ms = now
+    anchor_ms, anchor_count = reanchor(anchor_ms, anchor_count, rate, tonumber(f[9]), now)
   end
   local deepest = tonumber(ARGV[4])
   local top, factor = rate, deepest
   if last_cut > 0 then
     factor = CUT_BELOW  -- the first refusal since the rate climbed: it just passed the limit
-    if tonumber(f[11] or 0) > last_cut then
-      -- refused again since the last cut (at a rate that stood still since): the jobs done
-      -- per minute since then are what the downstream takes
+    if tonumber(f[11] or 0) + 1 >= LATE_MOST then
+      -- refused LATE_MOST times late in the last cut's window or after it (not the echo of
+      -- jobs sent before the cut, within a tick, nor a lone early start): the rate, which
+      -- stood still since, is still above the limit; the jobs done per minute since that cut
+      -- are what the downstream takes
       local took = (tonumber(f[7]) - tonumber(f[8] or 0)) * 60000 / math.max(1, now - last_cut)
       top = math.min(rate, took)
       factor = math.max(deepest, top / rate * CUT_BELOW)
@@ -65,7 +69,9 @@ if now - last_cut >= tonumber(ARGV[5]) then
   end
   rate = math.max(tonumber(ARGV[6]), rate * factor)
   redis.call('HSET', run_key, 'rateNow', rate, 'throttleAt', now, 'processedAtCut', f[7],
-    'rateTop', tostring(math.max(top, rate)), 'anchorMs', anchor_ms)
+    'rateTop', tostring(math.max(top, rate)), 'anchorMs', anchor_ms, 'lateThrottles', 0)
+elseif now - last_cut >= tonumber(ARGV[5]) / 2 then
+  redis.call('HINCRBY', run_key, 'lateThrottles', 1)
 end
 redis.call('HSET', run_key, 'throttleLast', now)
 -- the job takes the slot of the next new job: every new job is due one spacing later
