@@ -79,7 +79,8 @@ class Settings(BaseSettings):
     job_seconds: float = 0.0
     """Simulated work per demo job, in seconds (OPTIO_JOB_SECONDS)."""
     job_func: str = "optio.jobs:demo"
-    """Import path of the job function, "module:function", called as f(run_id, job_id) -> str
+    """Import path of the job function, "module:function", called as f(run_id, job_id) -> str,
+    or f(run_id, job_id, item) when it takes three parameters (runs with items)
     (OPTIO_JOB_FUNC)."""
     lease_seconds: float = 10.0
     """Seconds a worker's lease on a message lasts; the worker renews it every third of this while
