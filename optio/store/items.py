@@ -61,7 +61,3 @@ class Items(Part):
         not there (the run has no items, or they expired with it)."""
         raw = self.client.hmget(items_key(run_id), [str(n) for n in numbers])
         return [None if text is None else json.loads(text) for text in raw]
-
-    @retrying
-    def has_items(self, run_id: str) -> bool:
-        return self.client.hexists(items_key(run_id), "0")

@@ -225,7 +225,7 @@ def _start_with_items(encoded: Iterable[str], y: float, limits: uploads.Limits) 
     try:
         x = uploads.write_chunks(encoded, functools.partial(items.write_chunk, run_id), limits)
         runs.start_run(x, y, run_id=run_id)
-    except (Exception, GeneratorExit) as exc:
+    except BaseException as exc:  # a refusal, a cut upload, a killed green thread
         if not isinstance(exc, redis.RedisError):  # the script may have run: they expire
             _discard(run_id)
         raise

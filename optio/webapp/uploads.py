@@ -173,7 +173,10 @@ def csv_items(lines_: Iterable[bytes], limits: Limits) -> Iterator[str]:
                 )
             yield encode(dict(zip(header, record, strict=True)), limits, where)
     except csv.Error as exc:
-        raise ApiError(400, f"line {reader.line_num}: not valid CSV: {exc}") from None
+        where = f"line {reader.line_num}"
+        if "field larger than field limit" in str(exc):  # csv.field_size_limit, 128 Ki chars
+            raise limits.too_large(where) from None
+        raise ApiError(400, f"{where}: not valid CSV: {exc}") from None
 
 
 def _check_header(header: list[str]) -> None:

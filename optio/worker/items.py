@@ -10,6 +10,7 @@ found to have no items is remembered too, so its jobs get ``None`` without askin
 from __future__ import annotations
 
 import inspect
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +40,8 @@ class ItemReader:
         self.items = items
         self._chunks: OrderedDict[tuple[str, int], list[Any]] = OrderedDict()
         self._plain: OrderedDict[str, None] = OrderedDict()
+        #: the caches are shared by the threads of a ``-P threads`` pool (reads are not held)
+        self._lock = threading.Lock()
 
     def items_for(self, run_id: str, jobs: list[int]) -> dict[int, Any] | None:
         """Job id -> item of each of ``jobs`` (of one message: a range, or one retried job);
@@ -46,16 +49,19 @@ class ItemReader:
         if not jobs or run_id in self._plain:
             return None
         numbers = list(chunks_of(min(jobs), max(jobs)))
-        chunks = {n: self._chunks.get((run_id, n)) for n in numbers}
+        with self._lock:
+            chunks = {n: self._chunks.get((run_id, n)) for n in numbers}
         missing = [n for n, chunk in chunks.items() if chunk is None]
         if missing:
             found = self.items.read_chunks(run_id, missing)
             if any(chunk is None for chunk in found):
-                self._remember_plain(run_id)
+                with self._lock:
+                    self._remember_plain(run_id)
                 return None
             chunks.update(zip(missing, found, strict=True))
-        for n, chunk in chunks.items():
-            self._keep((run_id, n), chunk)  # type: ignore[arg-type]  # each read by now
+        with self._lock:
+            for n, chunk in chunks.items():
+                self._keep((run_id, n), chunk)  # type: ignore[arg-type]  # each read by now
         return {
             job: chunks[job // ITEMS_PER_CHUNK][job % ITEMS_PER_CHUNK]  # type: ignore[index]
             for job in jobs

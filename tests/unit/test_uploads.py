@@ -101,6 +101,13 @@ def test_a_bad_csv_line_is_named(text, start):
     assert message.startswith(start), message
 
 
+def test_a_csv_field_past_the_csv_modules_limit_is_an_item_too_large():
+    limits = Limits(max_items=10, max_item_bytes=200_000)
+    text = b"a,b\n1," + b"y" * 140_000 + b"\n"
+    message = refused(lambda: list(csv_items(lines([text], 500_000), limits)), 413)
+    assert message.startswith("line 2: the item is larger than 200,000 bytes")
+
+
 def test_upload_items_picks_the_parser_by_media_type():
     assert list(upload_items("text/csv", [b"a\n1\n"], LIMITS)) == ['{"a":"1"}']
     message = refused(lambda: list(upload_items("application/x-ndjson", [b"a\n"], LIMITS)), 400)
