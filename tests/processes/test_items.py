@@ -236,17 +236,22 @@ def test_an_items_run_keeps_its_x_and_refuses_a_second_start(system):
     system.post("/api/stop")
 
 
-def test_the_cli_streams_a_csv_file(system, tmp_path):
-    path = tmp_path / "people.csv"
-    path.write_text("email\n" + "".join(f"p{k}@example.com\n" for k in range(2500)))
-    done = subprocess.run(
-        [sys.executable, "-m", "optio.cli", "run", "--items", str(path), "-y", str(Y), "--json"],
+def optio_run(system: System, *args: str, stdin: str | None = None):
+    return subprocess.run(
+        [sys.executable, "-m", "optio.cli", "run", *args, "--json"],
         cwd=ROOT,
         env={**os.environ, "OPTIO_URL": system.base},
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_the_cli_streams_a_csv_file(system, tmp_path):
+    path = tmp_path / "people.csv"
+    path.write_text("email\n" + "".join(f"p{k}@example.com\n" for k in range(2500)))
+    done = optio_run(system, "--items", str(path), "-y", str(Y))
     assert done.returncode == 0, done.stderr
     run_id = json.loads(done.stdout)["runId"]
     wait_finished(system, run_id, 60)
@@ -254,3 +259,16 @@ def test_the_cli_streams_a_csv_file(system, tmp_path):
     assert [got[k]["item"] for k in range(2500)] == [
         {"email": f"p{k}@example.com"} for k in range(2500)
     ]
+
+
+def test_the_cli_reads_standard_input_and_says_which_line_is_bad(system):
+    done = optio_run(system, "--items", "-", "-y", str(Y), stdin='"a"\n"b"\n')
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout)["runId"]
+    wait_finished(system, run_id, 60)
+    assert results(system, run_id) == {0: {"job": 0, "item": "a"}, 1: {"job": 1, "item": "b"}}
+    before, keys = status(system), run_keys_now(system)
+    done = optio_run(system, "--items", "-", "--csv", "-y", "60", stdin="a,b\n1,2\n3\n")
+    assert done.returncode == 1
+    assert done.stderr.startswith("optio run: line 3: 1 fields, but the header row has 2")
+    assert_nothing_started(system, keys, before)
