@@ -11,6 +11,7 @@ starts; ``start_run`` then makes the hash last as long as the run's other keys.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from optio.names import items_key
@@ -20,6 +21,10 @@ from optio.store.scripts import Part
 #: Items per field of the items hash. The web process holds at most one chunk of an upload at a
 #: time (ITEMS_PER_CHUNK × OPTIO_MAX_ITEM_BYTES at worst), a worker one or two decoded chunks.
 ITEMS_PER_CHUNK = 1000
+
+#: Chunks read per round trip when a run's items are read in order (iter_items): a few MB at most
+#: of short items.
+CHUNKS_PER_READ = 10
 
 #: Seconds the chunks of an upload that has not started its run yet are kept after the last one
 #: was written: a web process that dies mid-upload leaves them behind for no longer.
@@ -61,3 +66,17 @@ class Items(Part):
         not there (the run has no items, or they expired with it)."""
         raw = self.client.hmget(items_key(run_id), [str(n) for n in numbers])
         return [None if text is None else json.loads(text) for text in raw]
+
+    def iter_items(self, run_id: str, first: int, last: int) -> Iterator[tuple[int, Any]]:
+        """(job id, item) of jobs ``first .. last`` in job order, CHUNKS_PER_READ chunks a round
+        trip, so a whole run's items are read in bounded memory (an export). Stops at the first
+        chunk that is not there (a run without items, or past its last item)."""
+        numbers = list(chunks_of(first, last))
+        for at in range(0, len(numbers), CHUNKS_PER_READ):
+            batch = numbers[at : at + CHUNKS_PER_READ]
+            for n, chunk in zip(batch, self.read_chunks(run_id, batch), strict=True):
+                if chunk is None:
+                    return
+                base = n * ITEMS_PER_CHUNK
+                for offset in range(max(first - base, 0), min(last - base + 1, len(chunk))):
+                    yield base + offset, chunk[offset]

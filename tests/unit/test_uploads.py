@@ -227,6 +227,18 @@ def test_a_message_reads_its_items_in_one_round_trip_and_the_next_none(store):
     assert list(chunks_of(999, 1000)) == [0, 1] and ITEMS_PER_CHUNK == 1000
 
 
+def test_iter_items_reads_a_range_in_job_order(store):
+    run_id = "0123456789ab"
+    for n in range(25):
+        size = 1000 if n < 24 else 300  # 24,300 items
+        store.items.write_chunk(run_id, n, [str(n * 1000 + i) for i in range(size)])
+    assert list(store.items.iter_items(run_id, 0, 24_299)) == [(k, k) for k in range(24_300)]
+    assert list(store.items.iter_items(run_id, 998, 1001)) == [(k, k) for k in range(998, 1002)]
+    tail = list(store.items.iter_items(run_id, 24_298, 30_000))
+    assert tail == [(24_298, 24_298), (24_299, 24_299)]
+    assert list(store.items.iter_items("000000000000", 0, 10)) == []
+
+
 def test_items_expire_with_the_run_and_are_deleted_with_it(store):
     run_id = "abcdef012345"
     store.items.write_chunk(run_id, 0, ['"a"', '"b"'])
