@@ -214,6 +214,11 @@ def test_x_and_y_on_runs_still_start_jobs_and_a_job_without_item_gets_none(syste
     wait_finished(system, run_id, 60)
     assert results(system, run_id) == {k: {"job": k, "item": None} for k in range(5)}
     assert not system.redis.exists(items_key(run_id))
+    # read from the function's signature once, at the worker's start
+    worker_log = system.procs["worker"].log()
+    assert (
+        "Job function tests.fault_jobs:with_item, called as f(run_id, job_id, item)" in worker_log
+    )
 
 
 def test_an_items_run_keeps_its_x_and_refuses_a_second_start(system):
