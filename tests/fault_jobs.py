@@ -221,10 +221,13 @@ def with_item(run_id: str, job_id: int, item: object) -> str:
     """Takes its job's item (``f(run_id, job_id, item)``) and returns it with the job id as
     JSON, so each job's result shows which item it got; executions are recorded as ``counted``
     records them. An item ``{"fail": N, ...}`` makes its job raise on its first N executions,
-    and every execution of such a job records the item it was handed (``seen_items_key``)."""
-    if isinstance(item, dict) and "fail" in item:
+    ``{"throttle": N, ...}`` raise optio.Throttle on them, and every execution of such a job
+    records the item it was handed (``seen_items_key``)."""
+    if isinstance(item, dict) and ("fail" in item or "throttle" in item):
         _redis().rpush(seen_items_key(run_id, job_id), json.dumps(item, sort_keys=True))
-        if _redis().incr(f"test:tries:{run_id}:{job_id}") <= int(item["fail"]):
+        if _redis().incr(f"test:tries:{run_id}:{job_id}") <= int(item.get("fail", 0)):
             raise RuntimeError(f"job {job_id} fails for now")
+        if _redis().incr(f"test:throttles:{run_id}:{job_id}") <= int(item.get("throttle", 0)):
+            raise Throttle(retry_after=0.2)
     counted(run_id, job_id)
     return json.dumps({"job": job_id, "item": item}, sort_keys=True)

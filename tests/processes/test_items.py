@@ -187,10 +187,11 @@ def test_an_upload_cut_off_midway_starts_nothing_and_its_chunks_are_deleted(syst
     assert_nothing_started(system, keys, before)
 
 
-def test_a_failing_job_is_handed_the_same_item_on_each_retry_and_after_retry_failed(system):
+def test_a_job_is_handed_the_same_item_on_each_retry_rerun_and_after_retry_failed(system):
     items = [{"n": k} for k in range(20)]
     items[3] = {"n": 3, "fail": 1}  # fails once, then its retry succeeds
     items[7] = {"n": 7, "fail": 4}  # fails its 3 attempts, then once after retry-failed
+    items[11] = {"n": 11, "throttle": 2}  # throttled twice, then its rerun succeeds
     answer = system.post("/api/runs", {"items": items, "y": 1200})
     assert answer.status_code == 201, answer.text
     run_id = answer.json()["runId"]
@@ -200,7 +201,7 @@ def test_a_failing_job_is_handed_the_same_item_on_each_retry_and_after_retry_fai
     assert retried.status_code == 200, retried.text
     final = wait_finished(system, run_id, 60)
     assert (final["processed"], final["failed"]) == (20, 0)
-    for job, runs in ((3, 2), (7, 5)):
+    for job, runs in ((3, 2), (7, 5), (11, 3)):
         seen = [json.loads(s) for s in system.redis.lrange(seen_items_key(run_id, job), 0, -1)]
         assert seen == [items[job]] * runs
     assert results(system, run_id)[7] == {"job": 7, "item": items[7]}
