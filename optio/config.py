@@ -79,7 +79,8 @@ class Settings(BaseSettings):
     job_seconds: float = 0.0
     """Simulated work per demo job, in seconds (OPTIO_JOB_SECONDS)."""
     job_func: str = "optio.jobs:demo"
-    """Import path of the job function, "module:function", called as f(run_id, job_id) -> str
+    """Import path of the job function, "module:function", called as f(run_id, job_id) -> str,
+    or f(run_id, job_id, item) when it takes three parameters (runs with items)
     (OPTIO_JOB_FUNC)."""
     lease_seconds: float = 10.0
     """Seconds a worker's lease on a message lasts; the worker renews it every third of this while
@@ -171,6 +172,12 @@ class Settings(BaseSettings):
     max_batch: int = 100
     """Largest job-id range carried by one Celery message (high rates batch jobs per message)
     (OPTIO_MAX_BATCH)."""
+    max_items: int = 10_000_000
+    """Most items a run started with items may carry (one job each): more are refused with 413
+    (OPTIO_MAX_ITEMS)."""
+    max_item_bytes: int = 64 * 1024
+    """Most bytes of one item, as JSON text (UTF-8): a larger item is refused with 413; the web
+    process holds at most 1000 of them at once while an upload streams (OPTIO_MAX_ITEM_BYTES)."""
     cors_origins: Annotated[tuple[str, ...], NoDecode] = None  # type: ignore[assignment]  # derived
     """Origins allowed for HTTP (CORS) and Socket.IO, comma separated in the environment; default
     http://localhost:PORT and http://127.0.0.1:PORT (OPTIO_CORS_ORIGINS)."""
@@ -287,6 +294,8 @@ def _check(s: Settings) -> None:
         raise ValueError(
             f"OPTIO_MAX_RESULT_BYTES must be at least {MIN_RESULT_BYTES}, not {s.max_result_bytes}"
         )
+    if s.max_items < 1 or s.max_item_bytes < 1:
+        raise ValueError("OPTIO_MAX_ITEMS and OPTIO_MAX_ITEM_BYTES must be at least 1")
     if s.keep_runs < 1:
         raise ValueError(f"OPTIO_KEEP_RUNS must be at least 1, not {s.keep_runs}")
     if s.webhook_url and not s.webhook_url.startswith(("http://", "https://")):

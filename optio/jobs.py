@@ -1,8 +1,9 @@
 """The default job: a demo that derives a result from the job's input.
 
 Point ``OPTIO_JOB_FUNC`` at your own ``module:function`` taking ``(run_id, job_id)`` and
-returning a string to run real work instead. It may run more than once for one job id
-(a redelivered message), so make it idempotent; it is counted once either way.
+returning a string to run real work instead; one taking ``(run_id, job_id, item)`` is handed
+its job's item in runs started with items (``POST /api/runs``). It may run more than once for
+one job id (a redelivered message), so make it idempotent; it is counted once either way.
 """
 
 from __future__ import annotations

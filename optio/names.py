@@ -56,10 +56,16 @@ Keys (all in the ``REDIS_URL`` database, which the Celery broker shares):
     sent again, parked or re-sent after its lease expired; an older retry) skips the job: one
     live message per job. Empty while no job waits for such a message, so leases then pay one
     ``EXISTS`` per message for it.
+``optio:run:<id>:items``
+    hash: chunk number n -> JSON array of the items of jobs n·1000 .. n·1000+999, for a run
+    started with items (``optio/store/items.py``); absent for a run of plain job ids. The web
+    process writes it while the upload streams, before the run starts; until then it expires
+    after ``items.UPLOAD_TTL_SECONDS``, so an upload cut off by a dying web process leaves
+    nothing behind for long.
 
-The eight ``optio:run:<id>…`` keys are what :func:`run_keys` lists. Once a run is not running
+The nine ``optio:run:<id>…`` keys are what :func:`run_keys` lists. Once a run is not running
 they expire after ``OPTIO_RUN_TTL`` (results: ``OPTIO_RESULT_TTL``). Every Lua script receives
-the same key list, :func:`script_keys`: the run's eight keys in that order, then active, current,
+the same key list, :func:`script_keys`: the run's nine keys in that order, then active, current,
 last_tick, runs, webhooks (the outbox) and metrics; ``optio/store/lua/_prelude.lua`` binds each
 to a named local. No script uses the server and heartbeats keys (Python reads and writes them).
 A message key is ``first:count`` (jobs first .. first+count-1) or ``job:1:rN`` (retry N of a
@@ -121,6 +127,9 @@ heldBack, heldAt
 sentAt
     ms (Redis clock) when messages of the run were last confirmed as published; the
     lost-message repair (``optio/worker/tick.py``) waits a margin after it.
+items
+    ``1`` when the run was started with items (its jobs' items are in the items hash; its x
+    cannot change); absent otherwise.
 """
 
 from __future__ import annotations
@@ -198,6 +207,10 @@ def owners_key(run_id: str) -> str:
     return f"{run_key(run_id)}:owners"
 
 
+def items_key(run_id: str) -> str:
+    return f"{run_key(run_id)}:items"
+
+
 def run_keys(run_id: str) -> list[str]:
     """The keys of one run, in the order every script takes them first (see script_keys)."""
     return [
@@ -209,6 +222,7 @@ def run_keys(run_id: str) -> list[str]:
         messages_key(run_id),
         holders_key(run_id),
         owners_key(run_id),
+        items_key(run_id),
     ]
 
 
@@ -220,7 +234,7 @@ NO_RUN = ""
 def script_keys(run_id: str) -> list[str]:
     """The keys every Lua script receives, whatever it touches: the run's (:func:`run_keys`),
     then the shared ones. ``_prelude.lua`` binds them, in this order, to locals named as their
-    function or constant here, in lower case (``run_key`` .. ``owners_key``, ``active_key`` ..
+    function or constant here, in lower case (``run_key`` .. ``items_key``, ``active_key`` ..
     ``metrics_key``); a key added here is added there too, at the same place."""
     return [
         *run_keys(run_id),

@@ -21,6 +21,7 @@ from optio.store.errors import (
     UnknownRunError,
     XBelowEnqueuedError,
 )
+from optio.store.items import Items
 from optio.store.leases import Lease, Leases
 from optio.store.outbox import Outbox
 from optio.store.runs import Runs
@@ -31,6 +32,7 @@ __all__ = [
     "Counting",
     "Durations",
     "Flush",
+    "Items",
     "Lease",
     "Leases",
     "Lost",
@@ -51,7 +53,7 @@ __all__ = [
 
 class RunStore:
     """Every part of the store on one connection: ``runs``, ``schedule``, ``counting``,
-    ``leases``, ``outbox``. ``settings``: the defaults unless given; ``retry_for`` as in
+    ``leases``, ``outbox``, ``items``. ``settings``: the defaults unless given; ``retry_for`` as in
     :class:`optio.store.scripts.Part`."""
 
     def __init__(
@@ -65,3 +67,4 @@ class RunStore:
         self.counting = Counting(client, settings, retry_for=retry_for)
         self.leases = Leases(client, settings, retry_for=retry_for)
         self.outbox = Outbox(client, settings, retry_for=retry_for)
+        self.items = Items(client, settings, retry_for=retry_for)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -209,3 +210,24 @@ def slow_once(run_id: str, job_id: int) -> str:
         _redis().rpush(starts_key(run_id), f"{job_id}:{time.time() * 1000:.0f}")
         time.sleep(float(os.environ.get("OPTIO_TEST_SLOW_SECONDS", "60")))
     return counted(run_id, job_id)
+
+
+def seen_items_key(run_id: str, job_id: int) -> str:
+    """List of the items (JSON) that the executions of a job that fails at first were handed."""
+    return f"test:seen:{run_id}:{job_id}"
+
+
+def with_item(run_id: str, job_id: int, item: object) -> str:
+    """Takes its job's item (``f(run_id, job_id, item)``) and returns it with the job id as
+    JSON, so each job's result shows which item it got; executions are recorded as ``counted``
+    records them. An item ``{"fail": N, ...}`` makes its job raise on its first N executions,
+    ``{"throttle": N, ...}`` raise optio.Throttle on them, and every execution of such a job
+    records the item it was handed (``seen_items_key``)."""
+    if isinstance(item, dict) and ("fail" in item or "throttle" in item):
+        _redis().rpush(seen_items_key(run_id, job_id), json.dumps(item, sort_keys=True))
+        if _redis().incr(f"test:tries:{run_id}:{job_id}") <= int(item.get("fail", 0)):
+            raise RuntimeError(f"job {job_id} fails for now")
+        if _redis().incr(f"test:throttles:{run_id}:{job_id}") <= int(item.get("throttle", 0)):
+            raise Throttle(retry_after=0.2)
+    counted(run_id, job_id)
+    return json.dumps({"job": job_id, "item": item}, sort_keys=True)

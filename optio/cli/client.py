@@ -10,6 +10,7 @@ import json
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -56,15 +57,33 @@ class Api:
         body: dict[str, Any] | None = None,
         query: dict[str, Any] | None = None,
     ) -> Answer:
+        data = None if body is None else json.dumps(body).encode()
+        media = None if body is None else "application/json"
+        return self._send(method, path, data, media, query)
+
+    def upload(
+        self, path: str, chunks: Iterable[bytes], media: str, query: dict[str, Any] | None = None
+    ) -> Answer:
+        """POST ``chunks`` as they come (chunked transfer encoding: the whole body is never
+        held) with Content-Type ``media``."""
+        return self._send("POST", path, chunks, media, query)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        data: bytes | Iterable[bytes] | None,
+        media: str | None,
+        query: dict[str, Any] | None,
+    ) -> Answer:
         params = {k: v for k, v in (query or {}).items() if v is not None}
         address = self.url + path + ("?" + urlencode(params) if params else "")
         headers = {"Accept": "application/json", "User-Agent": f"optio-cli/{__version__}"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
+        if media is not None:
+            headers["Content-Type"] = media
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        # an iterable body without a Content-Length goes out chunked (urllib.request)
         request = urllib.request.Request(address, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:

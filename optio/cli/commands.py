@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from optio import config
-from optio.cli.client import Api, Refused, Unreachable
+from optio.cli.client import Answer, Api, Refused, Unreachable
 from optio.cli.format import runs_table, summary
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NO_CONNECTION, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -93,11 +93,16 @@ def _wire(y: float) -> float | int:
     return int(y) if y.is_integer() else y
 
 
+def _run_rate(args: argparse.Namespace) -> float:
+    """Y of ``optio run``: the second number, or -y."""
+    return args.rate if args.y is None else args.y
+
+
 def request_for(args: argparse.Namespace) -> tuple[str, str, dict | None, dict | None]:
     """The API call of a command: method, path, JSON body, query."""
     command = args.command
     if command == "run":
-        return "POST", "/api/run", {"x": args.x, "y": _wire(args.y)}, None
+        return "POST", "/api/run", {"x": args.x, "y": _wire(_run_rate(args))}, None
     if command == "update":
         body: dict[str, Any] = {}
         if args.x is not None:
@@ -114,12 +119,34 @@ def request_for(args: argparse.Namespace) -> tuple[str, str, dict | None, dict |
     return "POST", f"/api/{command}", None, None  # pause, resume, stop
 
 
+#: Bytes of an items file read and sent at a time.
+UPLOAD_BYTES = 64 * 1024
+
+
+def items_media(path: str, csv: bool) -> str:
+    """The Content-Type of an items file: CSV for ``--csv`` or a ``.csv`` name, else NDJSON
+    (standard input, ``-``, too)."""
+    if csv or (path != "-" and path.lower().endswith(".csv")):
+        return "text/csv"
+    return "application/x-ndjson"
+
+
+def _send(args: argparse.Namespace) -> Answer:
+    api = Api(args.url, args.token)
+    if args.command == "run" and args.items is not None:
+        source = args.items_source
+        chunks = iter(lambda: source.read(UPLOAD_BYTES), b"")
+        media = items_media(args.items, args.csv)
+        return api.upload("/api/runs", chunks, media, {"y": _wire(_run_rate(args))})
+    method, path, body, query = request_for(args)
+    return api.call(method, path, body, query)
+
+
 def call(args: argparse.Namespace) -> int:
     """Make the command's API call and print its answer; return the exit code."""
     name = f"optio {args.command}"
-    method, path, body, query = request_for(args)
     try:
-        answer = Api(args.url, args.token).call(method, path, body, query)
+        answer = _send(args)
     except Refused as exc:
         print(f"{name}: {exc.message}", file=sys.stderr)
         if exc.status == 401 and not args.token:
@@ -199,9 +226,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _api_commands(command) -> None:
     """The commands that make one API call: ``command(name, help, description)`` adds one."""
-    run = command("run", "start a run of X jobs at Y jobs/min", "Start a run.")
-    run.add_argument("x", metavar="X", type=jobs, help="jobs to run (a whole number, 1,500 is ok)")
-    run.add_argument("y", metavar="Y", type=per_minute, help="jobs per minute (above 0)")
+    run = command(
+        "run",
+        "start a run of X jobs, or of one job per item, at Y jobs/min",
+        "Start a run: `optio run X Y`, or `optio run --items FILE -y Y` for one job per\n"
+        "item of FILE (job k gets the k-th item: f(run_id, job_id, item)). FILE is\n"
+        "NDJSON (one JSON value a line) or, named *.csv or with --csv, CSV with a header\n"
+        "row (each row an object keyed by it); - reads standard input. The file is\n"
+        "streamed: any size works, up to the server's OPTIO_MAX_ITEMS.",
+    )
+    run.add_argument(
+        "x", metavar="X", type=jobs, nargs="?", help="jobs to run (a whole number, 1,500 is ok)"
+    )
+    run.add_argument(
+        "rate", metavar="Y", type=per_minute, nargs="?", help="jobs per minute (above 0)"
+    )
+    run.add_argument("--items", metavar="FILE", help="one job per item of FILE (- for stdin)")
+    run.add_argument("-y", dest="y", metavar="Y", type=per_minute, help="jobs per minute")
+    run.add_argument("--csv", action="store_true", help="FILE is CSV whatever its name")
+    run.set_defaults(usage_error=run.error)
     command("status", "print the current state", "Print the current (or last) run's state.")
     update = command(
         "update", "change the running run's X and/or Y", "Change the running run's total or rate."
@@ -266,6 +309,30 @@ def _serve_command(commands) -> None:
     s.add_argument("--port", type=int, help=f"port (default from PORT: {config.SETTINGS.port})")
 
 
+def _check_run(args: argparse.Namespace) -> None:
+    """``run X Y`` (or ``run X -y Y``), or ``run --items FILE -y Y``; opens FILE (usage errors
+    exit 2)."""
+    if args.y is not None and args.rate is not None:
+        args.usage_error("give Y once: as the second number or as -y")
+    args.y = _run_rate(args)
+    if args.items is None:
+        if args.x is None or args.y is None:
+            args.usage_error("give X and Y (optio run 100 60), or --items FILE -y Y")
+        if args.csv:
+            args.usage_error("--csv goes with --items")
+        return
+    if args.x is not None:
+        args.usage_error("with --items the items are the jobs: give no X, and Y as -y Y")
+    if args.y is None:
+        args.usage_error("give the rate with -y Y (jobs per minute)")
+    try:
+        args.items_source = (
+            sys.stdin.buffer if args.items == "-" else open(args.items, "rb")  # noqa: SIM115
+        )
+    except OSError as exc:
+        args.usage_error(f"cannot read {args.items}: {exc.strerror or exc}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -276,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args.host, args.port)
     if args.command == "update" and args.x is None and args.y is None:
         args.usage_error("give --x, --y or both")  # exits 2
+    if args.command == "run":
+        _check_run(args)
     try:
         if args.command == "watch":
             from optio.cli.watch import watch

@@ -43,3 +43,11 @@ class XBelowEnqueuedError(Exception):
     def __init__(self, x: int, enqueued: int) -> None:
         super().__init__(f"x ({x}) cannot be below the {enqueued} jobs already enqueued")
         self.enqueued = enqueued
+
+
+class XFixedByItemsError(Exception):
+    """A run started with items has one job per item: its total cannot change."""
+
+    def __init__(self, x: int) -> None:
+        super().__init__(f"x of a run with items is its number of items ({x:,}); it cannot change")
+        self.x = x

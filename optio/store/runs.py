@@ -15,6 +15,7 @@ from optio.store.errors import (
     RunActiveError,
     UnknownRunError,
     XBelowEnqueuedError,
+    XFixedByItemsError,
 )
 from optio.store.scripts import Part, now_arg, num_arg
 
@@ -30,13 +31,25 @@ class Runs(Part):
     SCRIPTS = ("start_run", "pause_run", "resume_run", "retry_failed", "update_run", "stop_run")
 
     @retrying
-    def start_run(self, x: int, y: float, *, now_ms: int | None = None) -> str:
-        """Start a run of x jobs at y jobs/min; raises RunActiveError while one runs."""
-        run_id = new_run_id()
+    def start_run(
+        self, x: int, y: float, *, run_id: str | None = None, now_ms: int | None = None
+    ) -> str:
+        """Start a run of x jobs at y jobs/min; raises RunActiveError while one runs.
+        ``run_id``: the id whose items (``optio/store/items.py``) were written already, one
+        per job; None: a new id, jobs without items."""
+        with_items = run_id is not None
+        run_id = run_id or new_run_id()
         started, other = self._run(
             "start_run",
             run_id,
-            [run_id, x, num_arg(float(y)), now_arg(now_ms), int(bool(self.settings.webhook_url))],
+            [
+                run_id,
+                x,
+                num_arg(float(y)),
+                now_arg(now_ms),
+                int(bool(self.settings.webhook_url)),
+                int(with_items),
+            ],
         )
         if not started:
             raise RunActiveError(other)
@@ -160,6 +173,8 @@ class Runs(Part):
             return
         if result[1] == "x_below_enqueued":
             raise XBelowEnqueuedError(x or 0, int(result[2]))
+        if result[1] == "x_items":
+            raise XFixedByItemsError(int(result[2]))
         raise NoActiveRunError()
 
     @retrying

@@ -5,19 +5,23 @@ answers and the links between operations, which the document (``openapi.py``) is
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Iterable, Iterator
 
+import redis
 from flask import Blueprint, Flask, jsonify, request
 
 from optio import names
-from optio.store.errors import UnknownRunError, XBelowEnqueuedError
-from optio.store.runs import Runs
-from optio.webapp import health, schemas, security
+from optio.store.errors import RunActiveError, UnknownRunError, XBelowEnqueuedError
+from optio.store.runs import Runs, new_run_id
+from optio.webapp import health, schemas, security, uploads
 from optio.webapp.errors import MAX_BODY_BYTES, handle_error
 from optio.webapp.operations import (
     CHANGE_ERRORS,
     READ_ERRORS,
     RUN_ID,
+    TEXT,
     Body,
     change,
     json_answer,
@@ -31,9 +35,11 @@ from optio.webapp.validation import (
     is_run_id,
     number,
     parse_json_object,
+    validate_items_body,
     validate_runs_query,
     validate_start,
     validate_update,
+    validate_upload_query,
 )
 
 log = logging.getLogger("optio.api")
@@ -113,6 +119,124 @@ def start_run():
     log.info("[api] Started run %s: x=%s, y=%s/min", run_id, number(x), number(y))
     _kick_scheduler()
     return jsonify(current_state()), 201
+
+
+#: Most bytes of a JSON body of ``POST /api/runs`` (items inline): larger batches stream as NDJSON
+#: or CSV, which is never held whole.
+MAX_ITEMS_JSON_BYTES = 16 * 1024 * 1024
+UPLOAD_EXAMPLES = {
+    uploads.NDJSON: '{"email": "ada@example.com"}\n{"email": "grace@example.com"}\n',
+    uploads.CSV: "email,name\nada@example.com,Ada\ngrace@example.com,Grace\n",
+}
+
+
+@bp.post("/runs")
+@operation(
+    "createRun",
+    "Start a run of x jobs, or of one job per item, at y jobs per minute",
+    'A JSON body `{"x", "y"}` starts x jobs as `POST /api/run` does; `{"items": [...], '
+    '"y"}` starts one job per item (job k gets items[k]: `f(run_id, job_id, item)`). An NDJSON '
+    "(one JSON value a line) or CSV body (a header row; each row an object keyed by it) streams "
+    "the items, with y in the query (`?y=600`): they are stored as they arrive, and the run "
+    "starts once all are read and valid. Bad input starts nothing and leaves nothing stored: "
+    "400 names the line, 413 the limit.",
+    body=Body(
+        ("StartRun", "StartRunWithItems"),
+        {"items": ["ada@example.com", "grace@example.com"], "y": 600},
+        more={
+            media: {"schema": TEXT, "example": example}
+            for media, example in UPLOAD_EXAMPLES.items()
+        },
+    ),
+    query=schemas.UploadQuery,
+    answers={201: state("The new run's state (x: the number of items).", RUN_LINKS)},
+    errors=(400, 409, *CHANGE_ERRORS),
+    said={
+        400: "Bad input: a field, the query, an item line that is not JSON, a CSV row with "
+        "another number of fields than the header (the message names the line), no items, or "
+        "an upload cut off before its end.",
+        409: "A run is already running or paused: stop it first.",
+        413: "More items than OPTIO_MAX_ITEMS, an item larger than OPTIO_MAX_ITEM_BYTES, or a "
+        "JSON body larger than 16 MiB.",
+        415: "A body that is neither application/json, application/x-ndjson nor text/csv.",
+    },
+    on_conflict=STOP_FIRST,
+)
+def create_run():
+    settings = services().settings
+    limits = uploads.Limits(settings.max_items, settings.max_item_bytes, settings.max_x)
+    if request.mimetype in uploads.UPLOAD_TYPES:
+        y = validate_upload_query(request.args, max_y=settings.max_y)
+        _refuse_while_active()
+        items = uploads.upload_items(request.mimetype, _body_chunks(), limits)
+        run_id, x = _start_with_items(items, y, limits)
+    else:
+        body = _json_body()
+        if "items" in body:
+            values, y = validate_items_body(body, max_y=settings.max_y)
+            _refuse_while_active()
+            run_id, x = _start_with_items(uploads.json_items(values, limits), y, limits)
+        else:
+            x, y = validate_start(body, **_limits())
+            run_id = store().start_run(x, y)
+    log.info("[api] Started run %s: x=%s, y=%s/min", run_id, number(x), number(y))
+    _kick_scheduler()
+    return jsonify(current_state()), 201
+
+
+def _body_chunks() -> Iterator[bytes]:
+    """The request body as it arrives, read from the WSGI input (see uploads.py)."""
+    return uploads.body_chunks(request.environ["wsgi.input"].read, request.content_length)
+
+
+def _json_body() -> dict:
+    """The JSON object of a ``POST /api/runs``, of at most MAX_ITEMS_JSON_BYTES; no query."""
+    if request.args:
+        names = ", ".join(sorted(request.args))[:200]
+        raise ApiError(400, f"unknown query parameter(s): {names} (a JSON body carries y)")
+    too_large = ApiError(
+        413,
+        f"a JSON body is at most {MAX_ITEMS_JSON_BYTES // 2**20} MiB: stream more items as "
+        "NDJSON (Content-Type application/x-ndjson) or CSV (text/csv)",
+    )
+    if (request.content_length or 0) > MAX_ITEMS_JSON_BYTES:
+        raise too_large
+    raw = bytearray()
+    for chunk in _body_chunks():
+        raw += chunk
+        if len(raw) > MAX_ITEMS_JSON_BYTES:
+            raise too_large
+    return parse_json_object(bytes(raw), request.mimetype or None)
+
+
+def _refuse_while_active() -> None:
+    """Refuse at once, before an upload is read, while a run is active (start_run checks again,
+    atomically, once the upload is stored)."""
+    active = store().active_run_id()
+    if active:
+        raise RunActiveError(active)
+
+
+def _start_with_items(encoded: Iterable[str], y: float, limits: uploads.Limits) -> tuple[str, int]:
+    """Store ``encoded`` (the items as JSON texts, in job order) under a new run id, then start
+    that run: (its id, its x). Whatever goes wrong before it starts deletes what was stored."""
+    items, runs = services().store.items, store()
+    run_id = new_run_id()
+    try:
+        x = uploads.write_chunks(encoded, functools.partial(items.write_chunk, run_id), limits)
+        runs.start_run(x, y, run_id=run_id)
+    except BaseException as exc:  # a refusal, a cut upload, a killed green thread
+        if not isinstance(exc, redis.RedisError):  # the script may have run: they expire
+            _discard(run_id)
+        raise
+    return run_id, x
+
+
+def _discard(run_id: str) -> None:
+    try:
+        services().store.items.discard(run_id)
+    except redis.RedisError as exc:  # they expire (items.UPLOAD_TTL_SECONDS)
+        log.warning("[api] Could not delete the items of unstarted run %s: %s", run_id, exc)
 
 
 @bp.put("/run")

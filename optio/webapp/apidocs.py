@@ -36,8 +36,9 @@ def type_of(schema: dict[str, Any]) -> Markup:
     if "$ref" in schema:
         name = schema_name(schema["$ref"])
         return Markup('<a href="#{}">{}</a>').format(anchor("schema", name), name)
-    if "anyOf" in schema:
-        return Markup(" or ").join(type_of(s) for s in schema["anyOf"])
+    for either in ("anyOf", "oneOf"):
+        if either in schema:
+            return Markup(" or ").join(type_of(s) for s in schema[either])
     if "enum" in schema:
         values = ", ".join(json.dumps(v) for v in schema["enum"])
         return Markup("one of <code>{}</code>").format(values)
@@ -107,15 +108,26 @@ def _responses(operation: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _example(media_type: str, content: dict[str, Any]) -> str | None:
+    """A body's example as it is sent: JSON, or the text of another media type."""
+    if "example" not in content:
+        return None
+    example = content["example"]
+    return json.dumps(example) if media_type == "application/json" else str(example)
+
+
 def _operation(path: str, method: str, operation: dict[str, Any]) -> dict[str, Any]:
     body = operation.get("requestBody")
     request = None
     if body:
-        content = body["content"]["application/json"]
-        request = {
-            "schema": type_of(content["schema"]),
-            "example": json.dumps(content.get("example")) if "example" in content else None,
-        }
+        request = [
+            {
+                "type": media_type,
+                "schema": type_of(content["schema"]),
+                "example": _example(media_type, content),
+            }
+            for media_type, content in body["content"].items()
+        ]
     return {
         "id": operation["operationId"],
         "method": method.upper(),

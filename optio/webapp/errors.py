@@ -16,6 +16,7 @@ from optio.store.errors import (
     RunActiveError,
     UnknownRunError,
     XBelowEnqueuedError,
+    XFixedByItemsError,
 )
 from optio.webapp.validation import ApiError, number
 
@@ -32,7 +33,7 @@ def handle_error(exc: Exception):
         status, message = 409, str(exc)
     elif isinstance(exc, UnknownRunError):
         status, message = 404, str(exc)
-    elif isinstance(exc, XBelowEnqueuedError):
+    elif isinstance(exc, (XBelowEnqueuedError, XFixedByItemsError)):
         status, message = 400, str(exc)
     elif isinstance(exc, redis.RedisError):
         log.warning("[api] Redis error: %s", exc)

@@ -50,8 +50,9 @@ Process X jobs at Y jobs per minute, with live progress.
 Every error is `{"error": "what is wrong"}` (schema `Error`) with a 4xx status, or 503 when
 Redis is down. A `POST`, `PUT`, `DELETE` or `PATCH` whose `Origin` (or, without one, `Referer`)
 is neither this server's origin nor listed in `OPTIO_CORS_ORIGINS` is refused with 403, and a
-request body must be `application/json` (415) of at most 16 KiB (413). With `OPTIO_API_TOKEN`
-set, changes need `Authorization: Bearer <token>` (401), and reads too with
+request body must be `application/json` (415) of at most 16 KiB (413), except the items of
+`POST /api/runs`: a JSON body of up to 16 MiB, or a stream of NDJSON or CSV of any length.
+With `OPTIO_API_TOKEN` set, changes need `Authorization: Bearer <token>` (401), and reads too with
 `OPTIO_PROTECT_READS`; `/api/health` and this document stay open.
 
 Live progress is the Socket.IO `progress` event (path `/socket.io/`), whose payload is
@@ -133,8 +134,11 @@ class _Builder:
         return rendered
 
     def body(self, body: Body) -> dict:
-        schema = self.schema(body.model, "validation")
-        return {"required": True, "content": {JSON: {"schema": schema, "example": body.example}}}
+        models = body.model if isinstance(body.model, tuple) else (body.model,)
+        found = [self.schema(model, "validation") for model in models]
+        schema = found[0] if len(found) == 1 else {"oneOf": found}
+        content = {JSON: {"schema": schema, "example": body.example}, **body.more}
+        return {"required": True, "content": content}
 
     def operation(self, op: Operation, rule: Rule) -> dict:
         rendered: dict[str, Any] = {"operationId": op.op_id, "summary": op.summary}
@@ -192,7 +196,10 @@ def _query_parameters(query: type[BaseModel] | None) -> list[dict]:
 def build(app: Flask) -> dict[str, Any]:
     """The OpenAPI document of ``app``'s routes, for its settings' limits."""
     settings = app.extensions["optio"].settings
-    request_models = schemas.request_models(settings.max_x, settings.max_y)
+    request_models = (
+        *schemas.request_models(settings.max_x, settings.max_y),
+        schemas.items_model(settings.max_y),
+    )
     builder = _Builder({model.__name__: model for model in request_models})
     paths: dict[str, dict] = {}
     for rule, method, found in operations(app):

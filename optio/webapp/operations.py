@@ -30,7 +30,7 @@ ERRORS = {
     403: "Cross-site request refused: a foreign Origin or Referer.",
     404: "Not found.",
     409: "Conflicts with the state of the runs (the message says how).",
-    413: "Body larger than 16 KiB.",
+    413: "Body larger than 16 KiB (`POST /api/runs`: items too many or too large).",
     415: "A body whose Content-Type is not application/json.",
     503: "Redis does not answer; try again shortly.",
 }
@@ -66,10 +66,13 @@ class Answer:
 
 @dataclass(frozen=True)
 class Body:
-    """A required JSON request body and its example."""
+    """A required JSON request body and its example. ``model``: one schema, or several that
+    the body may be (``oneOf``); ``more``: other media types the body may have instead, each
+    with its schema and example as OpenAPI writes them."""
 
-    model: Schema
+    model: Schema | tuple[Schema, ...]
     example: dict
+    more: Mapping[str, dict] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,40 @@ def request_models(max_x: int, max_y: float) -> tuple[type[BaseModel], type[Base
     return StartRun, UpdateRun
 
 
+@functools.cache
+def items_model(max_y: float) -> type[BaseModel]:
+    """The JSON body of ``POST /api/runs`` that carries items (for the OpenAPI document; the
+    body is checked by ``validation.validate_items_body``, and each item as it is stored)."""
+
+    class StartRunWithItems(BaseModel):
+        """Start a run of one job per item at y jobs per minute: job k gets items[k]."""
+
+        model_config = ConfigDict(extra="forbid", strict=True)
+        items: list[Any] = Field(
+            min_length=1,
+            description="The jobs' items, any JSON values, in job order; at most "
+            "OPTIO_MAX_ITEMS of at most OPTIO_MAX_ITEM_BYTES each (413 above). A body of more "
+            "than 16 MiB is refused: stream larger batches as NDJSON or CSV.",
+            examples=[["ada@example.com", "grace@example.com"]],
+        )
+        y: float = _y_field(max_y, optional=False)
+
+    return StartRunWithItems
+
+
+class UploadQuery(BaseModel):
+    """The query of a streamed upload to ``POST /api/runs`` (NDJSON or CSV)."""
+
+    model_config = ConfigDict(extra="forbid")
+    y: float = Field(
+        None,  # type: ignore[assignment]  # required for uploads; a JSON body has y inside
+        gt=0,
+        description="Jobs per minute (required with an NDJSON or CSV body; a JSON body carries "
+        "y itself and takes no query).",
+        json_schema_extra=_no_default,
+    )
+
+
 def _ascii_digits(value: Any) -> Any:
     """A query's number as people type it: ASCII digits only (no sign, space, "²" or "1_0")."""
     if isinstance(value, str) and not (value.isascii() and value.isdigit() and len(value) <= 6):

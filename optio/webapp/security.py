@@ -11,6 +11,7 @@ from urllib.parse import unquote
 from flask import request
 
 from optio.webapp.services import services
+from optio.webapp.uploads import UPLOAD_TYPES
 from optio.webapp.validation import ApiError
 
 
@@ -33,6 +34,9 @@ def require_token(expected: str | None) -> None:
         raise ApiError(401, "missing or wrong API token: send Authorization: Bearer <token>")
 
 
+#: Views whose body may be a stream of items instead of JSON, and the media types they take.
+UPLOADS = {"api.create_run": UPLOAD_TYPES}
+
 #: Methods that change state: refused on every route when another web site sends them (CSRF).
 STATE_CHANGING = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 
@@ -51,7 +55,8 @@ def refuse_cross_site() -> None:
     no preflight, to localhost too. They label it with ``Origin`` (or at least ``Referer``), which
     must then be ours or listed; ``null`` (sandboxed frames, no-referrer pages, file://) never is
     for changes. Clients that send neither, such as curl, are not browsers acting for a web site.
-    A body must be JSON on every route. (No check of an empty body's type: eventlet reports a
+    A body must be JSON on every route (``POST /api/runs`` also takes NDJSON and CSV uploads:
+    neither is a type a form can send). (No check of an empty body's type: eventlet reports a
     missing Content-Type as text/plain, so curl's bare POST could not be told from a form's.)
     """
     if request.method not in STATE_CHANGING:
@@ -69,8 +74,13 @@ def refuse_cross_site() -> None:
             "origin nor listed in OPTIO_CORS_ORIGINS",
         )
     has_body = bool(request.content_length) or "Transfer-Encoding" in request.headers
-    if has_body and request.mimetype != "application/json":
-        raise ApiError(415, "Content-Type must be application/json")
+    streams = UPLOADS.get(request.endpoint or "", ())
+    if has_body and request.mimetype != "application/json" and request.mimetype not in streams:
+        types = ", ".join(("application/json", *streams))
+        raise ApiError(
+            415,
+            f"Content-Type must be {types}" if streams else "Content-Type must be application/json",
+        )
 
 
 def _origin_of(url: str) -> str:

@@ -6,6 +6,7 @@ this module parses bodies and says what is wrong in our own words."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, TypeVar, cast
 
@@ -142,6 +143,41 @@ def validate_x(value: Any, max_x: int | None = None) -> int:
 def validate_y(value: Any, max_y: float | None = None) -> float:
     _, y = validate_update({"y": value}, max_y=max_y)
     return cast(float, y)
+
+
+def validate_items_body(body: dict, *, max_y: float | None = None) -> tuple[list, float]:
+    """``{"items": [...], "y": ...}`` of POST /api/runs: the items (a non-empty JSON array of
+    any values; their sizes and number are checked as they are stored) and y."""
+    unknown = sorted(set(body) - {"items", "y"})
+    if "x" in unknown:
+        raise ApiError(400, "send items or x, not both: a run with items has one job per item")
+    if unknown:
+        raise ApiError(400, f"unknown field(s): {', '.join(unknown)[:200]}")
+    items = body["items"]
+    if not isinstance(items, list):
+        raise ApiError(400, f"items must be a JSON array, not {_describe(items)}")
+    if not items:
+        raise ApiError(400, "no items: send at least one")
+    if "y" not in body:
+        raise ApiError(400, "missing field: y")
+    return items, validate_y(body["y"], max_y)
+
+
+_QUERY_NUMBER = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
+
+
+def validate_upload_query(args: Mapping[str, str], *, max_y: float | None = None) -> float:
+    """y of a streamed upload to POST /api/runs, from the query (``?y=600``), as in a body."""
+    unknown = sorted(set(args) - {"y"})
+    if unknown:
+        raise ApiError(400, f"unknown query parameter(s): {', '.join(unknown)[:200]}")
+    if "y" not in args:
+        raise ApiError(400, "missing query parameter: y (jobs per minute), e.g. ?y=600")
+    text = args["y"]
+    if not _QUERY_NUMBER.fullmatch(text):
+        raise ApiError(400, f"y must be a number of jobs per minute, got {text[:40]!r}")
+    value = float(text)
+    return validate_y(int(value) if value.is_integer() and "." not in text else value, max_y)
 
 
 def _describe(value: Any) -> str:

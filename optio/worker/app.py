@@ -82,6 +82,14 @@ def _connect_signals(ctx: Context) -> None:
                 f"OPTIO_JOB_FUNC={settings.job_func!r} cannot be loaded: {exc}"
             ) from exc
 
+    def announce_job_function(**_: object) -> None:
+        """Say how the job function is called (read from its signature once)."""
+        log.info(
+            "[worker] Job function %s, called as f(run_id, job_id%s)",
+            settings.job_func,
+            ", item" if ctx.job_takes_item else "",
+        )
+
     def warn_deprecated(**_: object) -> None:
         if settings.stall_seconds_deprecated is not None:
             log.warning(
@@ -94,6 +102,7 @@ def _connect_signals(ctx: Context) -> None:
         signals.worker_init.connect(handler, weak=False)
     signals.worker_init.connect(pool_leases.worker_init, weak=False)
     signals.worker_ready.connect(pool_leases.worker_ready, weak=False)
+    signals.worker_ready.connect(announce_job_function, weak=False)
     signals.worker_process_init.connect(ctx.pool_process_init, weak=False)
     for handler in (check_redis_at_start, warn_deprecated):
         signals.beat_init.connect(handler, weak=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from celery.exceptions import Reject
 
@@ -130,7 +131,8 @@ def _lease_and_run(
         return 0
     keeper.hold(held)
     try:
-        return _run_jobs(ctx, held, lease.jobs, every)
+        items = ctx.item_reader.items_for(run_id, lease.jobs) if ctx.job_takes_item else None
+        return _run_jobs(ctx, held, lease.jobs, every, items)
     finally:
         keeper.drop(held)  # not renewed any more: after an error it runs out (see _give_back)
 
@@ -143,11 +145,19 @@ def _holder_died(ctx: Context, delivery_info: dict | None, holder: str) -> bool:
     return not ctx.keeper.holder_alive(holder)
 
 
-def _run_jobs(ctx: Context, held: Held, jobs: list[int], every: float = 0.0) -> int:
+def _run_jobs(
+    ctx: Context,
+    held: Held,
+    jobs: list[int],
+    every: float = 0.0,
+    items: dict[int, Any] | None = None,
+) -> int:
     """Run the leased jobs in order, ``every`` seconds apart at most, counting them as tally.py
     says, until the lease is lost or the run stops; then count the rest and give the lease up (a
-    paused run parks the jobs not started)."""
+    paused run parks the jobs not started). A job function that takes an item gets its job's
+    from ``items`` (None for a run without items)."""
     job = ctx.job_function
+    takes_item = ctx.job_takes_item
     run_id = held.run_id
     tally = Tally(ctx.counting, held)
     flusher = ctx.flusher
@@ -162,7 +172,10 @@ def _run_jobs(ctx: Context, held: Held, jobs: list[int], every: float = 0.0) -> 
             began = time.perf_counter()
             result: str | None = None  # stays None when the job failed or was throttled
             try:
-                outcome = job(run_id, job_id)
+                if takes_item:
+                    outcome = job(run_id, job_id, None if items is None else items[job_id])
+                else:
+                    outcome = job(run_id, job_id)
                 result = "" if outcome is None else str(outcome)  # "": nothing to store
             except Throttle as throttle:
                 _job_throttled(ctx, run_id, job_id, throttle)

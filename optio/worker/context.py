@@ -20,9 +20,11 @@ from optio.config import Settings
 from optio.names import JOBS_QUEUE, PROCESS_JOBS_TASK
 from optio.store.connection import connect
 from optio.store.counting import Counting
+from optio.store.items import Items
 from optio.store.leases import Leases
 from optio.store.outbox import Outbox
 from optio.store.schedule import Schedule
+from optio.worker.items import ItemReader, takes_item
 from optio.worker.leases import Keeper
 from optio.worker.pool_leases import PoolLeases
 from optio.worker.tally import Flusher
@@ -158,6 +160,17 @@ class Context:
     @cached_property
     def job_function(self) -> Callable[..., Any]:
         return load_job_function(self.settings.job_func)
+
+    @cached_property
+    def job_takes_item(self) -> bool:
+        """Whether the job function takes the job's item, ``f(run_id, job_id, item)``: read
+        from its signature once. Two-parameter functions are called as ``f(run_id, job_id)``
+        and their messages read no item."""
+        return takes_item(self.job_function)
+
+    @cached_property
+    def item_reader(self) -> ItemReader:
+        return ItemReader(self._part(Items))
 
     @property
     def process_jobs(self) -> Task:

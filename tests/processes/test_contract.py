@@ -11,6 +11,7 @@ next run; only loopback is reached.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from optio.testing import ROOT, VENV_BIN, System, free_port
 #: Checks and bounds (examples per operation, stateful sequences). The reports of the last run
 #: are saved as artifacts/schemathesis-*.txt (git-ignored) and shown when a test fails.
 CONFIG = Path(__file__).with_name("schemathesis.toml")
+#: Serializers of the media types schemathesis does not know (NDJSON uploads).
+HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +62,8 @@ def schemathesis(system: System, phases: str, report: str, cwd: Path) -> None:
         phases,
         f"{system.base}/api/openapi.json",
     ]
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)}
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     text = done.stdout + done.stderr
     path = ROOT / "artifacts" / f"schemathesis-{report}.txt"
     path.parent.mkdir(exist_ok=True)

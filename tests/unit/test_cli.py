@@ -10,7 +10,7 @@ import time
 import pytest
 
 from optio import config
-from optio.cli.commands import build_parser, jobs, main, per_minute, request_for
+from optio.cli.commands import build_parser, items_media, jobs, main, per_minute, request_for
 from optio.cli.format import active_seconds, duration, rate_text, runs_table, summary
 from optio.cli.watch import EXIT_ENDED, EXIT_OK, Display, Follower, Throughput
 
@@ -268,6 +268,12 @@ def test_y_accepts_positive_numbers(text, value):
         ["run", "10", "nan"],
         ["run", "10", "inf"],
         ["run", "10"],
+        ["run", "10", "60", "-y", "60"],
+        ["run", "10", "60", "--csv"],
+        ["run", "--items", "items.jsonl"],
+        ["run", "--items", "items.jsonl", "60"],
+        ["run", "--items", "items.jsonl", "10", "-y", "60"],
+        ["run", "--items", "/nonexistent/items.csv", "-y", "60"],
         ["update"],
         ["update", "--x", "0"],
         ["runs", "--limit", "0"],
@@ -294,6 +300,7 @@ def test_each_command_makes_its_api_call():
 
     assert request("run", "1,500", "60") == ("POST", "/api/run", {"x": 1500, "y": 60}, None)
     assert request("run", "5", "0.5")[2] == {"x": 5, "y": 0.5}
+    assert request("run", "5", "-y", "30")[2] == {"x": 5, "y": 30}
     assert request("update", "--y", "120") == ("PUT", "/api/run", {"y": 120}, None)
     assert request("pause")[:2] == ("POST", "/api/pause")
     assert request("resume")[:2] == ("POST", "/api/resume")
@@ -306,6 +313,13 @@ def test_each_command_makes_its_api_call():
         {"limit": 5, "before": "abc"},
     )
     assert request("retry-failed", "a/b")[1] == "/api/runs/a%2Fb/retry-failed"
+
+
+def test_an_items_file_is_ndjson_unless_it_is_csv():
+    assert items_media("people.csv", False) == items_media("PEOPLE.CSV", False) == "text/csv"
+    assert items_media("people.jsonl", False) == "application/x-ndjson"
+    assert items_media("-", False) == "application/x-ndjson"
+    assert items_media("-", True) == items_media("people.txt", True) == "text/csv"
 
 
 def test_a_throttled_run_says_its_effective_rate():

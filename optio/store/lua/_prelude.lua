@@ -4,7 +4,7 @@
 -- (how many keys every script receives).
 --
 -- The keys. Every script receives the same ordered list, names.script_keys(run id): the run's
--- eight keys, then the shared ones. The last lines of this prelude bind each to the local named
+-- nine keys, then the shared ones. The last lines of this prelude bind each to the local named
 -- below, once; no script or helper reads the list by position. optio/names.py says what each
 -- key holds, and every field of the run hash.
 --    1 run_key        hash: the run's state
@@ -15,12 +15,13 @@
 --    6 messages_key   zset: message key -> deadline ms
 --    7 holders_key    hash: message key -> "token:jobs left" of the worker leasing it
 --    8 owners_key     hash: job id -> the message that alone may run it (its retry or rerun)
---    9 active_key     string: id of the run that is running
---   10 current_key    string: id of the run clients are shown
---   11 last_tick_key  string: ms of the last scheduler tick
---   12 runs_key       zset: the run history, run id -> startedAt ms
---   13 outbox_key     zset: the webhook outbox, run id -> ms its delivery is due
---   14 metrics_key    hash: totals over all runs, for /metrics
+--    9 items_key      hash: chunk number -> JSON array of the items of 1000 jobs (runs with items)
+--   10 active_key     string: id of the run that is running
+--   11 current_key    string: id of the run clients are shown
+--   12 last_tick_key  string: ms of the last scheduler tick
+--   13 runs_key       zset: the run history, run id -> startedAt ms
+--   14 outbox_key     zset: the webhook outbox, run id -> ms its delivery is due
+--   15 metrics_key    hash: totals over all runs, for /metrics
 -- (The numbers are for reading a MONITOR trace or an EVALSHA by hand.)
 -- One list for all scripts, though each touches only some of these keys: no slot means one
 -- thing in one script and another elsewhere, and a new key is one name at the end of this list,
@@ -267,8 +268,8 @@ end
 -- messages, leases and the jobs' owning messages are dropped. Called when a run ends and after
 -- any late write to it.
 local function expire_run(run_key, done_key, results_key, errors_key, attempts_key,
-    messages_key, holders_key, owners_key)
-  for _, key in ipairs({run_key, done_key, errors_key, attempts_key}) do
+    messages_key, holders_key, owners_key, items_key)
+  for _, key in ipairs({run_key, done_key, errors_key, attempts_key, items_key}) do
     redis.call('EXPIRE', key, OPTIO_RUN_TTL)
   end
   redis.call('EXPIRE', results_key, OPTIO_RESULT_TTL)
@@ -404,5 +405,5 @@ if #KEYS ~= OPTIO_KEY_COUNT then
     ' keys of names.script_keys, not ' .. #KEYS)
 end
 local run_key, done_key, results_key, errors_key, attempts_key, messages_key, holders_key,
-  owners_key, active_key, current_key, last_tick_key, runs_key, outbox_key,
+  owners_key, items_key, active_key, current_key, last_tick_key, runs_key, outbox_key,
   metrics_key = unpack(KEYS)

@@ -60,7 +60,7 @@ if out[4] == 0 then
 end
 if complete_if_done(run_key, active_key, outbox_key, ARGV[1], now) then
   expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key, holders_key,
-    owners_key)
+    owners_key, items_key)
   out = {out[1], out[2], out[3], out[4]}  -- every job is done: nothing to send
 end
 publish_state(run_key, current_key, ARGV[1])

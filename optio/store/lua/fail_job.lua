@@ -37,7 +37,7 @@ end
 count_failed(run_key, done_key, errors_key, owners_key, metrics_key, job, ARGV[3])
 if complete_if_done(run_key, active_key, outbox_key, ARGV[1], now_ms(ARGV[7])) then
   expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key, holders_key,
-    owners_key)
+    owners_key, items_key)
 end
 publish_state(run_key, current_key, ARGV[1])
 return {'failed', attempts, 0}

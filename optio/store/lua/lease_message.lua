@@ -69,7 +69,7 @@ if holder then
       local run_id = redis.call('HGET', run_key, 'runId')
       if complete_if_done(run_key, active_key, outbox_key, run_id, now) then
         expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key,
-          holders_key, owners_key)
+          holders_key, owners_key, items_key)
       end
       publish_state(run_key, current_key, run_id)
     end

@@ -81,7 +81,7 @@ if counted ~= 0 then
   redis.call('HINCRBY', run_key, 'processed', counted)
   if complete_if_done(run_key, active_key, outbox_key, ARGV[1], now_ms(ARGV[2])) then
     expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key,
-      holders_key, owners_key)
+      holders_key, owners_key, items_key)
   end
   publish_state(run_key, current_key, ARGV[1])
   status = redis.call('HGET', run_key, 'status')

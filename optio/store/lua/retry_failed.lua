@@ -3,8 +3,8 @@
 -- messages "job:1:r-1" (names.RERUN) with spaced deadlines in the messages zset; each owns its
 -- job (owners_key), so a late copy of the job's first message runs nothing.
 -- Keys: reads and writes run_key, errors_key (emptied), active_key, current_key (both set to the
--- run); writes done_key, attempts_key, messages_key, owners_key; run_key, done_key, results_key
--- and attempts_key stop expiring (PERSIST) while the run runs again.
+-- run); writes done_key, attempts_key, messages_key, owners_key; run_key, done_key, results_key,
+-- attempts_key and items_key stop expiring (PERSIST) while the run runs again.
 -- ARGV[1] run id
 -- ARGV[2] now ms ('' = Redis clock)
 -- Returns {n} (jobs put back; publishes the state) or {0, reason, detail}: reason 'gone' (no
@@ -38,7 +38,7 @@ for i, job in ipairs(jobs) do
 end
 zadd_pairs(messages_key, args)
 redis.call('DEL', errors_key)
-for _, key in ipairs({run_key, done_key, results_key, errors_key, attempts_key}) do
+for _, key in ipairs({run_key, done_key, results_key, errors_key, attempts_key, items_key}) do
   redis.call('PERSIST', key)
 end
 redis.call('HINCRBY', run_key, 'failed', -#jobs)

@@ -1,11 +1,13 @@
 -- Start a run unless one is active.
 -- Keys (run_key is the new run's): reads active_key; writes active_key and current_key (both
--- set to the run), run_key (every field of a new run), runs_key (the history).
+-- set to the run), run_key (every field of a new run), runs_key (the history); items_key, the
+-- items the web process wrote before (ARGV[6] 1), stops expiring.
 -- ARGV[1] run id
 -- ARGV[2] x, jobs
 -- ARGV[3] y, jobs/min
 -- ARGV[4] now ms ('' = Redis clock)
 -- ARGV[5] 1 when a completion webhook is configured (delivered when the run ends), else 0
+-- ARGV[6] 1 when the run has items (its x is their number), else 0
 -- Returns {1, run id} when started (and publishes the state), {0, active run id} when another
 -- run is active.
 local active = redis.call('GET', active_key)
@@ -26,6 +28,10 @@ redis.call('HSET', run_key,
   'rateNow', ARGV[3], 'rateEnqueued', 0, 'rateAt', now, 'rateCount', 0,
   'throttled', 0, 'throttleAt', 0, 'raisedAt', 0, 'throttleNext', 0,
   'heldBack', '0', 'heldAt', 0, 'seq', 0, 'pausedMs', 0, 'retried', 0, 'hook', ARGV[5])
+if ARGV[6] == '1' then
+  redis.call('HSET', run_key, 'items', '1')
+  redis.call('PERSIST', items_key)
+end
 redis.call('ZADD', runs_key, now, ARGV[1])
 publish_state(run_key, current_key, ARGV[1])
 return {1, ARGV[1]}

@@ -10,6 +10,6 @@ if redis.call('GET', active_key) ~= ARGV[1] then
 end
 finish_run(run_key, active_key, outbox_key, ARGV[1], 'stopped', now_ms(ARGV[2]))
 expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key, holders_key,
-  owners_key)
+  owners_key, items_key)
 publish_state(run_key, current_key, ARGV[1])
 return 1

@@ -7,13 +7,17 @@
 -- ARGV[2] new x, jobs ('' = unchanged)
 -- ARGV[3] new y, jobs/min ('' = unchanged)
 -- ARGV[4] now ms ('' = Redis clock)
--- Returns {1} when changed (and publishes the state), {0, 'not_running'}, or
--- {0, 'x_below_enqueued', reserved}.
+-- Returns {1} when changed (and publishes the state), {0, 'not_running'},
+-- {0, 'x_below_enqueued', reserved}, or {0, 'x_items', x} (a run with items has one job per item:
+-- its x cannot change).
 if redis.call('GET', active_key) ~= ARGV[1] then
   return {0, 'not_running'}
 end
 local h = hgetall(run_key)
 local now = now_ms(ARGV[4])
+if ARGV[2] ~= '' and h.items and tonumber(ARGV[2]) ~= tonumber(h.xTotal) then
+  return {0, 'x_items', h.xTotal}
+end
 if ARGV[2] ~= '' and tonumber(ARGV[2]) < tonumber(h.reserved) then
   return {0, 'x_below_enqueued', h.reserved}
 end
@@ -35,7 +39,7 @@ if ARGV[2] ~= '' then
   if tonumber(h.processed) + tonumber(h.failed) >= tonumber(ARGV[2]) then
     finish_run(run_key, active_key, outbox_key, ARGV[1], 'completed', now)
     expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key,
-      holders_key, owners_key)
+      holders_key, owners_key, items_key)
   end
 end
 publish_state(run_key, current_key, ARGV[1])
