@@ -149,8 +149,8 @@ class Settings(BaseSettings):
     """Seconds one webhook request may take (OPTIO_WEBHOOK_TIMEOUT)."""
     throttle_decrease: float = 0.5
     """Factor of a run's first cut when a job raises optio.Throttle, and of the deepest cut at
-    once after it: later cuts go to 90 % of what the downstream took since the last
-    (OPTIO_THROTTLE_DECREASE)."""
+    once after it: later cuts go to 95 % of the rate, or of what the downstream took when it
+    keeps refusing (OPTIO_THROTTLE_DECREASE)."""
     throttle_window: float = 2.0
     """Seconds: at most one cut per window, and one step back up per window without a
     throttle, at most y/20 (OPTIO_THROTTLE_WINDOW)."""

@@ -108,18 +108,21 @@ anchorMs, anchorCount
     the schedule: anchorCount jobs due at anchorMs, then rateNow per minute.
 rateNow
     the effective rate, jobs/min: y, unless jobs throttled (optio.Throttle); then cut at most
-    once per OPTIO_THROTTLE_WINDOW: first by OPTIO_THROTTLE_DECREASE, later to 90 % of what the
-    downstream took since the last cut (never deeper than OPTIO_THROTTLE_DECREASE at once), and
-    back up per window without a throttle: halfway to rateTop, then probing above it by steps
-    that double, each at most y/20 (AIMD). Never above y.
+    once per OPTIO_THROTTLE_WINDOW: first by OPTIO_THROTTLE_DECREASE, later to 95 % of the
+    rate, or of what the downstream took since the last cut when it kept refusing (never deeper
+    than OPTIO_THROTTLE_DECREASE at once); back up per window without a throttle: halfway to
+    rateTop, then probing above it by steps that double up to 8 % of it, each at most y/20
+    (AIMD). Never above y.
 throttled, throttleAt, throttleLast, raisedAt, throttleNext
     throttles so far; when the rate was last cut, a job last throttled, the rate last raised;
     the earliest place of the next throttled job when the ticks do not reserve ahead (a
     throttled job takes the slot of the next new job; a job's own retry_after is counted from
     its place).
-processedAtCut, rateTop
-    processed at the last cut; what the downstream took per minute before it (the rate climbs
-    back to it quickly, then probes above).
+nextStart
+    ms: the earliest start of the run's next paced job (start_slot.lua; up to 6,000/min).
+lateThrottles, processedAtCut, rateTop
+    throttles late in the last cut's window; processed at the last cut; the rate refused at
+    the last cut (the rate climbs back to it quickly, then probes above).
 rateEnqueued, rateAt, rateCount
     jobs/min reserved over the last window (~3 s), its start and count.
 heldBack, heldAt

@@ -53,7 +53,7 @@ class Counting(Part):
     """``settings.redis_min_replicas`` and ``redis_wait_ms``: each count returns only once that
     many replicas have its write (Redis WAIT, see replicas.py)."""
 
-    SCRIPTS = ("mark_processed", "throttle_job", "fail_job")
+    SCRIPTS = ("mark_processed", "throttle_job", "fail_job", "start_slot")
 
     def __init__(self, client: redis.Redis, settings: Settings, *, retry_for: float = 0.0) -> None:
         super().__init__(client, settings, retry_for=retry_for)
@@ -94,6 +94,12 @@ class Counting(Part):
             args += [job_id, storable(result, most)]
         counted, status, lost = self._count("mark_processed", run_id, args)
         return Flush(int(counted), status, lost == 1)
+
+    def start_slot(self, run_id: str, early: float, *, now_ms: int | None = None) -> float:
+        """Seconds a paced job of ``run_id`` waits before it starts: one spacing at the
+        effective rate (less ``early`` of it) after the run's last start (start_slot.lua). Not
+        retried: a job that can't ask starts at once."""
+        return int(self._run("start_slot", run_id, [run_id, now_arg(now_ms), repr(early)])) / 1000
 
     @retrying
     def throttle_job(

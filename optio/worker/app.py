@@ -55,10 +55,12 @@ def create_celery(settings: Settings) -> Celery:
         retry: int = 0,
         resent: bool = False,
         every: float = 0.0,
+        gate: bool = False,
     ) -> int:
-        # resent: sent again by the tick; informative only. every: seconds between job starts
+        # resent: sent again by the tick; informative only. every: seconds between job starts;
+        # gate: each job starts one spacing after the run's last start (start_slot.lua)
         return batches.process_jobs(
-            ctx, task.request.delivery_info, run_id, first, count, retry, every=every
+            ctx, task.request.delivery_info, run_id, first, count, retry, every=every, gate=gate
         )
 
     _connect_signals(ctx)

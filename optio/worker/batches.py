@@ -51,10 +51,13 @@ def process_jobs(
     retry: int = 0,
     *,
     every: float = 0.0,
+    gate: bool = False,
 ) -> int:
     """Run jobs ``first .. first+count-1`` of a run under a lease; each is counted once.
     Returns how many were counted now. ``delivery_info``: the broker's, of this message;
-    ``every``: seconds between the starts of its jobs (a paced tick's spacing, pacing.py).
+    ``every``: seconds between the starts of its jobs (a paced tick's spacing, pacing.py);
+    ``gate``: each job starts one spacing after the run's last start, whichever worker made it
+    (``_wait_for_slot``).
 
     A delivery of a message that another live worker leases is dropped (the broker's redelivery
     after its visibility timeout, or any other duplicate); on RabbitMQ, a redelivery whose
@@ -73,7 +76,7 @@ def process_jobs(
     """
     key = message_key(first, count, retry)
     try:
-        return _lease_and_run(ctx, delivery_info, run_id, key, first, count, every)
+        return _lease_and_run(ctx, delivery_info, run_id, key, first, count, every, gate)
     except Exception as exc:
         raise _give_back(run_id, key, exc) from None
 
@@ -106,6 +109,7 @@ def _lease_and_run(
     first: int,
     count: int,
     every: float = 0.0,
+    gate: bool = False,
 ) -> int:
     keeper = ctx.keeper
     held = Held(run_id, key, keeper.token())
@@ -132,7 +136,7 @@ def _lease_and_run(
     keeper.hold(held)
     try:
         items = ctx.item_reader.items_for(run_id, lease.jobs) if ctx.job_takes_item else None
-        return _run_jobs(ctx, held, lease.jobs, every, items)
+        return _run_jobs(ctx, held, lease.jobs, every, items, gate)
     finally:
         keeper.drop(held)  # not renewed any more: after an error it runs out (see _give_back)
 
@@ -151,6 +155,7 @@ def _run_jobs(
     jobs: list[int],
     every: float = 0.0,
     items: dict[int, Any] | None = None,
+    gate: bool = False,
 ) -> int:
     """Run the leased jobs in order, ``every`` seconds apart at most, counting them as tally.py
     says, until the lease is lost or the run stops; then count the rest and give the lease up (a
@@ -169,6 +174,8 @@ def _run_jobs(
                 break
             if every and n:
                 _wait_until(start + n * every)
+            if gate:
+                _wait_for_slot(ctx, run_id)
             began = time.perf_counter()
             result: str | None = None  # stays None when the job failed or was throttled
             try:
@@ -193,6 +200,26 @@ def _run_jobs(
     if tally.counted and _publish_log():
         log.info("[worker] Published progress update to Redis channel %s", names.CHANNEL)
     return tally.counted
+
+
+#: Share of a spacing a gated start may come early, so starts that fell behind catch up.
+GATE_EARLY = 0.02
+#: Most seconds a gated job waits for its start (a slot further away is not waited for).
+GATE_MOST_SECONDS = 10.0
+_gate_log = _EveryFewSeconds(10.0)
+
+
+def _wait_for_slot(ctx: Context, run_id: str) -> None:
+    """Wait for this job's start slot (start_slot.lua). When Redis can't say, the job starts
+    now: pacing is not worth a message given back."""
+    try:
+        wait = ctx.counting.start_slot(run_id, GATE_EARLY)
+    except Exception as exc:  # noqa: BLE001 (see the docstring)
+        if _gate_log():
+            log.warning("[worker] Could not pace a job's start (%s): it starts now", exc)
+        return
+    if wait > 0:
+        time.sleep(min(wait, GATE_MOST_SECONDS))
 
 
 def _wait_until(at: float) -> None:

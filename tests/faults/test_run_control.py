@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from optio.names import attempts_key, holders_key, messages_key
+from optio.names import LAST_TICK_KEY, attempts_key, holders_key, messages_key
 from optio.testing import (
     assert_exactly_once,
     executions,
@@ -27,6 +27,7 @@ from optio.testing import (
     wait_for,
     wait_processed,
 )
+from optio.testing.system import TEST_TICK_SECONDS
 
 
 def post_ok(system, path: str) -> dict:
@@ -47,6 +48,13 @@ def test_pause_stops_job_starts_and_resume_goes_on_at_y(broker_system, record):
     paused_at = paused["pausedAt"]
     # the jobs running at the pause finish; after that nothing moves
     wait_for(lambda: s.redis.hlen(holders_key(run_id)) == 0, 10, "running messages to park")
+    # and the paced tick under way at the pause has ended (it may send one more message before
+    # it hears of the pause): a tick began a tick's time after the pause
+    wait_for(
+        lambda: float(s.redis.get(LAST_TICK_KEY) or 0) >= paused_at + TEST_TICK_SECONDS * 1000,
+        10,
+        "a tick after the pause",
+    )
     settled = status(s)
     time.sleep(2.0)  # the window in which nothing may happen (not a wait for a condition)
     later = status(s)

@@ -180,6 +180,7 @@ EXERCISE: dict[str, Callable[[RunStore], str]] = {
         lambda store, run_id: store.counting.fail_job(run_id, 1, "boom", attempts=3, backoff_s=1)
     ),
     "throttle_job": _started_then(lambda store, run_id: store.counting.throttle_job(run_id, 2)),
+    "start_slot": _started_then(lambda store, run_id: store.counting.start_slot(run_id, 0.02)),
     "claim_webhooks": _webhook_recorded,
     "record_webhook": _webhook_recorded,
 }

@@ -31,12 +31,14 @@
 local RATE_WINDOW_MS = 3000
 --- Share of rateTop a step probes by once the rate is back at it.
 local PROBE = 0.02
+--- Most share of rateTop one probing step adds: a step past the limit refuses at most this.
+local PROBE_MOST = 0.08
 
---- The effective rate one calm window after ``rate``: halfway back to rateTop (what the
---- downstream took before its last cut, throttle_job.lua), at least PROBE of it a step; at or
---- above it, probing up by a step that doubles each window (PROBE, 2 PROBE, 4 PROBE ... of
---- top), so a downstream that allows more again is found in a few windows. No step is above
---- y / steps (without a top, the step is that: the plain additive increase).
+--- The effective rate one calm window after ``rate``: halfway back to rateTop (the rate the
+--- downstream refused at its last cut, throttle_job.lua), at least PROBE of it a step; at or
+--- above it, probing up by a step that doubles each window (PROBE, 2 PROBE, 4 PROBE of top,
+--- then PROBE_MOST a window), so a downstream that allows more again is found in a few windows.
+--- No step is above y / steps (without a top, the step is that: the plain additive increase).
 local function climb(rate, y, top, steps)
   local most = y / steps
   if top <= 0 then
@@ -45,7 +47,7 @@ local function climb(rate, y, top, steps)
   if rate < top then
     return math.min(top, rate + math.min(most, math.max((top - rate) / 2, top * PROBE)))
   end
-  return rate + math.min(most, math.max(top * PROBE, rate - top))
+  return rate + math.min(most, top * PROBE_MOST, math.max(top * PROBE, rate - top))
 end
 
 local now = now_ms(ARGV[3])

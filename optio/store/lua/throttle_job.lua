@@ -3,12 +3,13 @@
 -- The effective rate rateNow is cut at most once per window (a burst of throttles cuts once).
 -- The first cut of a run is to rateNow * ARGV[4]: the run left full speed, and how far above
 -- the downstream's limit it was is unknown. The first refusal after a calm window (the rate
--- climbed just past the limit) cuts to CUT_BELOW of the rate. A refusal after LATE_MOST - 1
--- others in the second half of the last cut's window (the rate is still above the limit)
--- measures: the jobs done per minute since the
+-- climbed just past the limit) cuts to CUT_BELOW of the rate. A refusal after others in the
+-- second half of the last cut's window, LATE_MOST of them and LATE_SHARE of the jobs due then
+-- (the rate is still far above the limit), measures: the jobs done per minute since the
 -- last cut are what the downstream took, and the rate goes to CUT_BELOW of that, never deeper
--- than rateNow * ARGV[4] at once. Never below ARGV[6]. What the downstream took (or the rate
--- refused) is kept as rateTop, the level the rate climbs back to quickly (reserve_due.lua).
+-- than rateNow * ARGV[4] at once. Never below ARGV[6]. The rate refused is kept as rateTop:
+-- the rate climbs back halfway to it each calm window, then probes above it (reserve_due.lua),
+-- so it settles just under the limit, and finds it fast after a deep cut.
 -- The job's new run takes the slot of the next new job (the schedule gives one job fewer, so
 -- every new job is due one spacing later): new jobs and throttled ones keep the spacing of the
 -- effective rate between them, which a downstream allowing no burst needs (when the ticks do
@@ -33,8 +34,9 @@
 -- Returns {outcome, ms until the job runs again, effective rate in jobs/min}: outcome
 -- 'throttled' (publishes the state), 'done' (counted before: nothing to do) or 'ended' (the
 -- run has ended: nothing recorded).
-local CUT_BELOW = 0.9
-local LATE_MOST = 3
+local CUT_BELOW = 0.95
+local LATE_MOST = 5
+local LATE_SHARE = 0.1
 local f = redis.call('HMGET', run_key, 'status', 'rateNow', 'yMinute', 'anchorMs',
   'anchorCount', 'throttleAt', 'processed', 'processedAtCut', 'reserved', 'throttleNext',
   'lateThrottles')
@@ -54,22 +56,23 @@ if now - last_cut >= tonumber(ARGV[5]) then
     anchor_ms, anchor_count = reanchor(anchor_ms, anchor_count, rate, tonumber(f[9]), now)
   end
   local deepest = tonumber(ARGV[4])
-  local top, factor = rate, deepest
+  local factor = deepest
   if last_cut > 0 then
     factor = CUT_BELOW  -- the first refusal since the rate climbed: it just passed the limit
-    if tonumber(f[11] or 0) + 1 >= LATE_MOST then
+    local late = tonumber(f[11] or 0) + 1
+    if late >= math.max(LATE_MOST, LATE_SHARE * rate * tonumber(ARGV[5]) / 2 / 60000) then
       -- refused LATE_MOST times late in the last cut's window or after it (not the echo of
       -- jobs sent before the cut, within a tick, nor a lone early start): the rate, which
       -- stood still since, is still above the limit; the jobs done per minute since that cut
       -- are what the downstream takes
       local took = (tonumber(f[7]) - tonumber(f[8] or 0)) * 60000 / math.max(1, now - last_cut)
-      top = math.min(rate, took)
-      factor = math.max(deepest, top / rate * CUT_BELOW)
+      factor = math.max(deepest, math.min(rate, took) / rate * CUT_BELOW)
     end
   end
+  local refused = rate
   rate = math.max(tonumber(ARGV[6]), rate * factor)
   redis.call('HSET', run_key, 'rateNow', rate, 'throttleAt', now, 'processedAtCut', f[7],
-    'rateTop', tostring(math.max(top, rate)), 'anchorMs', anchor_ms, 'lateThrottles', 0)
+    'rateTop', tostring(refused), 'anchorMs', anchor_ms, 'lateThrottles', 0)
 elseif now - last_cut >= tonumber(ARGV[5]) / 2 then
   redis.call('HINCRBY', run_key, 'lateThrottles', 1)
 end
