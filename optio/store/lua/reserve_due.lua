@@ -31,13 +31,16 @@
 local RATE_WINDOW_MS = 3000
 --- Share of rateTop a step probes by once the rate is back at it.
 local PROBE = 0.02
---- Most share of rateTop one probing step adds: a step past the limit refuses at most this.
+--- Most share of rateTop one probing step adds near it (below NEAR_TOP times it): a step past
+--- the limit refuses at most this. Further up the steps double freely: the limit rose.
 local PROBE_MOST = 0.08
+local NEAR_TOP = 1.25
 
 --- The effective rate one calm window after ``rate``: halfway back to rateTop (the rate the
 --- downstream refused at its last cut, throttle_job.lua), at least PROBE of it a step; at or
 --- above it, probing up by a step that doubles each window (PROBE, 2 PROBE, 4 PROBE of top,
---- then PROBE_MOST a window), so a downstream that allows more again is found in a few windows.
+--- then PROBE_MOST a window up to NEAR_TOP times top, then doubling again), so a downstream
+--- that allows more again is found in a few windows.
 --- No step is above y / steps (without a top, the step is that: the plain additive increase).
 local function climb(rate, y, top, steps)
   local most = y / steps
@@ -47,7 +50,11 @@ local function climb(rate, y, top, steps)
   if rate < top then
     return math.min(top, rate + math.min(most, math.max((top - rate) / 2, top * PROBE)))
   end
-  return rate + math.min(most, top * PROBE_MOST, math.max(top * PROBE, rate - top))
+  local step = math.max(top * PROBE, rate - top)
+  if rate < top * NEAR_TOP then
+    step = math.min(step, top * PROBE_MOST)
+  end
+  return rate + math.min(most, step)
 end
 
 local now = now_ms(ARGV[3])
