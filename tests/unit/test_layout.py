@@ -23,7 +23,8 @@ NEVER = {
     "optio.names": ("optio.", "redis", "celery", "flask"),
     "optio.urls": ("optio.", "redis", "celery", "flask"),
     "optio.store.runs optio.store.schedule optio.store.counting optio.store.leases "
-    "optio.store.outbox optio.store.heartbeats optio.store.version optio.redis_state": (
+    "optio.store.outbox optio.store.heartbeats optio.store.version optio.store.outcomes "
+    "optio.redis_state": (
         "celery",
         "kombu",
         "flask",
