@@ -28,7 +28,7 @@ STATUSES = {
     "all": ("processed", "failed", "pending"),
 }
 #: Media type of each format.
-MEDIA = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
+MEDIA = {"jsonl": "application/x-ndjson", "csv": "text/csv"}  # (Flask adds charset=utf-8 to text/)
 
 ItemsFor = Callable[[int, int], Sequence[Any] | None]
 
