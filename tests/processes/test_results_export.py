@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from optio.names import attempts_key
 from optio.testing import System, start, wait_for
 from optio.testing.runs import wait_finished
 from tests.outcome_jobs import PLAIN_FROM, expected, heal_key
@@ -183,6 +184,29 @@ def test_a_bad_query_is_a_400_and_an_unknown_run_a_404(idle, query, status, erro
     assert (answer.status_code, answer.json()) == (status, {"error": error})
     answer = system.get("/api/runs/0123456789ab/results")
     assert answer.status_code == 404 and "error" in answer.json()
+
+
+def test_an_export_that_fails_midway_is_cut_off_not_short(idle):
+    """A read that fails after the first slice went out (here: a corrupt attempts field of job
+    1,500) ends the answer without its last chunk: clients see a cut transfer."""
+    system = idle
+    run_id, _ = finished_run(system)
+    system.redis.hset(attempts_key(run_id), "1500", "not a number")
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        with requests.get(f"{system.base}/api/runs/{run_id}/results", stream=True, timeout=60) as r:
+            assert r.status_code == 200
+            for _ in r.iter_lines():
+                pass
+    cli = subprocess.run(
+        [sys.executable, "-m", "optio.cli", "results", run_id],
+        capture_output=True,
+        env={**system.env, "OPTIO_URL": system.base},
+        timeout=60,
+    )
+    assert cli.returncode == 3, cli.stderr
+    assert b"the answer was cut off after" in cli.stderr
+    assert len(cli.stdout.splitlines()) == 1000  # the first slice, whole
+    assert "stopped midway" in system.procs["web"].log()
 
 
 def rss_bytes(pid: int) -> int:
