@@ -45,16 +45,18 @@ log = logging.getLogger("optio.api")
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 #: Links between operations, for clients and for schemathesis's stateful tests:
-#: start → status / detail → update → pause → resume → stop → retry-failed.
+#: start → status / detail / results → update → pause → resume → stop → retry-failed.
 RUN_LINKS = {
     "GetStatus": link("getStatus"),
     "GetRun": link("getRun", runId="$response.body#/runId"),
+    "GetResults": link("getResults", runId="$response.body#/runId"),
     "UpdateRun": link("updateRun"),
     "PauseRun": link("pauseRun"),
     "StopRun": link("stopRun"),
 }
 ENDED_LINKS = {
     "GetRun": link("getRun", runId="$response.body#/runId"),
+    "GetResults": link("getResults", runId="$response.body#/runId"),
     "RetryFailed": link("retryFailed", runId="$response.body#/runId"),
     "StartRun": link("startRun"),
 }

@@ -39,7 +39,15 @@ def no_items(first: int, count: int) -> None:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """JSON text that UTF-8 can encode: a lone surrogate (JSON allows ``"\\udcff"``) stays
+    escaped."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            text = json.dumps(value, separators=(",", ":"))
+    return text
 
 
 def jsonl_line(outcome: Outcome, item: Any) -> str:
@@ -71,8 +79,11 @@ def csv_row(outcome: Outcome, item: Any) -> list[Any]:
 
 
 def _items(items_for: ItemsFor, first: int, count: int) -> Sequence[Any]:
-    items = items_for(first, count)
-    return [None] * count if items is None else items
+    return items_for(first, count) or ()
+
+
+def _nth(items: Sequence[Any], n: int) -> Any:
+    return items[n] if n < len(items) else None
 
 
 def rows(
@@ -91,8 +102,8 @@ def rows(
         outcomes = [o for o in read(first, count) if o.status in wanted]
         if not outcomes:
             continue
-        items = _items(items_for, first, count) if items_for is not no_items else None
-        yield [(o, None if items is None else items[o.job - first]) for o in outcomes]
+        items = _items(items_for, first, count) if items_for is not no_items else ()
+        yield [(o, _nth(items, o.job - first)) for o in outcomes]
 
 
 def jsonl(chunks: Iterator[list[tuple[Outcome, Any]]]) -> Iterator[str]:

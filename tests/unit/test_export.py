@@ -56,6 +56,12 @@ def test_a_json_line_holds_every_column():
     }
 
 
+def test_an_item_utf8_cannot_encode_stays_escaped():
+    line = export.jsonl_line(OUTCOMES[3], {"name": "a\udcff"})
+    line.encode()
+    assert json.loads(line)["item"] == {"name": "a\udcff"}
+
+
 def test_csv_cells_hold_json_for_item_and_result_and_nothing_for_null():
     text = "".join(
         export.csv_text(
@@ -158,3 +164,10 @@ def test_the_export_answers_each_format_as_a_download(app, finished_run):
     assert rows[0] == list(export.COLUMNS) and len(rows) == 2
     assert rows[1][:7] == ["1", "", "failed", "", "E: no", "1", ""]
     assert rows[1][7].isdigit()
+
+
+@pytest.mark.parametrize("answer", [None, [], ["only-0"]])
+def test_a_slice_with_no_or_too_few_items_has_null_items(answer):
+    chunks = export.rows(fake_read(OUTCOMES), 4, "all", lambda first, count: answer)
+    items = [item for chunk in chunks for _, item in chunk]
+    assert items == [answer[0] if answer else None, None, None, None]
