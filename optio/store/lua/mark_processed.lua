@@ -37,7 +37,8 @@ for i = 8, #ARGV, 2 do
 end
 local unset = unset_among(done_key, jobs)
 local new, stored = {}, {}
-local finished = #ARGV >= 8 and string.format('%.0f|', now_ms(ARGV[2])) or ''
+local now = #ARGV >= 8 and now_ms(ARGV[2])  -- (one TIME, only for a count that counts jobs)
+local finished = now and string.format('%.0f|', now) or ''
 for i = 8, #ARGV, 2 do
   local job = tonumber(ARGV[i])
   if unset[job] then
@@ -80,7 +81,7 @@ if #stored ~= 0 then
 end
 if counted ~= 0 then
   redis.call('HINCRBY', run_key, 'processed', counted)
-  if complete_if_done(run_key, active_key, outbox_key, ARGV[1], now_ms(ARGV[2])) then
+  if complete_if_done(run_key, active_key, outbox_key, ARGV[1], now) then
     expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key,
       holders_key, owners_key)
   end
