@@ -303,8 +303,12 @@ def retry_failed(run_id: str):
 
 
 def items_for(run_id: str) -> export.ItemsFor:
-    """Where the results export reads each job's item: ``items_for(first, count)`` -> the items
-    of jobs first .. first+count-1 in order, or None when run ``run_id`` has none."""
+    """Where the results export reads the jobs' items (runs started with items, issue 21): a
+    callable ``(first, count)`` -> the items of jobs first .. first+count-1 of run ``run_id``,
+    in order, as JSON values (None, or too few: null items). This runs in the request; what it
+    returns is called once per slice of export.SLICE jobs by the streamed answer, after the
+    view has returned (outside the app context): bind the store here, e.g.
+    ``functools.partial(services().store.<items>.<read>, run_id)``. Until then: no items."""
     return export.no_items
 
 

@@ -113,16 +113,15 @@ def jsonl(chunks: Iterator[list[tuple[Outcome, Any]]]) -> Iterator[str]:
 
 
 def csv_text(chunks: Iterator[list[tuple[Outcome, Any]]]) -> Iterator[str]:
-    """CSV with a header row, one piece of text per slice."""
+    """CSV: the header row at once, then one piece of text per slice."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
+    yield out.getvalue()
     for chunk in chunks:
-        writer.writerows(csv_row(outcome, item) for outcome, item in chunk)
-        yield out.getvalue()
         out.seek(0)
         out.truncate()
-    if out.tell():
+        writer.writerows(csv_row(outcome, item) for outcome, item in chunk)
         yield out.getvalue()
 
 
