@@ -321,8 +321,8 @@ end
 -- Count job `job` as failed for good with `error`, unless it is counted already (its done bit):
 -- its error, its record "<now>|<ms>|" in results_key (`now` ms; `ms` the run time of its last
 -- attempt, '' when unknown; optio/store/outcomes.py), the run's failed count, failed_total; no
--- message owns it any more. Returns 1 when counted now, else 0. The caller then completes the run when every
--- job is done (complete_if_done) and publishes the state.
+-- message owns it any more. Returns 1 when counted now, else 0. The caller then completes the
+-- run when every job is done (complete_if_done) and publishes the state.
 local function count_failed(run_key, done_key, results_key, errors_key, owners_key, metrics_key,
     job, error, ms, now)
   if redis.call('GETBIT', done_key, job) == 1 then

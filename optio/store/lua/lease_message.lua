@@ -11,8 +11,8 @@
 -- is done (never parked). While no job has an owner this costs one EXISTS per message.
 -- Keys: reads done_key, owners_key; reads and writes run_key (leasedJobs), messages_key,
 -- holders_key, attempts_key (the expiries, field "expired:<message key>"); when the message is
--- given up also results_key, errors_key, metrics_key (failed_total), current_key, and when that completes the
--- run (finish_run) active_key, outbox_key, and the run's keys expire (expire_run).
+-- given up also results_key, errors_key, metrics_key (failed_total), current_key, and when that
+-- completes the run (finish_run) active_key, outbox_key, and the run's keys expire (expire_run).
 -- ARGV[1] message key
 -- ARGV[2] first job id
 -- ARGV[3] job count
