@@ -50,13 +50,19 @@ def _json(value: Any) -> str:
     return text
 
 
+def _number(value: float | None) -> str:
+    return "null" if value is None else str(value)  # (ints, and finite floats: JSON as they print)
+
+
 def jsonl_line(outcome: Outcome, item: Any) -> str:
     """One job's row as a JSON line (the result, JSON text already, goes in as it is)."""
+    error = outcome.error
     return (
-        f'{{"job":{outcome.job},"item":{_json(item)},"status":"{outcome.status}",'
-        f'"result":{outcome.result or "null"},"error":{_json(outcome.error)},'
-        f'"attempts":{_json(outcome.attempts)},"ms":{_json(outcome.ms)},'
-        f'"finishedAt":{_json(outcome.finished_at)}}}\n'
+        f'{{"job":{outcome.job},"item":{"null" if item is None else _json(item)},'
+        f'"status":"{outcome.status}","result":{outcome.result or "null"},'
+        f'"error":{"null" if error is None else _json(error)},'
+        f'"attempts":{_number(outcome.attempts)},"ms":{_number(outcome.ms)},'
+        f'"finishedAt":{_number(outcome.finished_at)}}}\n'
     )
 
 
