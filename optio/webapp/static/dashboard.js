@@ -117,7 +117,7 @@
 
   // Links to the shown run's outcomes (the export) and its page.
   let linked = null;
-  function results(runId) {
+  function linkResults(runId) {
     if (runId === linked) return;
     linked = runId || null;
     $("results-links").hidden = !linked;
@@ -138,7 +138,7 @@
     const paused = status === "paused";
 
     setText($("run-id"), s.runId || "—");
-    results(s.runId);
+    linkResults(s.runId);
     setText($("status"), status);
     setAttr($("status"), "data-status", status);
     const webhook = s.webhook ? `webhook ${s.webhook}` : "";
