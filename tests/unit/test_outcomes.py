@@ -42,6 +42,7 @@ class Unprintable:
         (b"\x00", "\"b'\\\\x00'\""),
         (Opaque(), '"an opaque object"'),
         (Unprintable(), '"<Unprintable that cannot be printed>"'),
+        (False, "false"),
         ("name-\udcff", '"name-\\\\udcff"'),  # a lone surrogate: its escape, as text
         ({"k\udcff": 1}, '{"k\\\\udcff":1}'),
     ],
@@ -50,6 +51,10 @@ def test_a_return_value_is_kept_as_json(value, text):
     assert result_json(value, 1000) == text
     if text:
         json.loads(text)
+
+
+def test_an_int_too_long_to_print_is_named():
+    assert result_json(10**5000, 1000) == '"<int that cannot be printed>"'
 
 
 def test_a_long_string_is_cut_to_the_cap_and_stays_a_string():
