@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from optio.names import items_key, results_key
+from optio.store.outcomes import parse
 from optio.testing import ROOT, System, settled_executions, status, wait_finished, wait_for
 from tests.fault_jobs import seen_items_key
 
@@ -80,8 +81,9 @@ def ndjson(values: list) -> Iterator[bytes]:
 
 
 def results(system: System, run_id: str) -> dict[int, dict]:
+    """Job id -> what its function returned, from each job's record (optio/store/outcomes.py)."""
     raw = system.redis.hgetall(results_key(run_id))
-    return {int(job): json.loads(text) for job, text in raw.items()}
+    return {int(job): json.loads(parse(record).result or "null") for job, record in raw.items()}
 
 
 def assert_nothing_started(system: System, before_keys: set[str], before: dict) -> None:
