@@ -424,13 +424,21 @@ def retry_failed(run_id: str):
 
 
 def items_for(run_id: str) -> export.ItemsFor:
-    """Where the results export reads the jobs' items (runs started with items, issue 21): a
-    callable ``(first, count)`` -> the items of jobs first .. first+count-1 of run ``run_id``,
-    in order, as JSON values (None, or too few: null items). This runs in the request; what it
-    returns is called once per slice of export.SLICE jobs by the streamed answer, after the
-    view has returned (outside the app context): bind the store here, e.g.
-    ``functools.partial(services().store.<items>.<read>, run_id)``. Until then: no items."""
-    return export.no_items
+    """Where the results export reads the jobs' items: a callable ``(first, count)`` -> the items
+    of jobs first .. first+count-1 of run ``run_id``, in order, as JSON values (None, or too
+    few: null items), read from the run's items hash (``optio/store/items.py``), one HMGET a
+    slice of export.SLICE jobs. A run without items (or whose items expired) gets
+    ``export.no_items``: its rows' item is null and its export reads no chunk. This runs in the
+    request; what it returns is called by the streamed answer after the view has returned
+    (outside the app context), so it holds the store part itself."""
+    items = services().store.items
+    if not items.exists(run_id):
+        return export.no_items
+
+    def read(first: int, count: int) -> list | None:
+        return [item for _, item in items.iter_items(run_id, first, first + count - 1)] or None
+
+    return read
 
 
 @bp.get("/runs/<run_id>/results")

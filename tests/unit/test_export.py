@@ -1,6 +1,6 @@
 """The results export's rows (optio/webapp/export.py) and its route's answers to bad queries,
 in-process through Flask's test client (proven against the real processes:
-tests/system/test_results_export.py)."""
+tests/processes/test_results_export.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import redis
 
 from optio.redis_state import RunStore
 from optio.store.outcomes import Outcome
-from optio.webapp import export
+from optio.webapp import api, export
 from tests.unit.apps import build_app
 
 T0 = 1_795_653_433_000
@@ -112,11 +112,15 @@ def app(redis_server, redis_db):
     return build_app(redis_server, redis_db())
 
 
+def app_store(app) -> RunStore:
+    url = app.extensions["optio"].settings.redis_url
+    return RunStore(redis.Redis.from_url(url, decode_responses=True))
+
+
 @pytest.fixture
 def finished_run(app) -> str:
     """A completed run of 3 jobs: 0 and 2 processed, 1 failed."""
-    url = app.extensions["optio"].settings.redis_url
-    store = RunStore(redis.Redis.from_url(url, decode_responses=True))
+    store = app_store(app)
     run_id = store.runs.start_run(3, 600)
     store.counting.mark_processed(run_id, {0: "a", 2: {"n": 2}}, seconds={0: 0.001})
     store.counting.fail_job(run_id, 1, "E: no", attempts=1, backoff_s=0)
@@ -171,3 +175,44 @@ def test_a_slice_with_no_or_too_few_items_has_null_items(answer):
     chunks = export.rows(fake_read(OUTCOMES), 4, "all", lambda first, count: answer)
     items = [item for chunk in chunks for _, item in chunk]
     assert items == [answer[0] if answer else None, None, None, None]
+
+
+#: The items of items_run: three chunks of the items hash (1,000 items a chunk), the last short.
+ITEMS = [{"k": k, "mail": f"user{k}@example.com"} for k in range(2500)]
+
+
+@pytest.fixture
+def items_run(app) -> str:
+    """A completed run started with ITEMS: job k returned 2k, job 1,234 failed."""
+    answer = app.test_client().post("/api/runs", json={"items": ITEMS, "y": 600})
+    assert answer.status_code == 201, answer.get_json()
+    run_id = answer.get_json()["runId"]
+    store = app_store(app)
+    store.counting.mark_processed(run_id, {k: 2 * k for k in range(len(ITEMS)) if k != 1234})
+    store.counting.fail_job(run_id, 1234, "E: no", attempts=1, backoff_s=0)
+    return run_id
+
+
+def test_each_row_of_a_run_with_items_holds_its_jobs_item(app, items_run):
+    web = app.test_client()
+    text = web.get(f"/api/runs/{items_run}/results").get_data(as_text=True)
+    rows = [json.loads(line) for line in text.splitlines()]
+    assert [(r["job"], r["item"], r["result"]) for r in rows] == [
+        (k, item, None if k == 1234 else 2 * k) for k, item in enumerate(ITEMS)
+    ]
+    text = web.get(f"/api/runs/{items_run}/results?format=csv&status=failed").get_data(as_text=True)
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert [(r["job"], json.loads(r["item"]), r["error"]) for r in rows] == [
+        ("1234", ITEMS[1234], "E: no")
+    ]
+
+
+def test_items_for_holds_its_store_and_reads_outside_the_app_context(app, items_run, finished_run):
+    with app.app_context():
+        read = api.items_for(items_run)
+        plain = api.items_for(finished_run)
+    assert plain is export.no_items  # a run of x jobs reads no chunk
+    assert read(0, 3) == ITEMS[:3]
+    assert read(998, 4) == ITEMS[998:1002]  # across two chunks
+    assert read(2000, 1000) == ITEMS[2000:]  # too few: the rest of the slice has null items
+    assert read(3000, 1000) is None
