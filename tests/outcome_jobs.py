@@ -52,3 +52,9 @@ def outcome(run_id: str, job_id: int) -> object:
     if job_id % 10 == 5:
         return None
     return {"job": job_id, "square": job_id * job_id}
+
+
+def item_length(run_id: str, job_id: int, item: str) -> int:
+    """For runs started with short text items (bench.export --items): its item's length, at
+    once."""
+    return len(item)
