@@ -33,7 +33,8 @@ Keys (all in the ``REDIS_URL`` database, which the Celery broker shares):
 ``optio:run:<id>:done``
     bitmap: bit k set once job k is counted (processed or failed): exactly once per job id.
 ``optio:run:<id>:results``
-    hash: job id -> result.
+    hash: job id -> the job's record ``<finishedAt ms>|<ms>|<result as JSON>`` (its outcome:
+    optio/store/outcomes.py), written when it is counted, processed or failed for good.
 ``optio:run:<id>:errors``
     hash: job id -> error of a job that failed for good.
 ``optio:run:<id>:attempts``

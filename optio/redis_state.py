@@ -24,6 +24,7 @@ from optio.store.errors import (
 from optio.store.items import Items
 from optio.store.leases import Lease, Leases
 from optio.store.outbox import Outbox
+from optio.store.outcomes import Outcome, Outcomes
 from optio.store.runs import Runs
 from optio.store.schedule import Lost, Reservation, Schedule
 
@@ -36,6 +37,8 @@ __all__ = [
     "Lease",
     "Leases",
     "Lost",
+    "Outcome",
+    "Outcomes",
     "NoActiveRunError",
     "NotPausedError",
     "Outbox",
@@ -53,8 +56,8 @@ __all__ = [
 
 class RunStore:
     """Every part of the store on one connection: ``runs``, ``schedule``, ``counting``,
-    ``leases``, ``outbox``, ``items``. ``settings``: the defaults unless given; ``retry_for`` as in
-    :class:`optio.store.scripts.Part`."""
+    ``leases``, ``outbox``, ``items``, ``outcomes``. ``settings``: the defaults unless given;
+    ``retry_for`` as in :class:`optio.store.scripts.Part`."""
 
     def __init__(
         self, client: redis.Redis, settings: Settings | None = None, *, retry_for: float = 0.0
@@ -68,3 +71,4 @@ class RunStore:
         self.leases = Leases(client, settings, retry_for=retry_for)
         self.outbox = Outbox(client, settings, retry_for=retry_for)
         self.items = Items(client, settings, retry_for=retry_for)
+        self.outcomes = Outcomes(client, settings, retry_for=retry_for)

@@ -217,9 +217,10 @@ def seen_items_key(run_id: str, job_id: int) -> str:
     return f"test:seen:{run_id}:{job_id}"
 
 
-def with_item(run_id: str, job_id: int, item: object) -> str:
-    """Takes its job's item (``f(run_id, job_id, item)``) and returns it with the job id as
-    JSON, so each job's result shows which item it got; executions are recorded as ``counted``
+def with_item(run_id: str, job_id: int, item: object) -> dict:
+    """Takes its job's item (``f(run_id, job_id, item)``) and returns it with the job id (kept
+    as JSON in the job's record), so each job's result shows which item it got; executions are
+    recorded as ``counted``
     records them. An item ``{"fail": N, ...}`` makes its job raise on its first N executions,
     ``{"throttle": N, ...}`` raise optio.Throttle on them, and every execution of such a job
     records the item it was handed (``seen_items_key``)."""
@@ -230,4 +231,4 @@ def with_item(run_id: str, job_id: int, item: object) -> str:
         if _redis().incr(f"test:throttles:{run_id}:{job_id}") <= int(item.get("throttle", 0)):
             raise Throttle(retry_after=0.2)
     counted(run_id, job_id)
-    return json.dumps({"job": job_id, "item": item}, sort_keys=True)
+    return {"job": job_id, "item": item}

@@ -6,18 +6,24 @@ answered with an error) or :class:`Unreachable` (no answer from optio at that ad
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlencode
 
 from optio import __version__
 
 #: Seconds to wait for the server's answer.
 TIMEOUT = 10.0
+#: Seconds to wait for the next piece of a streamed answer (a large run's export may read many
+#: slices of jobs that it does not list before the next row).
+STREAM_TIMEOUT = 300.0
+#: Bytes copied at a time from a streamed answer.
+STREAM_CHUNK = 64 * 1024
 
 
 class Refused(Exception):
@@ -59,23 +65,46 @@ class Api:
     ) -> Answer:
         data = None if body is None else json.dumps(body).encode()
         media = None if body is None else "application/json"
-        return self._send(method, path, data, media, query)
+        return self._send(self._request(method, path, data, media, query))
 
     def upload(
         self, path: str, chunks: Iterable[bytes], media: str, query: dict[str, Any] | None = None
     ) -> Answer:
         """POST ``chunks`` as they come (chunked transfer encoding: the whole body is never
         held) with Content-Type ``media``."""
-        return self._send("POST", path, chunks, media, query)
+        return self._send(self._request("POST", path, chunks, media, query))
 
-    def _send(
+    def stream(self, path: str, query: dict[str, Any] | None, out: BinaryIO) -> int:
+        """GET ``path`` and copy the answer's body to ``out`` as it comes; returns the bytes
+        copied. Raises as :meth:`call` does; :class:`Unreachable` also when the answer is cut
+        off midway (the server's read failed, the connection dropped)."""
+        request = self._request("GET", path, None, None, query)
+        copied = 0
+        try:
+            with urllib.request.urlopen(request, timeout=STREAM_TIMEOUT) as response:
+                while chunk := response.read1(STREAM_CHUNK):
+                    out.write(chunk)
+                    copied += len(chunk)
+        except urllib.error.HTTPError as exc:
+            with exc:
+                answer = _answer(exc.code, exc.read())
+            raise Refused(exc.code, str(answer.data.get("error") or f"HTTP {exc.code}")) from None
+        except urllib.error.URLError as exc:
+            raise Unreachable(_reason(exc.reason)) from None
+        except http.client.IncompleteRead:
+            raise Unreachable(f"the answer was cut off after {copied:,} bytes") from None
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            raise Unreachable(_reason(exc)) from None
+        return copied
+
+    def _request(
         self,
         method: str,
         path: str,
         data: bytes | Iterable[bytes] | None,
         media: str | None,
         query: dict[str, Any] | None,
-    ) -> Answer:
+    ) -> urllib.request.Request:
         params = {k: v for k, v in (query or {}).items() if v is not None}
         address = self.url + path + ("?" + urlencode(params) if params else "")
         headers = {"Accept": "application/json", "User-Agent": f"optio-cli/{__version__}"}
@@ -84,7 +113,9 @@ class Api:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         # an iterable body without a Content-Length goes out chunked (urllib.request)
-        request = urllib.request.Request(address, data=data, headers=headers, method=method)
+        return urllib.request.Request(address, data=data, headers=headers, method=method)
+
+    def _send(self, request: urllib.request.Request) -> Answer:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return _answer(response.status, response.read())

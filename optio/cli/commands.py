@@ -2,8 +2,9 @@
 
 ``optio run X Y``, ``status``, ``update``, ``pause``, ``resume``, ``stop``, ``runs`` and
 ``retry-failed`` make one API call each and print one line (``runs``: a table), or with
-``--json`` the server's JSON answer on one line. ``optio watch`` follows a run's progress over
-Socket.IO (``optio.cli.watch``); ``optio serve`` runs the web process.
+``--json`` the server's JSON answer on one line. ``optio results`` streams a run's outcomes to
+stdout; ``optio watch`` follows a run's progress over Socket.IO (``optio.cli.watch``);
+``optio serve`` runs the web process.
 
 Exit codes: 0 ok; 1 the server refused (its error is printed to stderr); 2 bad arguments;
 3 cannot connect to the server (or what answers is not optio); 130 interrupted (Ctrl-C).
@@ -183,7 +184,7 @@ def serve(host: str | None, port: int | None) -> int:
     return EXIT_OK  # not reached
 
 
-def _client_options(parser: argparse.ArgumentParser, json_help: str) -> None:
+def _client_options(parser: argparse.ArgumentParser, json_help: str | None) -> None:
     parser.add_argument(
         "--url",
         type=server_url,
@@ -195,7 +196,8 @@ def _client_options(parser: argparse.ArgumentParser, json_help: str) -> None:
         default=config.SETTINGS.api_token,
         help="API token, when the server wants one (default from OPTIO_API_TOKEN)",
     )
-    parser.add_argument("--json", action="store_true", help=json_help)
+    if json_help:
+        parser.add_argument("--json", action="store_true", help=json_help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     _api_commands(command)
+    _results_command(commands)
     _watch_command(commands)
     _serve_command(commands)
     return parser
@@ -276,6 +279,51 @@ def _api_commands(command) -> None:
         "again until they are done.",
     )
     retry.add_argument("run_id", metavar="RUN_ID")
+
+
+def _results_command(commands) -> None:
+    r = commands.add_parser(
+        "results",
+        help="write every job's outcome of a run to stdout (JSON Lines or CSV)",
+        description=(
+            "Write one row per job of a run, in job order, to standard output as the server\n"
+            "streams it: job, item, status, result, error, attempts, ms, finishedAt.\n"
+            "Finished jobs (processed and failed) unless --failed or --all says otherwise;\n"
+            "works while the run runs.\n\n"
+            "  optio results 5f0c2a91be3d --failed --csv > failed.csv"
+        ),
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _client_options(r, None)
+    r.add_argument("run_id", metavar="RUN_ID")
+    which = r.add_mutually_exclusive_group()
+    which.add_argument("--failed", action="store_true", help="only the jobs that failed for good")
+    which.add_argument(
+        "--all", action="store_true", help="every job, those not finished yet as pending"
+    )
+    r.add_argument("--csv", action="store_true", help="CSV with a header row (default: JSON Lines)")
+
+
+def results(args: argparse.Namespace) -> int:
+    """Stream run ``args.run_id``'s export to stdout; return the exit code."""
+    status = "failed" if args.failed else "all" if args.all else None
+    query = {"format": "csv" if args.csv else None, "status": status}
+    path = f"/api/runs/{quote(args.run_id, safe='')}/results"
+    try:
+        Api(args.url, args.token).stream(path, query, sys.stdout.buffer)
+        sys.stdout.flush()
+    except Refused as exc:
+        print(f"optio results: {exc.message}", file=sys.stderr)
+        if exc.status == 401 and not args.token:
+            print("Pass the API token with --token or OPTIO_API_TOKEN.", file=sys.stderr)
+        return EXIT_REFUSED
+    except Unreachable as exc:
+        print(f"optio results: {args.url}: {exc}.", file=sys.stderr)
+        return EXIT_NO_CONNECTION
+    except BrokenPipeError:  # `optio results ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
 
 
 def _watch_command(commands) -> None:
@@ -346,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         _check_run(args)
     try:
+        if args.command == "results":
+            return results(args)
         if args.command == "watch":
             from optio.cli.watch import watch
 

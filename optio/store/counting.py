@@ -4,6 +4,7 @@ run times of the jobs, and (with replicas) returned only once enough replicas ha
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ import redis
 from optio.config import Settings
 from optio.names import script_keys
 from optio.store.connection import retrying
+from optio.store.outcomes import encode, ms_text
 from optio.store.replicas import ReplicaWait
 from optio.store.scripts import Part, now_arg, num_arg
 from optio.store.text import MAX_ERROR_BYTES, storable
@@ -67,8 +69,9 @@ class Counting(Part):
     def mark_processed(
         self,
         run_id: str,
-        results: dict[int, str],
+        results: Mapping[int, Any],
         *,
+        seconds: Mapping[int, float] | None = None,
         message: str = "",
         token: str = "",
         handled: int = 0,
@@ -76,10 +79,11 @@ class Counting(Part):
         durations: Durations | None = None,
         now_ms: int | None = None,
     ) -> Flush:
-        """Store results and count each job id once; account ``handled`` jobs of the leased
-        ``message`` and, with ``release``, give its lease up; add the run times of the jobs
-        executed since the last call to the metrics (all in one call). Each result is stored
-        as text.storable makes it (at most ``settings.max_result_bytes``)."""
+        """Count each job id of ``results`` (job id -> the value its function returned) once
+        and keep its outcome; account ``handled`` jobs of the leased ``message`` and, with
+        ``release``, give its lease up; add the run times of the jobs executed since the last
+        call to the metrics (all in one call). ``seconds``: job id -> its run time. Each outcome
+        is kept as outcomes.encode makes it (the result at most ``settings.max_result_bytes``)."""
         args: list[Any] = [
             run_id,
             now_arg(now_ms),
@@ -90,8 +94,9 @@ class Counting(Part):
             durations.encode() if durations else "",
         ]
         most = self.settings.max_result_bytes
+        took = seconds or {}
         for job_id, result in results.items():
-            args += [job_id, storable(result, most)]
+            args += [job_id, encode(result, took.get(job_id), most)]
         counted, status, lost = self._count("mark_processed", run_id, args)
         return Flush(int(counted), status, lost == 1)
 
@@ -152,11 +157,13 @@ class Counting(Part):
         attempts: int,
         backoff_s: float,
         max_delay_s: float = 30.0,
+        seconds: float | None = None,
         now_ms: int | None = None,
     ) -> tuple[str, int, float]:
         """A job raised: schedule its retry after a doubling backoff, or count it as failed once
         ``attempts`` are spent (its ``error`` stored as text.storable makes it, at most
-        text.MAX_ERROR_BYTES). Returns (outcome, attempts so far, retry delay in s); outcome is
+        text.MAX_ERROR_BYTES; the attempt's run time ``seconds`` in its record). Returns
+        (outcome, attempts so far, retry delay in s); outcome is
         'retry', 'failed', 'done' (counted before) or 'ended' (the run is not running)."""
         outcome, made, delay = self._count(
             "fail_job",
@@ -169,6 +176,7 @@ class Counting(Part):
                 int(backoff_s * 1000),
                 int(max_delay_s * 1000),
                 now_arg(now_ms),
+                ms_text(seconds),
             ],
         )
         return outcome, int(made), int(delay) / 1000

@@ -61,6 +61,11 @@ class Items(Part):
         self.client.unlink(items_key(run_id))
 
     @retrying
+    def exists(self, run_id: str) -> bool:
+        """Whether ``run_id`` has items stored (a run started with items, not expired yet)."""
+        return bool(self.client.exists(items_key(run_id)))
+
+    @retrying
     def read_chunks(self, run_id: str, numbers: list[int]) -> list[list[Any] | None]:
         """The decoded chunks ``numbers`` of ``run_id`` in one HMGET; None for a chunk that is
         not there (the run has no items, or they expired with it)."""

@@ -3,6 +3,7 @@ the reads of the API (the history, a run's errors and results)."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Any
 
@@ -17,6 +18,7 @@ from optio.store.errors import (
     XBelowEnqueuedError,
     XFixedByItemsError,
 )
+from optio.store.outcomes import parse
 from optio.store.scripts import Part, now_arg, num_arg
 
 
@@ -198,5 +200,8 @@ class Runs(Part):
     def error(self, run_id: str, job_id: int) -> str | None:
         return self.client.hget(errors_key(run_id), str(job_id))
 
-    def result(self, run_id: str, job_id: int) -> str | None:
-        return self.client.hget(results_key(run_id), str(job_id))
+    def result(self, run_id: str, job_id: int) -> Any:
+        """What job ``job_id``'s function returned, as its record keeps it (JSON; None: no
+        result, or none kept)."""
+        text = parse(self.client.hget(results_key(run_id), str(job_id))).result
+        return None if text is None else json.loads(text)

@@ -10,18 +10,19 @@ import logging
 from collections.abc import Iterable, Iterator
 
 import redis
-from flask import Blueprint, Flask, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 
 from optio import names
 from optio.store.errors import RunActiveError, UnknownRunError, XBelowEnqueuedError
 from optio.store.runs import Runs, new_run_id
-from optio.webapp import health, schemas, security, uploads
+from optio.webapp import export, health, schemas, security, uploads
 from optio.webapp.errors import MAX_BODY_BYTES, handle_error
 from optio.webapp.operations import (
     CHANGE_ERRORS,
     READ_ERRORS,
     RUN_ID,
     TEXT,
+    Answer,
     Body,
     change,
     json_answer,
@@ -36,6 +37,7 @@ from optio.webapp.validation import (
     number,
     parse_json_object,
     validate_items_body,
+    validate_results_query,
     validate_runs_query,
     validate_start,
     validate_update,
@@ -46,16 +48,18 @@ log = logging.getLogger("optio.api")
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 #: Links between operations, for clients and for schemathesis's stateful tests:
-#: start → status / detail → update → pause → resume → stop → retry-failed.
+#: start → status / detail / results → update → pause → resume → stop → retry-failed.
 RUN_LINKS = {
     "GetStatus": link("getStatus"),
     "GetRun": link("getRun", runId="$response.body#/runId"),
+    "GetResults": link("getResults", runId="$response.body#/runId"),
     "UpdateRun": link("updateRun"),
     "PauseRun": link("pauseRun"),
     "StopRun": link("stopRun"),
 }
 ENDED_LINKS = {
     "GetRun": link("getRun", runId="$response.body#/runId"),
+    "GetResults": link("getResults", runId="$response.body#/runId"),
     "RetryFailed": link("retryFailed", runId="$response.body#/runId"),
     "StartRun": link("startRun"),
 }
@@ -417,6 +421,71 @@ def retry_failed(run_id: str):
     log.info("[api] Retrying the %s failed job(s) of run %s", number(count), run_id)
     _kick_scheduler()
     return jsonify(current_state())
+
+
+def items_for(run_id: str) -> export.ItemsFor:
+    """Where the results export reads the jobs' items: a callable ``(first, count)`` -> the items
+    of jobs first .. first+count-1 of run ``run_id``, in order, as JSON values (None, or too
+    few: null items), read from the run's items hash (``optio/store/items.py``), one HMGET a
+    slice of export.SLICE jobs. A run without items (or whose items expired) gets
+    ``export.no_items``: its rows' item is null and its export reads no chunk. This runs in the
+    request; what it returns is called by the streamed answer after the view has returned
+    (outside the app context), so it holds the store part itself."""
+    items = services().store.items
+    if not items.exists(run_id):
+        return export.no_items
+
+    def read(first: int, count: int) -> list | None:
+        return [item for _, item in items.iter_items(run_id, first, first + count - 1)] or None
+
+    return read
+
+
+@bp.get("/runs/<run_id>/results")
+@operation(
+    "getResults",
+    "Every job's outcome, one row per job in job order (JSON Lines or CSV)",
+    "Streamed a slice of jobs at a time, also while the run runs (jobs not finished yet are left "
+    "out, or listed with status `pending` with `status=all`). A row: `job`, `item` (null for a "
+    "run without items), `status` (processed, failed, pending), `result` (the function's "
+    "return value as JSON; null for None and for failed jobs), `error` (failed jobs: "
+    '"Type: message"), `attempts` (of its last round: retry-failed starts a new one), `ms` '
+    "(run time of its last attempt) and `finishedAt` (ms since the epoch, Redis clock). CSV: "
+    "the same columns, item and result as JSON text, an empty cell for null.",
+    params={"run_id": RUN_ID},
+    query=schemas.ResultsQuery,
+    answers={
+        200: Answer(
+            "One row per job: a JSON object a line (`jsonl`), or CSV with a header row.",
+            {export.MEDIA["jsonl"]: TEXT, "text/csv": TEXT},
+        )
+    },
+    errors=(400, 404, *READ_ERRORS),
+    said={400: "A bad `format` or `status`, or an unknown parameter.", 404: NO_SUCH_RUN},
+)
+def run_results(run_id: str):
+    form, status = validate_results_query(request.args)
+    x = _known_run(run_id)["xTotal"]
+    read = functools.partial(services().store.outcomes.read, run_id)
+    body = export.FORMATS[form](export.rows(read, x, status, items_for(run_id)))
+    return Response(
+        _logged(body, run_id),
+        mimetype=export.MEDIA[form],
+        headers={
+            "Content-Disposition": f'attachment; filename="optio-{run_id}-{status}.{form}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def _logged(body: Iterator[str], run_id: str) -> Iterator[str]:
+    """``body``; a read that fails midway (Redis away) ends the answer without its last chunk,
+    so the client sees a cut transfer, never a short file that looks whole."""
+    try:
+        yield from body
+    except Exception as exc:
+        log.warning("[api] The results export of run %s stopped midway: %s", run_id, exc)
+        raise
 
 
 bp.get("/health")(health.health)

@@ -143,6 +143,21 @@ class RunsQuery(BaseModel):
     )
 
 
+class ResultsQuery(BaseModel):
+    """The query of ``GET /api/runs/{runId}/results``."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["jsonl", "csv"] = Field(
+        "jsonl",
+        description="`jsonl`: one JSON object a line; `csv`: a header row, then one row a job.",
+    )
+    status: Literal["finished", "processed", "failed", "all"] = Field(
+        "finished",
+        description="The jobs listed: `finished` (processed and failed), `processed`, `failed`, "
+        "or `all` (jobs not finished yet too, with status `pending`).",
+    )
+
+
 Status = Literal["idle", "running", "paused", "stopped", "completed"]
 Webhook = Literal["pending", "delivered", "failed"]
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar, cast
 from pydantic import BaseModel, ValidationError
 
 from optio import config
-from optio.webapp.schemas import MAX_RUNS_PAGE, RUN_ID, RunsQuery, request_models
+from optio.webapp.schemas import MAX_RUNS_PAGE, RUN_ID, ResultsQuery, RunsQuery, request_models
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -219,3 +219,24 @@ def validate_runs_query(args: Mapping[str, str]) -> tuple[int, str | None]:
     """``limit`` (1..100, default 20) and ``before`` (a run id) of GET /api/runs."""
     query = _validated(RunsQuery, dict(args.items()), RUNS_QUERY_MESSAGES)
     return query.limit, query.before
+
+
+def _choice_message(name: str, choices: str) -> Any:
+    def say(error: dict) -> str:
+        return f"{name} must be one of {choices}, got {str(error.get('input'))[:40]!r}"
+
+    return say
+
+
+RESULTS_QUERY_MESSAGES = {
+    "unknown": "unknown query parameter(s): {names}",
+    "format": _choice_message("format", "jsonl, csv"),
+    "status": _choice_message("status", "finished, processed, failed, all"),
+}
+
+
+def validate_results_query(args: Mapping[str, str]) -> tuple[str, str]:
+    """``format`` (jsonl, csv) and ``status`` (finished, processed, failed, all) of
+    GET /api/runs/<runId>/results."""
+    query = _validated(ResultsQuery, dict(args.items()), RESULTS_QUERY_MESSAGES)
+    return query.format, query.status

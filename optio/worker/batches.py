@@ -177,18 +177,18 @@ def _run_jobs(
             if gate:
                 _wait_for_slot(ctx, run_id)
             began = time.perf_counter()
-            result: str | None = None  # stays None when the job failed or was throttled
+            returned, result = False, None
             try:
                 if takes_item:
-                    outcome = job(run_id, job_id, None if items is None else items[job_id])
+                    result = job(run_id, job_id, None if items is None else items[job_id])
                 else:
-                    outcome = job(run_id, job_id)
-                result = "" if outcome is None else str(outcome)  # "": nothing to store
+                    result = job(run_id, job_id)
+                returned = True
             except Throttle as throttle:
                 _job_throttled(ctx, run_id, job_id, throttle)
             except Exception as exc:
-                _job_failed(ctx, run_id, job_id, exc)
-            tally.add(job_id, result, time.perf_counter() - began)
+                _job_failed(ctx, run_id, job_id, exc, time.perf_counter() - began)
+            tally.add(job_id, time.perf_counter() - began, returned=returned, result=result)
             if tally.due():
                 tally.flush()
             elif n + 1 < len(jobs):
@@ -257,13 +257,18 @@ def _job_throttled(ctx: Context, run_id: str, job_id: int, throttle: Throttle) -
         )
 
 
-def _job_failed(ctx: Context, run_id: str, job_id: int, exc: Exception) -> None:
+def _job_failed(ctx: Context, run_id: str, job_id: int, exc: Exception, seconds: float) -> None:
     """Schedule the job's retry with backoff, or record it as failed once its attempts are
-    spent."""
+    spent (``seconds``: how long the attempt ran)."""
     error = error_text(exc)
     attempts_allowed = ctx.settings.job_attempts
     outcome, attempts, delay = ctx.counting.fail_job(
-        run_id, job_id, error, attempts=attempts_allowed, backoff_s=ctx.settings.retry_backoff
+        run_id,
+        job_id,
+        error,
+        attempts=attempts_allowed,
+        backoff_s=ctx.settings.retry_backoff,
+        seconds=seconds,
     )
     if outcome == "retry":
         log.warning(

@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from typing import Any
 
 from optio.store.counting import Counting, Durations
 from optio.worker.leases import Held
@@ -38,7 +39,8 @@ class Tally:
         self.counting = counting
         self.held = held
         self.lock = threading.Lock()  # held across a count: one count of a message at a time
-        self.done: dict[int, str] = {}
+        self.done: dict[int, Any] = {}  # job id -> what its function returned
+        self.seconds: dict[int, float] = {}  # job id -> its run time
         self.handled = 0
         self.took = Durations()
         self.since: float | None = None  # monotonic time of the oldest job not counted
@@ -46,12 +48,13 @@ class Tally:
         #: the run's status as the last count saw it: jobs start only while "running"
         self.status = "running"
 
-    def add(self, job_id: int, result: str | None, seconds: float) -> None:
-        """A job ended: ``result`` is its result, or None when it failed or was throttled
-        (already recorded by its own call)."""
+    def add(self, job_id: int, seconds: float, *, returned: bool, result: Any = None) -> None:
+        """A job ended after ``seconds``: ``returned`` with ``result``, or not (it failed or was
+        throttled, already recorded by its own call)."""
         with self.lock:
-            if result is not None:
+            if returned:
                 self.done[job_id] = result
+                self.seconds[job_id] = seconds
             self.handled += 1
             self.took.add(seconds)
             if self.since is None:
@@ -81,13 +84,15 @@ class Tally:
             flush = self.counting.mark_processed(
                 self.held.run_id,
                 self.done,
+                seconds=self.seconds,
                 message=self.held.key,
                 token=self.held.token,
                 handled=self.handled,
                 release=release,
                 durations=self.took,
             )
-            self.done, self.handled, self.took, self.since = {}, 0, Durations(), None
+            self.done, self.seconds, self.handled = {}, {}, 0
+            self.took, self.since = Durations(), None
             self.counted += flush.counted
             self.status = flush.status
             if flush.lost:

@@ -520,3 +520,54 @@ def test_a_screenshot_of_the_dashboard_with_recent_runs(idle, page):
     assert width <= 390, f"the page scrolls sideways at phone width ({width} px)"
     ARTIFACTS.mkdir(exist_ok=True)
     tab.screenshot(path=str(ARTIFACTS / "dashboard-history-phone.png"), full_page=True)
+
+
+def test_the_run_page_downloads_the_results_and_the_dashboard_links_them(idle, page):
+    flawed = finished_run(idle, 5)
+    run_id = flawed["runId"]
+    tab = page.tab
+    tab.goto(f"{idle.base}/runs/{run_id}")
+    expect(tab.locator("#failed")).to_have_text("1")
+    with tab.expect_download() as saved:
+        tab.click("#results-failed")
+    assert saved.value.suggested_filename == f"optio-{run_id}-failed.csv"
+    rows = open(saved.value.path(), encoding="utf-8").read().splitlines()
+    assert rows[0] == "job,item,status,result,error,attempts,ms,finishedAt"
+    assert [row.split(",")[:3] for row in rows[1:]] == [["4", "", "failed"]]
+    with tab.expect_download() as saved:
+        tab.click("#results-jsonl")
+    lines = open(saved.value.path(), encoding="utf-8").read().splitlines()
+    assert [json.loads(line)["status"] for line in lines] == ["processed"] * 4 + ["failed"]
+
+    open_dashboard(page, idle.base)
+    expect(tab.locator("#run-id")).to_have_text(run_id)
+    path = f"/api/runs/{run_id}/results"
+    expect(tab.locator("#results-csv")).to_have_attribute("href", f"{path}?format=csv")
+    expect(tab.locator("#results-jsonl")).to_have_attribute("href", f"{path}?format=jsonl")
+    expect(tab.locator("#run-page")).to_have_attribute("href", f"/runs/{run_id}")
+
+
+def test_with_protected_reads_the_run_page_downloads_with_the_tabs_token(
+    idle, page, tmp_path_factory
+):
+    """A plain link cannot carry the token: the page fetches the file with it, then saves it."""
+    run_id = finished_run(idle, 5)["runId"]
+    token = "token-of-the-protected-web"
+    with System(
+        idle.redis_url,
+        tmp_path_factory.mktemp("protected-web"),
+        OPTIO_API_TOKEN=token,
+        OPTIO_PROTECT_READS="1",
+    ) as web:
+        web.start_web()
+        tab = page.tab
+        tab.goto(f"{web.base}/runs/{run_id}")
+        expect(tab.locator("#token-field")).to_be_visible()  # its read was refused: 401
+        tab.fill("#token", token)
+        tab.press("#token", "Tab")
+        expect(tab.locator("#failed")).to_have_text("1")
+        with tab.expect_download() as saved:
+            tab.click("#results-failed")
+        assert saved.value.suggested_filename == f"optio-{run_id}-failed.csv"
+        rows = open(saved.value.path(), encoding="utf-8").read().splitlines()
+        assert [row.split(",")[:3] for row in rows[1:]] == [["4", "", "failed"]]

@@ -7,6 +7,7 @@ docs/RELIABILITY.md is written from.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -16,6 +17,7 @@ import pytest
 from optio import config, names
 from optio.names import errors_key, results_key
 from optio.redis_state import RunStore
+from optio.store.outcomes import parse
 from optio.testing import (
     Watcher,
     assert_exactly_once,
@@ -262,7 +264,7 @@ def test_a_job_that_raises_is_retried_then_recorded_as_failed(fault_system, reco
     assert sorted(int(j) for j in errors) == always
     assert errors["7"] == "ValueError: job 7 always fails"
     # jobs 3, 10, ... failed twice, then succeeded on their third attempt
-    assert s.redis.hget(results_key(run_id), "3") == "ok-3"
+    assert parse(s.redis.hget(results_key(run_id), "3")).result == '"ok-3"'
     record(
         "jobs that raise",
         f"x={x}; every 7th job always raises, 3, 10, ... twice; 3 attempts, backoff 0.2 s",
@@ -315,7 +317,7 @@ def test_a_result_utf8_cannot_encode_is_stored_and_its_job_runs_once(fault_syste
     wait_finished(s, run_id, 25)
     figures = assert_exactly_once(s, run_id, x)
     assert executions(s, run_id) == {0: 1, 1: 1, 2: 1}
-    assert s.redis.hget(results_key(run_id), "1") == STORED_UNDECODABLE
+    assert json.loads(parse(s.redis.hget(results_key(run_id), "1")).result) == STORED_UNDECODABLE
     record(
         "a job returns text UTF-8 cannot encode",
         f'x={x}; job 1 returns "name-\\udcff" (a lone surrogate, as os.fsdecode gives)',
@@ -376,7 +378,8 @@ def test_a_message_that_kills_its_worker_is_given_up_after_max_deliveries(fault_
     errors = s.get(f"/api/runs/{run_id}").json()["errors"]
     assert [e["job"] for e in errors] == [POISON_JOB]
     assert errors[0]["error"].startswith("delivered 3 times without finishing")
-    assert s.redis.hlen(results_key(run_id)) == x - 1
+    assert s.redis.hlen(results_key(run_id)) == x  # the poison job's record: failed, no run time
+    assert parse(s.redis.hget(results_key(run_id), str(POISON_JOB))).ms is None
     # found by the tick ("given up") or by the delivery that took the ended lease ("gave up")
     logs = s.procs["beat"].log() + s.procs["worker"].log()
     assert "given up" in logs or "gave up: delivered 3 times" in logs

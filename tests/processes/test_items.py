@@ -1,7 +1,8 @@
 """Items in: runs started with items over real HTTP (a JSON array, a streamed NDJSON or CSV
 upload) against a real web process, worker and beat on a database of the session's private
 redis-server. The job function (``tests.fault_jobs:with_item``) takes its item and returns it
-with its job id, so each job's stored result shows which item it got.
+with its job id, so each job's stored result shows which item it got; the results export
+lists each job's item and result.
 
 Bad uploads start nothing and leave no key: each such test compares the database's run keys
 before and after. The limits are small here (OPTIO_MAX_ITEMS=10,000, OPTIO_MAX_ITEM_BYTES=512)
@@ -10,6 +11,8 @@ so that going past them is cheap.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import socket
@@ -22,6 +25,7 @@ import pytest
 import requests
 
 from optio.names import items_key, results_key
+from optio.store.outcomes import parse
 from optio.testing import ROOT, System, settled_executions, status, wait_finished, wait_for
 from tests.fault_jobs import seen_items_key
 
@@ -80,8 +84,9 @@ def ndjson(values: list) -> Iterator[bytes]:
 
 
 def results(system: System, run_id: str) -> dict[int, dict]:
+    """Job id -> what its function returned, from each job's record (optio/store/outcomes.py)."""
     raw = system.redis.hgetall(results_key(run_id))
-    return {int(job): json.loads(text) for job, text in raw.items()}
+    return {int(job): json.loads(parse(record).result or "null") for job, record in raw.items()}
 
 
 def assert_nothing_started(system: System, before_keys: set[str], before: dict) -> None:
@@ -92,7 +97,7 @@ def assert_nothing_started(system: System, before_keys: set[str], before: dict) 
     assert after["runId"] == before["runId"] and not after["running"]
 
 
-def test_ten_thousand_ndjson_items_each_reach_their_job(system):
+def test_ten_thousand_ndjson_items_each_reach_their_job_and_come_back_in_the_export(system):
     items = [{"n": k, "name": f"item-{k}", "tags": ["a", k % 7]} for k in range(10_000)]
     answer = upload(system, ndjson(items), "application/x-ndjson")
     assert answer.status_code == 201, answer.text
@@ -109,6 +114,32 @@ def test_ten_thousand_ndjson_items_each_reach_their_job(system):
     # 10 chunks of 1,000 items, in the run's keys: they expire with it
     assert system.redis.hlen(items_key(run_id)) == 10
     assert 0 < system.redis.ttl(items_key(run_id)) <= system.redis.ttl(f"optio:run:{run_id}")
+
+    # the export: one row per job in job order, with its item and what its function returned
+    answer = requests.get(f"{system.base}/api/runs/{run_id}/results", timeout=60)
+    assert answer.status_code == 200 and answer.headers["Content-Type"] == "application/x-ndjson"
+    rows = [json.loads(line) for line in answer.text.splitlines()]
+    assert len(rows) == 10_000
+    wrong = [
+        (k, row)
+        for k, row in enumerate(rows)
+        if (row["job"], row["item"], row["status"], row["result"])
+        != (k, items[k], "processed", {"job": k, "item": items[k]})
+    ]
+    assert wrong == []
+    answer = requests.get(
+        f"{system.base}/api/runs/{run_id}/results", params={"format": "csv"}, timeout=60
+    )
+    assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/csv")
+    cells = list(csv.DictReader(io.StringIO(answer.text, newline="")))
+    assert len(cells) == 10_000
+    wrong = [
+        (k, row)
+        for k, row in enumerate(cells)
+        if (int(row["job"]), json.loads(row["item"]), row["status"], json.loads(row["result"]))
+        != (k, items[k], "processed", {"job": k, "item": items[k]})
+    ]
+    assert wrong == []
 
 
 def test_a_csv_row_with_an_extra_field_names_its_line_and_starts_nothing(system):

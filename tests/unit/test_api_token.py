@@ -78,6 +78,16 @@ def test_protected_reads_need_the_token_too(protected_app):
     assert web.get("/api/health").status_code in (200, 503)  # health stays open
 
 
+def test_the_protected_results_export_needs_the_token(redis_server, redis_db):
+    web = build_app(redis_server, redis_db(), api_token=TOKEN, protect_reads=True).test_client()
+    run_id = web.post("/api/run", json={"x": 3, "y": 60}, headers=auth(TOKEN)).json["runId"]
+    web.post("/api/stop", headers=auth(TOKEN))
+    results = f"/api/runs/{run_id}/results?status=all"
+    assert web.get(results).status_code == 401
+    answer = web.get(results, headers=auth(TOKEN))
+    assert answer.status_code == 200 and answer.get_data(as_text=True).count("\n") == 3
+
+
 def test_protected_socketio_needs_the_token_in_process(protected_app):
     sio = protected_app.extensions["socketio"]
     assert not sio.test_client(protected_app).is_connected()

@@ -72,10 +72,16 @@ def test_jobs_far_apart_are_counted_without_reading_the_range_between(store):
     assert store.client.bitcount(done_key(run_id)) == 2
 
 
-def test_an_empty_result_is_counted_and_not_stored(store):
+def test_each_job_has_one_record_in_the_one_hset_none_included(store):
     run_id = store.runs.start_run(3, 600, now_ms=T0)
-    assert store.counting.mark_processed(run_id, {0: "", 1: "one"}).counted == 2
-    assert store.client.hgetall(results_key(run_id)) == {"1": "one"}
+    flush = store.counting.mark_processed(
+        run_id, {0: None, 1: "one"}, seconds={0: 0.0015, 1: 2}, now_ms=T0 + 5
+    )
+    assert flush.counted == 2
+    assert store.client.hgetall(results_key(run_id)) == {
+        "0": f"{T0 + 5}|1.5|",
+        "1": f'{T0 + 5}|2000|"one"',
+    }
     assert store.runs.current_state()["processed"] == 2
 
 

@@ -24,6 +24,7 @@ NEVER = {
     "optio.urls": ("optio.", "redis", "celery", "flask"),
     "optio.store.runs optio.store.schedule optio.store.counting optio.store.leases "
     "optio.store.outbox optio.store.heartbeats optio.store.version optio.store.items "
+    "optio.store.outcomes "
     "optio.redis_state": (
         "celery",
         "kombu",

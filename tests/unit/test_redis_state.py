@@ -622,11 +622,12 @@ class TestStoredText:
     def test_a_result_longer_than_the_cap_is_cut_and_says_so(self, client):
         store = RunStore(client, Settings(max_result_bytes=100))
         run_id = store.runs.start_run(2, 600, now_ms=T0)
-        assert store.counting.mark_processed(run_id, {0: "é" * 1000, 1: "é" * 50}).counted == 2
+        assert store.counting.mark_processed(run_id, {0: "é" * 1000, 1: "é" * 49}).counted == 2
         cut = store.runs.result(run_id, 0)
         assert len(cut.encode()) <= 100 and cut.endswith("… [cut: 2000 bytes]")
         assert cut.startswith("é" * 30)
-        assert store.runs.result(run_id, 1) == "é" * 50  # 100 bytes: kept whole
+        # 98 bytes and the two quotes of its JSON: kept whole
+        assert store.runs.result(run_id, 1) == "é" * 49
 
     def test_an_error_utf8_cannot_encode_is_stored_as_its_escape_and_capped(self, store):
         run_id = store.runs.start_run(2, 600, now_ms=T0)

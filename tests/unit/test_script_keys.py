@@ -163,6 +163,7 @@ def _started_then(verb: Callable[[RunStore, str], object]) -> Callable[[RunStore
 EXERCISE: dict[str, Callable[[RunStore], str]] = {
     "start_run": _started_then(lambda store, run_id: None),
     "read_state": _started_then(lambda store, run_id: store.runs.run_state(run_id)),
+    "read_outcomes": _started_then(lambda store, run_id: store.outcomes.read(run_id, 0, 4)),
     "pause_run": _started_then(lambda store, run_id: store.runs.pause_run()),
     "resume_run": _started_then(lambda store, _: (store.runs.pause_run(), store.runs.resume_run())),
     "update_run": _started_then(lambda store, run_id: store.runs.update_run(x=6, y=120)),

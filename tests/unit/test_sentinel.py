@@ -132,7 +132,7 @@ def test_without_replicas_a_count_waits_once_then_goes_on(client):
     assert time.monotonic() - began < 0.2
     assert store.counting.replicas.waited == 1
     assert store.counting.fail_job(run_id, 10, "boom", attempts=1, backoff_s=0)[0] == "failed"
-    assert client.hlen(results_key(run_id)) == 10
+    assert client.hlen(results_key(run_id)) == 11  # 10 processed, 1 failed: each has its record
 
 
 # -- after a failover or a restart: jobs the broker may have lost --------------------------------

@@ -61,7 +61,7 @@ def test_broken_metrics_never_stand_in_the_way_of_a_count(store, client):
         with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
             store.counting.mark_processed(run_id, {0: "a"})
         assert store.runs.run_state(run_id)["status"] == "completed"
-        assert client.hget(results_key(run_id), "0") == "a"
+        assert store.runs.result(run_id, 0) == "a"
     finally:
         client.delete(names.METRICS_KEY)
 

@@ -9,7 +9,7 @@
 -- key holds, and every field of the run hash.
 --    1 run_key        hash: the run's state
 --    2 done_key       bitmap: bit k set once job k is counted
---    3 results_key    hash: job id -> result
+--    3 results_key    hash: job id -> record "<finishedAt>|<ms>|<result>" (its outcome)
 --    4 errors_key     hash: job id -> error of a job that failed for good
 --    5 attempts_key   hash: job id -> failed attempts so far
 --    6 messages_key   zset: message key -> deadline ms
@@ -335,16 +335,19 @@ local function drop_holder(run_key, holders_key, key)
 end
 
 -- Count job `job` as failed for good with `error`, unless it is counted already (its done bit):
--- its error, the run's failed count, failed_total; no message owns it any more. Returns 1 when
--- counted now, else 0. The caller then completes the run when every job is done
--- (complete_if_done) and publishes the state.
-local function count_failed(run_key, done_key, errors_key, owners_key, metrics_key, job, error)
+-- its error, its record "<now>|<ms>|" in results_key (`now` ms; `ms` the run time of its last
+-- attempt, '' when unknown; optio/store/outcomes.py), the run's failed count, failed_total; no
+-- message owns it any more. Returns 1 when counted now, else 0. The caller then completes the
+-- run when every job is done (complete_if_done) and publishes the state.
+local function count_failed(run_key, done_key, results_key, errors_key, owners_key, metrics_key,
+    job, error, ms, now)
   if redis.call('GETBIT', done_key, job) == 1 then
     return 0
   end
   -- the error before the bit, the metrics last: a script that fails midway has not counted the
   -- job (Redis does not undo the writes made before a failure)
   redis.call('HSET', errors_key, job, error)
+  redis.call('HSET', results_key, job, string.format('%.0f|', now) .. ms .. '|')
   redis.call('SETBIT', done_key, job, 1)
   redis.call('HDEL', owners_key, job)
   redis.call('HINCRBY', run_key, 'failed', 1)
@@ -358,9 +361,10 @@ end
 -- leaves the messages zset and its jobs not counted yet are counted as failed for good
 -- (count_failed), with the error "delivered <most> times without finishing: ...". Returns how
 -- many jobs it failed (0 when all were done already), or nil while the message is to be sent
--- again. The caller then completes the run when every job is done and publishes the state.
-local function lease_expired(run_key, done_key, errors_key, attempts_key, messages_key,
-    owners_key, metrics_key, key, most)
+-- again (`now`: ms, for the failed jobs' records). The caller then completes the run when every
+-- job is done and publishes the state.
+local function lease_expired(run_key, done_key, results_key, errors_key, attempts_key,
+    messages_key, owners_key, metrics_key, key, most, now)
   local field = 'expired:' .. key
   if redis.call('HINCRBY', attempts_key, field, 1) < most then
     return nil
@@ -374,8 +378,8 @@ local function lease_expired(run_key, done_key, errors_key, attempts_key, messag
   for job = tonumber(first), tonumber(first) + tonumber(count) - 1 do
     local owner = redis.call('HGET', owners_key, job)
     if not owner or owner == key then  -- a job another message owns is that message's to end
-      failed = failed + count_failed(run_key, done_key, errors_key, owners_key, metrics_key, job,
-        error)
+      failed = failed + count_failed(run_key, done_key, results_key, errors_key, owners_key,
+        metrics_key, job, error, '', now)
     end
   end
   return failed

@@ -8,8 +8,9 @@
 -- (lease_expired): its jobs not done yet are counted as failed for good.
 -- Keys: reads active_key, current_key; reads and writes run_key (leasedJobs; failed),
 -- messages_key, holders_key, attempts_key (the expiries, field "expired:<message key>"); when
--- a message is given up also done_key, errors_key, metrics_key (failed_total), and when that
--- completes the run (finish_run) active_key, outbox_key, and the run's keys expire (expire_run).
+-- a message is given up also done_key, results_key, errors_key, metrics_key (failed_total), and
+-- when that completes the run (finish_run) active_key, outbox_key, and the run's keys expire
+-- (expire_run).
 -- ARGV[1] run id
 -- ARGV[2] now ms ('' = Redis clock)
 -- ARGV[3] ms until a re-sent message that is not confirmed is taken again
@@ -41,8 +42,8 @@ for _, key in ipairs(redis.call('ZRANGEBYSCORE', messages_key, '-inf', now, 'LIM
   local failed = nil
   if expired then
     drop_holder(run_key, holders_key, key)
-    failed = lease_expired(run_key, done_key, errors_key, attempts_key, messages_key, owners_key,
-      metrics_key, key, tonumber(ARGV[5]))
+    failed = lease_expired(run_key, done_key, results_key, errors_key, attempts_key,
+      messages_key, owners_key, metrics_key, key, tonumber(ARGV[5]), now)
   end
   if failed then
     out[3] = out[3] + 1

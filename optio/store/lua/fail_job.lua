@@ -5,9 +5,10 @@
 -- it is due; a worker parks it until the run resumes).
 -- The retry message owns the job from now (owners_key): no other message leases it, and its own
 -- next retry takes it over; a job that failed for good has no owner.
--- Keys: reads current_key; writes run_key, done_key, errors_key, attempts_key, messages_key,
--- owners_key, metrics_key (retried_total, failed_total); when the run completes (finish_run)
--- active_key, outbox_key, and the run's keys expire (expire_run).
+-- Keys: reads current_key; writes run_key, done_key, results_key (the job's record when it fails
+-- for good), errors_key, attempts_key, messages_key, owners_key, metrics_key (retried_total,
+-- failed_total); when the run completes (finish_run) active_key, outbox_key, and the run's keys
+-- expire (expire_run).
 -- ARGV[1] run id
 -- ARGV[2] job id
 -- ARGV[3] error text
@@ -15,6 +16,7 @@
 -- ARGV[5] ms before the first retry (doubles each attempt)
 -- ARGV[6] most ms before a retry
 -- ARGV[7] now ms ('' = Redis clock)
+-- ARGV[8] ms the attempt ran ('' = unknown), kept in the job's record when it fails for good
 -- Returns {outcome, attempts, retry delay ms}: outcome 'retry', 'failed', 'done' (counted
 -- before: nothing to do) or 'ended' (the run has ended: nothing recorded). Publishes the state
 -- when the job failed for good.
@@ -34,8 +36,10 @@ if attempts < tonumber(ARGV[4]) then
   redis.call('HINCRBY', metrics_key, 'retried_total', 1)
   return {'retry', attempts, math.floor(delay)}
 end
-count_failed(run_key, done_key, errors_key, owners_key, metrics_key, job, ARGV[3])
-if complete_if_done(run_key, active_key, outbox_key, ARGV[1], now_ms(ARGV[7])) then
+local now = now_ms(ARGV[7])
+count_failed(run_key, done_key, results_key, errors_key, owners_key, metrics_key, job, ARGV[3],
+  ARGV[8] or '', now)
+if complete_if_done(run_key, active_key, outbox_key, ARGV[1], now) then
   expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key, holders_key,
     owners_key, items_key)
 end

@@ -11,8 +11,8 @@
 -- is done (never parked). While no job has an owner this costs one EXISTS per message.
 -- Keys: reads done_key, owners_key; reads and writes run_key (leasedJobs), messages_key,
 -- holders_key, attempts_key (the expiries, field "expired:<message key>"); when the message is
--- given up also errors_key, metrics_key (failed_total), current_key, and when that completes the
--- run (finish_run) active_key, outbox_key, and the run's keys expire (expire_run).
+-- given up also results_key, errors_key, metrics_key (failed_total), current_key, and when that
+-- completes the run (finish_run) active_key, outbox_key, and the run's keys expire (expire_run).
 -- ARGV[1] message key
 -- ARGV[2] first job id
 -- ARGV[3] job count
@@ -62,8 +62,8 @@ if holder then
   end
   -- expired and not yet taken by the tick, or its holder is dead: this delivery takes it over
   drop_holder(run_key, holders_key, key)
-  local failed = lease_expired(run_key, done_key, errors_key, attempts_key, messages_key,
-    owners_key, metrics_key, key, tonumber(ARGV[8]))
+  local failed = lease_expired(run_key, done_key, results_key, errors_key, attempts_key,
+    messages_key, owners_key, metrics_key, key, tonumber(ARGV[8]), now)
   if failed then
     if failed > 0 then
       local run_id = redis.call('HGET', run_key, 'runId')

@@ -14,7 +14,9 @@
 --         released with jobs not handled while the run is paused is parked), else 0
 -- ARGV[7] run times of the jobs executed since the last call, as "count,sum s,n0,n1,...": how
 --         many fell in each bucket of redis_state.DURATION_BUCKETS ('' = none)
--- ARGV[8], ARGV[9], ...: job id, result, job id, result, ... ('' = no result to store)
+-- ARGV[8], ARGV[9], ...: job id, outcome, job id, outcome, ...: the outcome is "<ms>|<result>"
+--         (optio/store/outcomes.py); each new job's record in results_key is it with the time
+--         in front, "<finishedAt ms>|<ms>|<result>".
 -- Returns {counted now, status, lost}: a job id counted before is skipped; status is the run's
 -- ('gone' when unknown); lost is 1 when the caller no longer holds the lease (the tick re-sent
 -- the message after it expired, another delivery took it over): it must not start more of its
@@ -27,23 +29,23 @@ end
 -- The results first: a write that fails (a key of the wrong type) fails before any other, so a
 -- script that fails has counted nothing and left the lease as it was: the message runs again
 -- once the lease runs out. Redis does not undo the writes of a script that fails midway.
--- One HSET for the results and one BITFIELD for the bits, whatever the number of jobs; an empty
--- result (the job returned None) is not stored.
+-- One HSET for the records and one BITFIELD for the bits, whatever the number of jobs: a job's
+-- run time, finish time and result are one field of the HSET, never a command of their own.
 local jobs = {}
 for i = 8, #ARGV, 2 do
   jobs[#jobs + 1] = tonumber(ARGV[i])
 end
 local unset = unset_among(done_key, jobs)
 local new, stored = {}, {}
+local now = #ARGV >= 8 and now_ms(ARGV[2])  -- (one TIME, only for a count that counts jobs)
+local finished = now and string.format('%.0f|', now) or ''
 for i = 8, #ARGV, 2 do
   local job = tonumber(ARGV[i])
   if unset[job] then
     unset[job] = nil  -- a job listed twice counts once
     new[#new + 1] = job
-    if ARGV[i + 1] ~= '' then
-      stored[#stored + 1] = ARGV[i]
-      stored[#stored + 1] = ARGV[i + 1]
-    end
+    stored[#stored + 1] = ARGV[i]
+    stored[#stored + 1] = finished .. ARGV[i + 1]
   end
 end
 for i = 1, #stored, 2000 do
@@ -79,7 +81,7 @@ if #stored ~= 0 then
 end
 if counted ~= 0 then
   redis.call('HINCRBY', run_key, 'processed', counted)
-  if complete_if_done(run_key, active_key, outbox_key, ARGV[1], now_ms(ARGV[2])) then
+  if complete_if_done(run_key, active_key, outbox_key, ARGV[1], now) then
     expire_run(run_key, done_key, results_key, errors_key, attempts_key, messages_key,
       holders_key, owners_key, items_key)
   end

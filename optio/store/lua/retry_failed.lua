@@ -1,7 +1,9 @@
 -- Run the failed jobs of a completed run again: the run is running again until each of them has
 -- succeeded or spent a fresh set of attempts. They are sent at the run's rate y from now, as
 -- messages "job:1:r-1" (names.RERUN) with spaced deadlines in the messages zset; each owns its
--- job (owners_key), so a late copy of the job's first message runs nothing.
+-- job (owners_key), so a late copy of the job's first message runs nothing. Each job keeps its
+-- record in results_key until its new outcome replaces it: with its bit cleared and its error
+-- gone, the export lists it as pending meanwhile (optio/store/outcomes.py).
 -- Keys: reads and writes run_key, errors_key (emptied), active_key, current_key (both set to the
 -- run); writes done_key, attempts_key, messages_key, owners_key; run_key, done_key, results_key,
 -- attempts_key and items_key stop expiring (PERSIST) while the run runs again.

@@ -115,6 +115,19 @@
     if (!frame) frame = requestAnimationFrame(render);
   }
 
+  // Links to the shown run's outcomes (the export) and its page.
+  let linked = null;
+  function linkResults(runId) {
+    if (runId === linked) return;
+    linked = runId || null;
+    $("results-links").hidden = !linked;
+    if (!linked) return;
+    const path = `/api/runs/${encodeURIComponent(linked)}/results`;
+    $("results-jsonl").href = `${path}?format=jsonl`;
+    $("results-csv").href = `${path}?format=csv`;
+    $("run-page").href = `/runs/${encodeURIComponent(linked)}`;
+  }
+
   function render() {
     frame = 0;
     const s = state || { running: false, xTotal: 0, yMinute: 0, enqueued: 0, processed: 0, failed: 0, status: "idle" };
@@ -125,6 +138,7 @@
     const paused = status === "paused";
 
     setText($("run-id"), s.runId || "—");
+    linkResults(s.runId);
     setText($("status"), status);
     setAttr($("status"), "data-status", status);
     const webhook = s.webhook ? `webhook ${s.webhook}` : "";

@@ -148,6 +148,41 @@
     }
   });
 
+  // The downloads are plain links; with a token in this tab (the server protects reads) the
+  // file is fetched with it instead, then saved from memory.
+  for (const link of document.querySelectorAll("a.download")) {
+    link.addEventListener("click", async (event) => {
+      if (!ui.token()) return;
+      event.preventDefault();
+      let response;
+      try {
+        response = await fetch(link.href, { headers: ui.headers(false) });
+      } catch (err) {
+        message(`Could not download the results: the server did not answer (${err.message})`, "error");
+        return;
+      }
+      if (!response.ok) {
+        if (response.status === 401) askForToken();
+        let reason = `${response.status} ${response.statusText}`;
+        try {
+          reason = (await response.json()).error || reason;
+        } catch (_) {
+          // not JSON: the status says it
+        }
+        message(`Could not download the results: ${reason}`, "error");
+        return;
+      }
+      const url = URL.createObjectURL(await response.blob());
+      const save = document.createElement("a");
+      save.href = url;
+      save.download = link.getAttribute("download") || "";
+      document.body.append(save);
+      save.click();
+      save.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+    });
+  }
+
   window.optioRun = { state: () => run };
   setInterval(() => run && run.running && render(), 1000); // the duration moves without reads
   load();
