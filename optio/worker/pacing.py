@@ -36,7 +36,7 @@ CATCH_UP = 2.0
 #: Messages sent back to back (a few ms apart at most) are confirmed together, this many at most
 #: in one call, and before any wait of at least CONFIRM_WHEN_IDLE (seconds): a message is never
 #: left unconfirmed while the tick sleeps, and at high rates one call confirms many.
-CONFIRM_MOST = 50
+CONFIRM_MOST = 10
 CONFIRM_WHEN_IDLE = 0.002
 
 
