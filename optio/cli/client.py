@@ -6,12 +6,13 @@ answered with an error) or :class:`Unreachable` (no answer from optio at that ad
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 from urllib.parse import urlencode
 
@@ -37,6 +38,26 @@ class Refused(Exception):
 
 class Unreachable(Exception):
     """No answer from optio: nothing listens there, a timeout, or the answer is not optio's."""
+
+
+@contextlib.contextmanager
+def _answered(copied: list[int]) -> Iterator[None]:
+    """Turns what urllib raises into :class:`Refused` (the server answered an error) or
+    :class:`Unreachable`; ``copied[0]``: bytes of the answer already copied, for the message
+    when it was cut off midway."""
+    try:
+        yield
+    except urllib.error.HTTPError as exc:
+        with exc:
+            answer = _answer(exc.code, exc.read())
+        raise Refused(exc.code, str(answer.data.get("error") or f"HTTP {exc.code}")) from None
+    except urllib.error.URLError as exc:
+        raise Unreachable(_reason(exc.reason)) from None
+    except http.client.IncompleteRead:
+        raise Unreachable(f"the answer was cut off after {copied[0]:,} bytes") from None
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        # reset, closed early, timed out while reading
+        raise Unreachable(_reason(exc)) from None
 
 
 class Answer:
@@ -79,23 +100,13 @@ class Api:
         copied. Raises as :meth:`call` does; :class:`Unreachable` also when the answer is cut
         off midway (the server's read failed, the connection dropped)."""
         request = self._request("GET", path, None, None, query)
-        copied = 0
-        try:
+        copied = [0]
+        with _answered(copied):
             with urllib.request.urlopen(request, timeout=STREAM_TIMEOUT) as response:
                 while chunk := response.read1(STREAM_CHUNK):
                     out.write(chunk)
-                    copied += len(chunk)
-        except urllib.error.HTTPError as exc:
-            with exc:
-                answer = _answer(exc.code, exc.read())
-            raise Refused(exc.code, str(answer.data.get("error") or f"HTTP {exc.code}")) from None
-        except urllib.error.URLError as exc:
-            raise Unreachable(_reason(exc.reason)) from None
-        except http.client.IncompleteRead:
-            raise Unreachable(f"the answer was cut off after {copied:,} bytes") from None
-        except (OSError, ValueError, http.client.HTTPException) as exc:
-            raise Unreachable(_reason(exc)) from None
-        return copied
+                    copied[0] += len(chunk)
+        return copied[0]
 
     def _request(
         self,
@@ -116,17 +127,9 @@ class Api:
         return urllib.request.Request(address, data=data, headers=headers, method=method)
 
     def _send(self, request: urllib.request.Request) -> Answer:
-        try:
+        with _answered([0]):
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return _answer(response.status, response.read())
-        except urllib.error.HTTPError as exc:
-            with exc:
-                answer = _answer(exc.code, exc.read())
-            raise Refused(exc.code, str(answer.data.get("error") or f"HTTP {exc.code}")) from None
-        except urllib.error.URLError as exc:
-            raise Unreachable(_reason(exc.reason)) from None
-        except (OSError, ValueError) as exc:  # reset, closed early, timed out while reading
-            raise Unreachable(_reason(exc)) from None
 
 
 def _answer(status: int, raw: bytes) -> Answer:
