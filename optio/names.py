@@ -120,7 +120,8 @@ throttled, throttleAt, throttleLast, raisedAt, throttleNext
     throttled job takes the slot of the next new job; a job's own retry_after is counted from
     its place).
 nextStart
-    ms: the earliest start of the run's next paced job (start_slot.lua; up to 6,000/min).
+    ms: the earliest start of the run's next paced job (start_slot.lua; while throttled, up
+    to 6,000/min).
 lateThrottles, processedAtCut, rateTop
     throttles late in the last cut's window; processed at the last cut; the rate refused at
     the last cut (the rate climbs back to it quickly, then probes above).

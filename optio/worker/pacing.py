@@ -26,10 +26,11 @@ from optio.worker.context import Context
 #: A message spaces its jobs at the run's rate when they are at least this far apart (seconds):
 #: at up to 60,000 jobs/min, no job starts before its time.
 SPACE_JOBS_FROM = 0.001
-#: Jobs at least this far apart (seconds; up to 6,000 jobs/min) each start one spacing after the
-#: run's last start, whichever worker made it (start_slot.lua): the jitter of a message's
-#: delivery (a few ms, tens on a loaded machine) never brings two starts closer, which a
-#: downstream allowing no burst at all needs. One Redis call per job, at 100 jobs/s at most.
+#: While a run is throttled (its effective rate below y: a downstream said "slow down"), jobs at
+#: least this far apart (seconds; up to 6,000 jobs/min) each start one spacing after the run's
+#: last start, whichever worker made it (start_slot.lua): the jitter of a message's delivery (a
+#: few ms, tens on a loaded machine) never brings two starts closer, which a downstream allowing
+#: no burst at all needs. One Redis call per job, at 100 jobs/s at most.
 GATE_FROM = 0.01
 #: What is overdue leaves at this many times the run's rate, not all at once.
 CATCH_UP = 2.0
@@ -66,8 +67,9 @@ class Pace:
         self.stopped = False  # the run paused or ended meanwhile
         #: seconds between two jobs of one new message (0: back to back)
         self.every = spacing if spacing >= SPACE_JOBS_FROM else 0.0
-        #: whether each job waits for its start slot (batches._wait_for_slot)
-        self.gate = spacing >= GATE_FROM
+        #: whether each job waits for its start slot (batches._wait_for_slot): while the run is
+        #: throttled (below y), at spacings of GATE_FROM or more
+        self.gate = spacing >= GATE_FROM and reservation.rate < reservation.y_minute
 
     def plan(self, reruns: list[str], ahead: Ahead | None) -> list[Item]:
         """The reserved messages at their due times, ``reruns`` (overdue) at once, the messages
