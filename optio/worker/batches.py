@@ -178,17 +178,21 @@ def _run_jobs(
                 _wait_for_slot(ctx, run_id)
             began = time.perf_counter()
             returned, result = False, None
+            failed: Exception | None = None
             try:
                 if takes_item:
-                    result = job(run_id, job_id, None if items is None else items[job_id])
+                    result = job(run_id, job_id, None if items is None else items.get(job_id))
                 else:
                     result = job(run_id, job_id)
                 returned = True
             except Throttle as throttle:
                 _job_throttled(ctx, run_id, job_id, throttle)
             except Exception as exc:
-                _job_failed(ctx, run_id, job_id, exc, time.perf_counter() - began)
-            tally.add(job_id, time.perf_counter() - began, returned=returned, result=result)
+                failed = exc
+            took = time.perf_counter() - began
+            if failed is not None:
+                _job_failed(ctx, run_id, job_id, failed, took)
+            tally.add(job_id, took, returned=returned, result=result)
             if tally.due():
                 tally.flush()
             elif n + 1 < len(jobs):
