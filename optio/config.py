@@ -169,6 +169,14 @@ class Settings(BaseSettings):
     """Most jobs of a run waiting in the broker at once (reserved, neither done nor started by a
     worker); 0 means five ticks' worth at rate y, at least 1000. Above the workers' pace the run
     goes at their pace and its state says heldBack (OPTIO_MAX_OUTSTANDING)."""
+    max_rate: float = 0.0
+    """Most jobs per minute over all active runs together; 0 means no ceiling. When the runs
+    ask for more, each gets a weighted fair share (its ``weight``), and a run asking less than
+    its share leaves the rest to the others (OPTIO_MAX_RATE)."""
+    max_in_flight: int = 0
+    """Most jobs out at once over all active runs together (sent and not yet counted: waiting
+    in the broker, running, or waiting for a retry); 0 means no bound. Shared by weight like
+    OPTIO_MAX_RATE (OPTIO_MAX_IN_FLIGHT)."""
     max_batch: int = 100
     """Largest job-id range carried by one Celery message (high rates batch jobs per message)
     (OPTIO_MAX_BATCH)."""
@@ -296,6 +304,8 @@ def _check(s: Settings) -> None:
         )
     if s.max_items < 1 or s.max_item_bytes < 1:
         raise ValueError("OPTIO_MAX_ITEMS and OPTIO_MAX_ITEM_BYTES must be at least 1")
+    if s.max_rate < 0 or s.max_in_flight < 0:
+        raise ValueError("OPTIO_MAX_RATE and OPTIO_MAX_IN_FLIGHT must be 0 (none) or more")
     if s.keep_runs < 1:
         raise ValueError(f"OPTIO_KEEP_RUNS must be at least 1, not {s.keep_runs}")
     if s.webhook_url and not s.webhook_url.startswith(("http://", "https://")):

@@ -5,10 +5,15 @@ derives its keys from one ``namespace``). Nothing else in optio spells these str
 
 Keys (all in the ``REDIS_URL`` database, which the Celery broker shares):
 
-``optio:active``
-    string: id of the run that is running; absent when none is.
+``optio:active_runs``
+    zset: run id -> startedAt ms of every run that has not ended (running or paused): several
+    runs run at once, each at its own rate, within the deployment's ceilings
+    (``OPTIO_MAX_RATE``, ``OPTIO_MAX_IN_FLIGHT``; ``optio/worker/shares.py``). (Until version
+    0.4 one run at a time, as the string ``optio:active``: the tick moves such a key over.)
 ``optio:current``
-    string: id of the run clients are shown (the latest started).
+    string: id of the run clients are shown by default: the newest active run, else the last
+    one that ran. A run's start makes it current; when the current run ends, the next tick
+    makes the newest active run current (``follow_newest.lua``).
 ``optio:last_tick``
     string: ms timestamp (Redis clock) of the last scheduler tick, read by ``/api/health``.
 ``optio:server``
@@ -142,8 +147,12 @@ from __future__ import annotations
 #: Prefix of every Redis key and of the channel, task and queue names.
 NAMESPACE = "optio"
 
-#: Redis pub/sub channel carrying the run state (external subscribers rely on its name).
+#: Redis pub/sub channel carrying the run state of the current run (the run clients are shown by
+#: default; external subscribers rely on its name).
 CHANNEL = f"{NAMESPACE}:progress"
+#: Redis pub/sub channel carrying the states of the other runs: each state is published once,
+#: on one of the two (the web's relay listens to both).
+STATES_CHANNEL = f"{NAMESPACE}:states"
 
 #: Celery task names.
 TICK_TASK = f"{NAMESPACE}.tick"
@@ -156,7 +165,9 @@ TICKS_QUEUE = f"{NAMESPACE}.ticks"
 #: Name of the tick's entry in the beat schedule (beat logs it with every tick it fires).
 TICK_ENTRY = f"{NAMESPACE}-tick"
 
-ACTIVE_KEY = f"{NAMESPACE}:active"
+ACTIVE_KEY = f"{NAMESPACE}:active_runs"
+#: The one active run's id before several could run at once (a string): moved to ACTIVE_KEY.
+LEGACY_ACTIVE_KEY = f"{NAMESPACE}:active"
 CURRENT_KEY = f"{NAMESPACE}:current"
 LAST_TICK_KEY = f"{NAMESPACE}:last_tick"
 SERVER_KEY = f"{NAMESPACE}:server"

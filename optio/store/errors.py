@@ -4,10 +4,29 @@ from __future__ import annotations
 
 
 class RunActiveError(Exception):
-    """A run is already active."""
+    """A run of this id exists already (a start given the id of an items upload twice)."""
 
     def __init__(self, run_id: str) -> None:
-        super().__init__(f"run {run_id} is already running; stop it first (POST /api/stop)")
+        super().__init__(f"run {run_id} exists already")
+        self.run_id = run_id
+
+
+class SeveralActiveError(Exception):
+    """A control that names no run while several are active: which one is not guessed."""
+
+    def __init__(self, run_ids: list[str]) -> None:
+        super().__init__(
+            f"{len(run_ids)} runs are active ({', '.join(run_ids)}): name one "
+            "(/api/runs/<id>/...)"
+        )
+        self.run_ids = run_ids
+
+
+class DeadlineRunError(Exception):
+    """A deadline run's rate is derived from its deadline: y cannot be set."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} has a deadline: its rate follows from it, y cannot be set")
         self.run_id = run_id
 
 
@@ -19,10 +38,10 @@ class NoActiveRunError(Exception):
 
 
 class NotPausedError(Exception):
-    """Resume needs a paused run and there is none."""
+    """Resume needs a paused run and there is none (or the run named is not paused)."""
 
-    def __init__(self) -> None:
-        super().__init__("no run is paused")
+    def __init__(self, run_id: str | None = None) -> None:
+        super().__init__(f"run {run_id} is not paused" if run_id else "no run is paused")
 
 
 class UnknownRunError(Exception):

@@ -10,10 +10,12 @@ from typing import Any
 from optio.names import CURRENT_KEY, RUNS_KEY, errors_key, results_key, run_key, run_keys
 from optio.store.connection import retrying
 from optio.store.errors import (
+    DeadlineRunError,
     NoActiveRunError,
     NotPausedError,
     RetryRefusedError,
     RunActiveError,
+    SeveralActiveError,
     UnknownRunError,
     XBelowEnqueuedError,
     XFixedByItemsError,
@@ -34,14 +36,31 @@ class Runs(Part):
 
     @retrying
     def start_run(
-        self, x: int, y: float, *, run_id: str | None = None, now_ms: int | None = None
+        self,
+        x: int,
+        y: float | None = None,
+        *,
+        run_id: str | None = None,
+        weight: float = 1.0,
+        max_in_flight: int = 0,
+        deadline_ms: int | None = None,
+        now_ms: int | None = None,
     ) -> str:
-        """Start a run of x jobs at y jobs/min; raises RunActiveError while one runs.
-        ``run_id``: the id whose items (``optio/store/items.py``) were written already, one
-        per job; None: a new id, jobs without items."""
+        """Start a run of x jobs at y jobs/min, beside the runs already active; it becomes the
+        run clients are shown by default. ``run_id``: the id whose items
+        (``optio/store/items.py``) were written already, one per job; None: a new id, jobs
+        without items. ``weight``: its share of a binding ceiling against the other runs';
+        ``max_in_flight``: most of its jobs out at once (0: no bound). ``deadline_ms`` instead
+        of y: the rate is derived every tick from the jobs left and the time left (the first
+        tick's rate is given as y, when None: x over the time left)."""
         with_items = run_id is not None
         run_id = run_id or new_run_id()
-        started, other = self._run(
+        if deadline_ms is not None and y is None:
+            start = self.server_time_ms() if now_ms is None else now_ms
+            y = x * 60_000 / max(1, deadline_ms - start)
+        if y is None:
+            raise ValueError("a run needs y or a deadline")
+        started, _ = self._run(
             "start_run",
             run_id,
             [
@@ -51,12 +70,29 @@ class Runs(Part):
                 now_arg(now_ms),
                 int(bool(self.settings.webhook_url)),
                 int(with_items),
+                num_arg(float(weight)),
+                int(max_in_flight),
+                "" if deadline_ms is None else int(deadline_ms),
             ],
         )
         if not started:
-            raise RunActiveError(other)
+            raise RunActiveError(run_id)
         self.prune_runs()
         return run_id
+
+    def the_active(self, run_id: str | None = None) -> str:
+        """``run_id`` when given; else the one active run: NoActiveRunError when none is,
+        SeveralActiveError when several are (the caller must name one)."""
+        if run_id is not None:
+            if not self.client.exists(run_key(run_id)):
+                raise UnknownRunError(run_id)
+            return run_id
+        active = self.active_run_ids()
+        if not active:
+            raise NoActiveRunError()
+        if len(active) > 1:
+            raise SeveralActiveError(active)
+        return active[0]
 
     @retrying
     def prune_runs(self) -> list[str]:
@@ -72,24 +108,30 @@ class Runs(Part):
         return old
 
     @retrying
-    def pause_run(self, *, now_ms: int | None = None) -> str:
-        """Pause the running run and return its id (NoActiveRunError when none is running)."""
-        run_id = self.active_run_id()
-        if run_id is None:
-            raise NoActiveRunError()
+    def pause_run(self, run_id: str | None = None, *, now_ms: int | None = None) -> str:
+        """Pause run ``run_id`` (None: the one active run, see the_active) and return its id
+        (NoActiveRunError when it is not running)."""
+        run_id = self.the_active(run_id)
         done, *why = self._run("pause_run", run_id, [run_id, now_arg(now_ms)])
         if not done:
             raise NoActiveRunError(
-                f"run {run_id} is already paused" if why == ["paused"] else "no run is running"
+                f"run {run_id} is already paused"
+                if why == ["paused"]
+                else f"run {run_id} is not running"
             )
         return run_id
 
     @retrying
-    def resume_run(self, *, now_ms: int | None = None) -> str:
-        """Resume the paused run and return its id (NotPausedError when none is paused)."""
-        run_id = self.active_run_id()
-        if run_id is None or not self._run("resume_run", run_id, [run_id, now_arg(now_ms)])[0]:
-            raise NotPausedError()
+    def resume_run(self, run_id: str | None = None, *, now_ms: int | None = None) -> str:
+        """Resume paused run ``run_id`` (None: the one active run, see the_active) and return
+        its id (NotPausedError when it is not paused)."""
+        named = run_id is not None
+        try:
+            run_id = self.the_active(run_id)
+        except NoActiveRunError:
+            raise NotPausedError() from None
+        if not self._run("resume_run", run_id, [run_id, now_arg(now_ms)])[0]:
+            raise NotPausedError(run_id if named else None)
         return run_id
 
     @retrying
@@ -102,8 +144,6 @@ class Runs(Part):
         reason, detail = why
         if reason == "gone":
             raise UnknownRunError(run_id)
-        if reason == "busy":
-            raise RunActiveError(detail)
         if reason == "not_completed":
             raise RetryRefusedError(
                 f"run {run_id} is {detail}: only a completed run's failed jobs can be retried"
@@ -160,31 +200,37 @@ class Runs(Part):
 
     @retrying
     def update_run(
-        self, x: int | None = None, y: float | None = None, *, now_ms: int | None = None
-    ) -> None:
-        """Change the active run's total and/or rate."""
-        run_id = self.active_run_id()
-        if run_id is None:
-            raise NoActiveRunError()
+        self,
+        x: int | None = None,
+        y: float | None = None,
+        *,
+        run_id: str | None = None,
+        now_ms: int | None = None,
+    ) -> str:
+        """Change the total and/or rate of run ``run_id`` (None: the one active run, see
+        the_active); returns its id."""
+        run_id = self.the_active(run_id)
         result = self._run(
             "update_run",
             run_id,
             [run_id, num_arg(x), num_arg(None if y is None else float(y)), now_arg(now_ms)],
         )
         if result[0] == 1:
-            return
+            return run_id
         if result[1] == "x_below_enqueued":
             raise XBelowEnqueuedError(x or 0, int(result[2]))
         if result[1] == "x_items":
             raise XFixedByItemsError(int(result[2]))
-        raise NoActiveRunError()
+        if result[1] == "deadline":
+            raise DeadlineRunError(run_id)
+        raise NoActiveRunError(f"run {run_id} is not running")
 
     @retrying
-    def stop_run(self, *, now_ms: int | None = None) -> str:
-        """Stop the active run and return its id."""
-        run_id = self.active_run_id()
-        if run_id is None or not self._run("stop_run", run_id, [run_id, now_arg(now_ms)]):
-            raise NoActiveRunError()
+    def stop_run(self, run_id: str | None = None, *, now_ms: int | None = None) -> str:
+        """Stop run ``run_id`` (None: the one active run, see the_active) and return its id."""
+        run_id = self.the_active(run_id)
+        if not self._run("stop_run", run_id, [run_id, now_arg(now_ms)]):
+            raise NoActiveRunError(f"run {run_id} is not running")
         return run_id
 
     @retrying
@@ -192,8 +238,20 @@ class Runs(Part):
         return self.client.get(CURRENT_KEY)
 
     @retrying
+    def active_states(self) -> list[dict[str, Any]]:
+        """The states of the active runs, the newest first."""
+        states = (self.run_state(run_id) for run_id in self.active_run_ids())
+        return [state for state in states if state is not None]
+
+    @retrying
     def current_state(self) -> dict[str, Any] | None:
-        """The watched run's state; None when no run was ever started (or it expired)."""
+        """The state of the run clients are shown by default: the newest active run, else the
+        last one that ran; None when no run was ever started (or it expired)."""
+        active = self.active_run_ids()
+        if active:
+            state = self.run_state(active[0])
+            if state is not None:
+                return state
         run_id = self.current_run_id()
         return self.run_state(run_id) if run_id else None
 

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from redis.client import NEVER_DECODE
 
 from optio.names import (
+    ACTIVE_KEY,
     LAST_TICK_KEY,
+    LEGACY_ACTIVE_KEY,
     SERVER_KEY,
     done_key,
     holders_key,
@@ -55,6 +57,52 @@ class Reservation:
 
 
 @dataclass(frozen=True)
+class Load:
+    """One active run as the shares of the ceilings see it (optio/worker/shares.py)."""
+
+    FIELDS = (
+        "status",
+        "rateNow",
+        "yMinute",
+        "weight",
+        "maxInFlight",
+        "deadline",
+        "xTotal",
+        "reserved",
+        "processed",
+        "failed",
+    )
+
+    run_id: str
+    running: bool
+    #: jobs/min the run asks for now: its effective rate (y, or cut by throttles)
+    rate: float
+    weight: float
+    #: its own bound on jobs out at once (0: none)
+    max_in_flight: int
+    #: ms, or None
+    deadline: int | None
+    #: jobs not reserved yet
+    unreserved: int
+    #: jobs reserved and not counted yet (in the broker, running, or waiting for a retry)
+    outstanding: int
+
+    @classmethod
+    def of(cls, run_id: str, row: Sequence[str | None]) -> Load:
+        status, rate, y, weight, most, deadline, x, reserved, processed, failed = row
+        return cls(
+            run_id,
+            status == "running",
+            float(rate or y or 0),
+            float(weight or 1),
+            int(most or 0),
+            int(deadline) if deadline else None,
+            int(x or 0) - int(reserved or 0),
+            int(reserved or 0) - int(processed or 0) - int(failed or 0),
+        )
+
+
+@dataclass(frozen=True)
 class Lost:
     """What claim_lost took: expired leases and parked messages among ``keys``; and the
     messages it gave up instead (their leases had expired OPTIO_MAX_DELIVERIES times), with the
@@ -92,7 +140,7 @@ class JobsLeft:
 class Schedule(Part):
     """What the tick (beat's process, or a worker running a kicked tick) calls."""
 
-    SCRIPTS = ("reserve_due", "confirm_enqueued", "claim_lost", "claim_ahead")
+    SCRIPTS = ("reserve_due", "confirm_enqueued", "claim_lost", "claim_ahead", "follow_newest")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -103,8 +151,38 @@ class Schedule(Part):
     def run_rate(self, run_id: str) -> float:
         """The run's effective rate (jobs/min: y unless jobs throttled); 0 when the run is
         unknown."""
-        rate, y = self.client.hmget(run_key(run_id), "rateNow", "yMinute")
-        return float(rate or y or 0)
+        rate, y, share = self.client.hmget(run_key(run_id), "rateNow", "yMinute", "shareRate")
+        rate = float(rate or y or 0)
+        return min(rate, float(share)) if share else rate
+
+    @retrying
+    def loads(self, run_ids: Sequence[str]) -> list[Load]:
+        """What the shares of the deployment's ceilings are computed from, for each active run
+        (in the order given; a run gone meanwhile is left out)."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for run_id in run_ids:
+                pipe.hmget(run_key(run_id), *Load.FIELDS)
+            rows = pipe.execute()
+        return [Load.of(run_id, row) for run_id, row in zip(run_ids, rows) if row[0]]
+
+    @retrying
+    def follow_newest(self, newest: str) -> bool:
+        """When the current run (the one clients are shown by default) has ended, make run
+        ``newest`` (the newest active run) current and publish its state; returns whether it
+        did."""
+        return bool(self._run("follow_newest", newest, [newest]))
+
+    @retrying
+    def move_legacy_active(self) -> None:
+        """Move the one active run of a deployment from before several runs (the string
+        LEGACY_ACTIVE_KEY) to the active runs."""
+        if self.client.type(LEGACY_ACTIVE_KEY) != "string":
+            return
+        run_id = self.client.get(LEGACY_ACTIVE_KEY)
+        if run_id:
+            started = self.client.hget(run_key(run_id), "startedAt") or 0
+            self.client.zadd(ACTIVE_KEY, {run_id: int(started)})
+        self.client.delete(LEGACY_ACTIVE_KEY)
 
     @retrying
     def reserve_due(
@@ -117,6 +195,8 @@ class Schedule(Part):
         unconfirmed_ms: int = 5000,
         throttle_window_s: float | None = None,
         lookahead_s: float = 0.0,
+        share: float | None = None,
+        most_out: int | None = None,
         now_ms: int | None = None,
     ) -> Reservation:
         """Reserve the jobs of ``run_id`` due by now + ``lookahead_s``, in messages of at most
@@ -128,6 +208,10 @@ class Schedule(Part):
         effective rate climbs back by y / THROTTLE_STEPS per ``throttle_window_s`` (default
         OPTIO_THROTTLE_WINDOW) without a throttle. The run's heldBack and heldBackBy say when
         the jobs enqueued fall behind the schedule, and why (reserve_due.lua).
+
+        ``share``: the rate (jobs/min) the deployment's ceiling grants the run (None: no
+        ceiling binds); ``most_out``: most jobs of the run reserved and not counted at once
+        after this tick, its share of OPTIO_MAX_IN_FLIGHT (None: only its own maxInFlight).
         """
         window = self.settings.throttle_window if throttle_window_s is None else throttle_window_s
         first, count, y, rate, anchor_ms, anchor_count, now, *messages = self._run(
@@ -143,6 +227,8 @@ class Schedule(Part):
                 int(window * 1000),
                 THROTTLE_STEPS,
                 int(lookahead_s * 1000),
+                "" if share is None else repr(float(share)),
+                "" if most_out is None else int(most_out),
             ],
         )
         return Reservation(

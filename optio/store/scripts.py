@@ -38,6 +38,7 @@ def script_text(name: str, settings: Settings) -> str:
     """Script ``name`` as Redis runs it: the settings it reads, the prelude, the script."""
     header = (
         f"local OPTIO_CHANNEL = {json.dumps(names.CHANNEL)}\n"
+        f"local OPTIO_STATES_CHANNEL = {json.dumps(names.STATES_CHANNEL)}\n"
         f"local OPTIO_RUN_TTL = {int(settings.run_ttl)}\n"
         f"local OPTIO_RESULT_TTL = {int(settings.result_ttl)}\n"
         f"local OPTIO_KEY_COUNT = {len(script_keys(NO_RUN))}\n"
@@ -82,8 +83,9 @@ class Part:
         return self._scripts[name](keys=script_keys(run_id), args=args)
 
     @retrying
-    def active_run_id(self) -> str | None:
-        return self.client.get(ACTIVE_KEY)
+    def active_run_ids(self) -> list[str]:
+        """The ids of the runs that have not ended (running or paused), the newest first."""
+        return self.client.zrevrange(ACTIVE_KEY, 0, -1)
 
     @retrying
     def run_state(self, run_id: str) -> dict[str, Any] | None:

@@ -95,6 +95,8 @@ class Context:
         self.repair_margin_ms = repair_margin_ms(settings.tick_seconds, settings.lease_seconds)
         #: What the lost-message repair has seen of each run so far (tick.py).
         self.suspects: dict[str, Suspect] = {}
+        #: whether this process moved a deployment's one active run of before several runs
+        self.legacy_moved = False
         #: A prefork worker's main process renews its pool processes' leases (pool_leases.py).
         self.pool_leases = PoolLeases(settings)
 

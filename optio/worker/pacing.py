@@ -97,42 +97,53 @@ class Pace:
         self.free_at = max(leave, time.monotonic()) + item.jobs * self.gap
 
 
-def send_paced(ctx: Context, run_id: str, pace: Pace, items: list[Item]) -> None:
-    """Publish each of ``items`` at its time and confirm it (see the module's docstring)."""
+#: One message of a paced tick with its run and that run's pace.
+Paced = tuple[str, Pace, Item]
+
+
+def merged(plans: list[tuple[str, Pace, list[Item]]]) -> list[Paced]:
+    """The messages of every run's plan in the order they leave (several runs share a tick)."""
+    items = [(run_id, pace, item) for run_id, pace, run_items in plans for item in run_items]
+    return sorted(items, key=lambda paced: paced[2].at)
+
+
+def send_paced(ctx: Context, items: list[Paced]) -> None:
+    """Publish each of ``items`` at its time and confirm it (see the module's docstring); a
+    run that paused or ended meanwhile sends nothing more."""
     with ctx.app.producer_or_acquire() as producer:
         if ctx.rabbitmq:
-            _send_tracked(ctx, producer, run_id, pace, items)
+            _send_tracked(ctx, producer, items)
             return
-        sent: list[Item] = []  # published, not confirmed yet
-        for item in items:
+        sent: list[Paced] = []  # published, not confirmed yet
+        for run_id, pace, item in items:
             if pace.stopped:
-                break
+                continue
             if sent and (pace.idle_before(item) or len(sent) >= CONFIRM_MOST):
-                _confirm(ctx, run_id, sent, pace)
+                _confirm(ctx, sent)
                 sent = []
             pace.wait(item)
             _publish(ctx, producer, run_id, item, pace)
-            sent.append(item)
+            sent.append((run_id, pace, item))
         if sent:
-            _confirm(ctx, run_id, sent, pace)
+            _confirm(ctx, sent)
 
 
-def _send_tracked(ctx: Context, producer, run_id: str, pace: Pace, items: list[Item]) -> None:
+def _send_tracked(ctx: Context, producer, items: list[Paced]) -> None:
     """``send_paced`` on RabbitMQ: each message is confirmed in Redis once the broker confirmed
     it, collected between messages without a wait (confirms.py)."""
     with confirms.tracked(producer) as tracker:
-        waiting: list[tuple[Item, int]] = []
-        for item in items:
+        waiting: list[tuple[Paced, int]] = []
+        for run_id, pace, item in items:
             if pace.stopped:
-                break
+                continue
             pace.wait(item)
             _publish(ctx, producer, run_id, item, pace)
-            waiting.append((item, tracker.mark()))
+            waiting.append(((run_id, pace, item), tracker.mark()))
             while waiting and tracker.confirmed(waiting[0][1]):
-                _confirm(ctx, run_id, [waiting.pop(0)[0]], pace)
-        for item, mark in waiting:
+                _confirm(ctx, [waiting.pop(0)[0]])
+        for paced, mark in waiting:
             tracker.wait(mark)
-            _confirm(ctx, run_id, [item], pace)
+            _confirm(ctx, [paced])
 
 
 def _publish(ctx: Context, producer, run_id: str, item: Item, pace: Pace) -> None:
@@ -147,9 +158,13 @@ def _publish(ctx: Context, producer, run_id: str, item: Item, pace: Pace) -> Non
     ctx.process_jobs.apply_async(args, kwargs=kwargs or None, producer=producer)
 
 
-def _confirm(ctx: Context, run_id: str, items: list[Item], pace: Pace) -> None:
-    """Confirm ``items`` as sent in one call (new jobs counted as enqueued)."""
-    jobs = sum(item.jobs for item in items if item.new)
-    _, status = ctx.schedule.confirm_sent(run_id, jobs, [item.key for item in items])
-    if status != "running":
-        pace.stopped = True
+def _confirm(ctx: Context, sent: list[Paced]) -> None:
+    """Confirm ``sent`` as sent, one call per run (new jobs counted as enqueued)."""
+    runs: dict[str, tuple[Pace, list[Item]]] = {}
+    for run_id, pace, item in sent:
+        runs.setdefault(run_id, (pace, []))[1].append(item)
+    for run_id, (pace, items) in runs.items():
+        jobs = sum(item.jobs for item in items if item.new)
+        _, status = ctx.schedule.confirm_sent(run_id, jobs, [item.key for item in items])
+        if status != "running":
+            pace.stopped = True

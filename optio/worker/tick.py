@@ -12,7 +12,7 @@ import redis
 
 from optio.names import message_key, parse_message_key
 from optio.store.schedule import Lost, Reservation
-from optio.worker import confirms, pacing, webhooks
+from optio.worker import confirms, pacing, shares, webhooks
 from optio.worker.context import REPAIR_TICKS, Context, Suspect
 
 log = logging.getLogger("optio")
@@ -85,20 +85,58 @@ def _send_confirmed(ctx: Context, producer, run_id: str, messages: list[str], ne
 
 
 def tick(ctx: Context, *, paced: bool = False) -> int:
-    """Reserve the jobs due now and enqueue them, and send again what must be sent again
-    (expired leases, due retries, unconfirmed reservations, messages parked while paused);
-    start the completion webhooks that are due. Returns how many jobs were reserved.
+    """Reserve the jobs due now of every active run and enqueue them, and send again what must
+    be sent again (expired leases, due retries, unconfirmed reservations, messages parked while
+    paused); start the completion webhooks that are due. Returns how many jobs were reserved.
+
+    Several runs run at once, each at its own rate, within the deployment's ceilings: each run
+    gets its share of OPTIO_MAX_RATE and OPTIO_MAX_IN_FLIGHT (shares.py). When the run clients
+    are shown by default has ended, the newest active run takes its place.
 
     ``paced`` (beat's ticks): reserve the jobs due within the next tick instead, and send each
-    message at its time, spacing its jobs (pacing.py): the tick lasts about one interval. The
-    web's kick at a run's start is not paced: it sends at once the few jobs due."""
+    message at its time, spacing its jobs (pacing.py), the runs' messages interleaved by time:
+    the tick lasts about one interval. The web's kick at a run's start is not paced: it sends
+    at once the few jobs due."""
     runs = ctx.schedule
     webhooks.dispatch(ctx.outbox)
     failed_over = runs.primary_changed()
-    run_id = runs.active_run_id()
-    if run_id is None:
+    if not ctx.legacy_moved:
+        runs.move_legacy_active()
+        ctx.legacy_moved = True
+    run_ids = runs.active_run_ids()
+    if not run_ids:
         runs.record_tick()
         return 0
+    runs.follow_newest(run_ids[0])
+    settings = ctx.settings
+    granted: dict[str, shares.Grant] = {}
+    if settings.max_rate > 0 or settings.max_in_flight > 0:
+        granted = shares.grants(
+            runs.loads(run_ids),
+            max_rate=settings.max_rate,
+            max_in_flight=settings.max_in_flight,
+            tick_seconds=settings.tick_seconds,
+            now_ms=runs.server_time_ms(),
+        )
+    plans: list[tuple[str, pacing.Pace, list[pacing.Item]]] = []
+    reserved = 0
+    for run_id in reversed(run_ids):  # the oldest first
+        count, plan = _tick_run(ctx, run_id, granted.get(run_id, shares.Grant()), paced, failed_over)
+        reserved += count
+        if plan is not None:
+            plans.append(plan)
+    if plans:
+        pacing.send_paced(ctx, pacing.merged(plans))
+    return reserved
+
+
+def _tick_run(
+    ctx: Context, run_id: str, grant: shares.Grant, paced: bool, failed_over: bool
+) -> tuple[int, tuple[str, pacing.Pace, list[pacing.Item]] | None]:
+    """One run's part of a tick: what it sends again, and its jobs due, reserved and sent (not
+    paced) or planned (paced: the plan, sent with the other runs' by the tick). Returns how many
+    jobs it reserved and the plan."""
+    runs = ctx.schedule
     if failed_over:
         _send_unaccounted(ctx, run_id)
     lost = runs.claim_lost(run_id, most=RESEND_MOST, unconfirmed_ms=ctx.unconfirmed_ms)
@@ -118,28 +156,30 @@ def tick(ctx: Context, *, paced: bool = False) -> int:
         max_outstanding=ctx.settings.max_outstanding,
         unconfirmed_ms=ctx.unconfirmed_ms,
         lookahead_s=tick_seconds if paced else 0.0,
+        share=grant.rate,
+        most_out=grant.out,
     )
+    plan = None
     if paced:
-        _send_paced(ctx, run_id, reservation, reruns, tick_seconds)
+        plan = _plan_paced(ctx, run_id, reservation, reruns, tick_seconds)
     elif reservation.count:
         _send(ctx, run_id, reservation.messages, True)
     if reservation.count:
         log.info("[scheduler] Enqueued %d jobs of run %s", reservation.count, run_id)
-    return reservation.count
+    return reservation.count, plan
 
 
-def _send_paced(
+def _plan_paced(
     ctx: Context, run_id: str, reservation: Reservation, reruns: list[str], tick_seconds: float
-) -> None:
-    """The paced part of a tick: the reserved messages, the overdue ``reruns`` and the retries
-    and reruns due within the tick, each at its time (pacing.py)."""
+) -> tuple[str, pacing.Pace, list[pacing.Item]] | None:
+    """The paced part of a run's tick: the reserved messages, the overdue ``reruns`` and the
+    retries and reruns due within the tick, each at its time (pacing.py)."""
     ahead = ctx.schedule.claim_ahead(
         run_id, int(tick_seconds * 1000), unconfirmed_ms=ctx.unconfirmed_ms, most=RESEND_MOST
     )
     pace = pacing.Pace(reservation, tick_seconds)
     items = pace.plan(reruns, ahead)
-    if items:
-        pacing.send_paced(ctx, run_id, pace, items)
+    return (run_id, pace, items) if items else None
 
 
 def _log_resent(run_id: str, lost: Lost, max_deliveries: int) -> None:

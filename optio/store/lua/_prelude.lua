@@ -16,8 +16,8 @@
 --    7 holders_key    hash: message key -> "token:jobs left" of the worker leasing it
 --    8 owners_key     hash: job id -> the message that alone may run it (its retry or rerun)
 --    9 items_key      hash: chunk number -> JSON array of the items of 1000 jobs (runs with items)
---   10 active_key     string: id of the run that is running
---   11 current_key    string: id of the run clients are shown
+--   10 active_key     zset: the runs that have not ended (running or paused) -> startedAt ms
+--   11 current_key    string: id of the run clients are shown by default (the newest active)
 --   12 last_tick_key  string: ms of the last scheduler tick
 --   13 runs_key       zset: the run history, run id -> startedAt ms
 --   14 outbox_key     zset: the webhook outbox, run id -> ms its delivery is due
@@ -52,6 +52,22 @@ local function reanchor(anchor_ms, anchor_count, rate, reserved, now)
     return next_due, reserved + 1
   end
   return now, anchor_count + (now - anchor_ms) * rate / 60000
+end
+
+-- The rate the run's schedule goes at: its effective rate (rateNow: y, or cut by throttles),
+-- or the share the deployment's ceiling grants it (shareRate, set by the tick while the
+-- ceiling binds: optio/worker/shares.py) when that is lower.
+local function schedule_rate(rate_now, share)
+  local rate = tonumber(rate_now)
+  if share and share ~= '' then
+    return math.min(rate, tonumber(share))
+  end
+  return rate
+end
+
+-- Whether run `run_id` is active: started and not ended (running or paused).
+local function is_active(active_key, run_id)
+  return redis.call('ZSCORE', active_key, run_id) ~= false
 end
 
 -- Whether a run with this status has not ended (running or paused).
@@ -224,11 +240,16 @@ end
 local function state_json(run_key)
   local f = redis.call('HMGET', run_key, 'runId', 'status', 'xTotal', 'yMinute', 'enqueued',
     'processed', 'failed', 'startedAt', 'finishedAt', 'rateNow', 'heldBack', 'seq', 'pausedAt',
-    'pausedMs', 'retried', 'webhook', 'rateEnqueued', 'throttled', 'heldBy')
+    'pausedMs', 'retried', 'webhook', 'rateEnqueued', 'throttled', 'heldBy', 'weight',
+    'maxInFlight', 'deadline', 'shareRate', 'projectedFinish')
   if not f[1] then
     return nil
   end
   local processed, failed = tonumber(f[6]), tonumber(f[7])
+  local on_track = nil
+  if f[22] then
+    on_track = not f[24] or tonumber(f[24]) <= tonumber(f[22])
+  end
   return cjson.encode({
     running = is_live(f[2]),
     xTotal = tonumber(f[3]),
@@ -252,16 +273,29 @@ local function state_json(run_key)
     webhook = f[16] or cjson.null,
     rateEnqueued = tonumber(f[17] or '0'),
     throttled = tonumber(f[18] or '0'),
+    weight = tonumber(f[20] or '1'),
+    maxInFlight = tonumber(f[21] or '0'),
+    -- the rate the deployment's ceiling (OPTIO_MAX_RATE) grants the run now: its fair share;
+    -- absent while no ceiling binds it (optio/worker/shares.py)
+    shareRate = f[23] and tonumber(f[23]) or nil,
+    -- a deadline run (its rate derived from the jobs left and the time left): whether it
+    -- finishes by its deadline at the rate it gets, and when it would
+    deadline = f[22] and tonumber(f[22]) or nil,
+    onTrack = on_track,
+    projectedFinish = f[24] and tonumber(f[24]) or nil,
   })
 end
 
--- A change of the run: count it in `seq`, and publish the state when clients watch this run
--- (current_key holds its id).
+-- A change of the run: count it in `seq`, and publish the state once: on the progress channel
+-- (the guide's) when it is the run clients are shown by default (current_key holds its id),
+-- else on the channel of the other runs' states. The web's relay listens to both.
 local function publish_state(run_key, current_key, run_id)
   redis.call('HINCRBY', run_key, 'seq', 1)
+  local channel = OPTIO_STATES_CHANNEL
   if redis.call('GET', current_key) == run_id then
-    redis.call('PUBLISH', OPTIO_CHANNEL, state_json(run_key))
+    channel = OPTIO_CHANNEL
   end
+  redis.call('PUBLISH', channel, state_json(run_key))
 end
 
 -- A run that is not running keeps its keys for OPTIO_RUN_TTL (results: OPTIO_RESULT_TTL); its
@@ -276,7 +310,7 @@ local function expire_run(run_key, done_key, results_key, errors_key, attempts_k
   redis.call('DEL', messages_key, holders_key, owners_key)
 end
 
--- Mark the run finished with the given status and release the active slot; a paused run's
+-- Mark the run finished with the given status and take it off the active runs; a paused run's
 -- pause ends with it. With a webhook configured at its start, its delivery is queued in the
 -- outbox. The caller then expires the run's keys (expire_run).
 local function finish_run(run_key, active_key, outbox_key, run_id, status, now)
@@ -292,9 +326,7 @@ local function finish_run(run_key, active_key, outbox_key, run_id, status, now)
     redis.call('HDEL', run_key, 'webhookError', 'webhookAttempts')
     redis.call('ZADD', outbox_key, now, run_id)
   end
-  if redis.call('GET', active_key) == run_id then
-    redis.call('DEL', active_key)
-  end
+  redis.call('ZREM', active_key, run_id)
 end
 
 -- After jobs were counted: complete the run when every job is done (also while paused).

@@ -13,7 +13,7 @@
 -- Returns {now ms, message key, due ms, message key, due ms, ...} in due order ({now ms} when
 -- the run is not the active one or not running).
 local now = now_ms(ARGV[2])
-if redis.call('GET', active_key) ~= ARGV[1] or redis.call('HGET', run_key, 'status') ~= 'running' then
+if not is_active(active_key, ARGV[1]) or redis.call('HGET', run_key, 'status') ~= 'running' then
   return {now}
 end
 local out = {now}

@@ -18,7 +18,7 @@
 -- ARGV[5] expiries of a message's lease that give it up (OPTIO_MAX_DELIVERIES)
 -- Returns {expired leases among them, parked among them, messages given up, jobs failed by
 -- them, message key, ...}. Publishes the state when jobs were failed so.
-if redis.call('GET', active_key) ~= ARGV[1] then
+if not is_active(active_key, ARGV[1]) then
   return {0, 0, 0, 0}
 end
 local now = now_ms(ARGV[2])

@@ -6,7 +6,7 @@
 -- ARGV[2] now ms ('' = Redis clock)
 -- Returns {1} when paused (and publishes the state), else {0, status} (the run is not running:
 -- ended or paused already; 'not_running' when it is not the active run).
-if redis.call('GET', active_key) ~= ARGV[1] then
+if not is_active(active_key, ARGV[1]) then
   return {0, 'not_running'}
 end
 local status = redis.call('HGET', run_key, 'status')

@@ -8,8 +8,10 @@
 -- heldBack: within the last RATE_WINDOW_MS the jobs enqueued fell behind the schedule of a tick
 -- ago by more than a tick's jobs, or the schedule slid instead of building that debt; heldBy says why:
 -- 'workers' (the backlog cap, automatic: jobs wait in the broker because workers are slower
--- than y), 'cap' (the same with ARGV[4] set by the operator) or 'scheduler' (the ticks don't
--- reserve or publish as fast as the schedule: beat away or late, a slow broker or Redis).
+-- than y), 'cap' (the same with ARGV[4] set by the operator), 'scheduler' (the ticks don't
+-- reserve or publish as fast as the schedule: beat away or late, a slow broker or Redis),
+-- 'ceiling' (the deployment's OPTIO_MAX_RATE grants the run less than its rate) or 'inFlight'
+-- (its maxInFlight, or its share of OPTIO_MAX_IN_FLIGHT, is reached).
 -- Keys: writes last_tick_key (every call); reads active_key; reads and writes run_key (the
 -- schedule, rate, reserved and held fields), writes messages_key.
 -- ARGV[1] run id
@@ -22,6 +24,13 @@
 -- ARGV[7] throttle window, ms
 -- ARGV[8] steps back to y: no step of the climb is above y / ARGV[8]
 -- ARGV[9] look-ahead, ms: reserve the jobs due by now + this (0: due by now)
+-- ARGV[10] the run's share of the deployment's ceiling, jobs/min: the schedule goes at most at
+--          this rate ('' = no ceiling binds it; optio/worker/shares.py)
+-- ARGV[11] most jobs of the run outstanding (reserved, not counted yet) after this tick: its
+--          share of OPTIO_MAX_IN_FLIGHT ('' = no bound but the run's own maxInFlight)
+-- A deadline run (field deadline) has its y set here, every tick: the jobs not reserved yet
+-- over the time left (less a tick, for the last ones to run), and projectedFinish: when it
+-- finishes at the rate it gets (the ceiling, throttles and its workers allowing).
 -- Returns {first job id, count, y, rate, schedule anchor ms, anchor count, now ms, message key,
 -- ...}: jobs first .. first+count-1 are now the caller's to publish, split into the listed
 -- messages; job j is due at anchor ms + (j + 1 - anchor count) * 60000 / rate ({0, 0, '0', ...}
@@ -59,7 +68,7 @@ end
 
 local now = now_ms(ARGV[3])
 redis.call('SET', last_tick_key, now)
-if redis.call('GET', active_key) ~= ARGV[1] then
+if not is_active(active_key, ARGV[1]) then
   return {0, 0, '0', '0', now, 0, now}
 end
 local h = hgetall(run_key)
@@ -71,16 +80,44 @@ local x = tonumber(h.xTotal)
 local y = tonumber(h.yMinute)
 local reserved = tonumber(h.reserved)
 local anchor_ms, anchor_count = tonumber(h.anchorMs), tonumber(h.anchorCount)
+local tick_ms = tonumber(ARGV[2]) * 1000
+local old_share = h.shareRate
+-- the rate the schedule went at until now: a change of it below moves the anchor first
+local went = schedule_rate(rate, old_share)
+if h.deadline and x > reserved then
+  -- y: the jobs not reserved over the time left (a tick before the deadline, so the last ones
+  -- run by it); a run behind spreads what it owes over that time: it never bursts. (Once all
+  -- are reserved y stays: the reruns of throttled jobs go at it.)
+  local left_ms = math.max(tonumber(h.deadline) - tick_ms - now, tick_ms)
+  local new_y = (x - reserved) * 60000 / left_ms
+  rate = (rate >= y) and new_y or math.min(rate, new_y)
+  y = new_y
+  redis.call('HSET', run_key, 'yMinute', tostring(y), 'rateNow', tostring(rate))
+end
 local window = tonumber(ARGV[7])
 local calm_since = math.max(tonumber(h.throttleAt or 0), tonumber(h.throttleLast or 0),
   tonumber(h.raisedAt or 0))
 if rate < y and now - calm_since >= window then
-  -- a window without a throttle: one step back up (the schedule so far at the old rate)
-  anchor_ms, anchor_count = reanchor(anchor_ms, anchor_count, rate, reserved, now)
+  -- a window without a throttle: one step back up
   rate = math.min(y, climb(rate, y, tonumber(h.rateTop or 0), tonumber(ARGV[8])))
-  redis.call('HSET', run_key, 'rateNow', rate, 'raisedAt', now, 'anchorMs', anchor_ms,
-    'anchorCount', tostring(anchor_count))
+  redis.call('HSET', run_key, 'rateNow', rate, 'raisedAt', now)
 end
+local share = ARGV[10] ~= '' and tonumber(ARGV[10]) or nil
+if share and share >= rate then
+  share = nil  -- the ceiling does not bind the run
+end
+if share then
+  redis.call('HSET', run_key, 'shareRate', tostring(share))
+elseif old_share then
+  redis.call('HDEL', run_key, 'shareRate')
+end
+local goes = share and math.min(rate, share) or rate
+if goes ~= went then
+  -- the schedule so far at the old rate, on at the new one
+  anchor_ms, anchor_count = reanchor(anchor_ms, anchor_count, went, reserved, now)
+  redis.call('HSET', run_key, 'anchorMs', anchor_ms, 'anchorCount', tostring(anchor_count))
+end
+rate = goes
 local horizon = now + tonumber(ARGV[9] or '0')
 local due = math.floor(anchor_count + (horizon - anchor_ms) * rate / 60000 + 1e-9)
 if due > x then
@@ -109,6 +146,36 @@ if due > reserved + room then
   anchor_ms, anchor_count = horizon, due
   redis.call('HSET', run_key, 'anchorMs', anchor_ms, 'anchorCount', anchor_count)
   held_by = auto_cap and 'workers' or 'cap'
+end
+local out_most = tonumber(h.maxInFlight or 0)
+if out_most <= 0 then
+  out_most = nil
+end
+if ARGV[11] ~= '' then
+  out_most = math.min(out_most or math.huge, tonumber(ARGV[11]))
+end
+if out_most then
+  local outstanding = reserved - tonumber(h.processed) - tonumber(h.failed)
+  if due > reserved + out_most - outstanding then
+    -- as many jobs out as the run may have at once: the schedule goes on from what was reserved
+    due = math.max(reserved, reserved + out_most - outstanding)
+    anchor_ms, anchor_count = horizon, due
+    redis.call('HSET', run_key, 'anchorMs', anchor_ms, 'anchorCount', anchor_count)
+    held_by = 'inFlight'
+  end
+end
+if not held_by and share then
+  held_by = 'ceiling'
+end
+if h.deadline then
+  -- when the run finishes at the rate it goes (or, held back by its workers, at the rate they
+  -- took over the last window), the last jobs a tick after they are sent
+  local pace = rate
+  if held_by and held_by ~= 'ceiling' and tonumber(h.rateEnqueued) > 0 then
+    pace = math.min(pace, tonumber(h.rateEnqueued))
+  end
+  redis.call('HSET', run_key, 'projectedFinish',
+    string.format('%.0f', now + (x - due) * 60000 / pace + tick_ms))
 end
 if not held_by then
   -- what was due a tick ago but is not in the broker yet (the ticks publish slower than the

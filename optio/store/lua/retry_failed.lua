@@ -4,21 +4,17 @@
 -- job (owners_key), so a late copy of the job's first message runs nothing. Each job keeps its
 -- record in results_key until its new outcome replaces it: with its bit cleared and its error
 -- gone, the export lists it as pending meanwhile (optio/store/outcomes.py).
--- Keys: reads and writes run_key, errors_key (emptied), active_key, current_key (both set to the
--- run); writes done_key, attempts_key, messages_key, owners_key; run_key, done_key, results_key,
+-- Keys: reads and writes run_key, errors_key (emptied); writes active_key (the run added),
+-- current_key (set to the run); writes done_key, attempts_key, messages_key, owners_key; run_key, done_key, results_key,
 -- attempts_key and items_key stop expiring (PERSIST) while the run runs again.
 -- ARGV[1] run id
 -- ARGV[2] now ms ('' = Redis clock)
 -- Returns {n} (jobs put back; publishes the state) or {0, reason, detail}: reason 'gone' (no
--- such run), 'busy' (another run is active: detail its id), 'not_completed' (detail the status),
--- 'none' (no failed job).
+-- such run), 'not_completed' (detail the status), 'none' (no failed job).
+-- The run is active again beside the others, and current (clients are shown it by default).
 local status = redis.call('HGET', run_key, 'status')
 if not status then
   return {0, 'gone', ''}
-end
-local active = redis.call('GET', active_key)
-if active then
-  return {0, 'busy', active}
 end
 if status ~= 'completed' then
   return {0, 'not_completed', status}
@@ -49,8 +45,9 @@ redis.call('HINCRBY', run_key, 'retried', #jobs)
 redis.call('HINCRBY', run_key, 'pausedMs',
   now - tonumber(redis.call('HGET', run_key, 'finishedAt')))
 redis.call('HSET', run_key, 'status', 'running', 'heldBack', '0')
-redis.call('HDEL', run_key, 'finishedAt', 'webhook', 'webhookError')
-redis.call('SET', active_key, ARGV[1])
+-- (a deadline run's failed jobs run again at its last rate: its deadline has passed)
+redis.call('HDEL', run_key, 'finishedAt', 'webhook', 'webhookError', 'deadline', 'projectedFinish')
+redis.call('ZADD', active_key, now, ARGV[1])
 redis.call('SET', current_key, ARGV[1])
 publish_state(run_key, current_key, ARGV[1])
 return {#jobs}

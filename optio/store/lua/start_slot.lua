@@ -7,12 +7,12 @@
 -- ARGV[2] now ms ('' = Redis clock)
 -- ARGV[3] share of a spacing a start may come early (0 <= s < 1)
 -- Returns ms to wait before the start (0 when the run is not running: nothing to pace).
-local f = redis.call('HMGET', run_key, 'status', 'rateNow', 'yMinute', 'nextStart')
+local f = redis.call('HMGET', run_key, 'status', 'rateNow', 'yMinute', 'nextStart', 'shareRate')
 if f[1] ~= 'running' then
   return 0
 end
 local now = now_ms(ARGV[2])
 local slot = math.max(now, tonumber(f[4] or 0))
-local spacing = 60000 / tonumber(f[2] or f[3])
+local spacing = 60000 / schedule_rate(f[2] or f[3], f[5])
 redis.call('HSET', run_key, 'nextStart', tostring(slot + spacing * (1 - tonumber(ARGV[3]))))
 return math.floor(slot - now + 0.5)

@@ -5,7 +5,7 @@
 -- ARGV[1] run id
 -- ARGV[2] now ms ('' = Redis clock)
 -- Returns 1 when stopped (and publishes the state), 0 when that run is not active.
-if redis.call('GET', active_key) ~= ARGV[1] then
+if not is_active(active_key, ARGV[1]) then
   return 0
 end
 finish_run(run_key, active_key, outbox_key, ARGV[1], 'stopped', now_ms(ARGV[2]))

@@ -39,7 +39,7 @@ local LATE_MOST = 5
 local LATE_SHARE = 0.1
 local f = redis.call('HMGET', run_key, 'status', 'rateNow', 'yMinute', 'anchorMs',
   'anchorCount', 'throttleAt', 'processed', 'processedAtCut', 'reserved', 'throttleNext',
-  'lateThrottles')
+  'lateThrottles', 'shareRate')
 if not is_live(f[1]) then
   return {'ended', 0, '0'}
 end
@@ -48,7 +48,8 @@ if redis.call('GETBIT', done_key, job) == 1 then
   return {'done', 0, '0'}
 end
 local now = now_ms(ARGV[7])
-local rate = tonumber(f[2] or f[3])
+-- the rate the run went at: the cut is from it, and the schedule moves from it
+local rate = schedule_rate(f[2] or f[3], f[12])
 local anchor_ms, anchor_count = tonumber(f[4]), tonumber(f[5])
 local last_cut = tonumber(f[6] or 0)
 if now - last_cut >= tonumber(ARGV[5]) then

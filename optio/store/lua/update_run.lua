@@ -8,15 +8,18 @@
 -- ARGV[3] new y, jobs/min ('' = unchanged)
 -- ARGV[4] now ms ('' = Redis clock)
 -- Returns {1} when changed (and publishes the state), {0, 'not_running'},
--- {0, 'x_below_enqueued', reserved}, or {0, 'x_items', x} (a run with items has one job per item:
--- its x cannot change).
-if redis.call('GET', active_key) ~= ARGV[1] then
+-- {0, 'x_below_enqueued', reserved}, {0, 'x_items', x} (a run with items has one job per item:
+-- its x cannot change), or {0, 'deadline'} (a deadline run's y follows from its deadline).
+if not is_active(active_key, ARGV[1]) then
   return {0, 'not_running'}
 end
 local h = hgetall(run_key)
 local now = now_ms(ARGV[4])
 if ARGV[2] ~= '' and h.items and tonumber(ARGV[2]) ~= tonumber(h.xTotal) then
   return {0, 'x_items', h.xTotal}
+end
+if ARGV[3] ~= '' and h.deadline then
+  return {0, 'deadline'}
 end
 if ARGV[2] ~= '' and tonumber(ARGV[2]) < tonumber(h.reserved) then
   return {0, 'x_below_enqueued', h.reserved}
@@ -27,7 +30,8 @@ if ARGV[3] ~= '' then
   local at = h.status == 'paused' and tonumber(h.pausedAt) or now
   local old_y, new_y = tonumber(h.yMinute), tonumber(ARGV[3])
   local rate = tonumber(h.rateNow or h.yMinute)
-  local accrued = tonumber(h.anchorCount) + (at - tonumber(h.anchorMs)) * rate / 60000
+  local accrued = tonumber(h.anchorCount)
+    + (at - tonumber(h.anchorMs)) * schedule_rate(rate, h.shareRate) / 60000
   -- y is the ceiling of the effective rate: an unthrottled run follows it, a throttled one
   -- keeps its rate below it (and climbs to it)
   rate = (rate >= old_y) and new_y or math.min(rate, new_y)
