@@ -16,8 +16,7 @@ class SeveralActiveError(Exception):
 
     def __init__(self, run_ids: list[str]) -> None:
         super().__init__(
-            f"{len(run_ids)} runs are active ({', '.join(run_ids)}): name one "
-            "(/api/runs/<id>/...)"
+            f"{len(run_ids)} runs are active ({', '.join(run_ids)}): name one (/api/runs/<id>/...)"
         )
         self.run_ids = run_ids
 

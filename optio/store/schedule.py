@@ -163,7 +163,7 @@ class Schedule(Part):
             for run_id in run_ids:
                 pipe.hmget(run_key(run_id), *Load.FIELDS)
             rows = pipe.execute()
-        return [Load.of(run_id, row) for run_id, row in zip(run_ids, rows) if row[0]]
+        return [Load.of(run_id, row) for run_id, row in zip(run_ids, rows, strict=True) if row[0]]
 
     @retrying
     def follow_newest(self, newest: str) -> bool:

@@ -121,7 +121,8 @@ def tick(ctx: Context, *, paced: bool = False) -> int:
     plans: list[tuple[str, pacing.Pace, list[pacing.Item]]] = []
     reserved = 0
     for run_id in reversed(run_ids):  # the oldest first
-        count, plan = _tick_run(ctx, run_id, granted.get(run_id, shares.Grant()), paced, failed_over)
+        grant = granted.get(run_id, shares.Grant())
+        count, plan = _tick_run(ctx, run_id, grant, paced, failed_over)
         reserved += count
         if plan is not None:
             plans.append(plan)
