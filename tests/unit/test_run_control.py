@@ -15,7 +15,6 @@ from optio.redis_state import (
     NoActiveRunError,
     NotPausedError,
     RetryRefusedError,
-    RunActiveError,
     RunStore,
     UnknownRunError,
 )
@@ -256,7 +255,7 @@ class TestRetryFailed:
     def test_retry_is_refused_when_it_cannot_work(self, store):
         with pytest.raises(UnknownRunError):
             store.runs.retry_failed("0123456789ab")
-        run_id = self.failed_run(store)
+        self.failed_run(store)
         other = store.runs.start_run(5, 60)
         with pytest.raises(RetryRefusedError, match="running"):
             store.runs.retry_failed(other)

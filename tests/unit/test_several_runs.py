@@ -93,7 +93,8 @@ class TestSideBySide:
         assert store.runs.run_state(b)["status"] == "running"
         store.runs.resume_run(a)
         store.runs.update_run(y=120, run_id=b)
-        assert (store.runs.run_state(a)["yMinute"], store.runs.run_state(b)["yMinute"]) == (600, 120)
+        rates = [store.runs.run_state(run)["yMinute"] for run in (a, b)]
+        assert rates == [600, 120]
 
     def test_a_control_naming_no_known_run_says_so(self, store):
         with pytest.raises(UnknownRunError):
@@ -177,9 +178,7 @@ class TestDeadline:
 
     def test_a_deadline_the_ceiling_cannot_meet_says_so_and_when(self, store):
         run_id = store.runs.start_run(3000, deadline_ms=T0 + 60_000, now_ms=T0)
-        store.schedule.reserve_due(
-            run_id, 1, max_outstanding=10_000, share=1500, now_ms=T0 + 1000
-        )
+        store.schedule.reserve_due(run_id, 1, max_outstanding=10_000, share=1500, now_ms=T0 + 1000)
         state = store.runs.run_state(run_id)
         assert state["onTrack"] is False
         # the first 50 jobs reserved, the 2,950 left at 1,500/min: about two minutes from now
