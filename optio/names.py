@@ -132,11 +132,26 @@ lateThrottles, processedAtCut, rateTop
     the last cut (the rate climbs back to it quickly, then probes above).
 rateEnqueued, rateAt, rateCount
     jobs/min reserved over the last window (~3 s), its start and count.
-heldBack, heldAt
-    ``1`` when the backlog cap held the schedule back within the last window, and when.
+heldBack, heldAt, heldBy
+    ``1`` when the schedule was held back within the last window, and when; heldBy says what
+    held it (published as ``heldBackBy``): ``workers``, ``cap``, ``scheduler``, ``ceiling``
+    or ``inFlight`` (reserve_due.lua).
 sentAt
     ms (Redis clock) when messages of the run were last confirmed as published; the
     lost-message repair (``optio/worker/tick.py``) waits a margin after it.
+weight, maxInFlight
+    the run's weight in the shares of a binding ceiling (default 1); most of its jobs out at
+    once (reserved and not counted: in the broker, running, or waiting for a retry; 0: no
+    bound). Set at its start.
+shareRate
+    jobs/min: the share of ``OPTIO_MAX_RATE`` the last tick granted the run, while that is below
+    its own rate (absent otherwise; ``optio/worker/shares.py``). The schedule goes at the lower
+    of rateNow and it.
+deadline, projectedFinish
+    a deadline run (started with a deadline instead of y): ms by which it is to finish; its
+    y is derived every tick from the jobs not reserved and the time left (reserve_due.lua),
+    and projectedFinish (ms) is when it finishes at the rate it gets. The state's ``onTrack``
+    compares the two.
 items
     ``1`` when the run was started with items (its jobs' items are in the items hash; its x
     cannot change); absent otherwise.
