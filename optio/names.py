@@ -27,6 +27,13 @@ Keys (all in the ``REDIS_URL`` database, which the Celery broker shares):
     hash: totals over all runs for /metrics, written by the counting scripts: processed_total,
     failed_total, retried_total, throttled_total; the job run-time histogram duration_count,
     duration_sum and duration_bucket:<i> (jobs in bucket i of redis_state.DURATION_BUCKETS).
+``optio:throttles``
+    hash: the adaptive rates of the downstreams that jobs named when they raised
+    ``Throttle(key=...)`` (``optio/worker/shares.py``): for key K, ``K|rate`` (jobs/min over all
+    the runs calling it), ``K|at`` (ms of its last cut), ``K|top`` (the rate refused then),
+    ``K|last`` (ms of its last throttle), ``K|raised`` (ms it last climbed) and ``K|going``
+    (jobs/min its runs were going at, by the last tick). Runs calling K share its rate by
+    weight; a key whose rate climbed back above what its runs ask is removed.
 ``optio:webhooks``
     zset: run id -> ms its completion webhook is due (the outbox; ``optio/webhooks.py``).
     A run is added when it ends with a webhook to deliver; a delivery in progress has the
@@ -72,8 +79,9 @@ Keys (all in the ``REDIS_URL`` database, which the Celery broker shares):
 The nine ``optio:run:<id>…`` keys are what :func:`run_keys` lists. Once a run is not running
 they expire after ``OPTIO_RUN_TTL`` (results: ``OPTIO_RESULT_TTL``). Every Lua script receives
 the same key list, :func:`script_keys`: the run's nine keys in that order, then active, current,
-last_tick, runs, webhooks (the outbox) and metrics; ``optio/store/lua/_prelude.lua`` binds each
-to a named local. No script uses the server and heartbeats keys (Python reads and writes them).
+last_tick, runs, webhooks (the outbox), metrics and throttles; ``optio/store/lua/_prelude.lua``
+binds each to a named local. No script uses the server and heartbeats keys (Python reads and
+writes them).
 A message key is ``first:count`` (jobs first .. first+count-1) or ``job:1:rN`` (retry N of a
 job); see :func:`message_key`.
 Celery's own keys (the queues below, ``unacked*``, ``_kombu.*``) live in the same database.
@@ -188,6 +196,7 @@ LAST_TICK_KEY = f"{NAMESPACE}:last_tick"
 SERVER_KEY = f"{NAMESPACE}:server"
 RUNS_KEY = f"{NAMESPACE}:runs"
 OUTBOX_KEY = f"{NAMESPACE}:webhooks"
+THROTTLES_KEY = f"{NAMESPACE}:throttles"
 METRICS_KEY = f"{NAMESPACE}:metrics"
 
 #: Name prefix of the Redis connection that shows a lease holder is alive (``CLIENT SETNAME``
@@ -266,7 +275,7 @@ def script_keys(run_id: str) -> list[str]:
     """The keys every Lua script receives, whatever it touches: the run's (:func:`run_keys`),
     then the shared ones. ``_prelude.lua`` binds them, in this order, to locals named as their
     function or constant here, in lower case (``run_key`` .. ``items_key``, ``active_key`` ..
-    ``metrics_key``); a key added here is added there too, at the same place."""
+    ``throttles_key``); a key added here is added there too, at the same place."""
     return [
         *run_keys(run_id),
         ACTIVE_KEY,
@@ -275,6 +284,7 @@ def script_keys(run_id: str) -> list[str]:
         RUNS_KEY,
         OUTBOX_KEY,
         METRICS_KEY,
+        THROTTLES_KEY,
     ]
 
 

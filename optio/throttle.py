@@ -16,6 +16,9 @@ from typing import Any
 #: a Retry-After (RFC 9110, 15.6.4). Others (500, 502, 504 ...) are errors: raise them.
 THROTTLE_STATUSES = frozenset({429, 503})
 
+#: The longest ``Throttle(key=...)``.
+MAX_KEY_LENGTH = 200
+
 #: Retry-After as delta-seconds (RFC 9110 says digits; a decimal fraction is accepted too).
 _SECONDS = re.compile(r"\d+(\.\d+)?")
 
@@ -33,9 +36,21 @@ class Throttle(Exception):  # noqa: N818 (a signal, not an error: named as users
     worker caps it at OPTIO_THROTTLE_MAX_WAIT (300 s), and one job's wait never delays the
     others. A negative number or NaN raises ValueError, anything but a number TypeError: in a
     job function, that fails the job (with its attempts), as any other error would.
+
+    ``key`` names the downstream (e.g. ``"api.example.com"``): runs whose jobs raise Throttle
+    with the same key share one adaptive rate for it, split between them by weight, instead of
+    each run slowing down on its own (at most MAX_KEY_LENGTH characters, no ``|``).
     """
 
-    def __init__(self, retry_after: float | None = None) -> None:
+    def __init__(self, retry_after: float | None = None, *, key: str | None = None) -> None:
+        if key is not None and (
+            not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH or "|" in key
+        ):
+            raise ValueError(
+                f"key must be a non-empty string of at most {MAX_KEY_LENGTH} characters "
+                f"without '|', not {key!r}"
+            )
+        self.key = key
         if retry_after is not None:
             if not isinstance(retry_after, Real) or isinstance(retry_after, bool):
                 raise TypeError(
@@ -59,6 +74,7 @@ class Throttle(Exception):  # noqa: N818 (a signal, not an error: named as users
         headers: Mapping[str, str] | Iterable[tuple[str, str]] | Any,
         *,
         now: float | None = None,
+        key: str | None = None,
     ) -> Throttle | None:
         """The Throttle to raise for an HTTP answer, or None when it does not say "slow down".
 
@@ -71,13 +87,13 @@ class Throttle(Exception):  # noqa: N818 (a signal, not an error: named as users
         ``email.message.Message`` (urllib's, http.client's) or (name, value) pairs.
 
         Usage: ``if (throttle := Throttle.from_response(r.status_code, r.headers)): raise
-        throttle``.
+        throttle``; ``key``: as the constructor's.
         """
         if status not in THROTTLE_STATUSES:
             return None
         value = _header(headers, "retry-after")
         clock = time.time() if now is None else now
-        return cls(None if value is None else parse_retry_after(value, clock))
+        return cls(None if value is None else parse_retry_after(value, clock), key=key)
 
 
 def _header(headers: Any, name: str) -> str | None:

@@ -117,6 +117,7 @@ class Counting(Part):
         window_s: float | None = None,
         min_rate: float | None = None,
         max_wait_s: float | None = None,
+        key: str | None = None,
         now_ms: int | None = None,
     ) -> tuple[str, float, float]:
         """Job ``job_id`` was throttled: run it again later (no attempt used) and cut the run's
@@ -124,7 +125,8 @@ class Counting(Part):
         (``math.inf`` allowed), capped at ``max_wait_s`` (default OPTIO_THROTTLE_MAX_WAIT); a
         negative or NaN one raises ValueError before anything is written. Returns (outcome,
         seconds until it runs again, the effective rate in jobs/min); outcome 'throttled',
-        'done' or 'ended'."""
+        'done' or 'ended'. ``key``: the downstream the job called (``Throttle(key=...)``):
+        the rate that key's runs share is cut instead of the run's own."""
         cap = self.settings.throttle_max_wait if max_wait_s is None else max_wait_s
         wait = None
         if retry_after_s is not None:
@@ -143,6 +145,7 @@ class Counting(Part):
                 repr(float(self.settings.min_rate if min_rate is None else min_rate)),
                 now_arg(now_ms),
                 int(cap * 1000),
+                key or "",
             ],
         )
         return outcome, int(wait_ms) / 1000, float(rate)

@@ -13,6 +13,7 @@ from optio.names import (
     LAST_TICK_KEY,
     LEGACY_ACTIVE_KEY,
     SERVER_KEY,
+    THROTTLES_KEY,
     done_key,
     holders_key,
     messages_key,
@@ -56,6 +57,10 @@ class Reservation:
         return 60 / self.rate if self.rate > 0 else 0.0
 
 
+#: The fields of one key in names.THROTTLES_KEY (``<key>|<field>``).
+KEY_FIELDS = ("rate", "at", "top", "last", "raised", "going")
+
+
 @dataclass(frozen=True)
 class Load:
     """One active run as the shares of the ceilings see it (optio/worker/shares.py)."""
@@ -71,6 +76,7 @@ class Load:
         "reserved",
         "processed",
         "failed",
+        "throttleKey",
     )
 
     run_id: str
@@ -86,10 +92,12 @@ class Load:
     unreserved: int
     #: jobs reserved and not counted yet (in the broker, running, or waiting for a retry)
     outstanding: int
+    #: the downstream its jobs named when throttled (Throttle(key=...)), or None
+    throttle_key: str | None = None
 
     @classmethod
     def of(cls, run_id: str, row: Sequence[str | None]) -> Load:
-        status, rate, y, weight, most, deadline, x, reserved, processed, failed = row
+        status, rate, y, weight, most, deadline, x, reserved, processed, failed, key = row
         return cls(
             run_id,
             status == "running",
@@ -99,7 +107,20 @@ class Load:
             int(deadline) if deadline else None,
             int(x or 0) - int(reserved or 0),
             int(reserved or 0) - int(processed or 0) - int(failed or 0),
+            key or None,
         )
+
+
+@dataclass(frozen=True)
+class KeyRate:
+    """The adaptive rate of one downstream key (names.THROTTLES_KEY): jobs/min over all its
+    runs, when it was last cut, the rate refused then, its last throttle, its last climb (ms)."""
+
+    rate: float
+    cut_at: int
+    top: float
+    last: int
+    raised: int
 
 
 @dataclass(frozen=True)
@@ -166,6 +187,37 @@ class Schedule(Part):
         return [Load.of(run_id, row) for run_id, row in zip(run_ids, rows, strict=True) if row[0]]
 
     @retrying
+    def key_rates(self, keys: Sequence[str]) -> dict[str, KeyRate]:
+        """The adaptive rate of each of ``keys`` that has one (a key never cut, or climbed
+        back, has none: its runs go at their own rates)."""
+        fields = [f"{key}|{name}" for key in keys for name in KEY_FIELDS]
+        values = self.client.hmget(THROTTLES_KEY, fields) if fields else []
+        out = {}
+        for i, key in enumerate(keys):
+            rate, cut_at, top, last, raised, _ = values[i * 6 : i * 6 + 6]
+            if rate is not None:
+                out[key] = KeyRate(
+                    float(rate), int(cut_at or 0), float(top or 0), int(last or 0), int(raised or 0)
+                )
+        return out
+
+    @retrying
+    def set_key(
+        self, key: str, *, going: float, rate: float | None = None, now_ms: int = 0
+    ) -> None:
+        """Record what ``key``'s runs go at (jobs/min, the sum), and a climb of its rate to
+        ``rate`` at ``now_ms``."""
+        mapping = {f"{key}|going": repr(float(going))}
+        if rate is not None:
+            mapping.update({f"{key}|rate": repr(float(rate)), f"{key}|raised": str(now_ms)})
+        self.client.hset(THROTTLES_KEY, mapping=mapping)
+
+    @retrying
+    def drop_key(self, key: str) -> None:
+        """``key``'s rate climbed back above what its runs ask: no rate of its own any more."""
+        self.client.hdel(THROTTLES_KEY, *(f"{key}|{name}" for name in KEY_FIELDS))
+
+    @retrying
     def follow_newest(self, newest: str) -> bool:
         """When the current run (the one clients are shown by default) has ended, make run
         ``newest`` (the newest active run) current and publish its state; returns whether it
@@ -197,6 +249,7 @@ class Schedule(Part):
         lookahead_s: float = 0.0,
         share: float | None = None,
         most_out: int | None = None,
+        ceiling: bool = True,
         now_ms: int | None = None,
     ) -> Reservation:
         """Reserve the jobs of ``run_id`` due by now + ``lookahead_s``, in messages of at most
@@ -212,6 +265,8 @@ class Schedule(Part):
         ``share``: the rate (jobs/min) the deployment's ceiling grants the run (None: no
         ceiling binds); ``most_out``: most jobs of the run reserved and not counted at once
         after this tick, its share of OPTIO_MAX_IN_FLIGHT (None: only its own maxInFlight).
+        ``ceiling``: the share is of OPTIO_MAX_RATE (the run is held back by it), not only of
+        a throttle key's rate.
         """
         window = self.settings.throttle_window if throttle_window_s is None else throttle_window_s
         first, count, y, rate, anchor_ms, anchor_count, now, *messages = self._run(
@@ -229,6 +284,7 @@ class Schedule(Part):
                 int(lookahead_s * 1000),
                 "" if share is None else repr(float(share)),
                 "" if most_out is None else int(most_out),
+                int(ceiling),
             ],
         )
         return Reservation(

@@ -249,7 +249,7 @@ def _job_throttled(ctx: Context, run_id: str, job_id: int, throttle: Throttle) -
             asked,
             cap,
         )
-    outcome, wait, rate = ctx.counting.throttle_job(run_id, job_id, asked)
+    outcome, wait, rate = ctx.counting.throttle_job(run_id, job_id, asked, key=throttle.key)
     if outcome == "throttled" and _throttle_log():
         log.warning(
             "[worker] Job %s/%d throttled by the downstream: again in %.1f s; the run's rate "

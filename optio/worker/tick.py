@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 
 import redis
 
 from optio.names import message_key, parse_message_key
-from optio.store.schedule import Lost, Reservation
+from optio.store.schedule import THROTTLE_STEPS, Lost, Reservation
 from optio.worker import confirms, pacing, shares, webhooks
 from optio.worker.context import REPAIR_TICKS, Context, Suspect
 
@@ -108,16 +109,7 @@ def tick(ctx: Context, *, paced: bool = False) -> int:
         runs.record_tick()
         return 0
     runs.follow_newest(run_ids[0])
-    settings = ctx.settings
-    granted: dict[str, shares.Grant] = {}
-    if settings.max_rate > 0 or settings.max_in_flight > 0:
-        granted = shares.grants(
-            runs.loads(run_ids),
-            max_rate=settings.max_rate,
-            max_in_flight=settings.max_in_flight,
-            tick_seconds=settings.tick_seconds,
-            now_ms=runs.server_time_ms(),
-        )
+    granted = _grants(ctx, run_ids)
     plans: list[tuple[str, pacing.Pace, list[pacing.Item]]] = []
     reserved = 0
     for run_id in reversed(run_ids):  # the oldest first
@@ -129,6 +121,53 @@ def tick(ctx: Context, *, paced: bool = False) -> int:
     if plans:
         pacing.send_paced(ctx, pacing.merged(plans))
     return reserved
+
+
+def _grants(ctx: Context, run_ids: list[str]) -> dict[str, shares.Grant]:
+    """Each active run's share of the deployment's ceilings and of the rates of the throttle
+    keys its jobs named (shares.py); the keys' rates climb here, one step per calm window."""
+    runs = ctx.schedule
+    settings = ctx.settings
+    loads = runs.loads(run_ids)
+    keys = sorted({load.throttle_key for load in loads if load.throttle_key})
+    ceilings = settings.max_rate > 0 or settings.max_in_flight > 0
+    if not keys and not ceilings:
+        return {}
+    now = runs.server_time_ms()
+    key_rates: dict[str, float] = {}
+    changed: dict[str, float | None] = {}
+    if keys:
+        key_rates, changed = shares.settle_keys(
+            loads,
+            runs.key_rates(keys),
+            now_ms=now,
+            tick_seconds=settings.tick_seconds,
+            window_ms=settings.throttle_window * 1000,
+            steps=THROTTLE_STEPS,
+        )
+        for key, rate in changed.items():
+            if rate is None:
+                runs.drop_key(key)
+                log.info("[scheduler] Downstream %r back to its runs' own rates", key)
+    granted = shares.grants(
+        loads,
+        max_rate=settings.max_rate,
+        max_in_flight=settings.max_in_flight,
+        tick_seconds=settings.tick_seconds,
+        now_ms=now,
+        key_rates=key_rates,
+    )
+    for key in key_rates:
+        going = sum(
+            min(
+                shares.asked_rate(load, now, settings.tick_seconds),
+                granted[load.run_id].rate or math.inf,
+            )
+            for load in loads
+            if load.throttle_key == key and load.running
+        )
+        runs.set_key(key, going=going, rate=changed.get(key), now_ms=now)
+    return granted
 
 
 def _tick_run(
@@ -159,6 +198,7 @@ def _tick_run(
         lookahead_s=tick_seconds if paced else 0.0,
         share=grant.rate,
         most_out=grant.out,
+        ceiling=grant.ceiling,
     )
     plan = None
     if paced:

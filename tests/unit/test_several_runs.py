@@ -9,17 +9,17 @@ import json
 
 import pytest
 
-from optio.names import CHANNEL, LEGACY_ACTIVE_KEY, STATES_CHANNEL, run_key
+from optio.names import CHANNEL, LEGACY_ACTIVE_KEY, STATES_CHANNEL, THROTTLES_KEY, run_key
 from optio.redis_state import NoActiveRunError, RunStore, UnknownRunError
 from optio.store.errors import DeadlineRunError, SeveralActiveError
-from optio.store.schedule import Load
-from optio.worker.shares import Grant, fair_shares, grants
+from optio.store.schedule import KeyRate, Load
+from optio.worker.shares import Grant, climb, fair_shares, grants, settle_keys
 
 T0 = 1_800_000_000_000
 
 
-def load(run_id, rate, *, weight=1.0, most=0, out=0, unreserved=1000, deadline=None):
-    return Load(run_id, True, rate, weight, most, deadline, unreserved, out)
+def load(run_id, rate, *, weight=1.0, most=0, out=0, unreserved=1000, deadline=None, key=None):
+    return Load(run_id, True, rate, weight, most, deadline, unreserved, out, key)
 
 
 class TestFairShares:
@@ -193,3 +193,57 @@ class TestDeadline:
 
 def test_a_store_without_runs_has_no_active_run(store: RunStore):
     assert store.runs.active_run_ids() == [] and store.runs.active_states() == []
+
+
+class TestThrottleKeys:
+    def test_a_keyed_throttle_cuts_the_keys_rate_not_the_runs(self, store, client):
+        run_id = store.runs.start_run(1000, 600, now_ms=T0)
+        outcome, _, rate = store.counting.throttle_job(
+            run_id, 0, key="api.example.com", decrease=0.5, window_s=2, now_ms=T0 + 100
+        )
+        assert (outcome, rate) == ("throttled", 300)
+        state = store.runs.run_state(run_id)
+        assert state["rateNow"] == 600 and state["throttled"] == 1
+        assert store.schedule.key_rates(["api.example.com"])["api.example.com"].rate == 300
+        # within the window, another throttle does not cut again; after it, 95 % of the rate
+        # its runs went at (the tick records it)
+        store.counting.throttle_job(run_id, 1, key="api.example.com", window_s=2, now_ms=T0 + 500)
+        store.schedule.set_key("api.example.com", going=280)
+        store.counting.throttle_job(run_id, 2, key="api.example.com", window_s=2, now_ms=T0 + 2200)
+        assert store.schedule.key_rates(["api.example.com"])["api.example.com"].rate == 266
+        assert client.hget(run_key(run_id), "throttleKey") == "api.example.com"
+        assert client.hlen(THROTTLES_KEY) == 5  # rate, at, top, last, going
+
+    def test_the_runs_of_a_key_share_its_rate_by_weight(self):
+        loads = [
+            load("a", 600, key="api", weight=3),
+            load("b", 600, key="api"),
+            load("c", 600),
+        ]
+        given = grants(
+            loads, max_rate=0, max_in_flight=0, tick_seconds=0.5, now_ms=T0, key_rates={"api": 400}
+        )
+        assert (given["a"].rate, given["b"].rate, given["c"].rate) == (300, 100, None)
+        assert not given["a"].ceiling  # a throttle's share does not hold the run back
+
+    def test_a_calm_key_climbs_back_and_is_dropped_once_above_what_its_runs_ask(self):
+        loads = [load("a", 600, key="api"), load("b", 600, key="api")]
+        calm = KeyRate(rate=300, cut_at=T0, top=600, last=T0, raised=T0)
+        rates, changed = settle_keys(
+            loads, {"api": calm}, now_ms=T0 + 1000, tick_seconds=0.5, window_ms=2000, steps=20
+        )
+        assert rates == {"api": 300} and changed == {}  # not a window yet
+        rates, changed = settle_keys(
+            loads, {"api": calm}, now_ms=T0 + 2000, tick_seconds=0.5, window_ms=2000, steps=20
+        )
+        assert rates == {"api": 360} and changed == {"api": 360}  # a step of y/20 at most
+        near = KeyRate(rate=1190, cut_at=T0, top=600, last=T0, raised=T0)
+        rates, changed = settle_keys(
+            loads, {"api": near}, now_ms=T0 + 2000, tick_seconds=0.5, window_ms=2000, steps=20
+        )
+        assert rates == {} and changed == {"api": None}
+
+    def test_climb_goes_halfway_to_the_rate_refused_then_probes(self):
+        assert climb(100, 10_000, 400, 20) == 250
+        assert climb(400, 10_000, 400, 20) == 408
+        assert climb(100, 1000, 0, 20) == 150

@@ -22,6 +22,7 @@
 --   13 runs_key       zset: the run history, run id -> startedAt ms
 --   14 outbox_key     zset: the webhook outbox, run id -> ms its delivery is due
 --   15 metrics_key    hash: totals over all runs, for /metrics
+--   16 throttles_key  hash: the adaptive rates of downstreams named by Throttle(key=...)
 -- (The numbers are for reading a MONITOR trace or an EVALSHA by hand.)
 -- One list for all scripts, though each touches only some of these keys: no slot means one
 -- thing in one script and another elsewhere, and a new key is one name at the end of this list,
@@ -453,4 +454,4 @@ if #KEYS ~= OPTIO_KEY_COUNT then
 end
 local run_key, done_key, results_key, errors_key, attempts_key, messages_key, holders_key,
   owners_key, items_key, active_key, current_key, last_tick_key, runs_key, outbox_key,
-  metrics_key = unpack(KEYS)
+  metrics_key, throttles_key = unpack(KEYS)

@@ -28,6 +28,9 @@
 --          this rate ('' = no ceiling binds it; optio/worker/shares.py)
 -- ARGV[11] most jobs of the run outstanding (reserved, not counted yet) after this tick: its
 --          share of OPTIO_MAX_IN_FLIGHT ('' = no bound but the run's own maxInFlight)
+-- ARGV[12] 1 when the share is of OPTIO_MAX_RATE (the run is held back by it), 0 when it is
+--          only of the rate of a downstream the run's jobs were throttled by (Throttle(key=)),
+--          which, as the run's own throttling, does not hold it back
 -- A deadline run (field deadline) has its y set here, every tick: the jobs not reserved yet
 -- over the time left (less a tick, for the last ones to run), and projectedFinish: when it
 -- finishes at the rate it gets (the ceiling, throttles and its workers allowing).
@@ -164,7 +167,7 @@ if out_most then
     held_by = 'inFlight'
   end
 end
-if not held_by and share then
+if not held_by and share and ARGV[12] == '1' then
   held_by = 'ceiling'
 end
 if h.deadline then

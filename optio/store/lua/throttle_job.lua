@@ -22,7 +22,8 @@
 -- Keys: reads done_key, current_key; writes run_key (the rate, the schedule, throttleAt,
 -- throttleLast, throttleNext, lateThrottles, processedAtCut, rateTop), attempts_key (the
 -- throttles of the job, field
--- "t<job id>"), messages_key, owners_key, metrics_key (throttled_total).
+-- "t<job id>"), messages_key, owners_key, metrics_key (throttled_total); with a key (ARGV[9]),
+-- throttles_key (that key's fields) and run_key's throttleKey instead of its rate.
 -- ARGV[1] run id
 -- ARGV[2] job id
 -- ARGV[3] seconds the downstream asked to wait, >= 0 ('' = none)
@@ -31,7 +32,11 @@
 -- ARGV[6] lowest effective rate, jobs/min
 -- ARGV[7] now ms ('' = Redis clock)
 -- ARGV[8] most ms a job's own wait may be (OPTIO_THROTTLE_MAX_WAIT)
--- Returns {outcome, ms until the job runs again, effective rate in jobs/min}: outcome
+-- ARGV[9] the downstream's key (Throttle(key=...)); '' = none: the run's own rate is cut.
+--         With a key, the rate of that key in throttles_key is cut instead (see below), and
+--         the run is marked as calling it (run field throttleKey).
+-- Returns {outcome, ms until the job runs again, effective rate in jobs/min (of the key, with
+-- one)}: outcome
 -- 'throttled' (publishes the state), 'done' (counted before: nothing to do) or 'ended' (the
 -- run has ended: nothing recorded).
 local CUT_BELOW = 0.95
@@ -52,7 +57,35 @@ local now = now_ms(ARGV[7])
 local rate = schedule_rate(f[2] or f[3], f[12])
 local anchor_ms, anchor_count = tonumber(f[4]), tonumber(f[5])
 local last_cut = tonumber(f[6] or 0)
-if now - last_cut >= tonumber(ARGV[5]) then
+local key = ARGV[9] or ''
+local reported = nil
+if key ~= '' then
+  -- a keyed throttle: the rate of that downstream, shared by every run calling it, is cut
+  -- (once per window), from what its runs were going at; the run's own rate stays, and the
+  -- next tick gives the run its share of the key's rate (optio/worker/shares.py)
+  local k = key .. '|'
+  local joined = redis.call('HGET', run_key, 'throttleKey') == key
+  if not joined then
+    redis.call('HSET', run_key, 'throttleKey', key)
+  end
+  local g = redis.call('HMGET', throttles_key, k .. 'at', k .. 'going', k .. 'rate')
+  local key_cut = tonumber(g[1] or 0)
+  local going = tonumber(g[2] or 0)
+  if not joined or not g[2] then
+    going = going + rate  -- a run new to the key: its rate was not counted in yet
+  end
+  if g[3] then
+    going = math.min(going, tonumber(g[3]))
+  end
+  reported = going
+  if now - key_cut >= tonumber(ARGV[5]) then
+    local factor = key_cut > 0 and CUT_BELOW or tonumber(ARGV[4])
+    reported = math.max(tonumber(ARGV[6]), going * factor)
+    redis.call('HSET', throttles_key, k .. 'rate', tostring(reported), k .. 'at', now,
+      k .. 'top', tostring(going))
+  end
+  redis.call('HSET', throttles_key, k .. 'last', now)
+elseif now - last_cut >= tonumber(ARGV[5]) then
   if f[1] == 'running' then  -- (paused: the schedule stands still)
     anchor_ms, anchor_count = reanchor(anchor_ms, anchor_count, rate, tonumber(f[9]), now)
   end
@@ -97,4 +130,4 @@ redis.call('HSET', owners_key, job, rerun)
 redis.call('HINCRBY', run_key, 'throttled', 1)
 publish_state(run_key, current_key, ARGV[1])
 redis.call('HINCRBY', metrics_key, 'throttled_total', 1)  -- the metrics last
-return {'throttled', math.floor(due - now), tostring(rate)}
+return {'throttled', math.floor(due - now), tostring(reported or rate)}
