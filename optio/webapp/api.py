@@ -35,6 +35,7 @@ from optio.webapp.operations import (
 from optio.webapp.services import services
 from optio.webapp.validation import (
     ApiError,
+    Deadline,
     Start,
     check_deadline_rate,
     is_run_id,
@@ -226,14 +227,14 @@ def create_run():
     settings = services().settings
     limits = uploads.Limits(settings.max_items, settings.max_item_bytes, settings.max_x)
     if request.mimetype in uploads.UPLOAD_TYPES:
-        start = validate_upload_query(request.args, max_y=settings.max_y)
-        _refuse_past_deadline(start)
+        start = _fix_deadline(validate_upload_query(request.args, max_y=settings.max_y))
         items = uploads.upload_items(request.mimetype, _body_chunks(), limits)
         run_id = _start_with_items(items, start, limits)
     else:
         body = _json_body()
         if "items" in body:
             values, start = validate_items_body(body, max_y=settings.max_y)
+            start = _fix_deadline(start)
             run_id = _start_with_items(uploads.json_items(values, limits), start, limits)
         else:
             run_id = _start(validate_start(body, **_limits()))
@@ -265,11 +266,14 @@ def _json_body() -> dict:
     return parse_json_object(bytes(raw), request.mimetype or None)
 
 
-def _refuse_past_deadline(start: Start) -> None:
-    """Refuse a deadline in the past at once, before an upload is read (its x, and so the rate
-    it needs, is known once the upload is stored: ``_start`` checks again then)."""
-    if start.deadline is not None:
-        start.deadline.ms(store().server_time_ms())
+def _fix_deadline(start: Start) -> Start:
+    """``start`` with its deadline read against the Redis clock now, as the request arrives (an
+    upload's x, and so the rate it needs, is known once it is stored: ``_start`` checks that
+    then). A deadline in the past is refused at once, before an upload is read."""
+    if start.deadline is None:
+        return start
+    at = start.deadline.ms(store().server_time_ms())
+    return dataclasses.replace(start, deadline=Deadline(at_ms=at))
 
 
 def _start_with_items(encoded: Iterable[str], start: Start, limits: uploads.Limits) -> str:
