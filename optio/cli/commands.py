@@ -293,6 +293,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _api_commands(command) -> None:
     """The commands that make one API call: ``command(name, help, description)`` adds one."""
+    _run_command(command)
+    _control_commands(command)
+    runs = command(
+        "runs",
+        "list runs, newest first",
+        "List runs, newest first: status, processed/x, failed jobs, rate,\n"
+        "how long each ran (paused time left out) and when it started (local time).",
+    )
+    runs.add_argument(
+        "--limit", metavar="N", type=page_size, help="runs per page (1 to 100; default 20)"
+    )
+    runs.add_argument("--before", metavar="RUN_ID", help="list the runs older than this one")
+    runs.add_argument(
+        "--active", action="store_true", help="only the active runs (running or paused), all"
+    )
+    runs.set_defaults(usage_error=runs.error)
+    retry = command(
+        "retry-failed",
+        "run a completed run's failed jobs again",
+        "Put a completed run's failed jobs back in its schedule: the run runs\n"
+        "again until they are done.",
+    )
+    retry.add_argument("run_id", metavar="RUN_ID")
+
+
+def _run_command(command) -> None:
     run = command(
         "run",
         "start a run of X jobs, or of one job per item, at Y jobs/min",
@@ -334,6 +360,10 @@ def _api_commands(command) -> None:
         help="most of the run's jobs out at once (default: no bound of its own)",
     )
     run.set_defaults(usage_error=run.error)
+
+
+def _control_commands(command) -> None:
+    """status, and the controls that take a run id (the one active run without it)."""
     command(
         "status",
         "print the current state",
@@ -371,27 +401,6 @@ def _api_commands(command) -> None:
             "Stop a running (or paused) run for good (RUN_ID, or the one active run).",
         )
     )
-    runs = command(
-        "runs",
-        "list runs, newest first",
-        "List runs, newest first: status, processed/x, failed jobs, rate,\n"
-        "how long each ran (paused time left out) and when it started (local time).",
-    )
-    runs.add_argument(
-        "--limit", metavar="N", type=page_size, help="runs per page (1 to 100; default 20)"
-    )
-    runs.add_argument("--before", metavar="RUN_ID", help="list the runs older than this one")
-    runs.add_argument(
-        "--active", action="store_true", help="only the active runs (running or paused), all"
-    )
-    runs.set_defaults(usage_error=runs.error)
-    retry = command(
-        "retry-failed",
-        "run a completed run's failed jobs again",
-        "Put a completed run's failed jobs back in its schedule: the run runs\n"
-        "again until they are done.",
-    )
-    retry.add_argument("run_id", metavar="RUN_ID")
 
 
 def _run_id_argument(parser: argparse.ArgumentParser) -> None:
