@@ -33,6 +33,18 @@ def counted(run_id: str, job_id: int) -> str:
     return f"done-{job_id}"
 
 
+def ends_key(run_id: str) -> str:
+    """List of "job id:ms since the epoch", one per execution end (``timed``)."""
+    return f"test:ends:{run_id}"
+
+
+def timed(run_id: str, job_id: int) -> str:
+    """As ``counted``, and record when each execution ends (``ends_key``)."""
+    result = counted(run_id, job_id)
+    _redis().rpush(ends_key(run_id), f"{job_id}:{time.time() * 1000:.0f}")
+    return result
+
+
 def flaky(run_id: str, job_id: int) -> str:
     """Every 7th job always raises; jobs 3, 10, 17, ... raise on their first two attempts."""
     if job_id % 7 == 0:

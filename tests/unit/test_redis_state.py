@@ -72,31 +72,37 @@ class TestStartRun:
             "pausedMs": 0,
             "retried": 0,
             "webhook": None,
+            "weight": 1,
+            "maxInFlight": 0,
         }
         assert published.drain(run_id, 1)[0] == state
 
-    def test_second_start_is_refused_while_running(self, store):
+    def test_a_second_start_runs_beside_the_first_and_is_shown(self, store):
+        first = store.runs.start_run(10, 60)
+        second = store.runs.start_run(20, 60)
+        assert store.runs.active_run_ids() == [second, first]
+        assert store.runs.current_state()["runId"] == second
+        assert store.runs.run_state(first)["status"] == "running"
+
+    def test_a_start_with_the_id_of_a_run_is_refused(self, store):
         first = store.runs.start_run(10, 60)
         with pytest.raises(RunActiveError) as err:
-            store.runs.start_run(20, 60)
+            store.runs.start_run(20, 60, run_id=first)
         assert err.value.run_id == first
-        assert store.runs.current_state()["xTotal"] == 10
+        assert store.runs.run_state(first)["xTotal"] == 10
 
-    def test_concurrent_starts_start_exactly_one(self, store):
-        started, refused = [], []
+    def test_concurrent_starts_start_one_run_each(self, store):
+        started = []
 
         def start():
-            try:
-                started.append(store.runs.start_run(5, 60))
-            except RunActiveError:
-                refused.append(1)
+            started.append(store.runs.start_run(5, 60))
 
         threads = [threading.Thread(target=start) for _ in range(8)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        assert len(started) == 1 and len(refused) == 7
+        assert sorted(store.runs.active_run_ids()) == sorted(started) and len(set(started)) == 8
 
     def test_fractional_rate_is_kept(self, store):
         store.runs.start_run(3, 0.5, now_ms=T0)
@@ -234,7 +240,7 @@ class TestStopRun:
             T0 + 500,
         )
         assert published.drain(run_id, 2)[-1]["status"] == "stopped"
-        assert store.runs.active_run_id() is None
+        assert store.runs.active_run_ids() == []
         with pytest.raises(NoActiveRunError):
             store.runs.stop_run()
 
@@ -280,7 +286,7 @@ class TestMarkProcessed:
         final = published.drain(run_id, 4)[-1]
         assert (final["running"], final["status"], final["processed"]) == (False, "completed", 3)
         assert final["finishedAt"] == T0 + 100
-        assert store.runs.active_run_id() is None
+        assert store.runs.active_run_ids() == []
         assert store.client.hlen(results_key(run_id)) == 3
         store.runs.start_run(1, 60)  # the slot is free again
 
@@ -707,7 +713,7 @@ class TestDeliveryLimit:
             1,
             T0 + 2002,
         )
-        assert store.runs.active_run_id() is None
+        assert store.runs.active_run_ids() == []
         error = store.runs.error(run_id, 0)
         assert error is not None and error.startswith("delivered 2 times without finishing")
         # retry-failed runs the job again with a fresh count of deliveries

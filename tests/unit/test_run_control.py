@@ -15,7 +15,6 @@ from optio.redis_state import (
     NoActiveRunError,
     NotPausedError,
     RetryRefusedError,
-    RunActiveError,
     RunStore,
     UnknownRunError,
 )
@@ -40,8 +39,9 @@ class TestPause:
         state = store.runs.current_state()
         assert (state["status"], state["running"], state["pausedAt"]) == ("paused", True, T0 + 1000)
         assert store.schedule.reserve_due(run_id, 1, now_ms=T0 + 60_000).count == 0
-        with pytest.raises(RunActiveError):
-            store.runs.start_run(5, 60)
+        other = store.runs.start_run(5, 60, now_ms=T0 + 60_000)  # another run goes meanwhile
+        assert store.schedule.reserve_due(other, 1, now_ms=T0 + 60_000).count == 1
+        assert store.runs.run_state(run_id)["status"] == "paused"
 
     def test_resume_goes_on_at_y_from_the_resume_without_catching_up(self, store):
         run_id = store.runs.start_run(1000, 600, now_ms=T0)  # 10 jobs/s
@@ -119,7 +119,7 @@ class TestPause:
         )
         state = store.runs.run_state(run_id)
         assert (state["status"], state["running"], state["pausedMs"]) == ("completed", False, 2000)
-        assert store.runs.active_run_id() is None
+        assert store.runs.active_run_ids() == []
 
     def test_a_new_rate_set_while_paused_counts_from_the_pause(self, store):
         run_id = store.runs.start_run(1000, 600, now_ms=T0)
@@ -230,7 +230,7 @@ class TestRetryFailed:
             2,
         )
         assert state["pausedMs"] == 9000  # the time it was over is not running time
-        assert store.runs.active_run_id() == run_id
+        assert store.runs.active_run_ids() == [run_id]
         # y = 600/min: one job every 100 ms
         assert store.schedule.claim_lost(run_id, most=10, now_ms=T0 + 10_000).keys == ["1:1:r-1"]
         assert store.schedule.claim_lost(run_id, most=10, now_ms=T0 + 10_100).keys == ["3:1:r-1"]
@@ -255,10 +255,10 @@ class TestRetryFailed:
     def test_retry_is_refused_when_it_cannot_work(self, store):
         with pytest.raises(UnknownRunError):
             store.runs.retry_failed("0123456789ab")
-        run_id = self.failed_run(store)
+        self.failed_run(store)
         other = store.runs.start_run(5, 60)
-        with pytest.raises(RunActiveError):
-            store.runs.retry_failed(run_id)
+        with pytest.raises(RetryRefusedError, match="running"):
+            store.runs.retry_failed(other)
         store.runs.stop_run()
         with pytest.raises(RetryRefusedError, match="stopped"):
             store.runs.retry_failed(other)

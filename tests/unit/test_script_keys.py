@@ -173,6 +173,7 @@ EXERCISE: dict[str, Callable[[RunStore], str]] = {
     "confirm_enqueued": _confirmed,
     "claim_lost": _started_then(lambda store, run_id: store.schedule.claim_lost(run_id, most=5)),
     "claim_ahead": _started_then(lambda store, run_id: store.schedule.claim_ahead(run_id, 500)),
+    "follow_newest": _started_then(lambda store, run_id: store.schedule.follow_newest(run_id)),
     "lease_message": lambda store: _leased(store)[0],
     "renew_leases": _renewed,
     "renew_owned": _renewed_by_owner,

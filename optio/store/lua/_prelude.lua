@@ -70,6 +70,17 @@ local function is_active(active_key, run_id)
   return redis.call('ZSCORE', active_key, run_id) ~= false
 end
 
+-- Add run `run_id` to the active runs as the newest: scored by when it started (`now`, ms), a
+-- thousandth of a ms after the newest one when they started in the same ms.
+local function activate(active_key, run_id, now)
+  local top = redis.call('ZREVRANGE', active_key, 0, 0, 'WITHSCORES')
+  local score = now
+  if top[2] and tonumber(top[2]) >= now then
+    score = tonumber(top[2]) + 0.001
+  end
+  redis.call('ZADD', active_key, string.format('%.3f', score), run_id)
+end
+
 -- Whether a run with this status has not ended (running or paused).
 local function is_live(status)
   return status == 'running' or status == 'paused'

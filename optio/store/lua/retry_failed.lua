@@ -47,7 +47,7 @@ redis.call('HINCRBY', run_key, 'pausedMs',
 redis.call('HSET', run_key, 'status', 'running', 'heldBack', '0')
 -- (a deadline run's failed jobs run again at its last rate: its deadline has passed)
 redis.call('HDEL', run_key, 'finishedAt', 'webhook', 'webhookError', 'deadline', 'projectedFinish')
-redis.call('ZADD', active_key, now, ARGV[1])
+activate(active_key, ARGV[1], now)
 redis.call('SET', current_key, ARGV[1])
 publish_state(run_key, current_key, ARGV[1])
 return {#jobs}

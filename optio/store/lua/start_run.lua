@@ -18,7 +18,7 @@ if redis.call('EXISTS', run_key) == 1 then
   return {0, ARGV[1]}
 end
 local now = now_ms(ARGV[4])
-redis.call('ZADD', active_key, now, ARGV[1])
+activate(active_key, ARGV[1], now)
 redis.call('SET', current_key, ARGV[1])
 redis.call('HSET', run_key,
   'runId', ARGV[1], 'status', 'running',
