@@ -172,8 +172,8 @@ def measure(
     prof_dir: Path | None,
 ) -> dict[str, Any]:
     store = RunStore(connect(rds.url, timeout=5))
-    if store.runs.active_run_id():
-        store.runs.stop_run()
+    for run_id in store.runs.active_run_ids():
+        store.runs.stop_run(run_id)
     store.runs.start_run(MARKER_BASE, 0.001)  # one job due now (no worker runs it), then none
     markers = Markers(rds.url)
     results: dict[str, Any] = {
@@ -209,8 +209,8 @@ def measure(
         for started in webs.values():
             for web in started:
                 web.stop_all()
-        if store.runs.active_run_id():
-            store.runs.stop_run()
+        for run_id in store.runs.active_run_ids():
+            store.runs.stop_run(run_id)
         results["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     return results
 

@@ -2,7 +2,9 @@
 
 ``optio run X Y``, ``status``, ``update``, ``pause``, ``resume``, ``stop``, ``runs`` and
 ``retry-failed`` make one API call each and print one line (``runs``: a table), or with
-``--json`` the server's JSON answer on one line. ``optio results`` streams a run's outcomes to
+``--json`` the server's JSON answer on one line. Several runs may be active at once: ``update``,
+``pause``, ``resume`` and ``stop`` take a run id (without one they act on the one active run,
+and the server refuses when several are). ``optio results`` streams a run's outcomes to
 stdout; ``optio watch`` follows a run's progress over Socket.IO (``optio.cli.watch``);
 ``optio serve`` runs the web process.
 
@@ -17,6 +19,7 @@ import argparse
 import os
 import re
 import sys
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -75,6 +78,42 @@ def per_minute(text: str) -> float:
     return float(digits)
 
 
+def weight(text: str) -> float:
+    """--weight of ``optio run``: a number above 0."""
+    digits = _digits(text)
+    if not _DECIMAL.fullmatch(digits) or float(digits) <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number above 0 (0.5 is fine), got {text!r}")
+    return float(digits)
+
+
+def in_flight(text: str) -> int:
+    """--max-in-flight of ``optio run``: a whole number of jobs, at least 1."""
+    digits = _digits(text)
+    if not _WHOLE.fullmatch(digits) or int(digits) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number, at least 1, got {text!r}")
+    return int(digits)
+
+
+def deadline(text: str) -> float | str:
+    """--deadline of ``optio run``: seconds from now (above 0), or an ISO 8601 time with a
+    timezone (2026-12-05T06:00:00Z), sent as given."""
+    digits = _digits(text)
+    if _DECIMAL.fullmatch(digits):
+        if float(digits) <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0 seconds from now, got {text!r}")
+        return float(digits)
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            "must be seconds from now or an ISO 8601 time with a timezone "
+            f"(2026-12-05T06:00:00Z), got {text!r}"
+        )
+    return text.strip()
+
+
 def page_size(text: str) -> int:
     """--limit of ``optio runs``: 1 to 100 runs."""
     if not _WHOLE.fullmatch(text.strip()) or not 1 <= int(text) <= 100:
@@ -99,25 +138,49 @@ def _run_rate(args: argparse.Namespace) -> float:
     return args.rate if args.y is None else args.y
 
 
+def _run_terms(args: argparse.Namespace) -> dict[str, Any]:
+    """The fields of ``optio run`` besides x: y or deadline, weight, maxInFlight."""
+    y = _run_rate(args)
+    terms: dict[str, Any] = {"y": None if y is None else _wire(y)}
+    if args.deadline is not None:
+        terms["deadline"] = (
+            _wire(args.deadline) if isinstance(args.deadline, float) else args.deadline
+        )
+    if args.weight is not None:
+        terms["weight"] = _wire(args.weight)
+    if args.max_in_flight is not None:
+        terms["maxInFlight"] = args.max_in_flight
+    return {name: value for name, value in terms.items() if value is not None}
+
+
+def _run_path(args: argparse.Namespace, verb: str = "") -> str:
+    """``/api/runs/<id>[/verb]`` when the command names a run; else the unnamed control."""
+    if args.run_id is None:
+        return f"/api/{verb}" if verb else "/api/run"
+    return f"/api/runs/{quote(args.run_id, safe='')}" + (f"/{verb}" if verb else "")
+
+
 def request_for(args: argparse.Namespace) -> tuple[str, str, dict | None, dict | None]:
     """The API call of a command: method, path, JSON body, query."""
     command = args.command
     if command == "run":
-        return "POST", "/api/run", {"x": args.x, "y": _wire(_run_rate(args))}, None
+        return "POST", "/api/run", {"x": args.x, **_run_terms(args)}, None
     if command == "update":
         body: dict[str, Any] = {}
         if args.x is not None:
             body["x"] = args.x
         if args.y is not None:
             body["y"] = _wire(args.y)
-        return "PUT", "/api/run", body, None
+        return "PUT", _run_path(args), body, None
     if command == "runs":
+        if args.active:
+            return "GET", "/api/runs", None, {"active": 1}
         return "GET", "/api/runs", None, {"limit": args.limit, "before": args.before}
     if command == "retry-failed":
         return "POST", f"/api/runs/{quote(args.run_id, safe='')}/retry-failed", None, None
     if command == "status":
         return "GET", "/api/status", None, None
-    return "POST", f"/api/{command}", None, None  # pause, resume, stop
+    return "POST", _run_path(args, command), None, None  # pause, resume, stop
 
 
 #: Bytes of an items file read and sent at a time.
@@ -138,7 +201,7 @@ def _send(args: argparse.Namespace) -> Answer:
         source = args.items_source
         chunks = iter(lambda: source.read(UPLOAD_BYTES), b"")
         media = items_media(args.items, args.csv)
-        return api.upload("/api/runs", chunks, media, {"y": _wire(_run_rate(args))})
+        return api.upload("/api/runs", chunks, media, _run_terms(args))
     method, path, body, query = request_for(args)
     return api.call(method, path, body, query)
 
@@ -164,7 +227,8 @@ def call(args: argparse.Namespace) -> int:
         print(answer.text)
     elif args.command == "runs":
         runs = answer.data.get("runs") or []
-        print("\n".join(runs_table(runs)) if runs else "no runs")
+        none = "no active runs" if args.active else "no runs"
+        print("\n".join(runs_table(runs)) if runs else none)
         if answer.data.get("next"):
             print(f"older runs: optio runs --before {answer.data['next']}")
     else:
@@ -229,39 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _api_commands(command) -> None:
     """The commands that make one API call: ``command(name, help, description)`` adds one."""
-    run = command(
-        "run",
-        "start a run of X jobs, or of one job per item, at Y jobs/min",
-        "Start a run: `optio run X Y`, or `optio run --items FILE -y Y` for one job per\n"
-        "item of FILE (job k gets the k-th item: f(run_id, job_id, item)). FILE is\n"
-        "NDJSON (one JSON value a line) or, named *.csv or with --csv, CSV with a header\n"
-        "row (each row an object keyed by it); - reads standard input. The file is\n"
-        "streamed: any size works, up to the server's OPTIO_MAX_ITEMS.",
-    )
-    run.add_argument(
-        "x", metavar="X", type=jobs, nargs="?", help="jobs to run (a whole number, 1,500 is ok)"
-    )
-    run.add_argument(
-        "rate", metavar="Y", type=per_minute, nargs="?", help="jobs per minute (above 0)"
-    )
-    run.add_argument("--items", metavar="FILE", help="one job per item of FILE (- for stdin)")
-    run.add_argument("-y", dest="y", metavar="Y", type=per_minute, help="jobs per minute")
-    run.add_argument("--csv", action="store_true", help="FILE is CSV whatever its name")
-    run.set_defaults(usage_error=run.error)
-    command("status", "print the current state", "Print the current (or last) run's state.")
-    update = command(
-        "update", "change the running run's X and/or Y", "Change the running run's total or rate."
-    )
-    update.add_argument("--x", metavar="N", type=jobs, help="new total of jobs")
-    update.add_argument("--y", metavar="N", type=per_minute, help="new rate, jobs per minute")
-    update.set_defaults(usage_error=update.error)
-    command(
-        "pause",
-        "pause the running run",
-        "Pause the running run: no job starts until it is resumed.",
-    )
-    command("resume", "resume the paused run", "Resume the paused run where it stopped.")
-    command("stop", "stop the running run", "Stop the running (or paused) run for good.")
+    _run_command(command)
+    _control_commands(command)
     runs = command(
         "runs",
         "list runs, newest first",
@@ -272,6 +305,10 @@ def _api_commands(command) -> None:
         "--limit", metavar="N", type=page_size, help="runs per page (1 to 100; default 20)"
     )
     runs.add_argument("--before", metavar="RUN_ID", help="list the runs older than this one")
+    runs.add_argument(
+        "--active", action="store_true", help="only the active runs (running or paused), all"
+    )
+    runs.set_defaults(usage_error=runs.error)
     retry = command(
         "retry-failed",
         "run a completed run's failed jobs again",
@@ -279,6 +316,100 @@ def _api_commands(command) -> None:
         "again until they are done.",
     )
     retry.add_argument("run_id", metavar="RUN_ID")
+
+
+def _run_command(command) -> None:
+    run = command(
+        "run",
+        "start a run of X jobs, or of one job per item, at Y jobs/min",
+        "Start a run: `optio run X Y`, or `optio run --items FILE -y Y` for one job per\n"
+        "item of FILE (job k gets the k-th item: f(run_id, job_id, item)). FILE is\n"
+        "NDJSON (one JSON value a line) or, named *.csv or with --csv, CSV with a header\n"
+        "row (each row an object keyed by it); - reads standard input. The file is\n"
+        "streamed: any size works, up to the server's OPTIO_MAX_ITEMS.\n"
+        "The run starts beside the runs already active. Instead of Y, --deadline WHEN\n"
+        "(seconds from now, or an ISO 8601 time with a timezone) derives the rate from\n"
+        "the jobs left and the time left.",
+    )
+    run.add_argument(
+        "x", metavar="X", type=jobs, nargs="?", help="jobs to run (a whole number, 1,500 is ok)"
+    )
+    run.add_argument(
+        "rate", metavar="Y", type=per_minute, nargs="?", help="jobs per minute (above 0)"
+    )
+    run.add_argument("--items", metavar="FILE", help="one job per item of FILE (- for stdin)")
+    run.add_argument("-y", dest="y", metavar="Y", type=per_minute, help="jobs per minute")
+    run.add_argument("--csv", action="store_true", help="FILE is CSV whatever its name")
+    run.add_argument(
+        "--deadline",
+        metavar="WHEN",
+        type=deadline,
+        help="instead of Y: done by WHEN, seconds from now (3600) or an ISO 8601 time "
+        "with a timezone (2026-12-05T06:00:00Z)",
+    )
+    run.add_argument(
+        "--weight",
+        metavar="W",
+        type=weight,
+        help="the run's share of the server's OPTIO_MAX_RATE against the others' (default 1)",
+    )
+    run.add_argument(
+        "--max-in-flight",
+        metavar="N",
+        type=in_flight,
+        help="most of the run's jobs out at once (default: no bound of its own)",
+    )
+    run.set_defaults(usage_error=run.error)
+
+
+def _control_commands(command) -> None:
+    """status, and the controls that take a run id (the one active run without it)."""
+    command(
+        "status",
+        "print the current state",
+        "Print the newest active run's state (or the last run's).",
+    )
+    update = command(
+        "update",
+        "change a running run's X and/or Y",
+        "Change a running (or paused) run's total or rate: RUN_ID's, or the one\n"
+        "active run's when none is given.",
+    )
+    _run_id_argument(update)
+    update.add_argument("--x", metavar="N", type=jobs, help="new total of jobs")
+    update.add_argument("--y", metavar="N", type=per_minute, help="new rate, jobs per minute")
+    update.set_defaults(usage_error=update.error)
+    _run_id_argument(
+        command(
+            "pause",
+            "pause a running run",
+            "Pause a running run (RUN_ID, or the one active run): no job of it starts\n"
+            "until it is resumed.",
+        )
+    )
+    _run_id_argument(
+        command(
+            "resume",
+            "resume a paused run",
+            "Resume a paused run (RUN_ID, or the one active run) where it stopped.",
+        )
+    )
+    _run_id_argument(
+        command(
+            "stop",
+            "stop a running run",
+            "Stop a running (or paused) run for good (RUN_ID, or the one active run).",
+        )
+    )
+
+
+def _run_id_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "run_id",
+        metavar="RUN_ID",
+        nargs="?",
+        help="the run (see optio runs --active); needed when several runs are active",
+    )
 
 
 def _results_command(commands) -> None:
@@ -363,16 +494,22 @@ def _check_run(args: argparse.Namespace) -> None:
     if args.y is not None and args.rate is not None:
         args.usage_error("give Y once: as the second number or as -y")
     args.y = _run_rate(args)
+    if args.deadline is not None:
+        if args.y is not None:
+            args.usage_error("give Y or --deadline, not both")
+        args.y = args.rate = None
     if args.items is None:
-        if args.x is None or args.y is None:
-            args.usage_error("give X and Y (optio run 100 60), or --items FILE -y Y")
+        if args.x is None or (args.y is None and args.deadline is None):
+            args.usage_error(
+                "give X and Y (optio run 100 60) or X --deadline WHEN, or --items FILE -y Y"
+            )
         if args.csv:
             args.usage_error("--csv goes with --items")
         return
     if args.x is not None:
         args.usage_error("with --items the items are the jobs: give no X, and Y as -y Y")
-    if args.y is None:
-        args.usage_error("give the rate with -y Y (jobs per minute)")
+    if args.y is None and args.deadline is None:
+        args.usage_error("give the rate with -y Y (jobs per minute), or --deadline WHEN")
     try:
         args.items_source = (
             sys.stdin.buffer if args.items == "-" else open(args.items, "rb")  # noqa: SIM115
@@ -393,6 +530,8 @@ def main(argv: list[str] | None = None) -> int:
         args.usage_error("give --x, --y or both")  # exits 2
     if args.command == "run":
         _check_run(args)
+    if args.command == "runs" and args.active and (args.limit or args.before):
+        args.usage_error("--active lists every active run: no --limit or --before with it")
     try:
         if args.command == "results":
             return results(args)

@@ -108,6 +108,32 @@ def test_a_run_from_start_to_stop(system):
     assert refused(system, "stop") == f"optio stop: {error}\n"
 
 
+def test_two_runs_at_once_are_controlled_by_id(system):
+    url = ("--url", system.base)
+    first = json.loads(ok("run", "1000", "6", "--weight", "2", "--json", *url))
+    timed = ("--deadline", "3600", "--max-in-flight", "2")
+    second = json.loads(ok("run", "1000", *timed, "--json", *url))
+    assert (first["weight"], second["maxInFlight"]) == (2, 2) and "deadline" in second
+    one, two = first["runId"], second["runId"]
+    table = ok("runs", "--active", *url).splitlines()
+    assert [row.split()[0] for row in table[1:]] == [two, one]
+
+    error = system.post("/api/stop").json()["error"]  # several active: name one
+    assert refused(system, "stop") == f"optio stop: {error}\n"
+    assert re.match(line(one, "paused"), ok("pause", one, *url))
+    assert system.get(f"/api/runs/{two}").json()["status"] == "running"
+    assert re.match(line(one, "paused") + "12/min", ok("update", one, "--y", "12", *url))
+    error = system.put(f"/api/runs/{two}", {"y": 5}).json()["error"]  # a deadline run's y
+    assert refused(system, "update", two, "--y", "5") == f"optio update: {error}\n"
+    assert re.match(line(one, "running"), ok("resume", one, *url))
+    assert re.match(line(two, "stopped"), ok("stop", two, *url))
+    assert json.loads(ok("runs", "--active", "--json", *url))["runs"][0]["runId"] == one
+    assert re.match(line(one, "stopped"), ok("stop", *url))  # the one active: no id needed
+    assert ok("runs", "--active", *url) == "no active runs\n"
+    error = system.post("/api/runs/0123456789ab/stop").json()["error"]
+    assert refused(system, "stop", "0123456789ab") == f"optio stop: {error}\n"
+
+
 def test_json_prints_the_servers_answer_on_one_line(system):
     url = ("--url", system.base)
     started = ok("run", "5", "6000", "--json", *url)

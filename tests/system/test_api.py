@@ -53,17 +53,78 @@ def test_nothing_running_gives_409_for_update_and_stop(idle_system):
     assert stop.status_code == 409 and "no run" in stop.json()["error"]
 
 
-def test_a_second_start_while_running_is_409_and_keeps_the_run(idle_system):
+def test_a_second_start_starts_a_second_run_and_the_first_keeps_running(idle_system):
     first = idle_system.post("/api/run", {"x": 1000, "y": 60})
     assert first.status_code == 201
     second = idle_system.post("/api/run", {"x": 5, "y": 6000})
-    assert second.status_code == 409
-    assert "already running" in second.json()["error"]
-    state = idle_system.get("/api/status").json()
-    assert state["runId"] == first.json()["runId"] and state["xTotal"] == 1000
-    below = idle_system.put("/api/run", {"x": 0})
-    assert below.status_code == 400
-    assert idle_system.post("/api/stop").status_code == 200
+    assert second.status_code == 201, second.text
+    first_id, second_id = first.json()["runId"], second.json()["runId"]
+    assert second_id != first_id
+    assert idle_system.get("/api/status").json()["runId"] == second_id
+    # the worker runs the second run's jobs while the first goes on at its own rate
+    wait_for(
+        lambda: idle_system.get(f"/api/runs/{second_id}").json()["status"] == "completed",
+        20,
+        "the second run to complete",
+    )
+    state = idle_system.get(f"/api/runs/{first_id}").json()
+    assert state["status"] == "running" and state["xTotal"] == 1000
+    assert idle_system.post("/api/stop").json()["runId"] == first_id  # the one active
+
+
+def _active(system) -> dict[str, dict]:
+    return {s["runId"]: s for s in system.get("/api/runs?active=1").json()["runs"]}
+
+
+def test_two_active_runs_are_controlled_by_id_and_an_unnamed_stop_is_409(idle_system):
+    first = idle_system.post("/api/run", {"x": 1000, "y": 6}).json()["runId"]
+    second = idle_system.post("/api/run", {"x": 1000, "y": 6}).json()["runId"]
+    stop = idle_system.post("/api/stop")
+    assert stop.status_code == 409, stop.text
+    assert stop.json()["runs"] == [second, first]
+    assert {s["status"] for s in _active(idle_system).values()} == {"running"}
+
+    paused = idle_system.post(f"/api/runs/{first}/pause")
+    assert paused.status_code == 200 and paused.json()["status"] == "paused"
+    assert _active(idle_system)[second]["status"] == "running"
+    changed = idle_system.put(f"/api/runs/{second}", {"y": 12})
+    assert changed.status_code == 200 and changed.json()["yMinute"] == 12
+    assert _active(idle_system)[first]["yMinute"] == 6
+    resumed = idle_system.post(f"/api/runs/{first}/resume")
+    assert resumed.status_code == 200 and resumed.json()["status"] == "running"
+    assert _active(idle_system)[second]["status"] == "running"
+
+    stopped = idle_system.post(f"/api/runs/{second}/stop")
+    assert stopped.status_code == 200 and stopped.json()["status"] == "stopped"
+    assert list(_active(idle_system)) == [first]
+    assert idle_system.post(f"/api/runs/{second}/stop").status_code == 409
+    assert idle_system.post("/api/runs/0123456789ab/stop").status_code == 404
+    assert idle_system.post("/api/stop").json()["runId"] == first
+
+
+def test_bad_terms_of_a_start_are_400(idle_system):
+    for body, error in [
+        ({"x": 5, "y": 60, "deadline": 60}, "send y or deadline, not both"),
+        ({"x": 5, "deadline": "2001-01-01T00:00:00Z"}, "deadline is in the past"),
+        ({"x": 5, "y": 60, "weight": 0}, "weight must be a number above 0"),
+        ({"x": 5, "y": 60, "maxInFlight": 0}, "maxInFlight must be a whole number"),
+    ]:
+        response = idle_system.post("/api/run", body)
+        assert response.status_code == 400, (body, response.text)
+        assert response.json()["error"].startswith(error)
+    assert _active(idle_system) == {}
+
+
+def test_a_deadline_run_runs_its_jobs(idle_system):
+    response = idle_system.post("/api/run", {"x": 5, "deadline": 3, "maxInFlight": 2})
+    assert response.status_code == 201, response.text
+    run_id = response.json()["runId"]
+    assert response.json()["maxInFlight"] == 2 and "deadline" in response.json()
+    wait_for(
+        lambda: idle_system.get(f"/api/runs/{run_id}").json()["status"] == "completed",
+        20,
+        "the deadline run to complete",
+    )
 
 
 def test_x_below_enqueued_is_a_clear_400(idle_system):

@@ -10,7 +10,15 @@ import time
 import pytest
 
 from optio import config
-from optio.cli.commands import build_parser, items_media, jobs, main, per_minute, request_for
+from optio.cli.commands import (
+    _check_run,
+    build_parser,
+    items_media,
+    jobs,
+    main,
+    per_minute,
+    request_for,
+)
 from optio.cli.format import active_seconds, duration, rate_text, runs_table, summary
 from optio.cli.watch import EXIT_ENDED, EXIT_OK, Display, Follower, Throughput
 
@@ -278,6 +286,16 @@ def test_y_accepts_positive_numbers(text, value):
         ["update", "--x", "0"],
         ["runs", "--limit", "0"],
         ["runs", "--limit", "101"],
+        ["runs", "--active", "--limit", "5"],
+        ["run", "10", "60", "--deadline", "60"],
+        ["run", "10", "-y", "60", "--deadline", "60"],
+        ["run", "10", "--deadline", "0"],
+        ["run", "10", "--deadline", "tomorrow"],
+        ["run", "10", "--deadline", "2026-12-05T06:00:00"],
+        ["run", "10", "60", "--weight", "0"],
+        ["run", "10", "60", "--max-in-flight", "0"],
+        ["run", "10", "60", "--max-in-flight", "1.5"],
+        ["pause", "a", "b"],
         ["retry-failed"],
         ["results"],
         ["results", "abc", "--failed", "--all"],
@@ -316,6 +334,37 @@ def test_each_command_makes_its_api_call():
         {"limit": 5, "before": "abc"},
     )
     assert request("retry-failed", "a/b")[1] == "/api/runs/a%2Fb/retry-failed"
+
+
+def test_the_controls_name_a_run_when_given_one():
+    def request(*argv):
+        return request_for(build_parser().parse_args(list(argv)))
+
+    run_id = "0123456789ab"
+    for verb in ("pause", "resume", "stop"):
+        assert request(verb, run_id) == ("POST", f"/api/runs/{run_id}/{verb}", None, None)
+    assert request("update", run_id, "--x", "7") == ("PUT", f"/api/runs/{run_id}", {"x": 7}, None)
+    assert request("update", "a/b", "--y", "1")[1] == "/api/runs/a%2Fb"
+    assert request("runs", "--active") == ("GET", "/api/runs", None, {"active": 1})
+
+
+def test_a_run_takes_a_deadline_a_weight_and_max_in_flight():
+    def request(*argv):
+        args = build_parser().parse_args(list(argv))
+        _check_run(args)
+        return request_for(args)[2]
+
+    assert request("run", "100", "--deadline", "3,600", "--weight", "0.5") == {
+        "x": 100,
+        "deadline": 3600,
+        "weight": 0.5,
+    }
+    assert request("run", "5", "--deadline", "2026-12-05T06:00:00Z", "--max-in-flight", "3") == {
+        "x": 5,
+        "deadline": "2026-12-05T06:00:00Z",
+        "maxInFlight": 3,
+    }
+    assert request("run", "5", "60", "--weight", "2") == {"x": 5, "y": 60, "weight": 2}
 
 
 def test_an_items_file_is_ndjson_unless_it_is_csv():
