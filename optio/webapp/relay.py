@@ -394,6 +394,8 @@ class Relay:
             self.socketio.emit("runs", payload)
             for run_id in list(self._ended):  # listed once as ended: dropped from the list
                 self._ended.discard(run_id)
+                self._list_due = True  # the list without it, in turn
+                self._wake.set()
                 self.listed.discard(run_id)
                 if not self._followers.get(run_id):
                     self.states.pop(run_id, None)
