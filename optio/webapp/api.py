@@ -5,15 +5,17 @@ answers and the links between operations, which the document (``openapi.py``) is
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Iterable, Iterator
+from typing import cast
 
 import redis
 from flask import Blueprint, Flask, Response, jsonify, request
 
 from optio import names
-from optio.store.errors import RunActiveError, UnknownRunError, XBelowEnqueuedError
+from optio.store.errors import UnknownRunError, XBelowEnqueuedError
 from optio.store.runs import Runs, new_run_id
 from optio.webapp import export, health, schemas, security, uploads
 from optio.webapp.errors import MAX_BODY_BYTES, handle_error
@@ -33,6 +35,8 @@ from optio.webapp.operations import (
 from optio.webapp.services import services
 from optio.webapp.validation import (
     ApiError,
+    Start,
+    check_deadline_rate,
     is_run_id,
     number,
     parse_json_object,
@@ -42,20 +46,26 @@ from optio.webapp.validation import (
     validate_start,
     validate_update,
     validate_upload_query,
+    wants_active_runs,
 )
 
 log = logging.getLogger("optio.api")
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 #: Links between operations, for clients and for schemathesis's stateful tests:
-#: start → status / detail / results → update → pause → resume → stop → retry-failed.
+#: start → status / detail / results → update → pause → resume → stop → retry-failed; the
+#: controls that name the run (``/api/runs/{runId}/...``) beside those that name none.
+THIS_RUN = "$response.body#/runId"
 RUN_LINKS = {
     "GetStatus": link("getStatus"),
-    "GetRun": link("getRun", runId="$response.body#/runId"),
-    "GetResults": link("getResults", runId="$response.body#/runId"),
+    "GetRun": link("getRun", runId=THIS_RUN),
+    "GetResults": link("getResults", runId=THIS_RUN),
     "UpdateRun": link("updateRun"),
     "PauseRun": link("pauseRun"),
     "StopRun": link("stopRun"),
+    "UpdateThisRun": link("updateRunById", runId=THIS_RUN),
+    "PauseThisRun": link("pauseRunById", runId=THIS_RUN),
+    "StopThisRun": link("stopRunById", runId=THIS_RUN),
 }
 ENDED_LINKS = {
     "GetRun": link("getRun", runId="$response.body#/runId"),
@@ -63,10 +73,15 @@ ENDED_LINKS = {
     "RetryFailed": link("retryFailed", runId="$response.body#/runId"),
     "StartRun": link("startRun"),
 }
-#: What resolves a 409: stop the run that is in the way, or start one.
-STOP_FIRST = {"StopRun": link("stopRun")}
+#: What resolves a 409: start a run, or name one of the active runs.
 START_ONE = {"StartRun": link("startRun")}
+NAME_ONE = {"ListActiveRuns": link("listRuns", active="1")}
 NO_SUCH_RUN = "No such run (or it expired)."
+#: The 409 of a control that names no run, when several are active.
+SEVERAL = (
+    " Several runs active: the error lists their ids (`runs`), and nothing changed; name one "
+    "(`/api/runs/{runId}/...`)."
+)
 
 
 def store() -> Runs:
@@ -106,23 +121,65 @@ def _kick_scheduler() -> None:
         log.warning("[api] Could not send an immediate tick (%s); beat's next tick will do", exc)
 
 
+START_DESCRIPTION = (
+    "The run starts beside the runs already active (each has its own id; `GET /api/status` "
+    "shows the newest). Send y (jobs per minute) or a `deadline` (an ISO 8601 time with a "
+    "timezone, or seconds from now): a deadline run's rate is derived every tick from the jobs "
+    "left and the time left. `weight` is its share of the deployment's ceiling (OPTIO_MAX_RATE) "
+    "against the other runs' when the ceiling binds; `maxInFlight` bounds its jobs out at once."
+)
+
+
+def _start(start: Start, run_id: str | None = None) -> str:
+    """Start run ``start`` (its x known: a new id, or ``run_id`` whose items are stored); a
+    deadline is read against the Redis clock and must not need more than OPTIO_MAX_Y."""
+    runs, deadline_ms = store(), None
+    x = cast(int, start.x)
+    if start.deadline is not None:
+        now = runs.server_time_ms()
+        deadline_ms = start.deadline.ms(now)
+        check_deadline_rate(x, deadline_ms, now, services().settings.max_y)
+    run_id = runs.start_run(
+        x,
+        start.y,
+        run_id=run_id,
+        weight=start.weight,
+        max_in_flight=start.max_in_flight,
+        deadline_ms=deadline_ms,
+    )
+    log.info(
+        "[api] Started run %s: x=%s, %s, weight %s%s",
+        run_id,
+        number(x),
+        f"y={number(start.y)}/min" if start.y is not None else f"deadline {deadline_ms}",
+        number(start.weight),
+        f", at most {start.max_in_flight} in flight" if start.max_in_flight else "",
+    )
+    _kick_scheduler()
+    return run_id
+
+
+def _run_state(run_id: str) -> dict:
+    """The state of run ``run_id``, which a verb just changed."""
+    return store().run_state(run_id) or current_state()
+
+
 @bp.post("/run")
 @operation(
     "startRun",
-    "Start a run of x jobs at y jobs per minute",
-    "Two concurrent starts start exactly one run.",
+    "Start a run of x jobs at y jobs per minute (or by a deadline)",
+    START_DESCRIPTION,
     body=Body("StartRun", {"x": 100, "y": 60}),
     answers={201: state("The new run's state.", RUN_LINKS)},
-    errors=(400, 409, *CHANGE_ERRORS),
-    said={409: "A run is already running or paused: stop it first."},
-    on_conflict=STOP_FIRST,
+    errors=(400, *CHANGE_ERRORS),
+    said={
+        400: "Bad input (the message says which field), y and deadline both or neither, a "
+        "deadline in the past, or one so near that x jobs would need more than OPTIO_MAX_Y."
+    },
 )
 def start_run():
-    x, y = validate_start(_body(), **_limits())
-    run_id = store().start_run(x, y)
-    log.info("[api] Started run %s: x=%s, y=%s/min", run_id, number(x), number(y))
-    _kick_scheduler()
-    return jsonify(current_state()), 201
+    run_id = _start(validate_start(_body(), **_limits()))
+    return jsonify(_run_state(run_id)), 201
 
 
 #: Most bytes of a JSON body of ``POST /api/runs`` (items inline): larger batches stream as NDJSON
@@ -137,13 +194,13 @@ UPLOAD_EXAMPLES = {
 @bp.post("/runs")
 @operation(
     "createRun",
-    "Start a run of x jobs, or of one job per item, at y jobs per minute",
+    "Start a run of x jobs, or of one job per item, at y jobs per minute (or by a deadline)",
     'A JSON body `{"x", "y"}` starts x jobs as `POST /api/run` does; `{"items": [...], '
     '"y"}` starts one job per item (job k gets items[k]: `f(run_id, job_id, item)`). An NDJSON '
     "(one JSON value a line) or CSV body (a header row; each row an object keyed by it) streams "
-    "the items, with y in the query (`?y=600`): they are stored as they arrive, and the run "
-    "starts once all are read and valid. Bad input starts nothing and leaves nothing stored: "
-    "400 names the line, 413 the limit.",
+    "the items, with y (or deadline, weight, maxInFlight) in the query (`?y=600`): they are "
+    "stored as they arrive, and the run starts once all are read and valid. Bad input starts "
+    "nothing and leaves nothing stored: 400 names the line, 413 the limit. " + START_DESCRIPTION,
     body=Body(
         ("StartRun", "StartRunWithItems"),
         {"items": ["ada@example.com", "grace@example.com"], "y": 600},
@@ -154,38 +211,33 @@ UPLOAD_EXAMPLES = {
     ),
     query=schemas.UploadQuery,
     answers={201: state("The new run's state (x: the number of items).", RUN_LINKS)},
-    errors=(400, 409, *CHANGE_ERRORS),
+    errors=(400, *CHANGE_ERRORS),
     said={
         400: "Bad input: a field, the query, an item line that is not JSON, a CSV row with "
-        "another number of fields than the header (the message names the line), no items, or "
-        "an upload cut off before its end.",
-        409: "A run is already running or paused: stop it first.",
+        "another number of fields than the header (the message names the line), no items, an "
+        "upload cut off before its end, y and deadline both or neither, or a deadline in the "
+        "past or too near for OPTIO_MAX_Y.",
         413: "More items than OPTIO_MAX_ITEMS, an item larger than OPTIO_MAX_ITEM_BYTES, or a "
         "JSON body larger than 16 MiB.",
         415: "A body that is neither application/json, application/x-ndjson nor text/csv.",
     },
-    on_conflict=STOP_FIRST,
 )
 def create_run():
     settings = services().settings
     limits = uploads.Limits(settings.max_items, settings.max_item_bytes, settings.max_x)
     if request.mimetype in uploads.UPLOAD_TYPES:
-        y = validate_upload_query(request.args, max_y=settings.max_y)
-        _refuse_while_active()
+        start = validate_upload_query(request.args, max_y=settings.max_y)
+        _refuse_past_deadline(start)
         items = uploads.upload_items(request.mimetype, _body_chunks(), limits)
-        run_id, x = _start_with_items(items, y, limits)
+        run_id = _start_with_items(items, start, limits)
     else:
         body = _json_body()
         if "items" in body:
-            values, y = validate_items_body(body, max_y=settings.max_y)
-            _refuse_while_active()
-            run_id, x = _start_with_items(uploads.json_items(values, limits), y, limits)
+            values, start = validate_items_body(body, max_y=settings.max_y)
+            run_id = _start_with_items(uploads.json_items(values, limits), start, limits)
         else:
-            x, y = validate_start(body, **_limits())
-            run_id = store().start_run(x, y)
-    log.info("[api] Started run %s: x=%s, y=%s/min", run_id, number(x), number(y))
-    _kick_scheduler()
-    return jsonify(current_state()), 201
+            run_id = _start(validate_start(body, **_limits()))
+    return jsonify(_run_state(run_id)), 201
 
 
 def _body_chunks() -> Iterator[bytes]:
@@ -213,27 +265,27 @@ def _json_body() -> dict:
     return parse_json_object(bytes(raw), request.mimetype or None)
 
 
-def _refuse_while_active() -> None:
-    """Refuse at once, before an upload is read, while a run is active (start_run checks again,
-    atomically, once the upload is stored)."""
-    active = store().active_run_id()
-    if active:
-        raise RunActiveError(active)
+def _refuse_past_deadline(start: Start) -> None:
+    """Refuse a deadline in the past at once, before an upload is read (its x, and so the rate
+    it needs, is known once the upload is stored: ``_start`` checks again then)."""
+    if start.deadline is not None:
+        start.deadline.ms(store().server_time_ms())
 
 
-def _start_with_items(encoded: Iterable[str], y: float, limits: uploads.Limits) -> tuple[str, int]:
+def _start_with_items(encoded: Iterable[str], start: Start, limits: uploads.Limits) -> str:
     """Store ``encoded`` (the items as JSON texts, in job order) under a new run id, then start
-    that run: (its id, its x). Whatever goes wrong before it starts deletes what was stored."""
-    items, runs = services().store.items, store()
+    that run (x: the number of items); its id. Whatever goes wrong before it starts deletes
+    what was stored."""
+    items = services().store.items
     run_id = new_run_id()
     try:
         x = uploads.write_chunks(encoded, functools.partial(items.write_chunk, run_id), limits)
-        runs.start_run(x, y, run_id=run_id)
+        _start(dataclasses.replace(start, x=x), run_id)
     except BaseException as exc:  # a refusal, a cut upload, a killed green thread
         if not isinstance(exc, redis.RedisError):  # the script may have run: they expire
             _discard(run_id)
         raise
-    return run_id, x
+    return run_id
 
 
 def _discard(run_id: str) -> None:
@@ -243,29 +295,56 @@ def _discard(run_id: str) -> None:
         log.warning("[api] Could not delete the items of unstarted run %s: %s", run_id, exc)
 
 
-@bp.put("/run")
-@operation(
-    "updateRun",
-    "Change the running or paused run's total and/or rate",
-    "A new rate applies from the next tick.",
-    body=Body("UpdateRun", {"y": 120}),
-    answers={200: state("The run's state.", RUN_LINKS)},
-    errors=(400, 409, *CHANGE_ERRORS),
-    said={400: "Bad input, or x below the jobs already enqueued.", 409: "No run is running."},
-    on_conflict=START_ONE,
-)
-def update_run():
+def _update(run_id: str | None) -> str:
     x, y = validate_update(_body(), **_limits())
     try:
-        store().update_run(x, y)
+        run_id = store().update_run(x, y, run_id=run_id)
     except XBelowEnqueuedError as exc:
         raise ApiError(
             400,
             f"x ({number(x or 0)}) cannot be below the {number(exc.enqueued)} jobs "
             "already enqueued",
         ) from None
-    log.info("[api] Updated run: x=%s, y=%s", x, y)
-    return jsonify(current_state())
+    log.info("[api] Updated run %s: x=%s, y=%s", run_id, x, y)
+    return run_id
+
+
+UPDATE = {
+    "body": Body("UpdateRun", {"y": 120}),
+    "answers": {200: state("The run's state.", RUN_LINKS)},
+}
+UPDATE_400 = "Bad input, x below the jobs already enqueued, or x of a run with items."
+UPDATE_409 = "y of a deadline run (its rate follows from its deadline)"
+
+
+@bp.put("/run")
+@operation(
+    "updateRun",
+    "Change the running or paused run's total and/or rate",
+    "A new rate applies from the next tick. With several runs active, name one: "
+    "`PUT /api/runs/{runId}`.",
+    **UPDATE,
+    errors=(400, 409, *CHANGE_ERRORS),
+    said={400: UPDATE_400, 409: f"No run is running, or {UPDATE_409}.{SEVERAL}"},
+    on_conflict={**START_ONE, **NAME_ONE},
+)
+def update_run():
+    return jsonify(_run_state(_update(None)))
+
+
+@bp.put("/runs/<run_id>")
+@operation(
+    "updateRunById",
+    "Change one running or paused run's total and/or rate",
+    "A new rate applies from the next tick; the other runs are left as they are.",
+    **UPDATE,
+    params={"run_id": RUN_ID},
+    errors=(400, 404, 409, *CHANGE_ERRORS),
+    said={400: UPDATE_400, 404: NO_SUCH_RUN, 409: f"The run is not running, or {UPDATE_409}."},
+)
+def update_run_by_id(run_id: str):
+    _known_run(run_id)
+    return jsonify(_run_state(_update(run_id)))
 
 
 def _no_body() -> None:
@@ -273,66 +352,144 @@ def _no_body() -> None:
         raise ApiError(400, f"POST {request.path} takes no fields")
 
 
+def _stop(run_id: str | None) -> str:
+    _no_body()
+    run_id = store().stop_run(run_id)
+    log.info("[api] Stopped run %s", run_id)
+    return run_id
+
+
+def _pause(run_id: str | None) -> str:
+    _no_body()
+    run_id = store().pause_run(run_id)
+    log.info("[api] Paused run %s", run_id)
+    return run_id
+
+
+def _resume(run_id: str | None) -> str:
+    _no_body()
+    run_id = store().resume_run(run_id)
+    log.info("[api] Resumed run %s", run_id)
+    _kick_scheduler()  # its parked messages go out with the next tick
+    return run_id
+
+
+STOP = (
+    "Ends enqueuing at once; jobs already running finish and are counted.",
+    state("The stopped run's state.", ENDED_LINKS),
+)
+PAUSE = (
+    "No job of the run starts from now on; jobs in the broker are parked.",
+    state(
+        "The run's state (`status` `paused`).",
+        {
+            "ResumeRun": link("resumeRun"),
+            "StopRun": link("stopRun"),
+            "ResumeThisRun": link("resumeRunById", runId=THIS_RUN),
+            "StopThisRun": link("stopRunById", runId=THIS_RUN),
+        },
+    ),
+)
+RESUME = (
+    "Goes on at rate y from now, with no catch-up burst; parked jobs are sent again.",
+    state("The run's state.", RUN_LINKS),
+)
+BY_ID = {"params": {"run_id": RUN_ID}}
+OTHERS_KEPT = " The other runs are left as they are."
+
+
 @bp.post("/stop")
 @change(
     "stopRun",
     "Stop the running or paused run",
-    "Ends enqueuing at once; jobs already running finish and are counted.",
-    state("The stopped run's state.", ENDED_LINKS),
-    said={409: "No run is running."},
-    on_conflict=START_ONE,
+    *STOP,
+    said={409: f"No run is running.{SEVERAL}"},
+    on_conflict={**START_ONE, **NAME_ONE},
 )
 def stop_run():
-    _no_body()
-    run_id = store().stop_run()
-    log.info("[api] Stopped run %s", run_id)
-    return jsonify(current_state())
+    return jsonify(_run_state(_stop(None)))
+
+
+@bp.post("/runs/<run_id>/stop")
+@change(
+    "stopRunById",
+    "Stop one running or paused run",
+    STOP[0] + OTHERS_KEPT,
+    STOP[1],
+    404,
+    **BY_ID,
+    said={404: NO_SUCH_RUN, 409: "The run is not running (it ended)."},
+)
+def stop_run_by_id(run_id: str):
+    _known_run(run_id)
+    return jsonify(_run_state(_stop(run_id)))
 
 
 @bp.post("/pause")
 @change(
     "pauseRun",
     "Pause the running run",
-    "No job of the run starts from now on; jobs in the broker are parked.",
-    state(
-        "The run's state (`status` `paused`).",
-        {"ResumeRun": link("resumeRun"), "StopRun": link("stopRun")},
-    ),
-    said={409: "No run is running, or it is paused already."},
-    on_conflict={"ResumeRun": link("resumeRun"), **START_ONE},
+    *PAUSE,
+    said={409: f"No run is running, or it is paused already.{SEVERAL}"},
+    on_conflict={"ResumeRun": link("resumeRun"), **START_ONE, **NAME_ONE},
 )
 def pause_run():
-    _no_body()
-    run_id = store().pause_run()
-    log.info("[api] Paused run %s", run_id)
-    return jsonify(current_state())
+    return jsonify(_run_state(_pause(None)))
+
+
+@bp.post("/runs/<run_id>/pause")
+@change(
+    "pauseRunById",
+    "Pause one running run",
+    PAUSE[0] + OTHERS_KEPT,
+    PAUSE[1],
+    404,
+    **BY_ID,
+    said={404: NO_SUCH_RUN, 409: "The run is paused already, or not running."},
+    on_conflict={"ResumeThisRun": link("resumeRunById", runId="$request.path.runId")},
+)
+def pause_run_by_id(run_id: str):
+    _known_run(run_id)
+    return jsonify(_run_state(_pause(run_id)))
 
 
 @bp.post("/resume")
 @change(
     "resumeRun",
     "Resume the paused run",
-    "Goes on at rate y from now, with no catch-up burst; parked jobs are sent again.",
-    state("The run's state.", RUN_LINKS),
-    said={409: "No run is paused."},
-    on_conflict={"PauseRun": link("pauseRun"), **START_ONE},
+    *RESUME,
+    said={409: f"No run is paused.{SEVERAL}"},
+    on_conflict={"PauseRun": link("pauseRun"), **START_ONE, **NAME_ONE},
 )
 def resume_run():
-    _no_body()
-    run_id = store().resume_run()
-    log.info("[api] Resumed run %s", run_id)
-    _kick_scheduler()  # its parked messages go out with the next tick
-    return jsonify(current_state())
+    return jsonify(_run_state(_resume(None)))
+
+
+@bp.post("/runs/<run_id>/resume")
+@change(
+    "resumeRunById",
+    "Resume one paused run",
+    RESUME[0] + OTHERS_KEPT,
+    RESUME[1],
+    404,
+    **BY_ID,
+    said={404: NO_SUCH_RUN, 409: "The run is not paused."},
+    on_conflict={"PauseThisRun": link("pauseRunById", runId="$request.path.runId")},
+)
+def resume_run_by_id(run_id: str):
+    _known_run(run_id)
+    return jsonify(_run_state(_resume(run_id)))
 
 
 @bp.get("/status")
 @operation(
     "getStatus",
-    "The state of the latest run",
+    "The state of the newest active run, else of the latest run",
+    "With several runs active, the newest one's (`GET /api/runs?active=1` lists them all). "
     "The idle state (`status` `idle`) before the first run.",
     answers={
         200: state(
-            "The latest run's state.",
+            "The newest active (else the latest) run's state.",
             {name: found for name, found in RUN_LINKS.items() if name != "GetStatus"},
         )
     },
@@ -345,8 +502,9 @@ def status():
 @bp.get("/runs")
 @operation(
     "listRuns",
-    "The run history, newest first",
-    "Pass `next` as `before` for the next page.",
+    "The run history, newest first (or only the active runs)",
+    "Pass `next` as `before` for the next page. `?active=1` lists only the active runs "
+    "(running or paused), all of them, newest first.",
     query=schemas.RunsQuery,
     answers={
         200: json_answer(
@@ -359,10 +517,15 @@ def status():
         )
     },
     errors=(400, *READ_ERRORS),
-    said={400: "A bad `limit` or `before`, an unknown `before` or parameter."},
+    said={
+        400: "A bad `limit`, `before` or `active`, an unknown `before` or parameter, or "
+        "`active` with `limit` or `before`."
+    },
 )
 def list_runs():
     limit, before = validate_runs_query(request.args)
+    if wants_active_runs(request.args):
+        return jsonify({"runs": store().active_states(), "next": None})
     try:
         runs, after = store().list_runs(limit, before)
     except UnknownRunError as exc:
@@ -410,9 +573,8 @@ def run_detail(run_id: str):
     params={"run_id": RUN_ID},
     said={
         404: NO_SUCH_RUN,
-        409: "Another run is active, the run did not complete, or has no failed jobs.",
+        409: "The run did not complete, or has no failed jobs.",
     },
-    on_conflict=STOP_FIRST,
 )
 def retry_failed(run_id: str):
     _no_body()
@@ -420,7 +582,7 @@ def retry_failed(run_id: str):
     count = store().retry_failed(run_id)
     log.info("[api] Retrying the %s failed job(s) of run %s", number(count), run_id)
     _kick_scheduler()
-    return jsonify(current_state())
+    return jsonify(_run_state(run_id))
 
 
 def items_for(run_id: str) -> export.ItemsFor:

@@ -10,10 +10,12 @@ from flask import jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from optio.store.errors import (
+    DeadlineRunError,
     NoActiveRunError,
     NotPausedError,
     RetryRefusedError,
     RunActiveError,
+    SeveralActiveError,
     UnknownRunError,
     XBelowEnqueuedError,
     XFixedByItemsError,
@@ -26,10 +28,21 @@ log = logging.getLogger("optio.api")
 MAX_BODY_BYTES = 16 * 1024
 
 
+#: The store's refusals that conflict with the state of the runs.
+CONFLICTS = (
+    RunActiveError,
+    NoActiveRunError,
+    NotPausedError,
+    RetryRefusedError,
+    SeveralActiveError,
+    DeadlineRunError,
+)
+
+
 def handle_error(exc: Exception):
     if isinstance(exc, ApiError):
         status, message = exc.status, exc.message
-    elif isinstance(exc, (RunActiveError, NoActiveRunError, NotPausedError, RetryRefusedError)):
+    elif isinstance(exc, CONFLICTS):
         status, message = 409, str(exc)
     elif isinstance(exc, UnknownRunError):
         status, message = 404, str(exc)
@@ -44,7 +57,10 @@ def handle_error(exc: Exception):
     else:
         log.exception("[api] Unexpected error")
         status, message = 500, "internal error"
-    response = jsonify({"error": message})
+    body: dict = {"error": message}
+    if isinstance(exc, SeveralActiveError):  # which runs to name instead
+        body["runs"] = exc.run_ids
+    response = jsonify(body)
     if isinstance(exc, HTTPException):  # e.g. the Allow header that a 405 must carry
         for name, value in exc.get_headers():
             if name.lower() != "content-type":

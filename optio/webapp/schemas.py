@@ -22,6 +22,12 @@ MAX_RUNS_PAGE = 100
 DEFAULT_RUNS_PAGE = 20
 
 RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, examples=["5f0c2a91be3d"])]
+#: Most weight a run may have (its share of a binding OPTIO_MAX_RATE against the others').
+MAX_WEIGHT = 1000
+#: Most jobs a run may bound its jobs in flight to (maxInFlight), a sanity bound.
+MAX_RUN_IN_FLIGHT = 1_000_000
+#: Furthest a deadline may be, in seconds from now (ten years).
+MAX_DEADLINE_SECONDS = 10 * 365 * 24 * 3600
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -62,16 +68,70 @@ def _y_field(max_y: float, *, optional: bool) -> Any:
     )
 
 
+def _deadline_field() -> Any:
+    return Field(
+        None,
+        description=(
+            "Instead of y: when the run must be done, as an ISO 8601 time with a timezone "
+            '("2026-12-05T06:00:00Z") or a number of seconds from now (above 0). Its rate is '
+            "derived every tick from the jobs left and the time left; it must not need more "
+            "than OPTIO_MAX_Y at the start. Send exactly one of y and deadline."
+        ),
+        examples=["2026-12-05T06:00:00Z", 3600],
+        json_schema_extra=_no_default,
+    )
+
+
+def _weight_field() -> Any:
+    return Field(
+        None,
+        gt=0,
+        le=MAX_WEIGHT,
+        allow_inf_nan=False,
+        description=(
+            "The run's share of the deployment's ceiling (OPTIO_MAX_RATE) against the other "
+            f"active runs' weights, when it binds: a number above 0, at most {MAX_WEIGHT} "
+            "(default 1)."
+        ),
+        examples=[2],
+        json_schema_extra=_no_default,
+    )
+
+
+def _max_in_flight_field() -> Any:
+    return Field(
+        None,
+        ge=1,
+        le=MAX_RUN_IN_FLIGHT,
+        description=(
+            "Most of the run's jobs out at once (sent and not finished): a whole number from 1 "
+            f"to {MAX_RUN_IN_FLIGHT}. No bound unless given (OPTIO_MAX_IN_FLIGHT still bounds "
+            "all runs together)."
+        ),
+        examples=[50],
+        json_schema_extra=_no_default,
+    )
+
+
+def _one_rate(schema: dict[str, Any]) -> None:
+    """y or deadline, exactly one (the validation says so in words)."""
+    schema["oneOf"] = [{"required": ["y"]}, {"required": ["deadline"]}]
+
+
 @functools.cache
 def request_models(max_x: int, max_y: float) -> tuple[type[BaseModel], type[BaseModel]]:
     """The bodies of ``POST /api/run`` and ``PUT /api/run`` for these limits."""
 
     class StartRun(BaseModel):
-        """Start a run of x jobs at y jobs per minute."""
+        """Start a run of x jobs at y jobs per minute, or by a deadline; beside the runs
+        already active."""
 
-        model_config = ConfigDict(extra="forbid", strict=True)
+        model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_one_rate)
         x: int = _x_field(max_x, optional=False)
-        y: float = _y_field(max_y, optional=False)
+        y: float = _y_field(max_y, optional=True)
+        deadline: float | str = _deadline_field()
+        weight: float = _weight_field()
+        maxInFlight: int = _max_in_flight_field()
 
     class UpdateRun(BaseModel):
         """Change the running (or paused) run's total and/or rate; send at least one."""
@@ -101,20 +161,58 @@ def items_model(max_y: float) -> type[BaseModel]:
             "than 16 MiB is refused: stream larger batches as NDJSON or CSV.",
             examples=[["ada@example.com", "grace@example.com"]],
         )
-        y: float = _y_field(max_y, optional=False)
+        y: float = _y_field(max_y, optional=True)
+        deadline: float | str = _deadline_field()
+        weight: float = _weight_field()
+        maxInFlight: int = _max_in_flight_field()
 
     return StartRunWithItems
 
 
+@functools.cache
+def terms_model(max_y: float) -> type[BaseModel]:
+    """What a start says besides its jobs (y or deadline, weight, maxInFlight): checks the
+    fields of an items body and of an upload's query (``validation.py``)."""
+
+    class RunTerms(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+        y: float = _y_field(max_y, optional=True)
+        deadline: float | str = _deadline_field()
+        weight: float = _weight_field()
+        maxInFlight: int = _max_in_flight_field()
+
+    return RunTerms
+
+
 class UploadQuery(BaseModel):
-    """The query of a streamed upload to ``POST /api/runs`` (NDJSON or CSV)."""
+    """The query of a streamed upload to ``POST /api/runs`` (NDJSON or CSV): the fields of a
+    JSON start, but x (the items are the jobs)."""
 
     model_config = ConfigDict(extra="forbid")
     y: float = Field(
-        None,  # type: ignore[assignment]  # required for uploads; a JSON body has y inside
+        None,  # type: ignore[assignment]  # y or deadline for uploads; a JSON body has y inside
         gt=0,
-        description="Jobs per minute (required with an NDJSON or CSV body; a JSON body carries "
-        "y itself and takes no query).",
+        description="Jobs per minute (y or deadline with an NDJSON or CSV body; a JSON body "
+        "carries its fields itself and takes no query).",
+        json_schema_extra=_no_default,
+    )
+    deadline: str = Field(
+        None,  # type: ignore[assignment]
+        description="Instead of y: an ISO 8601 time with a timezone, or seconds from now.",
+        json_schema_extra=_no_default,
+    )
+    weight: float = Field(
+        None,  # type: ignore[assignment]
+        gt=0,
+        le=MAX_WEIGHT,
+        description="The run's weight (default 1).",
+        json_schema_extra=_no_default,
+    )
+    maxInFlight: int = Field(
+        None,  # type: ignore[assignment]
+        ge=1,
+        le=MAX_RUN_IN_FLIGHT,
+        description="Most of the run's jobs out at once.",
         json_schema_extra=_no_default,
     )
 
@@ -141,6 +239,11 @@ class RunsQuery(BaseModel):
         description="List the runs older than this one: the `next` of the previous page.",
         json_schema_extra=_no_default,
     )
+    active: bool = Field(
+        False,
+        description="`1` (or `true`): list only the active runs (running or paused), newest "
+        "first, all on one page (`next` null); neither `limit` nor `before` goes with it.",
+    )
 
 
 class ResultsQuery(BaseModel):
@@ -162,10 +265,19 @@ Status = Literal["idle", "running", "paused", "stopped", "completed"]
 Webhook = Literal["pending", "delivered", "failed"]
 
 
+#: The fields of a run's state that are there only when they apply (not null otherwise).
+OCCASIONAL_STATE_FIELDS = ("shareRate", "deadline", "onTrack", "projectedFinish")
+
+
 def _without_defaults(schema: dict[str, Any]) -> None:
-    """Every field of an answer is always there: its default is no part of the contract."""
+    """Every field of an answer is always there, but the occasional ones of the state: its
+    default is no part of the contract."""
     for prop in schema.get("properties", {}).values():
         prop.pop("default", None)
+    if "required" in schema:
+        schema["required"] = [
+            name for name in schema["required"] if name not in OCCASIONAL_STATE_FIELDS
+        ]
 
 
 class RunState(BaseModel):
@@ -202,12 +314,14 @@ class RunState(BaseModel):
         description="The jobs enqueued fell behind the schedule by more than a tick's jobs "
         "within the last ~3 s, or the schedule slid forward instead (see heldBackBy).",
     )
-    heldBackBy: Literal["workers", "cap", "scheduler"] | None = Field(
+    heldBackBy: Literal["workers", "cap", "scheduler", "ceiling", "inFlight"] | None = Field(
         None,
         description="Why, while heldBack: workers (jobs wait in the broker: the workers are "
         "slower than the rate), cap (the same, at OPTIO_MAX_OUTSTANDING), scheduler (the ticks "
         "reserve or publish slower than the schedule: beat away or late, a slow broker or "
-        "Redis); null otherwise.",
+        "Redis), ceiling (the deployment's OPTIO_MAX_RATE, shared by the active runs, grants "
+        "less than the rate: see shareRate), inFlight (the run's maxInFlight, or its share of "
+        "OPTIO_MAX_IN_FLIGHT, is reached); null otherwise.",
     )
     seq: int = Field(0, description="Grows with every change of the run.")
     pausedAt: int | None = Field(None, description="ms since the epoch, while paused.")
@@ -215,6 +329,28 @@ class RunState(BaseModel):
     retried: int = Field(0, description="Jobs put back by retry-failed.")
     webhook: Webhook | None = Field(
         None, description="Completion webhook: null without OPTIO_WEBHOOK_URL."
+    )
+    weight: float = Field(
+        1, description="The run's share of a binding OPTIO_MAX_RATE against the others'."
+    )
+    maxInFlight: int = Field(0, description="Most of its jobs out at once; 0: no own bound.")
+    shareRate: float = Field(
+        None,  # type: ignore[assignment]  # absent, not null, when it does not apply
+        description="Jobs/min the deployment's ceiling (OPTIO_MAX_RATE) grants the run now, "
+        "its weighted fair share; only there while the ceiling binds the run.",
+    )
+    deadline: int = Field(
+        None,  # type: ignore[assignment]
+        description="When the run must be done, ms since the epoch; only for deadline runs.",
+    )
+    onTrack: bool = Field(
+        None,  # type: ignore[assignment]
+        description="Whether it finishes by its deadline at the rate it gets; deadline runs only.",
+    )
+    projectedFinish: int = Field(
+        None,  # type: ignore[assignment]
+        description="When it would finish at the rate it gets, ms since the epoch; deadline "
+        "runs only, once a tick has run it.",
     )
 
 
@@ -281,9 +417,14 @@ class Error(BaseModel):
     """Every error of the API, whatever its status."""
 
     model_config = ConfigDict(extra="forbid")
-    error: str = Field(description="What is wrong, in words.", examples=["a run is running"])
+    error: str = Field(description="What is wrong, in words.", examples=["no run is running"])
+    runs: list[RunId] = _absent(
+        "Only in the 409 of a control that names no run (`PUT /api/run`, `POST /api/stop`, "
+        "`/pause`, `/resume`) while several runs are active: their ids, newest first. Name one: "
+        "`/api/runs/{runId}/...`."
+    )
 
 
 def idle_state() -> dict[str, Any]:
     """The state shown before any run was started."""
-    return RunState().model_dump()
+    return RunState().model_dump(exclude=set(OCCASIONAL_STATE_FIELDS))

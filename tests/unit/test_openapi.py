@@ -138,17 +138,31 @@ def test_each_app_documents_its_own_limits(redis_server, app, document):
 
 
 def test_the_state_schema_lists_every_field_of_the_state(document):
+    """Every field is required but the occasional ones (deadline runs', a binding ceiling's),
+    which are left out, not null, when they do not apply."""
     state = document["components"]["schemas"]["RunState"]
-    assert set(state["required"]) == set(state["properties"]) == set(idle_state())
+    occasional = set(schemas.OCCASIONAL_STATE_FIELDS)
+    assert set(state["required"]) == set(idle_state()) == set(state["properties"]) - occasional
     assert state["additionalProperties"] is False
-    assert idle_state() == schemas.RunState().model_dump()
+    for name in occasional:
+        assert "null" not in str(state["properties"][name]), name
+    assert idle_state() == schemas.RunState().model_dump(exclude=occasional)
 
 
 def test_the_states_the_lua_scripts_build_fit_the_models(store):
-    """state_json (optio/store/lua/_prelude.lua) and the models agree, field by field."""
+    """state_json (optio/store/lua/_prelude.lua) and the models agree, field by field (the
+    occasional fields too: a deadline run has deadline and onTrack)."""
+    occasional = set(schemas.OCCASIONAL_STATE_FIELDS)
+    now = store.runs.server_time_ms()
+    timed = store.runs.start_run(10, deadline_ms=now + 600_000, weight=2.5, max_in_flight=3)
+    state = store.runs.run_state(timed)
+    assert set(state) - set(schemas.RunState.model_fields) == set()
+    assert {"deadline", "onTrack"} <= set(state) and state["weight"] == 2.5
+    schemas.RunState.model_validate(state, strict=True)
+    store.runs.stop_run(timed)
     run_id = store.runs.start_run(10, 60)
     for state in (store.runs.current_state(), store.runs.run_state(run_id)):
-        assert set(state) == set(schemas.RunState.model_fields)
+        assert set(state) == set(schemas.RunState.model_fields) - occasional
         schemas.RunState.model_validate(state, strict=True)
     store.runs.pause_run()
     store.runs.stop_run()

@@ -169,14 +169,30 @@ def test_a_bad_items_body_is_refused(body, start):
     assert message.startswith(start), message
 
 
-def test_the_upload_query_carries_y():
-    assert validate_upload_query({"y": "600"}) == 600
-    assert validate_upload_query({"y": "0.5"}) == 0.5
+def test_the_upload_query_carries_y_or_a_deadline_and_the_runs_terms():
+    assert validate_upload_query({"y": "600"}).y == 600
+    assert validate_upload_query({"y": "0.5"}).y == 0.5
+    start = validate_upload_query({"deadline": "90", "weight": "2.5", "maxInFlight": "4"})
+    assert (start.y, start.deadline.in_seconds, start.weight, start.max_in_flight) == (
+        None,
+        90.0,
+        2.5,
+        4,
+    )
+    at = validate_upload_query({"deadline": "2026-12-05T06:00:00Z"}).deadline
+    assert at.at_ms == 1_796_450_400_000
     for query, start in [
         ({}, "missing query parameter: y"),
         ({"y": "6e2"}, "y must be a number"),
         ({"y": "0"}, "y must be greater than 0"),
         ({"y": "60", "x": "1"}, "unknown query parameter(s): x"),
+        ({"y": "60", "deadline": "60"}, "send y or deadline, not both"),
+        ({"deadline": "0"}, "deadline in seconds from now must be a number above 0"),
+        ({"deadline": "noon"}, "deadline must be an ISO 8601 time"),
+        ({"y": "1", "weight": "0"}, "weight must be a number above 0"),
+        ({"y": "1", "weight": "-1"}, "weight must be a number above 0"),
+        ({"y": "1", "maxInFlight": "0"}, "maxInFlight must be a whole number from 1"),
+        ({"y": "1", "maxInFlight": "2.5"}, "maxInFlight must be a whole number from 1"),
     ]:
         assert refused(lambda q=query: validate_upload_query(q), 400).startswith(start)
 
@@ -261,27 +277,41 @@ class StartsARunMidway(io.BytesIO):
         super().__init__(body)
         self.store = store
         self.half = len(body) // 2
+        self.started: list[str] = []
 
     def read(self, size: int | None = -1) -> bytes:
-        if self.tell() >= self.half and not self.store.runs.active_run_id():
-            self.store.runs.start_run(1, 1)
+        if self.tell() >= self.half and not self.started:
+            self.started.append(self.store.runs.start_run(1, 1))
         return super().read(min(size or self.half, self.half))
 
 
-def test_a_run_started_during_an_upload_wins_and_the_upload_leaves_nothing(redis_server, redis_db):
+def test_a_run_started_during_an_upload_runs_beside_it(redis_server, redis_db):
+    """Runs start beside each other: neither the run started midway nor the upload is
+    refused, and each keeps its own items (the other has none)."""
     app = build_app(redis_server, redis_db())
     store = app.extensions["optio"].store
     body = b"".join(f"{k}\n".encode() for k in range(2500))
+    midway = StartsARunMidway(store, body)
     response = app.test_client().post(
         "/api/runs?y=60",
-        input_stream=StartsARunMidway(store, body),
-        headers={"Content-Type": "application/x-ndjson", "Content-Length": str(len(body))},
+        input_stream=midway,
+        headers={
+            "Content-Type": "application/x-ndjson",
+            "Content-Length": str(len(body)),
+        },
     )
-    assert response.status_code == 409, response.get_json()
-    assert store.client.keys("*:items") == []
-    answer = app.test_client().post("/api/runs", json={"items": ["a"], "y": 60})
-    assert answer.status_code == 409
-    store.runs.stop_run()
+    assert response.status_code == 201, response.get_json()
+    uploaded = response.get_json()["runId"]
+    assert response.get_json()["xTotal"] == 2500
+    assert store.runs.active_run_ids() == [uploaded, *midway.started]
+    assert store.client.keys("*:items") == [items_key(uploaded)]
+    answer = app.test_client().post("/api/runs", json={"items": ["a", {"b": 1}], "y": 60})
+    assert answer.status_code == 201, answer.get_json()
+    run_id = answer.get_json()["runId"]
+    assert answer.get_json()["xTotal"] == 2
+    assert store.client.hget(items_key(run_id), "0") == '["a",{"b":1}]'
+    for active in store.runs.active_run_ids():
+        store.runs.stop_run(active)
     answer = app.test_client().post("/api/runs", json={"items": ["a", {"b": 1}], "y": 60})
     assert answer.status_code == 201, answer.get_json()
     run_id = answer.get_json()["runId"]
