@@ -135,6 +135,6 @@ class System:
         return requests.put(self.base + path, json=body, timeout=5, **kw)
 
     def ensure_idle(self) -> None:
-        """Stop whatever run a previous test left running."""
-        if self.get("/api/status").json()["running"]:
-            self.post("/api/stop")
+        """Stop whatever runs a previous test left running (several may be active)."""
+        for state in self.get("/api/runs?active=1").json()["runs"]:
+            self.post(f"/api/runs/{state['runId']}/stop")
