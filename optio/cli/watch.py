@@ -250,26 +250,9 @@ def watch(
 ) -> int:
     """Follow the current (or next) run until it ends, or run ``run_id`` when given (the
     server sends that run's states alone: ``?run=<id>``); return the exit code."""
-    import socketio  # imported here: the other commands should not pay for it
-
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
-    client = socketio.Client(reconnection=True, reconnection_delay=0.5, reconnection_delay_max=3)
-    client.on("connect", lambda: events.put(("connect", None)))
-    client.on("disconnect", lambda *_: events.put(("disconnect", None)))
-    client.on("progress", lambda data: events.put(("progress", data)))
-    client.on("unknown_run", lambda data: events.put(("unknown_run", data)))
-    where = f"{url.rstrip('/')}/?{urlencode({'run': run_id})}" if run_id else url
-    try:
-        client.connect(
-            where, auth={"token": token} if token else None, wait_timeout=CONNECT_TIMEOUT
-        )
-    except socketio.exceptions.ConnectionError as exc:
-        reason = _reason(exc)
-        if "namespace" in reason.lower():  # the server answered and refused us
-            hint = "The server refused the connection: does it want a token (--token)?"
-        else:
-            hint = "Is the web process running there? Pass another address with --url or OPTIO_URL."
-        print(f"optio watch: cannot connect to {url}: {reason}.\n{hint}", file=sys.stderr)
+    client = _connect(url, token, run_id, events)
+    if client is None:
         return EXIT_NO_CONNECTION
 
     follower = Follower(sys.stdout, sys.stderr, once, as_json, chosen=run_id is not None)
@@ -302,6 +285,32 @@ def watch(
         return EXIT_INTERRUPTED
     finally:
         client.disconnect()
+
+
+def _connect(url: str, token: str | None, run_id: str | None, events: queue.Queue) -> Any:
+    """A Socket.IO client connected to ``url`` (following run ``run_id`` when given) that puts
+    what it hears in ``events``; None, with the reason on stderr, when it cannot connect."""
+    import socketio  # imported here: the other commands should not pay for it
+
+    client = socketio.Client(reconnection=True, reconnection_delay=0.5, reconnection_delay_max=3)
+    client.on("connect", lambda: events.put(("connect", None)))
+    client.on("disconnect", lambda *_: events.put(("disconnect", None)))
+    client.on("progress", lambda data: events.put(("progress", data)))
+    client.on("unknown_run", lambda data: events.put(("unknown_run", data)))
+    where = f"{url.rstrip('/')}/?{urlencode({'run': run_id})}" if run_id else url
+    try:
+        client.connect(
+            where, auth={"token": token} if token else None, wait_timeout=CONNECT_TIMEOUT
+        )
+    except socketio.exceptions.ConnectionError as exc:
+        reason = _reason(exc)
+        if "namespace" in reason.lower():  # the server answered and refused us
+            hint = "The server refused the connection: does it want a token (--token)?"
+        else:
+            hint = "Is the web process running there? Pass another address with --url or OPTIO_URL."
+        print(f"optio watch: cannot connect to {url}: {reason}.\n{hint}", file=sys.stderr)
+        return None
+    return client
 
 
 def _reason(exc: Exception) -> str:

@@ -57,6 +57,17 @@ def create_app(settings: Settings) -> Flask:
         app.wsgi_app = _declining_ws_extensions(app.wsgi_app)  # type: ignore[method-assign]
     app.wsgi_app = _starting(relay, app.wsgi_app)  # type: ignore[method-assign]  # outside Socket.IO's: sees every request
 
+    _client_events(socketio, relay, services)
+
+    services.packet_budget = PacketBudget(socketio.server, CLIENT_PACKET_BUDGET, BUDGET_SECONDS)
+    metrics.register(app, socketio)
+    return app
+
+
+def _client_events(socketio: SocketIO, relay: Relay, services: Services) -> None:
+    """The Socket.IO handlers: a client connects (following the current run, or the run of
+    ``?run=<id>``), chooses a run (``follow``), leaves."""
+    settings = services.settings
     choices = Choices(socketio, relay, services)
 
     @socketio.on("connect")
@@ -77,10 +88,6 @@ def create_app(settings: Settings) -> Flask:
     @socketio.on("disconnect")
     def on_disconnect(*_) -> None:
         choices.forget(request.sid)  # type: ignore[attr-defined]
-
-    services.packet_budget = PacketBudget(socketio.server, CLIENT_PACKET_BUDGET, BUDGET_SECONDS)
-    metrics.register(app, socketio)
-    return app
 
 
 def _starting(relay: Relay, wsgi_app):

@@ -66,7 +66,120 @@ def run_room(run_id: str) -> str:
     return f"run:{run_id}"
 
 
-class Relay:
+class _Channels:
+    """The listening half of the relay: subscribes to both channels (resubscribing with
+    backoff), decodes each message and hands it to ``offer``; wakes ``flush`` at most
+    OPTIO_EMIT_HZ times a second. The attributes it uses are set by ``Relay``."""
+
+    def start(self) -> None:
+        with self._start_lock:
+            if self._started:
+                return
+            self._started = True
+        assert self.socketio is not None
+        self.socketio.start_background_task(self._listen)
+        self.socketio.start_background_task(self._emit_loop)
+
+    # ---- states in ----------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        delay = RETRY_FIRST
+        channels = (names.CHANNEL, names.STATES_CHANNEL)
+        while True:
+            pubsub = None
+            try:
+                # bytes: a message that is not UTF-8 is ignored, it must not fail the connection
+                client = connect(
+                    self.settings.redis_url, timeout=self.settings.redis_timeout, decode=False
+                )
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(*channels)
+                log.info("[api] Subscribed to Redis channel: %s", ", ".join(channels))
+                delay = RETRY_FIRST
+                self.resync()
+                self.seed()
+                while True:
+                    message = pubsub.get_message(timeout=STORE_EVERY)
+                    if message and message.get("type") == "message":
+                        channel = message.get("channel")
+                        if isinstance(channel, bytes):
+                            channel = channel.decode("utf-8", "replace")
+                        self.receive(message["data"], channel or names.CHANNEL)
+                    self.poll()
+            except (redis.RedisError, OSError) as exc:
+                if isinstance(exc, MasterNotFoundError):
+                    # the Sentinels answer but name no primary: a failover is under way (it
+                    # takes seconds), so look again soon instead of backing off
+                    delay = RETRY_FIRST
+                log.warning(
+                    "[api] Lost Redis subscription (%s); resubscribing in %.1f s", exc, delay
+                )
+            except Exception:
+                log.exception("[api] Relay failed; resubscribing in %.1f s", delay)
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except Exception:
+                        pass
+            self.socketio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+    def receive(self, data: bytes | str, channel: str = names.CHANNEL) -> None:
+        """A message on ``channel``: a run's state is offered, anything else ignored."""
+        try:
+            state = json.loads(data)
+        except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deep
+            self._ignore("not JSON text", channel)
+            return
+        problem = _not_a_state(state)
+        if problem:
+            self._ignore(problem, channel)
+            return
+        self.received += 1
+        self.offer(state, channel)
+        if channel != names.CHANNEL:
+            return
+        now = time.monotonic()
+        if now - self._last_log >= LOG_EVERY or not state.get("running"):
+            self._last_log = now
+            log.info(
+                "[api] Received progress update: enqueued=%s, processed=%s",
+                state.get("enqueued"),
+                state.get("processed"),
+            )
+
+    def _ignore(self, why: str, channel: str) -> None:
+        self.ignored += 1
+        self._unreported += 1
+        now = self._clock()
+        if now - self._warned_at >= IGNORED_WARN_EVERY:
+            log.warning(
+                "[api] Ignored %d message(s) on %s that are not a run's state (the last: %s); "
+                "this warning comes at most every %g s",
+                self._unreported,
+                channel,
+                why,
+                IGNORED_WARN_EVERY,
+            )
+            self._warned_at = now
+            self._unreported = 0
+
+    # ---- states out ---------------------------------------------------------------------
+
+    def _emit_loop(self) -> None:
+        gap = 1.0 / self.settings.emit_hz
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:
+                log.exception("[api] Emit failed")
+            self.socketio.sleep(gap)
+
+
+class Relay(_Channels):
     """Subscribes to both state channels; emits the latest state of the current run to the
     default clients, each run's latest state to the clients that chose it, and the list of
     active runs to every client."""
@@ -116,17 +229,6 @@ class Relay:
         self._started = False
         self._start_lock = threading.Lock()
         self._last_log = 0.0
-
-    def start(self) -> None:
-        with self._start_lock:
-            if self._started:
-                return
-            self._started = True
-        assert self.socketio is not None
-        self.socketio.start_background_task(self._listen)
-        self.socketio.start_background_task(self._emit_loop)
-
-    # ---- states in ----------------------------------------------------------------------
 
     def offer(self, state: dict[str, Any], channel: str = names.CHANNEL) -> None:
         """A state received on ``channel``. For its run's followers and the ``runs`` list, the
@@ -274,102 +376,6 @@ class Relay:
         return {"runs": listed, "current": (self.latest or {}).get("runId")}
 
     # ---- the listener -------------------------------------------------------------------
-
-    def _listen(self) -> None:
-        delay = RETRY_FIRST
-        channels = (names.CHANNEL, names.STATES_CHANNEL)
-        while True:
-            pubsub = None
-            try:
-                # bytes: a message that is not UTF-8 is ignored, it must not fail the connection
-                client = connect(
-                    self.settings.redis_url, timeout=self.settings.redis_timeout, decode=False
-                )
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(*channels)
-                log.info("[api] Subscribed to Redis channel: %s", ", ".join(channels))
-                delay = RETRY_FIRST
-                self.resync()
-                self.seed()
-                while True:
-                    message = pubsub.get_message(timeout=STORE_EVERY)
-                    if message and message.get("type") == "message":
-                        channel = message.get("channel")
-                        if isinstance(channel, bytes):
-                            channel = channel.decode("utf-8", "replace")
-                        self.receive(message["data"], channel or names.CHANNEL)
-                    self.poll()
-            except (redis.RedisError, OSError) as exc:
-                if isinstance(exc, MasterNotFoundError):
-                    # the Sentinels answer but name no primary: a failover is under way (it
-                    # takes seconds), so look again soon instead of backing off
-                    delay = RETRY_FIRST
-                log.warning(
-                    "[api] Lost Redis subscription (%s); resubscribing in %.1f s", exc, delay
-                )
-            except Exception:
-                log.exception("[api] Relay failed; resubscribing in %.1f s", delay)
-            finally:
-                if pubsub is not None:
-                    try:
-                        pubsub.close()
-                    except Exception:
-                        pass
-            self.socketio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
-
-    def receive(self, data: bytes | str, channel: str = names.CHANNEL) -> None:
-        """A message on ``channel``: a run's state is offered, anything else ignored."""
-        try:
-            state = json.loads(data)
-        except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deep
-            self._ignore("not JSON text", channel)
-            return
-        problem = _not_a_state(state)
-        if problem:
-            self._ignore(problem, channel)
-            return
-        self.received += 1
-        self.offer(state, channel)
-        if channel != names.CHANNEL:
-            return
-        now = time.monotonic()
-        if now - self._last_log >= LOG_EVERY or not state.get("running"):
-            self._last_log = now
-            log.info(
-                "[api] Received progress update: enqueued=%s, processed=%s",
-                state.get("enqueued"),
-                state.get("processed"),
-            )
-
-    def _ignore(self, why: str, channel: str) -> None:
-        self.ignored += 1
-        self._unreported += 1
-        now = self._clock()
-        if now - self._warned_at >= IGNORED_WARN_EVERY:
-            log.warning(
-                "[api] Ignored %d message(s) on %s that are not a run's state (the last: %s); "
-                "this warning comes at most every %g s",
-                self._unreported,
-                channel,
-                why,
-                IGNORED_WARN_EVERY,
-            )
-            self._warned_at = now
-            self._unreported = 0
-
-    # ---- states out ---------------------------------------------------------------------
-
-    def _emit_loop(self) -> None:
-        gap = 1.0 / self.settings.emit_hz
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            try:
-                self.flush()
-            except Exception:
-                log.exception("[api] Emit failed")
-            self.socketio.sleep(gap)
 
     def flush(self) -> None:
         """Emit what is due: the default clients' state, each chosen run's latest state, and
