@@ -14,6 +14,7 @@ import sys
 import time
 from collections import deque
 from typing import Any, TextIO
+from urllib.parse import urlencode
 
 from optio.cli.format import (
     active_seconds,
@@ -154,8 +155,12 @@ class Display:
 class Follower:
     """Decides, state by state, what to print and when the watch is over."""
 
-    def __init__(self, out: TextIO, err: TextIO, once: bool, as_json: bool) -> None:
+    def __init__(
+        self, out: TextIO, err: TextIO, once: bool, as_json: bool, chosen: bool = False
+    ) -> None:
         self.out, self.err = out, err
+        #: the run was named: its states alone come, and an ended one is shown as such
+        self.chosen = chosen
         self.once, self.as_json = once, as_json
         self.display = Display(out, tty=out.isatty() and not as_json)
         self.run_id: str | None = None
@@ -203,7 +208,7 @@ class Follower:
                 self.say(summary(state))
             return EXIT_OK
         if self.run_id is None:
-            if not state.get("running"):
+            if not state.get("running") and not self.chosen:
                 if first:
                     last = f" (last: {summary(state)})" if state.get("runId") else ""
                     self.say(f"No run is running{last}. Waiting for the next one; Ctrl-C to quit.")
@@ -236,27 +241,21 @@ class Follower:
         return EXIT_OK
 
 
-def watch(url: str, once: bool = False, as_json: bool = False, token: str | None = None) -> int:
-    """Follow the current (or next) run until it ends; return the exit code."""
-    import socketio  # imported here: the other commands should not pay for it
-
+def watch(
+    url: str,
+    once: bool = False,
+    as_json: bool = False,
+    token: str | None = None,
+    run_id: str | None = None,
+) -> int:
+    """Follow the current (or next) run until it ends, or run ``run_id`` when given (the
+    server sends that run's states alone: ``?run=<id>``); return the exit code."""
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
-    client = socketio.Client(reconnection=True, reconnection_delay=0.5, reconnection_delay_max=3)
-    client.on("connect", lambda: events.put(("connect", None)))
-    client.on("disconnect", lambda *_: events.put(("disconnect", None)))
-    client.on("progress", lambda data: events.put(("progress", data)))
-    try:
-        client.connect(url, auth={"token": token} if token else None, wait_timeout=CONNECT_TIMEOUT)
-    except socketio.exceptions.ConnectionError as exc:
-        reason = _reason(exc)
-        if "namespace" in reason.lower():  # the server answered and refused us
-            hint = "The server refused the connection: does it want a token (--token)?"
-        else:
-            hint = "Is the web process running there? Pass another address with --url or OPTIO_URL."
-        print(f"optio watch: cannot connect to {url}: {reason}.\n{hint}", file=sys.stderr)
+    client = _connect(url, token, run_id, events)
+    if client is None:
         return EXIT_NO_CONNECTION
 
-    follower = Follower(sys.stdout, sys.stderr, once, as_json)
+    follower = Follower(sys.stdout, sys.stderr, once, as_json, chosen=run_id is not None)
     lost = False  # the connection dropped and has not come back yet
     deadline = time.monotonic() + CONNECT_TIMEOUT
     try:
@@ -274,6 +273,9 @@ def watch(url: str, once: bool = False, as_json: bool = False, token: str | None
             elif kind == "connect" and lost:
                 lost = False
                 follower.warn("reconnected")
+            elif kind == "unknown_run":
+                follower.warn(f"{url} has no run {run_id}")
+                return EXIT_ENDED
             elif kind == "progress":
                 code = follower.take(data)
                 if code is not None:
@@ -283,6 +285,32 @@ def watch(url: str, once: bool = False, as_json: bool = False, token: str | None
         return EXIT_INTERRUPTED
     finally:
         client.disconnect()
+
+
+def _connect(url: str, token: str | None, run_id: str | None, events: queue.Queue) -> Any:
+    """A Socket.IO client connected to ``url`` (following run ``run_id`` when given) that puts
+    what it hears in ``events``; None, with the reason on stderr, when it cannot connect."""
+    import socketio  # imported here: the other commands should not pay for it
+
+    client = socketio.Client(reconnection=True, reconnection_delay=0.5, reconnection_delay_max=3)
+    client.on("connect", lambda: events.put(("connect", None)))
+    client.on("disconnect", lambda *_: events.put(("disconnect", None)))
+    client.on("progress", lambda data: events.put(("progress", data)))
+    client.on("unknown_run", lambda data: events.put(("unknown_run", data)))
+    where = f"{url.rstrip('/')}/?{urlencode({'run': run_id})}" if run_id else url
+    try:
+        client.connect(
+            where, auth={"token": token} if token else None, wait_timeout=CONNECT_TIMEOUT
+        )
+    except socketio.exceptions.ConnectionError as exc:
+        reason = _reason(exc)
+        if "namespace" in reason.lower():  # the server answered and refused us
+            hint = "The server refused the connection: does it want a token (--token)?"
+        else:
+            hint = "Is the web process running there? Pass another address with --url or OPTIO_URL."
+        print(f"optio watch: cannot connect to {url}: {reason}.\n{hint}", file=sys.stderr)
+        return None
+    return client
 
 
 def _reason(exc: Exception) -> str:

@@ -11,14 +11,22 @@ from optio.testing.procs import wait_for
 
 
 class Watcher:
-    """A python-socketio client over WebSocket (or long-polling with another ``origin``)."""
+    """A python-socketio client over WebSocket (or long-polling with another ``origin``);
+    ``run``: it follows that run (``?run=<id>``) instead of the current one."""
 
-    def __init__(self, base: str, origin: str | None = None) -> None:
+    def __init__(self, base: str, origin: str | None = None, run: str | None = None) -> None:
         import socketio
 
         self.events: list[tuple[float, dict]] = []
+        #: the ``runs`` events received (the lists of active runs)
+        self.runs: list[dict] = []
+        self.unknown: list[dict] = []
         self.client = socketio.Client(reconnection=True, reconnection_delay=0.2)
         self.client.on("progress", lambda data: self.events.append((time.time(), data)))
+        self.client.on("runs", self.runs.append)
+        self.client.on("unknown_run", self.unknown.append)
+        if run is not None:
+            base = f"{base}/?run={run}"
         if origin:
             # claim another origin over long-polling: the websocket transport adds its own
             self.client.connect(
@@ -26,6 +34,14 @@ class Watcher:
             )
         else:
             self.client.connect(base, transports=["websocket"], wait_timeout=10)
+
+    def follow(self, run: str | None) -> None:
+        """Follow run ``run`` from now on (None: the current run), by a ``follow`` event."""
+        self.client.emit("follow", {"run": run})
+
+    def listed(self) -> list[dict]:
+        """The active runs of the last ``runs`` event, newest first."""
+        return self.runs[-1]["runs"] if self.runs else []
 
     def states(self) -> list[dict]:
         return [state for _, state in self.events]

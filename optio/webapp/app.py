@@ -7,13 +7,13 @@ import functools
 import json
 import logging
 
-import redis
 from flask import Flask, request
 from flask_socketio import SocketIO
 
 from optio.config import Settings
 from optio.webapp import api, metrics, openapi, pages, security
 from optio.webapp.budget import BUDGET_SECONDS, CLIENT_PACKET_BUDGET, PacketBudget
+from optio.webapp.choices import Choices
 from optio.webapp.relay import Relay
 from optio.webapp.services import Services
 
@@ -42,7 +42,13 @@ def create_app(settings: Settings) -> Flask:
         # (PacketBudget below).
         async_handlers=False,
     )
-    relay = services.relay = Relay(socketio, services.current_state, settings)
+    relay = services.relay = Relay(
+        socketio,
+        services.current_state,
+        settings,
+        read_run=lambda run_id: services.store.runs.run_state(run_id),
+        read_active=lambda: services.store.runs.active_states(),
+    )
     # each wraps the WSGI app (Flask's documented way to add middleware)
     app.wsgi_app = _limiting_clients(  # type: ignore[method-assign]
         app.wsgi_app, socketio.server.eio, settings.max_clients
@@ -51,24 +57,37 @@ def create_app(settings: Settings) -> Flask:
         app.wsgi_app = _declining_ws_extensions(app.wsgi_app)  # type: ignore[method-assign]
     app.wsgi_app = _starting(relay, app.wsgi_app)  # type: ignore[method-assign]  # outside Socket.IO's: sees every request
 
+    _client_events(socketio, relay, services)
+
+    services.packet_budget = PacketBudget(socketio.server, CLIENT_PACKET_BUDGET, BUDGET_SECONDS)
+    metrics.register(app, socketio)
+    return app
+
+
+def _client_events(socketio: SocketIO, relay: Relay, services: Services) -> None:
+    """The Socket.IO handlers: a client connects (following the current run, or the run of
+    ``?run=<id>``), chooses a run (``follow``), leaves."""
+    settings = services.settings
+    choices = Choices(socketio, relay, services)
+
     @socketio.on("connect")
     def on_connect(auth=None) -> bool | None:
         token = auth.get("token") if isinstance(auth, dict) else None
         if settings.protect_reads and not security.token_ok(token, settings.api_token):
             return False  # refuses the connection
-        try:
-            state = services.current_state()
-        except redis.RedisError as exc:
-            log.warning("[api] Could not read the state for a new client: %s", exc)
-            return None
-        # sent once the handler has returned, so the client sees "connected" before the state
         sid = request.sid  # type: ignore[attr-defined]  # set by Flask-SocketIO
-        socketio.start_background_task(socketio.emit, "progress", state, to=sid)
+        # ``?run=<id>``: this client follows that run; without it, the current run
+        choices.choose(sid, request.args.get("run") or None, on_connect=True)
         return None
 
-    services.packet_budget = PacketBudget(socketio.server, CLIENT_PACKET_BUDGET, BUDGET_SECONDS)
-    metrics.register(app, socketio)
-    return app
+    @socketio.on("follow")
+    def on_follow(data=None) -> None:
+        run_id = data.get("run") if isinstance(data, dict) else None
+        choices.choose(request.sid, run_id)  # type: ignore[attr-defined]
+
+    @socketio.on("disconnect")
+    def on_disconnect(*_) -> None:
+        choices.forget(request.sid)  # type: ignore[attr-defined]
 
 
 def _starting(relay: Relay, wsgi_app):

@@ -1,12 +1,18 @@
-"""The packet budget of Socket.IO clients: clients only listen, so one that sends is cut off."""
+"""The packet budget of Socket.IO clients: clients listen, and at most choose the run they follow
+(a ``follow`` event), so one that sends more is cut off."""
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 log = logging.getLogger("optio.web")
 
+#: The one event a client may send, in the default namespace, with or without an ack id:
+#: ``2["follow",{"run":"<id>"}]``; longer packets are not passed on (a run id is short).
+FOLLOW_EVENT = re.compile(r'2\d{0,9}\["follow",')
+FOLLOW_MAX_CHARS = 200
 #: Clients only listen: one that sends more than this many packets in BUDGET_SECONDS is cut off.
 CLIENT_PACKET_BUDGET = 20
 BUDGET_SECONDS = 10.0
@@ -19,7 +25,8 @@ class PacketBudget:
     python-socketio would hand client events named ``connect``/``disconnect`` to our own
     handlers and accepts any JSON value as an event name, and a binary event's attachments reach
     no handler until the last one arrives. Clients only listen, so only Socket.IO CONNECT and
-    DISCONNECT packets go on to python-socketio; events, acks and attachments are dropped.
+    DISCONNECT packets go on to python-socketio, and the ``follow`` event (short, named so
+    exactly); other events, acks and attachments are dropped.
     """
 
     def __init__(self, server, budget: int, seconds: float) -> None:
@@ -42,7 +49,10 @@ class PacketBudget:
             if window[1] == self.budget + 1:
                 self._cut_off(eio_sid, data)
             return
-        if isinstance(data, str) and data[:1] in ("0", "1"):  # Socket.IO CONNECT, DISCONNECT
+        if isinstance(data, str) and (
+            data[:1] in ("0", "1")  # Socket.IO CONNECT, DISCONNECT
+            or (len(data) <= FOLLOW_MAX_CHARS and FOLLOW_EVENT.match(data))
+        ):
             self._dispatch(eio_sid, data)
         self.server.sleep(0)  # let other clients and requests run between a client's packets
 

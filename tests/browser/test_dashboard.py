@@ -437,3 +437,50 @@ def test_the_dashboard_polls_when_the_socket_io_client_is_missing(idle_system, p
     )
     assert any(0 < n < 20 for n in seen), f"the page never moved in between: {sorted(seen)}"
     expect(page.tab.locator("#status")).to_have_text("completed")
+
+
+def test_several_runs_side_by_side_each_with_its_own_controls(idle_system, page):
+    open_dashboard(page, idle_system.base)
+    tab = page.tab
+    section = tab.locator("#active-runs")
+    expect(section).to_be_hidden()  # no run, or one: the main panel alone, as before
+    older = idle_system.post("/api/runs", {"x": 100_000, "y": 600}).json()["runId"]
+    newer = idle_system.post("/api/runs", {"x": 100_000, "y": 1200}).json()["runId"]
+
+    cards = tab.locator("#active-list .run-card")
+    expect(section).to_be_visible()
+    expect(cards).to_have_count(2)
+    expect(cards.nth(0)).to_have_attribute("data-run", newer)  # newest first
+    expect(cards.nth(1)).to_have_attribute("data-run", older)
+    expect(tab.locator("#run-id")).to_have_text(newer)  # the main panel shows the newest
+    older_card = tab.locator(f'.run-card[data-run="{older}"]')
+    newer_card = tab.locator(f'.run-card[data-run="{newer}"]')
+    expect(older_card.locator(".badge")).to_have_text("running")
+    expect(newer_card.locator(".rate")).to_contain_text("1,200/min")
+    page.wait(
+        lambda: not older_card.locator(".done").inner_text().startswith("0 /"),
+        20,
+        "the older run's card counting",
+    )
+    boxes = [cards.nth(i).bounding_box() for i in range(2)]
+    assert boxes[0]["y"] == boxes[1]["y"] and boxes[0]["x"] < boxes[1]["x"], "side by side"
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / "dashboard-two-runs.png"), full_page=True)
+
+    # pause and resume the older run from its card: the newer one is not touched
+    older_card.locator('button[data-action="pause"]').click()
+    expect(older_card.locator(".badge")).to_have_text("paused")
+    expect(newer_card.locator(".badge")).to_have_text("running")
+    older_card.locator('button[data-action="resume"]').click()
+    expect(older_card.locator(".badge")).to_have_text("running")
+
+    # stop the older run from its card: the newer one keeps running
+    older_card.locator('button[data-action="stop"]').click()
+    expect(tab.locator("#message")).to_contain_text(f"Stopped run {older}")
+    expect(section).to_be_hidden()  # one run left
+    assert idle_system.get(f"/api/runs/{older}").json()["status"] == "stopped"
+    expect(tab.locator("#run-id")).to_have_text(newer)
+    expect(tab.locator("#status")).to_have_text("running")
+    counted = page.number("#processed")
+    page.wait(lambda: page.number("#processed") > counted, 20, "the newer run going on")
+    assert idle_system.get(f"/api/runs/{newer}").json()["status"] == "running"

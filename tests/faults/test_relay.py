@@ -133,3 +133,87 @@ def test_the_relay_reads_the_store_only_for_a_state_it_cannot_vouch_for(web):
     )
     assert received == 300
     assert during["optio_relay_store_reads_total"] == before["optio_relay_store_reads_total"]
+
+
+def start_beside(web: System, x: int, y: float) -> str:
+    """POST /api/runs: a run started beside the active ones; returns its id."""
+    response = web.post("/api/runs", {"x": x, "y": y})
+    assert response.status_code == 201, response.text
+    return response.json()["runId"]
+
+
+def runs_of(watcher: Watcher, seen: int = 0) -> list[str] | None:
+    """The ids of the active runs in the last ``runs`` event, once more than ``seen`` arrived."""
+    if len(watcher.runs) <= seen:
+        return None
+    return [state["runId"] for state in watcher.listed()]
+
+
+def test_clients_follow_the_current_run_or_the_one_they_chose(web):
+    store = RunStore(web.redis)
+    older = start_beside(web, 1000, 60)
+    newer = start_beside(web, 2000, 120)
+    assert store.runs.active_run_ids() == [newer, older]
+    with (
+        Watcher(web.base) as default,
+        Watcher(web.base, run=older) as chosen,
+        Watcher(web.base) as switching,
+    ):
+        wait_for(lambda: shown(default, newer, yMinute=120), 5, "the newer run by default")
+        wait_for(lambda: shown(chosen, older, yMinute=60), 5, "the chosen run on connect")
+        # every client gets the list of active runs, newest first, with their counts
+        wait_for(lambda: runs_of(default) == [newer, older], 5, "both runs listed")
+        listed = {state["runId"]: state for state in default.listed()}
+        assert listed[older]["xTotal"] == 1000 and listed[newer]["xTotal"] == 2000
+        assert all("processed" in s and "enqueued" in s for s in listed.values())
+
+        switching.follow(older)
+        wait_for(lambda: shown(switching, older), 5, "the older run after a follow event")
+        switched_at = len(switching.events)
+        for y in (61, 62, 63):
+            store.runs.update_run(y=y, run_id=older)
+            store.runs.update_run(y=y * 2, run_id=newer)
+        wait_for(lambda: shown(chosen, older, yMinute=63), 5, "the chosen run's changes")
+        wait_for(lambda: shown(switching, older, yMinute=63), 5, "the followed run's changes")
+        wait_for(lambda: shown(default, newer, yMinute=126), 5, "the newer run's changes")
+        # each client saw its run's states alone, each one newer than the last
+        assert {s["runId"] for s in default.states()} == {newer}
+        assert {s["runId"] for s in chosen.states()} == {older}
+        assert {s["runId"] for _, s in switching.events[switched_at:]} == {older}
+        for watcher in (default, chosen):
+            seqs = [s["seq"] for s in watcher.states()]
+            assert seqs == sorted(seqs), seqs
+        wait_for(
+            lambda: {s["runId"]: s["yMinute"] for s in default.listed()} == {older: 63, newer: 126},
+            5,
+            "the list with the changes",
+        )
+
+        switching.follow(None)  # back to the current run
+        wait_for(lambda: shown(switching, newer), 5, "the current run after follow null")
+
+        # the newer run ends: the default clients get its final state, then, from the next tick,
+        # the older run (the tick is played here: this system has no beat)
+        store.runs.stop_run(newer)
+        wait_for(lambda: shown(default, newer, status="stopped"), 5, "the newer run's end")
+        wait_for(lambda: runs_of(default) == [older], 5, "the ended run dropped from the list")
+        assert any(
+            {s["runId"]: s["status"] for s in event["runs"]}.get(newer) == "stopped"
+            for event in default.runs
+        ), "the ended run is listed once as ended"
+        assert store.schedule.follow_newest(older)
+        wait_for(lambda: shown(default, older, yMinute=63), 5, "the older run by default")
+        store.runs.update_run(y=64, run_id=older)
+        wait_for(lambda: shown(default, older, yMinute=64), 5, "the older run's next change")
+        wait_for(lambda: shown(switching, older, yMinute=64), 5, "the same on the switched one")
+        assert {s["runId"] for s in chosen.states()} == {older}
+    assert "resubscribing" not in web.procs["web"].log()
+
+
+def test_a_client_that_chooses_an_unknown_run_is_told(web):
+    with Watcher(web.base, run="0123456789ab") as watcher:
+        wait_for(lambda: watcher.unknown, 5, "the unknown_run event")
+        assert watcher.unknown == [{"run": "0123456789ab"}]
+        run_id = start_beside(web, 10, 60)
+        wait_for(lambda: runs_of(watcher) == [run_id], 5, "the new run listed")
+        assert watcher.states() == []  # the run it chose never ran

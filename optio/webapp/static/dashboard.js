@@ -31,6 +31,7 @@
   let samples = []; // [active ms, processed] of the current run, for the measured throughput
   let series = []; // [ms, jobs/min] points of the chart
   let seriesRun = null;
+  let active = null; // the cards of the active runs (active.js)
 
   // ---- helpers -------------------------------------------------------------------------
 
@@ -71,6 +72,7 @@
       samples = [];
     }
     state = next;
+    if (active) active.offer(next);
     if (state.status === "running" || (state.running && !state.status)) {
       samples.push([ui.activeMs(state, Date.now()), state.processed]);
     }
@@ -237,6 +239,7 @@
     $("resume").disabled = busy || status !== "paused";
     $("update").disabled = busy || !running || y === null || x === null || !changed;
     history.controls();
+    if (active) active.controls();
   }
 
   let messageTimer = 0;
@@ -299,6 +302,21 @@
     canRetry: () => !busy && !(state && state.running),
   });
 
+  active = window.optioActive({
+    call,
+    accept: (next) => accept(next, "http-action"),
+    message,
+    busy: () => busy,
+  });
+
+  // The shown run's own control (several runs may be active: the unnamed ones answer 409 then).
+  function runPath(action) {
+    const id = state && state.runId;
+    if (!id) return action ? `/api/${action}` : "/api/run";
+    const path = `/api/runs/${encodeURIComponent(id)}`;
+    return action ? `${path}/${action}` : path;
+  }
+
   async function refresh() {
     try {
       const response = await fetch("/api/status", { headers: ui.headers(false) });
@@ -331,7 +349,7 @@
     const [y] = checkY();
     const body = { y };
     if (x !== null && state && x !== state.xTotal) body.x = x;
-    const updated = await call("PUT", "/api/run", body, "update the run");
+    const updated = await call("PUT", runPath(), body, "update the run");
     if (updated) {
       accept(updated, "http-action");
       message(`Now ${fmtRate(updated.yMinute)} jobs/min, ${fmt.format(updated.xTotal)} jobs`, "info");
@@ -339,7 +357,7 @@
   });
 
   $("pause").addEventListener("click", async () => {
-    const paused = await call("POST", "/api/pause", undefined, "pause the run");
+    const paused = await call("POST", runPath("pause"), undefined, "pause the run");
     if (paused) {
       accept(paused, "http-action");
       message(`Paused run ${paused.runId} at ${fmt.format(paused.processed)} processed`, "info");
@@ -347,7 +365,7 @@
   });
 
   $("resume").addEventListener("click", async () => {
-    const resumed = await call("POST", "/api/resume", undefined, "resume the run");
+    const resumed = await call("POST", runPath("resume"), undefined, "resume the run");
     if (resumed) {
       accept(resumed, "http-action");
       message(`Resumed run ${resumed.runId}`, "info");
@@ -355,7 +373,7 @@
   });
 
   $("stop").addEventListener("click", async () => {
-    const stopped = await call("POST", "/api/stop", undefined, "stop the run");
+    const stopped = await call("POST", runPath("stop"), undefined, "stop the run");
     if (stopped) {
       accept(stopped, "http-action");
       message(`Stopped run ${stopped.runId} at ${fmt.format(stopped.processed)} processed`, "info");
@@ -501,7 +519,10 @@
           "page reads /api/status once a second instead.",
         "info",
       );
-      setInterval(refresh, 1000);
+      setInterval(() => {
+        refresh();
+        active.refresh();
+      }, 1000);
       return null;
     }
     const socket = window.io({
@@ -511,6 +532,8 @@
     });
     socket.on("connect", () => connection("connected", "Live"));
     socket.on("progress", (data) => accept(data, "socket"));
+    // the active runs, coalesced by the server; a run not listed has ended
+    socket.on("runs", (data) => data && active.update(data.runs, data.current));
     socket.on("disconnect", (reason) => {
       if (reason === "io client disconnect") {
         connection("disconnected", "Disconnected");
@@ -535,7 +558,7 @@
   }
 
   socket = connect();
-  window.optio = { socket, state: () => state, history };
+  window.optio = { socket, state: () => state, history, active };
   refresh();
   history.refresh();
   setInterval(() => {
