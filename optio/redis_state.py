@@ -27,6 +27,7 @@ from optio.store.outbox import Outbox
 from optio.store.outcomes import Outcome, Outcomes
 from optio.store.runs import Runs
 from optio.store.schedule import Lost, Reservation, Schedule
+from optio.store.shares import Shares
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -48,6 +49,7 @@ __all__ = [
     "RunStore",
     "Runs",
     "Schedule",
+    "Shares",
     "UnknownRunError",
     "XBelowEnqueuedError",
     "connect",
@@ -55,9 +57,9 @@ __all__ = [
 
 
 class RunStore:
-    """Every part of the store on one connection: ``runs``, ``schedule``, ``counting``,
-    ``leases``, ``outbox``, ``items``, ``outcomes``. ``settings``: the defaults unless given;
-    ``retry_for`` as in :class:`optio.store.scripts.Part`."""
+    """Every part of the store on one connection: ``runs``, ``schedule``, ``shares``,
+    ``counting``, ``leases``, ``outbox``, ``items``, ``outcomes``. ``settings``: the defaults
+    unless given; ``retry_for`` as in :class:`optio.store.scripts.Part`."""
 
     def __init__(
         self, client: redis.Redis, settings: Settings | None = None, *, retry_for: float = 0.0
@@ -67,6 +69,7 @@ class RunStore:
         self.settings = settings
         self.runs = Runs(client, settings, retry_for=retry_for)
         self.schedule = Schedule(client, settings, retry_for=retry_for)
+        self.shares = Shares(client, settings, retry_for=retry_for)
         self.counting = Counting(client, settings, retry_for=retry_for)
         self.leases = Leases(client, settings, retry_for=retry_for)
         self.outbox = Outbox(client, settings, retry_for=retry_for)

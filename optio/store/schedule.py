@@ -13,7 +13,6 @@ from optio.names import (
     LAST_TICK_KEY,
     LEGACY_ACTIVE_KEY,
     SERVER_KEY,
-    THROTTLES_KEY,
     done_key,
     holders_key,
     messages_key,
@@ -23,6 +22,7 @@ from optio.names import (
 )
 from optio.store.connection import retrying
 from optio.store.scripts import Part, now_arg
+from optio.store.shares import Grant
 
 #: Windows without a throttle that bring a throttled run's effective rate from its floor back to
 #: y: it climbs by y / THROTTLE_STEPS per OPTIO_THROTTLE_WINDOW (the additive increase).
@@ -55,72 +55,6 @@ class Reservation:
     def spacing(self) -> float:
         """Seconds between two jobs at the run's effective rate."""
         return 60 / self.rate if self.rate > 0 else 0.0
-
-
-#: The fields of one key in names.THROTTLES_KEY (``<key>|<field>``).
-KEY_FIELDS = ("rate", "at", "top", "last", "raised", "going")
-
-
-@dataclass(frozen=True)
-class Load:
-    """One active run as the shares of the ceilings see it (optio/worker/shares.py)."""
-
-    FIELDS = (
-        "status",
-        "rateNow",
-        "yMinute",
-        "weight",
-        "maxInFlight",
-        "deadline",
-        "xTotal",
-        "reserved",
-        "processed",
-        "failed",
-        "throttleKey",
-    )
-
-    run_id: str
-    running: bool
-    #: jobs/min the run asks for now: its effective rate (y, or cut by throttles)
-    rate: float
-    weight: float
-    #: its own bound on jobs out at once (0: none)
-    max_in_flight: int
-    #: ms, or None
-    deadline: int | None
-    #: jobs not reserved yet
-    unreserved: int
-    #: jobs reserved and not counted yet (in the broker, running, or waiting for a retry)
-    outstanding: int
-    #: the downstream its jobs named when throttled (Throttle(key=...)), or None
-    throttle_key: str | None = None
-
-    @classmethod
-    def of(cls, run_id: str, row: Sequence[str | None]) -> Load:
-        status, rate, y, weight, most, deadline, x, reserved, processed, failed, key = row
-        return cls(
-            run_id,
-            status == "running",
-            float(rate or y or 0),
-            float(weight or 1),
-            int(most or 0),
-            int(deadline) if deadline else None,
-            int(x or 0) - int(reserved or 0),
-            int(reserved or 0) - int(processed or 0) - int(failed or 0),
-            key or None,
-        )
-
-
-@dataclass(frozen=True)
-class KeyRate:
-    """The adaptive rate of one downstream key (names.THROTTLES_KEY): jobs/min over all its
-    runs, when it was last cut, the rate refused then, its last throttle, its last climb (ms)."""
-
-    rate: float
-    cut_at: int
-    top: float
-    last: int
-    raised: int
 
 
 @dataclass(frozen=True)
@@ -177,47 +111,6 @@ class Schedule(Part):
         return min(rate, float(share)) if share else rate
 
     @retrying
-    def loads(self, run_ids: Sequence[str]) -> list[Load]:
-        """What the shares of the deployment's ceilings are computed from, for each active run
-        (in the order given; a run gone meanwhile is left out)."""
-        with self.client.pipeline(transaction=False) as pipe:
-            for run_id in run_ids:
-                pipe.hmget(run_key(run_id), *Load.FIELDS)
-            rows = pipe.execute()
-        return [Load.of(run_id, row) for run_id, row in zip(run_ids, rows, strict=True) if row[0]]
-
-    @retrying
-    def key_rates(self, keys: Sequence[str]) -> dict[str, KeyRate]:
-        """The adaptive rate of each of ``keys`` that has one (a key never cut, or climbed
-        back, has none: its runs go at their own rates)."""
-        fields = [f"{key}|{name}" for key in keys for name in KEY_FIELDS]
-        values = self.client.hmget(THROTTLES_KEY, fields) if fields else []
-        out = {}
-        for i, key in enumerate(keys):
-            rate, cut_at, top, last, raised, _ = values[i * 6 : i * 6 + 6]
-            if rate is not None:
-                out[key] = KeyRate(
-                    float(rate), int(cut_at or 0), float(top or 0), int(last or 0), int(raised or 0)
-                )
-        return out
-
-    @retrying
-    def set_key(
-        self, key: str, *, going: float, rate: float | None = None, now_ms: int = 0
-    ) -> None:
-        """Record what ``key``'s runs go at (jobs/min, the sum), and a climb of its rate to
-        ``rate`` at ``now_ms``."""
-        mapping = {f"{key}|going": repr(float(going))}
-        if rate is not None:
-            mapping.update({f"{key}|rate": repr(float(rate)), f"{key}|raised": str(now_ms)})
-        self.client.hset(THROTTLES_KEY, mapping=mapping)
-
-    @retrying
-    def drop_key(self, key: str) -> None:
-        """``key``'s rate climbed back above what its runs ask: no rate of its own any more."""
-        self.client.hdel(THROTTLES_KEY, *(f"{key}|{name}" for name in KEY_FIELDS))
-
-    @retrying
     def follow_newest(self, newest: str) -> bool:
         """When the current run (the one clients are shown by default) has ended, make run
         ``newest`` (the newest active run) current and publish its state; returns whether it
@@ -247,9 +140,7 @@ class Schedule(Part):
         unconfirmed_ms: int = 5000,
         throttle_window_s: float | None = None,
         lookahead_s: float = 0.0,
-        share: float | None = None,
-        most_out: int | None = None,
-        ceiling: bool = True,
+        grant: Grant | None = None,
         now_ms: int | None = None,
     ) -> Reservation:
         """Reserve the jobs of ``run_id`` due by now + ``lookahead_s``, in messages of at most
@@ -260,14 +151,10 @@ class Schedule(Part):
         ``unconfirmed_ms`` is taken by ``claim_lost`` to be sent again. After a throttle, the
         effective rate climbs back by y / THROTTLE_STEPS per ``throttle_window_s`` (default
         OPTIO_THROTTLE_WINDOW) without a throttle. The run's heldBack and heldBackBy say when
-        the jobs enqueued fall behind the schedule, and why (reserve_due.lua).
-
-        ``share``: the rate (jobs/min) the deployment's ceiling grants the run (None: no
-        ceiling binds); ``most_out``: most jobs of the run reserved and not counted at once
-        after this tick, its share of OPTIO_MAX_IN_FLIGHT (None: only its own maxInFlight).
-        ``ceiling``: the share is of OPTIO_MAX_RATE (the run is held back by it), not only of
-        a throttle key's rate.
+        the jobs enqueued fall behind the schedule, and why (reserve_due.lua). ``grant``: the
+        run's shares of the ceilings this tick (optio/worker/shares.py; None: none binds it).
         """
+        grant = grant or Grant()
         window = self.settings.throttle_window if throttle_window_s is None else throttle_window_s
         first, count, y, rate, anchor_ms, anchor_count, now, *messages = self._run(
             "reserve_due",
@@ -282,9 +169,9 @@ class Schedule(Part):
                 int(window * 1000),
                 THROTTLE_STEPS,
                 int(lookahead_s * 1000),
-                "" if share is None else repr(float(share)),
-                "" if most_out is None else int(most_out),
-                int(ceiling),
+                "" if grant.rate is None else repr(float(grant.rate)),
+                "" if grant.out is None else int(grant.out),
+                int(grant.ceiling),
             ],
         )
         return Reservation(

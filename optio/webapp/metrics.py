@@ -68,6 +68,21 @@ class RedisCollector(Collector):
         yield up
         yield from figures
 
+    def _active_runs(self) -> Iterator[Metric]:
+        active = self.services.store.runs.active_states()
+        yield _gauge(
+            "optio_active_runs", "Runs that have not ended (running or paused).", len(active)
+        )
+        per_run = GaugeMetricFamily(
+            "optio_active_run_jobs",
+            "Jobs of each active run by state.",
+            labels=["run_id", "state"],
+        )
+        for run in active:
+            for name in ("enqueued", "processed", "failed"):
+                per_run.add_metric([run["runId"], name], run[name])
+        yield per_run
+
     def _from_redis(self) -> Iterator[Metric]:
         store = self.services.store
         state = self.services.current_state()
@@ -103,19 +118,7 @@ class RedisCollector(Collector):
         )
         info.add_metric([state["runId"] or "", state["status"]], 1)
         yield info
-        active = store.runs.active_states()
-        yield _gauge(
-            "optio_active_runs", "Runs that have not ended (running or paused).", len(active)
-        )
-        per_run = GaugeMetricFamily(
-            "optio_active_run_jobs",
-            "Jobs of each active run by state.",
-            labels=["run_id", "state"],
-        )
-        for run in active:
-            for name in ("enqueued", "processed", "failed"):
-                per_run.add_metric([run["runId"], name], run[name])
-        yield per_run
+        yield from self._active_runs()
 
         for field, name, help_text in TOTALS:
             counter = CounterMetricFamily(name, help_text)

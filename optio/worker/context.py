@@ -24,6 +24,7 @@ from optio.store.items import Items
 from optio.store.leases import Leases
 from optio.store.outbox import Outbox
 from optio.store.schedule import Schedule
+from optio.store.shares import Shares
 from optio.worker.items import ItemReader, takes_item
 from optio.worker.leases import Keeper
 from optio.worker.pool_leases import PoolLeases
@@ -132,6 +133,10 @@ class Context:
     @cached_property
     def schedule(self) -> Schedule:
         return self._part(Schedule)
+
+    @cached_property
+    def shares(self) -> Shares:
+        return self._part(Shares)
 
     @cached_property
     def counting(self) -> Counting:

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
-from optio.store.schedule import KeyRate, Load
+from optio.store.shares import Grant, KeyRate, Load
 
 #: As in reserve_due.lua's climb: the share of the rate refused a probing step adds, the most
 #: one adds near it (below NEAR_TOP times it).
@@ -71,17 +70,6 @@ def deadline_rate(load: Load, now_ms: int, tick_seconds: float) -> float:
     tick_ms = tick_seconds * 1000
     left_ms = max(load.deadline - tick_ms - now_ms, tick_ms)
     return load.unreserved * 60_000 / left_ms
-
-
-@dataclass(frozen=True)
-class Grant:
-    """What one tick gives a run: at most ``rate`` jobs/min (None: no ceiling binds it) and at
-    most ``out`` jobs out at once after the tick (None: no bound but its own maxInFlight);
-    ``ceiling``: the rate is its share of OPTIO_MAX_RATE (else only of a throttle key's)."""
-
-    rate: float | None = None
-    out: int | None = None
-    ceiling: bool = False
 
 
 def asked_rate(load: Load, now_ms: int, tick_seconds: float) -> float:

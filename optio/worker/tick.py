@@ -126,7 +126,7 @@ def tick(ctx: Context, *, paced: bool = False) -> int:
 def _grants(ctx: Context, run_ids: list[str]) -> dict[str, shares.Grant]:
     """Each active run's share of the deployment's ceilings and of the rates of the throttle
     keys its jobs named (shares.py); the keys' rates climb here, one step per calm window."""
-    runs = ctx.schedule
+    runs = ctx.shares
     settings = ctx.settings
     loads = runs.loads(run_ids)
     keys = sorted({load.throttle_key for load in loads if load.throttle_key})
@@ -196,9 +196,7 @@ def _tick_run(
         max_outstanding=ctx.settings.max_outstanding,
         unconfirmed_ms=ctx.unconfirmed_ms,
         lookahead_s=tick_seconds if paced else 0.0,
-        share=grant.rate,
-        most_out=grant.out,
-        ceiling=grant.ceiling,
+        grant=grant,
     )
     plan = None
     if paced:

@@ -12,8 +12,8 @@ import pytest
 from optio.names import CHANNEL, LEGACY_ACTIVE_KEY, STATES_CHANNEL, THROTTLES_KEY, run_key
 from optio.redis_state import NoActiveRunError, RunStore, UnknownRunError
 from optio.store.errors import DeadlineRunError, SeveralActiveError
-from optio.store.schedule import KeyRate, Load
-from optio.worker.shares import Grant, climb, fair_shares, grants, settle_keys
+from optio.store.shares import Grant, KeyRate, Load
+from optio.worker.shares import climb, fair_shares, grants, settle_keys
 
 T0 = 1_800_000_000_000
 
@@ -142,9 +142,11 @@ class TestCeilings:
         first = store.schedule.reserve_due(run_id, 1, max_outstanding=10_000, now_ms=T0 + 1000)
         assert first.first + first.count == 101
         # the ceiling binds from now: job 101 keeps its time, the next go at 10 jobs/s
-        store.schedule.reserve_due(run_id, 1, max_outstanding=10_000, share=600, now_ms=T0 + 1000)
+        store.schedule.reserve_due(
+            run_id, 1, max_outstanding=10_000, grant=Grant(600, ceiling=True), now_ms=T0 + 1000
+        )
         held = store.schedule.reserve_due(
-            run_id, 1, max_outstanding=10_000, share=600, now_ms=T0 + 2000
+            run_id, 1, max_outstanding=10_000, grant=Grant(600, ceiling=True), now_ms=T0 + 2000
         )
         assert held.count == 10
         state = store.runs.run_state(run_id)
@@ -162,7 +164,9 @@ class TestCeilings:
 
     def test_a_share_of_the_in_flight_ceiling_bounds_it_too(self, store):
         run_id = store.runs.start_run(100, 6000, now_ms=T0)
-        assert store.schedule.reserve_due(run_id, 1, most_out=3, now_ms=T0 + 1000).count == 3
+        assert (
+            store.schedule.reserve_due(run_id, 1, grant=Grant(out=3), now_ms=T0 + 1000).count == 3
+        )
 
 
 class TestDeadline:
@@ -178,7 +182,9 @@ class TestDeadline:
 
     def test_a_deadline_the_ceiling_cannot_meet_says_so_and_when(self, store):
         run_id = store.runs.start_run(3000, deadline_ms=T0 + 60_000, now_ms=T0)
-        store.schedule.reserve_due(run_id, 1, max_outstanding=10_000, share=1500, now_ms=T0 + 1000)
+        store.schedule.reserve_due(
+            run_id, 1, max_outstanding=10_000, grant=Grant(1500, ceiling=True), now_ms=T0 + 1000
+        )
         state = store.runs.run_state(run_id)
         assert state["onTrack"] is False
         # the first 50 jobs reserved, the 2,950 left at 1,500/min: about two minutes from now
@@ -204,13 +210,13 @@ class TestThrottleKeys:
         assert (outcome, rate) == ("throttled", 300)
         state = store.runs.run_state(run_id)
         assert state["rateNow"] == 600 and state["throttled"] == 1
-        assert store.schedule.key_rates(["api.example.com"])["api.example.com"].rate == 300
+        assert store.shares.key_rates(["api.example.com"])["api.example.com"].rate == 300
         # within the window, another throttle does not cut again; after it, 95 % of the rate
         # its runs went at (the tick records it)
         store.counting.throttle_job(run_id, 1, key="api.example.com", window_s=2, now_ms=T0 + 500)
-        store.schedule.set_key("api.example.com", going=280)
+        store.shares.set_key("api.example.com", going=280)
         store.counting.throttle_job(run_id, 2, key="api.example.com", window_s=2, now_ms=T0 + 2200)
-        assert store.schedule.key_rates(["api.example.com"])["api.example.com"].rate == 266
+        assert store.shares.key_rates(["api.example.com"])["api.example.com"].rate == 266
         assert client.hget(run_key(run_id), "throttleKey") == "api.example.com"
         assert client.hlen(THROTTLES_KEY) == 5  # rate, at, top, last, going
 
