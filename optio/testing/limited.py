@@ -93,9 +93,9 @@ class LimitedServer:
         self.httpd.server_close()
 
 
-def call_limited(run_id: str, job_id: int) -> str:
+def call_limited(run_id: str, job_id: int, *, key: str | None = None) -> str:
     """Call the limited server once; a 429 raises optio.Throttle (Throttle.from_response: with
-    the Retry-After when sent)."""
+    the Retry-After when sent; ``key``: the Throttle's key)."""
     request = urllib.request.Request(
         f"{os.environ['OPTIO_TEST_LIMITED_URL']}?job={job_id}", data=b"", method="POST"
     )
@@ -103,7 +103,17 @@ def call_limited(run_id: str, job_id: int) -> str:
         with urllib.request.urlopen(request, timeout=10):
             return "accepted"
     except urllib.error.HTTPError as exc:
-        throttle = Throttle.from_response(exc.code, exc.headers)
+        throttle = Throttle.from_response(exc.code, exc.headers, key=key)
         if throttle is not None:
             raise throttle from None
         raise
+
+
+#: The key call_limited_keyed names the server by.
+KEY = "limited.test"
+
+
+def call_limited_keyed(run_id: str, job_id: int) -> str:
+    """``call_limited``, a 429 raising ``Throttle(key=KEY)``: every run calling the server
+    shares one adaptive rate."""
+    return call_limited(run_id, job_id, key=KEY)

@@ -14,6 +14,7 @@ import pytest
 from optio.names import LAST_TICK_KEY, done_key
 from optio.redis_state import RunStore
 from optio.testing import executions, starts, wait_for
+from optio.testing.limited import KEY, LimitedServer
 from optio.testing.pacing import most_in_window
 from optio.testing.system import TEST_TICK_SECONDS
 from tests.fault_jobs import ends_key
@@ -276,4 +277,46 @@ def test_a_killed_worker_under_three_runs_leaves_each_exact(fault_system, record
         "SIGKILL of the worker under three runs",
         "three runs x=300 at 1,200/min, 50 ms jobs, worker -c 2 killed, another started",
         extra_executions=extras,
+    )
+
+
+def test_runs_calling_one_downstream_share_its_rate(fault_system, record):
+    """Two runs at 6,000/min each call one server allowing 20 calls/s; their jobs raise
+    Throttle(key=...): one adaptive rate for both, shared evenly, uses the server well."""
+    server = LimitedServer(20)
+    s = fault_system
+    try:
+        s.env.update(
+            OPTIO_JOB_FUNC="optio.testing.limited:call_limited_keyed",
+            OPTIO_TEST_LIMITED_URL=server.url,
+        )
+        s.start_web()
+        s.start_worker("worker", 2)
+        s.start_beat()
+        store = ticking(s)
+        ids = [store.runs.start_run(100_000, 6000) for _ in range(2)]
+        began = time.time()
+        wait_for(lambda: time.time() - began >= 15 and True, 30, "15 s of the runs")
+        at_15 = [store.runs.run_state(r)["processed"] for r in ids]
+        refused_15 = server.refused
+        wait_for(lambda: time.time() - began >= 45 and True, 60, "45 s of the runs")
+        at_45 = [store.runs.run_state(r)["processed"] for r in ids]
+        refused = server.refused - refused_15
+        for run_id in ids:
+            store.runs.stop_run(run_id)
+    finally:
+        server.close()
+    done = [b - a for a, b in zip(at_15, at_45, strict=True)]
+    used = sum(done) / (30 * 20)
+    assert used >= 0.8, (done, used)
+    assert min(done) / max(done) >= 0.8, done  # an even split: one rate shared
+    assert refused <= 0.1 * sum(done), refused
+    keyed = s.redis.hgetall("optio:throttles")
+    assert f"{KEY}|rate" in keyed or store.runs.run_state(ids[0])["throttled"] > 0
+    record(
+        "two runs calling one downstream (Throttle key)",
+        "two runs at 6,000/min, a server allowing 20/s, 30 s measured after 15 s; worker -c 2",
+        processed_each=done,
+        capacity_used=f"{used:.1%}",
+        refused=refused,
     )
