@@ -463,7 +463,8 @@ def _watch_command(commands) -> None:
         help="follow a run's progress live",
         description=(
             "Follow the running run (or, when none is running, the next one to start)\n"
-            "until it ends. A paused run is still followed (shown as PAUSED)."
+            "until it ends; with RUN_ID, that run (several may be active). A paused run\n"
+            "is still followed (shown as PAUSED)."
         ),
         epilog=WATCH_EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
