@@ -186,7 +186,7 @@ def test_a_state_with_a_lower_seq_never_moves_the_display_back(idle, page):
 
     # an answer to our own request is ordered by seq too: this one is older than the screen
     page.tab.route(
-        "**/api/resume",
+        "**/api/runs/0123456789ab/resume",  # the dashboard names the run it shows
         lambda route: route.fulfill(
             status=200,
             content_type="application/json",

@@ -91,7 +91,8 @@
       inputsFilled = true;
       if (state.xTotal > 0 && document.activeElement !== $("x") && document.activeElement !== $("y")) {
         $("x").value = state.xTotal;
-        $("y").value = state.yMinute;
+        // a deadline run's rate is computed (833.39…): Y keeps its default then
+        if (!state.deadline) $("y").value = state.yMinute;
       }
     }
     schedule();
