@@ -463,13 +463,20 @@ def _watch_command(commands) -> None:
         help="follow a run's progress live",
         description=(
             "Follow the running run (or, when none is running, the next one to start)\n"
-            "until it ends. A paused run is still followed (shown as PAUSED)."
+            "until it ends; with RUN_ID, that run (several may be active). A paused run\n"
+            "is still followed (shown as PAUSED)."
         ),
         epilog=WATCH_EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _client_options(w, "print every state received as JSON")
     w.add_argument("--once", action="store_true", help="print the current state and exit")
+    w.add_argument(
+        "run_id",
+        nargs="?",
+        metavar="RUN_ID",
+        help="follow this run (default: the one clients are shown)",
+    )
 
 
 def _serve_command(commands) -> None:
@@ -538,7 +545,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "watch":
             from optio.cli.watch import watch
 
-            return watch(args.url, once=args.once, as_json=args.json, token=args.token)
+            return watch(
+                args.url, once=args.once, as_json=args.json, token=args.token, run_id=args.run_id
+            )
         return call(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

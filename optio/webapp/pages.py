@@ -15,6 +15,7 @@ from flask import Blueprint, Flask, render_template, send_from_directory
 from werkzeug.routing import BaseConverter
 
 from optio.webapp.operations import HTML, JSON, RUN_ID, TEXT, Answer, operation, page
+from optio.webapp.schemas import MAX_DEADLINE_SECONDS, MAX_WEIGHT
 from optio.webapp.services import services
 from optio.webapp.validation import ApiError, is_run_id
 
@@ -60,7 +61,13 @@ bp = Blueprint("pages", __name__)
 @page("dashboard", "The dashboard", "Start, change and watch runs.", HTML)
 def dashboard():
     settings = services().settings
-    return render_template("dashboard.html", max_x=settings.max_x, max_y=settings.max_y)
+    return render_template(
+        "dashboard.html",
+        max_x=settings.max_x,
+        max_y=settings.max_y,
+        max_weight=MAX_WEIGHT,
+        max_deadline=MAX_DEADLINE_SECONDS,
+    )
 
 
 @bp.get("/runs/", defaults={"run_id": ""})

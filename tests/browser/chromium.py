@@ -46,9 +46,13 @@ def browser():
 class Page:
     """A browser tab that records uncaught errors and console output."""
 
-    def __init__(self, browser, width: int = 1280, height: int = 860) -> None:
+    def __init__(
+        self, browser, width: int = 1280, height: int = 860, timezone: str | None = None
+    ) -> None:
         self.context = browser.new_context(
-            locale="en-US", viewport={"width": width, "height": height}
+            locale="en-US",
+            viewport={"width": width, "height": height},
+            **({"timezone_id": timezone} if timezone else {}),
         )
         self.tab = self.context.new_page()
         self.tab.set_default_timeout(EXPECT_MS)

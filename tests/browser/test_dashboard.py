@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -39,7 +41,8 @@ def test_a_run_started_by_clicking_counts_up_to_the_total(idle_system, page):
     run_id = page.text("#run-id")
     assert idle_system.get("/api/status").json()["runId"] == run_id
     expect(tab.locator("#stop")).to_be_enabled()
-    expect(tab.locator("#start")).to_be_disabled()
+    expect(tab.locator("#start")).to_have_text("Start another")  # another may run beside it
+    expect(tab.locator("#start")).to_be_enabled()
     wait_for(lambda: 0 < page.number("#processed") < 1500, 15, "the counters moving")
 
     # a reload mid-run shows the run at once, from the state sent on connect or /api/status
@@ -112,31 +115,101 @@ def test_stop_from_the_dashboard(idle_system, page):
 def test_api_errors_show_as_readable_messages(idle_system, page):
     open_dashboard(page, idle_system.base)
     tab = page.tab
-    # a stale tab: its live feed is gone while someone else starts a run
-    tab.evaluate("optio.socket.disconnect()")
-    expect(tab.locator("#conn")).to_have_attribute("data-state", "disconnected")
-    other = idle_system.post("/api/run", {"x": 10000, "y": 600})
-    assert other.status_code == 201
-    run_id = other.json()["runId"]
-    click_start(page, "50", "600")  # still enabled: this tab has not heard of the other run
-
+    shown = page.text("#run-id")  # the last run of an earlier test, or none
+    # a 400 the page cannot foresee: a deadline so near that x jobs would need more than
+    # OPTIO_MAX_Y jobs per minute
+    tab.fill("#x", "10,000,000")
+    tab.fill("#deadline", "1")
+    expect(tab.locator("#deadline-error")).to_have_text("")
+    tab.click("#start")
     message = tab.locator("#message")
     expect(message).to_have_attribute("data-kind", "error")
-    expect(message).to_contain_text(f"Could not start the run: run {run_id} is already running")
-    # after an error the page reads the real state
-    expect(tab.locator("#status")).to_have_text("running")
-    expect(tab.locator("#run-id")).to_have_text(run_id)
-    expect(tab.locator("#start")).to_be_disabled()
+    expect(tab.locator("#message-text")).to_have_text(
+        re.compile(
+            r"^Could not start the run: deadline too near: 10,000,000 jobs by then need "
+            r"[\d,]+ jobs per minute, above the [\d,]+ allowed \(OPTIO_MAX_Y\)$"
+        )
+    )
+    assert idle_system.get("/api/runs?active=1").json()["runs"] == []
+    expect(tab.locator("#run-id")).to_have_text(shown)  # after an error: the state read again
 
     # a 400: the new total is below what is already enqueued
-    tab.evaluate("optio.socket.connect()")
-    expect(tab.locator("#conn")).to_have_attribute("data-state", "connected")
+    run_id = idle_system.post("/api/run", {"x": 10000, "y": 600}).json()["runId"]
+    expect(tab.locator("#run-id")).to_have_text(run_id)
     wait_for(lambda: page.number("#enqueued") >= 2, 15, "two enqueued jobs")
     tab.fill("#x", "1")
     tab.click("#update")
     expect(message).to_contain_text("Could not update the run: x (1) cannot be below")
+    expect(tab.locator("#status")).to_have_text("running")
     tab.click("#message-close")
     expect(message).to_be_hidden()
+
+
+def test_another_run_starts_beside_the_active_one_with_a_weight_and_a_deadline(
+    idle_system, browser
+):
+    """Start stays enabled while a run is active; a deadline is given as seconds from now or
+    as a local date and time (sent with this computer's offset), never with y."""
+    zone = "America/New_York"  # an offset other than the server's UTC
+    page = Page(browser, timezone=zone)
+    try:
+        open_dashboard(page, idle_system.base)
+        tab = page.tab
+        click_start(page, "100,000", "600")
+        expect(tab.locator("#status")).to_have_text("running")
+        first = page.text("#run-id")
+
+        # a local time two hours ahead, to the minute
+        at = (datetime.now(ZoneInfo(zone)) + timedelta(hours=2)).replace(second=0, microsecond=0)
+        tab.fill("#weight", "2")
+        tab.fill("#deadline", "3600")
+        tab.fill("#deadline-at", at.strftime("%Y-%m-%dT%H:%M"))
+        expect(tab.locator("#deadline-error")).to_have_text(
+            "Give seconds from now or a date and time, not both"
+        )
+        expect(tab.locator("#start")).to_be_disabled()
+        tab.fill("#deadline", "")
+        expect(tab.locator("#deadline-error")).to_have_text("")
+        expect(tab.locator("#y")).to_have_class(re.compile(r"\bunused\b"))
+        expect(tab.locator("#start")).to_have_text("Start another")
+        tab.click("#start")
+
+        expect(tab.locator("#message")).to_contain_text(
+            re.compile(r"Started run \w+: 100,000 jobs by ")
+        )
+        expect(tab.locator("#run-id")).not_to_have_text(first)
+        second = page.text("#run-id")
+        state = idle_system.get(f"/api/runs/{second}").json()
+        assert (state["status"], state["weight"]) == ("running", 2)
+        assert state["deadline"] == round(at.timestamp() * 1000)
+        active = [run["runId"] for run in idle_system.get("/api/runs?active=1").json()["runs"]]
+        assert sorted(active) == sorted([first, second])
+        expect(tab.locator("#active-list .run-card")).to_have_count(2)
+
+        # seconds from now, and the weight left empty: its default
+        tab.fill("#weight", "")
+        tab.fill("#deadline-at", "")
+        tab.fill("#deadline", "7,200")
+        tab.click("#start")
+        expect(tab.locator("#active-list .run-card")).to_have_count(3)
+        page.wait(lambda: page.text("#run-id") not in (first, second), 15, "the third run")
+        third = page.text("#run-id")
+        state = idle_system.get(f"/api/runs/{third}").json()
+        assert state["weight"] == 1
+        assert abs(state["deadline"] - state["startedAt"] - 7200 * 1000) < 60 * 1000
+        assert state["yMinute"] > 0
+
+        # a time that has passed is caught before anything is sent
+        tab.fill("#deadline", "")
+        tab.fill("#deadline-at", "2001-01-01T00:00")
+        expect(tab.locator("#deadline-error")).to_have_text(
+            "This time has passed: pick a later one"
+        )
+        expect(tab.locator("#deadline-at")).to_have_attribute("aria-invalid", "true")
+        expect(tab.locator("#start")).to_be_disabled()
+    finally:
+        page.close()
+    assert not page.errors, page.errors
 
 
 def test_update_rate_from_the_dashboard(idle_system, page):

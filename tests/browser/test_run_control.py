@@ -186,7 +186,7 @@ def test_a_state_with_a_lower_seq_never_moves_the_display_back(idle, page):
 
     # an answer to our own request is ordered by seq too: this one is older than the screen
     page.tab.route(
-        "**/api/resume",
+        "**/api/runs/0123456789ab/resume",  # the dashboard names the run it shows
         lambda route: route.fulfill(
             status=200,
             content_type="application/json",
@@ -342,6 +342,52 @@ def test_retry_failed_from_the_run_page(idle, page):
     tab.click("#retry")
     expect(tab.locator("#message")).to_have_attribute("data-kind", "error")
     expect(tab.locator("#message")).to_contain_text("Could not retry the failed jobs:")
+
+
+def test_the_page_of_an_older_run_follows_it_live_while_a_newer_run_is_active(idle, page):
+    older = start(idle, 100_000, 600)
+    newer = start(idle, 50_000, 1200)
+    assert idle.get("/api/status").json()["runId"] == newer  # what clients are shown by default
+    tab = page.tab
+    feeds: list[str] = []
+    tab.on("websocket", lambda socket: feeds.append(socket.url))
+    tab.goto(f"{idle.base}/runs/{older}")
+    expect(tab.locator("#x-total")).to_have_text("100,000")
+    expect(tab.locator("#status")).to_have_text("running")
+    page.wait(lambda: any(f"run={older}" in url for url in feeds), 15, "the run's live feed")
+    # from now on the page cannot read the run over HTTP: what moves comes over the socket
+    reads: list[str] = []
+
+    def refuse(route):
+        reads.append(route.request.url)
+        route.abort()
+
+    tab.route(f"**/api/runs/{older}*", refuse)
+    counted = page.number("#processed")
+    page.wait(lambda: page.number("#processed") >= counted + 20, 30, "the older run counting")
+    idle.put(f"/api/runs/{older}", {"y": 900})
+    expect(tab.locator("#y-minute")).to_have_text("900")
+    assert page.text("#x-total") == "100,000"  # never the newer run's numbers
+    idle.post(f"/api/runs/{older}/pause")
+    expect(tab.locator("#status")).to_have_text("paused")
+    assert idle.get(f"/api/runs/{newer}").json()["status"] == "running"
+    tab.unroute(f"**/api/runs/{older}*")
+    idle.post(f"/api/runs/{older}/stop")
+    expect(tab.locator("#status")).to_have_text("stopped")
+    # the errors (not in the live states) are read again when the status changes
+    expect(tab.locator("#errors-body tr").first).to_contain_text("fails at first")
+    assert page.text("#x-total") == "100,000"
+
+
+def test_the_run_page_reads_the_run_every_second_without_the_socket_io_client(idle, page):
+    page.tab.route("**/vendor/socket.io.min.js", lambda route: route.abort())
+    run_id = start(idle, 100_000, 600)
+    page.tab.goto(f"{idle.base}/runs/{run_id}")
+    expect(page.tab.locator("#status")).to_have_text("running")
+    counted = page.number("#processed")
+    page.wait(lambda: page.number("#processed") >= counted + 20, 30, "the run counting")
+    idle.post(f"/api/runs/{run_id}/stop")
+    expect(page.tab.locator("#status")).to_have_text("stopped")
 
 
 def test_retry_is_offered_only_while_no_run_is_active(idle, page):

@@ -134,6 +134,44 @@ def test_two_runs_at_once_are_controlled_by_id(system):
     assert refused(system, "stop", "0123456789ab") == f"optio stop: {error}\n"
 
 
+def test_watch_follows_the_run_named_on_the_command_line(system):
+    url = ("--url", system.base)
+    older = json.loads(ok("run", "1000", "6", "--json", *url))["runId"]
+    newer = json.loads(ok("run", "1000", "12", "--json", *url))["runId"]
+    shown = json.loads(ok("watch", "--once", "--json", *url))
+    assert shown["runId"] == newer  # without an id: the run clients are shown, the newest
+    named = json.loads(ok("watch", older, "--once", "--json", *url))
+    assert (named["runId"], named["xTotal"], named["yMinute"]) == (older, 1000, 6)
+
+    watching = subprocess.Popen(
+        [sys.executable, "-m", "optio.cli", "watch", older, *url],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        first = watching.stdout.readline()  # blocks until the watch shows the run it follows
+        assert first.startswith(f"Watching run {older}: 1,000 jobs at 6/min"), first
+        ok("stop", newer, *url)  # the newer run ends first: not this watch's business
+        ok("stop", older, *url)
+        out, err = watching.communicate(timeout=20)
+    finally:
+        if watching.poll() is None:
+            os.killpg(watching.pid, 9)
+            watching.wait(5)
+    assert watching.returncode == 1, (out, err)
+    assert re.fullmatch(
+        rf"optio watch: run {older} was stopped at \d of 1,000 jobs processed\n", err
+    ), err
+    assert newer not in first + out
+
+    done = optio("watch", "0123456789ab", *url)
+    assert done.returncode == 1
+    assert "has no run 0123456789ab" in done.stderr
+
+
 def test_json_prints_the_servers_answer_on_one_line(system):
     url = ("--url", system.base)
     started = ok("run", "5", "6000", "--json", *url)

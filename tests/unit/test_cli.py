@@ -384,3 +384,9 @@ def test_a_throttled_run_says_its_effective_rate():
     follower_.take({**throttled, "running": False, "status": "stopped", "seq": 99})
     assert "THROTTLED: rate now 300/min" in out.getvalue()
     assert "throttled" not in line(state(processed=10, rateNow=1200.0, throttled=7))
+
+
+def test_watch_takes_a_run_id_to_follow():
+    assert build_parser().parse_args(["watch"]).run_id is None
+    args = build_parser().parse_args(["watch", "0123456789ab", "--once", "--json"])
+    assert (args.run_id, args.once, args.json) == ("0123456789ab", True, True)

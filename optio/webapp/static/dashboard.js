@@ -9,6 +9,8 @@
 
   const MAX_X = Number(document.body.dataset.maxX);
   const MAX_Y = Number(document.body.dataset.maxY);
+  const MAX_WEIGHT = Number(document.body.dataset.maxWeight);
+  const MAX_DEADLINE_S = Number(document.body.dataset.maxDeadline);
   const RATE_WINDOW_MS = 10000; // throughput is measured over this trailing window
   const CHART_SPAN_MS = 5 * 60 * 1000;
   const CHART_MIN_SPAN_MS = 60 * 1000;
@@ -89,7 +91,8 @@
       inputsFilled = true;
       if (state.xTotal > 0 && document.activeElement !== $("x") && document.activeElement !== $("y")) {
         $("x").value = state.xTotal;
-        $("y").value = state.yMinute;
+        // a deadline run's rate is computed (833.39…): Y keeps its default then
+        if (!state.deadline) $("y").value = state.yMinute;
       }
     }
     schedule();
@@ -219,6 +222,52 @@
     return [y, ""];
   }
 
+  // The optional weight of a new run: [weight or null when not given, error].
+  function checkWeight() {
+    const text = $("weight").value.trim();
+    if (!text) return [null, ""];
+    const weight = parseRate(text);
+    if (!(weight > 0)) return [null, "Enter a weight above 0 (0.5 is fine), or leave it empty"];
+    if (weight > MAX_WEIGHT) return [null, `At most ${fmt.format(MAX_WEIGHT)}`];
+    return [weight, ""];
+  }
+
+  // A local date and time of a datetime-local input as ISO 8601 with this computer's offset
+  // ("2026-12-05T06:00:00+01:00"), or null when it is not a time.
+  function isoWithOffset(local) {
+    const at = new Date(local);
+    if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(local) || isNaN(at)) return null;
+    const minutes = -at.getTimezoneOffset(); // the offset on that date (summer time included)
+    const sign = minutes < 0 ? "-" : "+";
+    const hh = String(Math.floor(Math.abs(minutes) / 60)).padStart(2, "0");
+    const mm = String(Math.abs(minutes) % 60).padStart(2, "0");
+    const seconds = local.length === 16 ? `${local}:00` : local;
+    return [`${seconds}${sign}${hh}:${mm}`, at.getTime()];
+  }
+
+  // The optional deadline of a new run, sent instead of y: seconds from now (a number) or an
+  // ISO 8601 time with a timezone; [deadline or null when not given, error, field at fault].
+  function checkDeadline() {
+    const seconds = $("deadline").value.trim();
+    const at = $("deadline-at").value;
+    if (seconds && at) return [null, "Give seconds from now or a date and time, not both", "deadline"];
+    if (seconds) {
+      const value = parseRate(seconds);
+      if (!(value > 0)) return [null, "Enter seconds from now above 0, or leave it empty", "deadline"];
+      if (value > MAX_DEADLINE_S) {
+        return [null, `At most ${fmt.format(MAX_DEADLINE_S)} seconds from now`, "deadline"];
+      }
+      return [value, "", "deadline"];
+    }
+    if (at) {
+      const parsed = isoWithOffset(at);
+      if (!parsed) return [null, "Enter a date and time", "deadline-at"];
+      if (parsed[1] <= Date.now()) return [null, "This time has passed: pick a later one", "deadline-at"];
+      return [parsed[0], "", "deadline-at"];
+    }
+    return [null, "", null];
+  }
+
   function showFieldError(id, message) {
     const input = $(id);
     setText($(`${id}-error`), input.dataset.touched ? message : "");
@@ -228,11 +277,25 @@
   function controls() {
     const [x, xError] = checkX();
     const [y, yError] = checkY();
+    const [, weightError] = checkWeight();
+    const [deadline, deadlineError, deadlineField] = checkDeadline();
+    const byDeadline = deadline !== null;
     showFieldError("x", xError);
     showFieldError("y", yError);
+    showFieldError("weight", weightError);
+    const deadlineTouched = $("deadline").dataset.touched || $("deadline-at").dataset.touched;
+    setText($("deadline-error"), deadlineTouched ? deadlineError : "");
+    for (const id of ["deadline", "deadline-at"]) {
+      setAttr($(id), "aria-invalid", Boolean(deadlineTouched && deadlineError && id === deadlineField));
+    }
+    // Y is not sent with a deadline: the field stays for Update rate, dimmed for Start
+    $("y").classList.toggle("unused", byDeadline);
     const running = Boolean(state && state.running);
     const changed = running && ((y !== null && y !== state.yMinute) || (x !== null && x !== state.xTotal));
-    $("start").disabled = busy || running || x === null || y === null;
+    // several runs may be active at once: Start is there while one runs, for another beside it
+    $("start").disabled =
+      busy || x === null || Boolean(weightError || deadlineError) || (!byDeadline && y === null);
+    setText($("start"), running ? "Start another" : "Start");
     const status = state && state.status;
     $("stop").disabled = busy || !running;
     $("pause").disabled = busy || status !== "running";
@@ -336,11 +399,18 @@
     event.preventDefault();
     const [x] = checkX();
     const [y] = checkY();
-    if (x === null || y === null) return;
-    const started = await call("POST", "/api/run", { x, y }, "start the run");
+    const [weight, weightError] = checkWeight();
+    const [deadline, deadlineError] = checkDeadline();
+    if (x === null || weightError || deadlineError || (deadline === null && y === null)) return;
+    const body = deadline === null ? { x, y } : { x, deadline }; // exactly one of them
+    if (weight !== null) body.weight = weight;
+    const started = await call("POST", "/api/run", body, "start the run");
     if (started) {
       accept(started, "http-action");
-      message(`Started run ${started.runId}: ${fmt.format(x)} jobs at ${fmtRate(y)}/min`, "info");
+      const pace = started.deadline
+        ? `by ${clock(started.deadline)}`
+        : `at ${fmtRate(started.yMinute)}/min`;
+      message(`Started run ${started.runId}: ${fmt.format(started.xTotal)} jobs ${pace}`, "info");
     }
   });
 
@@ -381,7 +451,7 @@
   });
 
   $("message-close").addEventListener("click", clearMessage);
-  for (const id of ["x", "y"]) {
+  for (const id of ["x", "y", "weight", "deadline", "deadline-at"]) {
     $(id).addEventListener("input", () => {
       $(id).dataset.touched = "1";
       controls();

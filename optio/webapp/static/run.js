@@ -1,5 +1,8 @@
-// A run's page: its state and first errors from GET /api/runs/<id>, read again every second
-// while the run is active, and a button that retries its failed jobs. Text only, never HTML.
+// A run's page: its state and first errors from GET /api/runs/<id>, its live states over
+// Socket.IO (connected with ?run=<id>: this run's states, whichever run clients are shown by
+// default), and a button that retries its failed jobs. The errors are read again over HTTP when
+// the run's failures or status change; without the live feed (no socket.io client, or the
+// connection is down) the state is read every second while the run is active. Text only.
 (function () {
   "use strict";
 
@@ -8,11 +11,17 @@
   const $ = (id) => document.getElementById(id);
   const RUN_ID = document.body.dataset.runId;
   const POLL_MS = 1000;
+  const ERRORS_EVERY_MS = 1000; // most reads of the errors while live states bring failures
 
   let run = null; // the run's latest state
   let otherActive = false; // another run is running or paused: no retry now
   let busy = false;
   let timer = 0;
+  let socket = null; // the live feed of this run, when the socket.io client is there
+  let errorsTimer = 0;
+  let errorsReadAt = 0;
+
+  const live = () => Boolean(socket && socket.connected);
 
   function message(text, kind) {
     const box = $("message");
@@ -29,22 +38,27 @@
   if (ui.token()) $("token-field").hidden = false;
   $("token").addEventListener("change", () => {
     ui.setToken($("token").value);
+    if (socket && !socket.connected) socket.connect();
     load();
   });
 
   async function load() {
     clearTimeout(timer);
-    const [answer, current] = await Promise.all([
+    errorsReadAt = Date.now();
+    const [answer, active] = await Promise.all([
       ui.request("GET", `/api/runs/${encodeURIComponent(RUN_ID)}`),
-      ui.request("GET", "/api/status"),
+      ui.request("GET", "/api/runs?active=1"),
     ]);
-    if (current.ok && current.data) {
-      otherActive = Boolean(current.data.running) && current.data.runId !== RUN_ID;
+    if (active.ok && active.data && Array.isArray(active.data.runs)) {
+      otherActive = active.data.runs.some((s) => s && s.runId !== RUN_ID);
     }
     if (answer.ok && answer.data) {
       $("load-error").hidden = true;
       if (!run || answer.data.seq == null || run.seq == null || answer.data.seq >= run.seq) {
         run = answer.data;
+        render();
+      } else if (Array.isArray(answer.data.errors)) {
+        run = { ...run, errors: answer.data.errors }; // the live state is newer: its errors only
         render();
       }
     } else {
@@ -56,11 +70,60 @@
         $("errors-body").replaceChildren(emptyRow("—"));
       }
     }
-    // an active run moves, and a server that is away may come back; a finished run is read
-    // again only after a retry, an unknown one after a new token
+    // without the live feed an active run is read again, and a server that is away may come
+    // back; a finished run is read again only after a retry, an unknown one after a new token
     const again = answer.ok ? Boolean(run && run.running) : answer.status === 0 || answer.status >= 500;
-    if (again) timer = setTimeout(load, POLL_MS);
+    if (again && !live()) timer = setTimeout(load, POLL_MS);
     controls();
+  }
+
+  // A live state of this run (the `progress` event of the room ?run=<id> put us in). The
+  // states carry no errors: those of the last read stay, read again when failures or the
+  // status change (at most once per ERRORS_EVERY_MS).
+  function take(state) {
+    if (!state || typeof state !== "object" || state.runId !== RUN_ID) return;
+    if (run && typeof state.seq === "number" && typeof run.seq === "number" && state.seq < run.seq) return;
+    const previous = run;
+    run = Array.isArray(state.errors) ? state : { ...state, errors: previous ? previous.errors : [] };
+    $("load-error").hidden = true;
+    render();
+    controls();
+    if (!previous || previous.failed !== run.failed || previous.status !== run.status) readErrors();
+  }
+
+  function readErrors() {
+    if (errorsTimer) return;
+    const wait = Math.max(0, errorsReadAt + ERRORS_EVERY_MS - Date.now());
+    errorsTimer = setTimeout(() => {
+      errorsTimer = 0;
+      load();
+    }, wait);
+  }
+
+  function connect() {
+    if (typeof window.io !== "function") return null; // no socket.io client: reads alone
+    const feed = window.io({
+      query: { run: RUN_ID },
+      reconnectionDelay: 500,
+      reconnectionDelayMax: 3000,
+      auth: (send) => send(ui.token() ? { token: ui.token() } : {}),
+    });
+    feed.on("progress", take);
+    // the active runs: another one active means no retry now
+    feed.on("runs", (data) => {
+      if (!data || !Array.isArray(data.runs)) return;
+      otherActive = data.runs.some((s) => s && s.runId !== RUN_ID && s.running);
+      controls();
+    });
+    feed.on("connect", () => clearTimeout(timer)); // the feed brings the state from now on
+    feed.on("disconnect", (reason) => {
+      if (reason === "io server disconnect") feed.connect();
+      load(); // read (and poll while it is active) until the feed is back
+    });
+    feed.on("connect_error", () => {
+      if (!feed.active) askForToken(); // refused: with OPTIO_PROTECT_READS it wants the token
+    });
+    return feed;
   }
 
   function render() {
@@ -183,7 +246,8 @@
     });
   }
 
-  window.optioRun = { state: () => run };
+  socket = connect();
+  window.optioRun = { state: () => run, socket };
   setInterval(() => run && run.running && render(), 1000); // the duration moves without reads
   load();
 })();
