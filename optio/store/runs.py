@@ -137,7 +137,8 @@ class Runs(Part):
     @retrying
     def retry_failed(self, run_id: str, *, now_ms: int | None = None) -> int:
         """Put the failed jobs of completed run ``run_id`` back, to run at its rate; returns
-        how many. Raises UnknownRunError, RunActiveError or RetryRefusedError."""
+        how many; it runs again beside the active runs. Raises UnknownRunError or
+        RetryRefusedError."""
         count, *why = self._run("retry_failed", run_id, [run_id, now_arg(now_ms)])
         if count:
             return int(count)

@@ -362,7 +362,7 @@
     message,
     askForToken,
     // a finished run's failed jobs can be retried while no run is active
-    canRetry: () => !busy && !(state && state.running),
+    canRetry: () => !busy, // a completed run's failed jobs run again beside the active runs
   });
 
   active = window.optioActive({

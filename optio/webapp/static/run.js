@@ -14,7 +14,6 @@
   const ERRORS_EVERY_MS = 1000; // most reads of the errors while live states bring failures
 
   let run = null; // the run's latest state
-  let otherActive = false; // another run is running or paused: no retry now
   let busy = false;
   let timer = 0;
   let socket = null; // the live feed of this run, when the socket.io client is there
@@ -45,13 +44,7 @@
   async function load() {
     clearTimeout(timer);
     errorsReadAt = Date.now();
-    const [answer, active] = await Promise.all([
-      ui.request("GET", `/api/runs/${encodeURIComponent(RUN_ID)}`),
-      ui.request("GET", "/api/runs?active=1"),
-    ]);
-    if (active.ok && active.data && Array.isArray(active.data.runs)) {
-      otherActive = active.data.runs.some((s) => s && s.runId !== RUN_ID);
-    }
+    const answer = await ui.request("GET", `/api/runs/${encodeURIComponent(RUN_ID)}`);
     if (answer.ok && answer.data) {
       $("load-error").hidden = true;
       if (!run || answer.data.seq == null || run.seq == null || answer.data.seq >= run.seq) {
@@ -109,12 +102,6 @@
       auth: (send) => send(ui.token() ? { token: ui.token() } : {}),
     });
     feed.on("progress", take);
-    // the active runs: another one active means no retry now
-    feed.on("runs", (data) => {
-      if (!data || !Array.isArray(data.runs)) return;
-      otherActive = data.runs.some((s) => s && s.runId !== RUN_ID && s.running);
-      controls();
-    });
     feed.on("connect", () => clearTimeout(timer)); // the feed brings the state from now on
     feed.on("disconnect", (reason) => {
       if (reason === "io server disconnect") feed.connect();
@@ -181,12 +168,11 @@
   }
 
   function controls() {
-    const can = Boolean(run && run.status === "completed" && run.failed > 0 && !otherActive);
+    // a completed run's failed jobs run again beside whatever runs are active
+    const can = Boolean(run && run.status === "completed" && run.failed > 0);
     $("retry").disabled = busy || !can;
     let hint = "";
-    if (run && run.failed > 0 && run.status === "completed" && otherActive) {
-      hint = "Another run is active: retry once it has ended.";
-    } else if (run && run.failed > 0 && run.status !== "completed" && !run.running) {
+    if (run && run.failed > 0 && run.status !== "completed" && !run.running) {
       hint = "Only a completed run's failed jobs can be retried.";
     }
     setText($("retry-hint"), hint);
