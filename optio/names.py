@@ -31,8 +31,9 @@ Keys (all in the ``REDIS_URL`` database, which the Celery broker shares):
     hash: the adaptive rates of the downstreams that jobs named when they raised
     ``Throttle(key=...)`` (``optio/worker/shares.py``): for key K, ``K|rate`` (jobs/min over all
     the runs calling it), ``K|at`` (ms of its last cut), ``K|top`` (the rate refused then),
-    ``K|last`` (ms of its last throttle), ``K|raised`` (ms it last climbed) and ``K|going``
-    (jobs/min its runs were going at, by the last tick). Runs calling K share its rate by
+    ``K|last`` (ms of its last throttle), ``K|raised`` (ms it last climbed), ``K|going``
+    (jobs/min its runs were going at, by the last tick) and ``K|late`` (throttles late in the
+    last cut's window: many mean the rate is still far above the limit). Runs calling K share its rate by
     weight; a key whose rate climbed back above what its runs ask is removed.
 ``optio:webhooks``
     zset: run id -> ms its completion webhook is due (the outbox; ``optio/webhooks.py``).

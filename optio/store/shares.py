@@ -11,7 +11,7 @@ from optio.store.connection import retrying
 from optio.store.scripts import Part
 
 #: The fields of one key in names.THROTTLES_KEY (``<key>|<field>``).
-KEY_FIELDS = ("rate", "at", "top", "last", "raised", "going")
+KEY_FIELDS = ("rate", "at", "top", "last", "raised", "going", "late")
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class Shares(Part):
         values = self.client.hmget(THROTTLES_KEY, fields) if fields else []
         out = {}
         for i, key in enumerate(keys):
-            rate, cut_at, top, last, raised, _ = values[i * 6 : i * 6 + 6]
+            rate, cut_at, top, last, raised, _, _ = values[i * 7 : i * 7 + 7]
             if rate is not None:
                 out[key] = KeyRate(
                     float(rate), int(cut_at or 0), float(top or 0), int(last or 0), int(raised or 0)

@@ -218,7 +218,7 @@ class TestThrottleKeys:
         store.counting.throttle_job(run_id, 2, key="api.example.com", window_s=2, now_ms=T0 + 2200)
         assert store.shares.key_rates(["api.example.com"])["api.example.com"].rate == 266
         assert client.hget(run_key(run_id), "throttleKey") == "api.example.com"
-        assert client.hlen(THROTTLES_KEY) == 5  # rate, at, top, last, going
+        assert client.hlen(THROTTLES_KEY) == 6  # rate, at, top, last, going, late
 
     def test_the_runs_of_a_key_share_its_rate_by_weight(self):
         loads = [

@@ -68,7 +68,7 @@ if key ~= '' then
   if not joined then
     redis.call('HSET', run_key, 'throttleKey', key)
   end
-  local g = redis.call('HMGET', throttles_key, k .. 'at', k .. 'going', k .. 'rate')
+  local g = redis.call('HMGET', throttles_key, k .. 'at', k .. 'going', k .. 'rate', k .. 'late')
   local key_cut = tonumber(g[1] or 0)
   local going = tonumber(g[2] or 0)
   if not joined or not g[2] then
@@ -78,11 +78,21 @@ if key ~= '' then
     going = math.min(going, tonumber(g[3]))
   end
   reported = going
-  if now - key_cut >= tonumber(ARGV[5]) then
-    local factor = key_cut > 0 and CUT_BELOW or tonumber(ARGV[4])
+  local window = tonumber(ARGV[5])
+  if now - key_cut >= window then
+    -- the first cut, and a cut after many refusals late in the last one's window (LATE_MOST,
+    -- and LATE_SHARE of the calls due then: still far above the limit), by ARGV[4]; a cut
+    -- after a calm climb (just past the limit) to CUT_BELOW
+    local late = tonumber(g[4] or 0)
+    local factor = CUT_BELOW
+    if key_cut == 0 or late >= math.max(LATE_MOST, LATE_SHARE * going * window / 2 / 60000) then
+      factor = tonumber(ARGV[4])
+    end
     reported = math.max(tonumber(ARGV[6]), going * factor)
     redis.call('HSET', throttles_key, k .. 'rate', tostring(reported), k .. 'at', now,
-      k .. 'top', tostring(going))
+      k .. 'top', tostring(going), k .. 'late', 0)
+  elseif now - key_cut >= window / 2 then
+    redis.call('HINCRBY', throttles_key, k .. 'late', 1)
   end
   redis.call('HSET', throttles_key, k .. 'last', now)
 elseif now - last_cut >= tonumber(ARGV[5]) then

@@ -77,11 +77,24 @@
     if (!state || typeof state !== "object" || state.runId !== RUN_ID) return;
     if (run && typeof state.seq === "number" && typeof run.seq === "number" && state.seq < run.seq) return;
     const previous = run;
-    run = Array.isArray(state.errors) ? state : { ...state, errors: previous ? previous.errors : [] };
+    // a live state carries no errors and no webhook error: keep those of the last read, and
+    // read them again when the failures, the status or the webhook outcome change
+    run = { ...state };
+    if (!Array.isArray(state.errors)) run.errors = previous ? previous.errors : [];
+    if (previous && previous.webhook === state.webhook && !("webhookError" in state)) {
+      run.webhookError = previous.webhookError;
+    }
     $("load-error").hidden = true;
     render();
     controls();
-    if (!previous || previous.failed !== run.failed || previous.status !== run.status) readErrors();
+    if (
+      !previous ||
+      previous.failed !== run.failed ||
+      previous.status !== run.status ||
+      previous.webhook !== run.webhook
+    ) {
+      readErrors();
+    }
   }
 
   function readErrors() {
