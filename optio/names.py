@@ -33,8 +33,8 @@ Keys (all in the ``REDIS_URL`` database, which the Celery broker shares):
     the runs calling it), ``K|at`` (ms of its last cut), ``K|top`` (the rate refused then),
     ``K|last`` (ms of its last throttle), ``K|raised`` (ms it last climbed), ``K|going``
     (jobs/min its runs were going at, by the last tick) and ``K|late`` (throttles late in the
-    last cut's window: many mean the rate is still far above the limit). Runs calling K share its rate by
-    weight; a key whose rate climbed back above what its runs ask is removed.
+    last cut's window: many mean the rate is still far above the limit). Runs calling K share
+    its rate by weight; a key whose rate climbed back above what its runs ask is removed.
 ``optio:webhooks``
     zset: run id -> ms its completion webhook is due (the outbox; ``optio/webhooks.py``).
     A run is added when it ends with a webhook to deliver; a delivery in progress has the
