@@ -183,5 +183,8 @@ class Context:
     def process_jobs(self) -> Task:
         return self.app.tasks[PROCESS_JOBS_TASK]
 
-    def batch_size(self, run_id: str) -> int:
-        return batch_size(self.schedule.run_rate(run_id), self.settings.max_batch)
+    def batch_size(self, run_id: str, share: float | None = None) -> int:
+        """Jobs per message of ``run_id`` at its rate, or at ``share`` (its share of a ceiling
+        this tick) when that is lower."""
+        rate = self.schedule.run_rate(run_id)
+        return batch_size(rate if share is None else min(rate, share), self.settings.max_batch)

@@ -16,6 +16,8 @@ confirmation finds the run paused or ended, the tick stops: what it did not send
 from __future__ import annotations
 
 import time
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from optio.names import parse_message_key
@@ -57,7 +59,9 @@ class Item:
 class Pace:
     """The times of one paced tick (see the module's docstring)."""
 
-    def __init__(self, reservation: Reservation, tick_seconds: float) -> None:
+    def __init__(
+        self, reservation: Reservation, tick_seconds: float, *, ceiling: bool = False
+    ) -> None:
         self.reservation = reservation
         self.began = time.monotonic()
         self.end = self.began + tick_seconds  # nothing waits past the tick's end
@@ -68,8 +72,10 @@ class Pace:
         #: seconds between two jobs of one new message (0: back to back)
         self.every = spacing if spacing >= SPACE_JOBS_FROM else 0.0
         #: whether each job waits for its start slot (batches._wait_for_slot): while the run is
-        #: throttled (below y), at spacings of GATE_FROM or more
-        self.gate = spacing >= GATE_FROM and reservation.rate < reservation.y_minute
+        #: throttled (below y), at spacings of GATE_FROM or more; not when the deployment's
+        #: ceiling holds it below y (``ceiling``): no downstream asked for it, and a slot
+        #: waited for holds a pool process
+        self.gate = spacing >= GATE_FROM and reservation.rate < reservation.y_minute and not ceiling
 
     def plan(self, reruns: list[str], ahead: Ahead | None) -> list[Item]:
         """The reserved messages at their due times, ``reruns`` (overdue) at once, the messages
@@ -83,14 +89,18 @@ class Pace:
             ]
         return sorted(items, key=lambda item: item.at)
 
+    def leaves(self, item: Item) -> float:
+        """When ``item`` leaves (monotonic): at its time, or when its run's catching up lets
+        it; never after the tick's end."""
+        return min(max(item.at, self.free_at), self.end)
+
     def idle_before(self, item: Item) -> bool:
         """Whether the tick would wait at least CONFIRM_WHEN_IDLE before ``item`` leaves."""
-        leave = min(max(item.at, self.free_at), self.end)
-        return leave - time.monotonic() >= CONFIRM_WHEN_IDLE
+        return self.leaves(item) - time.monotonic() >= CONFIRM_WHEN_IDLE
 
     def wait(self, item: Item) -> None:
         """Until ``item`` is due, or overdue and its turn to catch up."""
-        leave = min(max(item.at, self.free_at), self.end)
+        leave = self.leaves(item)
         left = leave - time.monotonic()
         if left > 0:
             time.sleep(left)
@@ -101,13 +111,19 @@ class Pace:
 Paced = tuple[str, Pace, Item]
 
 
-def merged(plans: list[tuple[str, Pace, list[Item]]]) -> list[Paced]:
-    """The messages of every run's plan in the order they leave (several runs share a tick)."""
-    items = [(run_id, pace, item) for run_id, pace, run_items in plans for item in run_items]
-    return sorted(items, key=lambda paced: paced[2].at)
+def merged(plans: list[tuple[str, Pace, list[Item]]]) -> Iterator[Paced]:
+    """The messages of every run's plan (several runs share a tick), each run's in its order;
+    next, always the message that leaves soonest (its time, or later while its run catches
+    up): one run catching up never holds another's messages back."""
+    queues = [(run_id, pace, deque(items)) for run_id, pace, items in plans if items]
+    while queues:
+        run_id, pace, items = min(queues, key=lambda q: q[1].leaves(q[2][0]))
+        yield run_id, pace, items.popleft()
+        if not items:
+            queues = [q for q in queues if q[2]]
 
 
-def send_paced(ctx: Context, items: list[Paced]) -> None:
+def send_paced(ctx: Context, items: Iterable[Paced]) -> None:
     """Publish each of ``items`` at its time and confirm it (see the module's docstring); a
     run that paused or ended meanwhile sends nothing more."""
     with ctx.app.producer_or_acquire() as producer:
@@ -128,7 +144,7 @@ def send_paced(ctx: Context, items: list[Paced]) -> None:
             _confirm(ctx, sent)
 
 
-def _send_tracked(ctx: Context, producer, items: list[Paced]) -> None:
+def _send_tracked(ctx: Context, producer, items: Iterable[Paced]) -> None:
     """``send_paced`` on RabbitMQ: each message is confirmed in Redis once the broker confirmed
     it, collected between messages without a wait (confirms.py)."""
     with confirms.tracked(producer) as tracker:

@@ -192,7 +192,7 @@ def _tick_run(
     reservation = runs.reserve_due(
         run_id,
         tick_seconds,
-        batch=ctx.batch_size(run_id),
+        batch=ctx.batch_size(run_id, grant.rate),
         max_outstanding=ctx.settings.max_outstanding,
         unconfirmed_ms=ctx.unconfirmed_ms,
         lookahead_s=tick_seconds if paced else 0.0,
@@ -200,7 +200,9 @@ def _tick_run(
     )
     plan = None
     if paced:
-        plan = _plan_paced(ctx, run_id, reservation, reruns, tick_seconds)
+        # held below y by OPTIO_MAX_RATE (not by a throttle): no start gate
+        ceiling = grant.ceiling and grant.rate is not None and reservation.rate >= grant.rate
+        plan = _plan_paced(ctx, run_id, reservation, reruns, tick_seconds, ceiling)
     elif reservation.count:
         _send(ctx, run_id, reservation.messages, True)
     if reservation.count:
@@ -209,14 +211,19 @@ def _tick_run(
 
 
 def _plan_paced(
-    ctx: Context, run_id: str, reservation: Reservation, reruns: list[str], tick_seconds: float
+    ctx: Context,
+    run_id: str,
+    reservation: Reservation,
+    reruns: list[str],
+    tick_seconds: float,
+    ceiling: bool,
 ) -> tuple[str, pacing.Pace, list[pacing.Item]] | None:
     """The paced part of a run's tick: the reserved messages, the overdue ``reruns`` and the
     retries and reruns due within the tick, each at its time (pacing.py)."""
     ahead = ctx.schedule.claim_ahead(
         run_id, int(tick_seconds * 1000), unconfirmed_ms=ctx.unconfirmed_ms, most=RESEND_MOST
     )
-    pace = pacing.Pace(reservation, tick_seconds)
+    pace = pacing.Pace(reservation, tick_seconds, ceiling=ceiling)
     items = pace.plan(reruns, ahead)
     return (run_id, pace, items) if items else None
 

@@ -115,6 +115,9 @@ elseif old_share then
   redis.call('HDEL', run_key, 'shareRate')
 end
 local goes = share and math.min(rate, share) or rate
+if reserved == 0 then
+  went = goes  -- a run's first reservation: nothing was due at another rate before it
+end
 if goes ~= went then
   -- the schedule so far at the old rate, on at the new one
   anchor_ms, anchor_count = reanchor(anchor_ms, anchor_count, went, reserved, now)
