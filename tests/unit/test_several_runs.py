@@ -187,8 +187,8 @@ class TestDeadline:
         )
         state = store.runs.run_state(run_id)
         assert state["onTrack"] is False
-        # the first 50 jobs reserved, the 2,950 left at 1,500/min: about two minutes from now
-        assert state["projectedFinish"] == pytest.approx(T0 + 1000 + 2950 * 40 + 1000, abs=50)
+        # its first second at its share (26 jobs), the 2,974 left at 1,500/min: two minutes on
+        assert state["projectedFinish"] == pytest.approx(T0 + 1000 + 2974 * 40 + 1000, abs=50)
 
     def test_y_of_a_deadline_run_cannot_be_set(self, store):
         run_id = store.runs.start_run(3000, deadline_ms=T0 + 60_000, now_ms=T0)
