@@ -9,7 +9,7 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Iterable, Iterator
-from typing import cast
+from typing import Any, cast
 
 import redis
 from flask import Blueprint, Flask, Response, jsonify, request
@@ -313,7 +313,7 @@ def _update(run_id: str | None) -> str:
     return run_id
 
 
-UPDATE = {
+UPDATE: dict[str, Any] = {
     "body": Body("UpdateRun", {"y": 120}),
     "answers": {200: state("The run's state.", RUN_LINKS)},
 }

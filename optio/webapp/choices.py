@@ -53,12 +53,12 @@ class Choices:
         previous = self._chosen.pop(sid, _NOTHING)
         if previous is _NOTHING:
             return
-        room = run_room(previous) if previous else DEFAULT_ROOM
+        room = run_room(previous) if isinstance(previous, str) and previous else DEFAULT_ROOM
         try:
             self.socketio.server.leave_room(sid, room)
         except (KeyError, ValueError):  # the client is gone, rooms and all
             pass
-        if previous:
+        if isinstance(previous, str) and previous:
             self.relay.unfollow(previous)
 
     def _read(self, run_id: str | None) -> dict[str, Any] | None:

@@ -71,6 +71,38 @@ class _Channels:
     backoff), decodes each message and hands it to ``offer``; wakes ``flush`` at most
     OPTIO_EMIT_HZ times a second. The attributes it uses are set by ``Relay``."""
 
+    socketio: SocketIO | None
+    settings: Settings
+    received: int
+    ignored: int
+    _clock: Callable[[], float]
+    _start_lock: threading.Lock
+    _started: bool
+    _last_log: float
+    _unreported: int
+    _warned_at: float
+    _wake: threading.Event
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep the way the web's async mode does (eventlet: a green sleep)."""
+        assert self.socketio is not None, "the relay runs in a web process with Socket.IO"
+        self.socketio.sleep(seconds)
+
+    def offer(self, state: dict[str, Any], channel: str = names.CHANNEL) -> None:
+        raise NotImplementedError
+
+    def poll(self) -> None:
+        raise NotImplementedError
+
+    def resync(self) -> None:
+        raise NotImplementedError
+
+    def seed(self) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
     def start(self) -> None:
         with self._start_lock:
             if self._started:
@@ -122,7 +154,7 @@ class _Channels:
                         pubsub.close()
                     except Exception:
                         pass
-            self.socketio.sleep(delay)
+            self._sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
 
     def receive(self, data: bytes | str, channel: str = names.CHANNEL) -> None:
@@ -176,7 +208,7 @@ class _Channels:
                 self.flush()
             except Exception:
                 log.exception("[api] Emit failed")
-            self.socketio.sleep(gap)
+            self._sleep(gap)
 
 
 class Relay(_Channels):
@@ -380,15 +412,18 @@ class Relay(_Channels):
     def flush(self) -> None:
         """Emit what is due: the default clients' state, each chosen run's latest state, and
         the ``runs`` list when it changed and RUNS_HZ allows (else the loop comes back)."""
+        sio = self.socketio
+        if sio is None:
+            return
         if self._default_due and self.latest is not None:
             self._default_due = False
-            self.socketio.emit("progress", self.latest, to=DEFAULT_ROOM)
+            sio.emit("progress", self.latest, to=DEFAULT_ROOM)
             self.emits += 1
         while self._runs_due:
             run_id = self._runs_due.pop()
             state = self.states.get(run_id)
             if state is not None and self._followers.get(run_id):
-                self.socketio.emit("progress", state, to=run_room(run_id))
+                sio.emit("progress", state, to=run_room(run_id))
                 self.emits += 1
         if self._list_due:
             if self._clock() - self._listed_at < 1.0 / RUNS_HZ:
@@ -397,7 +432,7 @@ class Relay(_Channels):
             self._list_due = False
             self._listed_at = self._clock()
             payload = self.runs_payload()
-            self.socketio.emit("runs", payload)
+            sio.emit("runs", payload)
             for run_id in list(self._ended):  # listed once as ended: dropped from the list
                 self._ended.discard(run_id)
                 self._list_due = True  # the list without it, in turn

@@ -166,7 +166,11 @@ class Deadline:
     def ms(self, now_ms: int) -> int:
         """The deadline in ms since the epoch, given the Redis clock's ``now_ms``; in the past
         (or now) is an ApiError."""
-        at = self.at_ms if self.at_ms is not None else now_ms + round(self.in_seconds * 1000)
+        if self.at_ms is not None:
+            at = self.at_ms
+        else:
+            assert self.in_seconds is not None
+            at = now_ms + round(self.in_seconds * 1000)
         if at <= now_ms:
             raise ApiError(400, "deadline is in the past: give a later time")
         return at

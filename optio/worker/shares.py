@@ -107,16 +107,16 @@ def grants(
             key_shares.update(fair_shares(asks, weights, capacity))
     out_shares: Mapping[str, float] = {}
     if max_in_flight > 0:
-        asks: dict[str, float] = {}
+        needs: dict[str, float] = {}
         for load in loads:
             if load.run_id not in rates:  # nothing more to send: keeps what it has out
-                asks[load.run_id] = load.outstanding
+                needs[load.run_id] = load.outstanding
                 continue
             ask = load.outstanding + math.ceil(rates[load.run_id] * tick_seconds / 60) + 1
             if load.max_in_flight > 0:
                 ask = min(ask, load.max_in_flight)
-            asks[load.run_id] = ask
-        out_shares = fair_shares(asks, weights, max_in_flight)
+            needs[load.run_id] = ask
+        out_shares = fair_shares(needs, weights, max_in_flight)
     out: dict[str, Grant] = {}
     for load in loads:
         run = load.run_id

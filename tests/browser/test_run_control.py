@@ -401,8 +401,10 @@ def test_retry_runs_the_failed_jobs_beside_an_active_run(idle, page):
     expect(retry).to_be_enabled()
     retry.click()
     wait_for(
-        lambda: idle.get(f"/api/runs/{flawed['runId']}").json()["status"] == "completed"
-        and idle.get(f"/api/runs/{flawed['runId']}").json()["retried"] == 1,
+        lambda: (
+            idle.get(f"/api/runs/{flawed['runId']}").json()["status"] == "completed"
+            and idle.get(f"/api/runs/{flawed['runId']}").json()["retried"] == 1
+        ),
         60,
         "the retried run to complete",
     )
