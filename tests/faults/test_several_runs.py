@@ -22,8 +22,12 @@ from tests.fault_jobs import ends_key
 TIMED = "tests.fault_jobs:timed"
 
 
-def ticking(system) -> RunStore:
-    """The system's store, once beat ticks (a run started before beat's first tick waits)."""
+def ticking(system, concurrency: int = 2) -> RunStore:
+    """Start the web, a worker (``concurrency`` pool processes) and beat; the system's store,
+    once beat ticks (a run started before beat's first tick waits)."""
+    system.start_web()
+    system.start_worker("worker", concurrency)
+    system.start_beat()
     wait_for(lambda: system.redis.get(LAST_TICK_KEY), 30, "beat's first tick")
     return RunStore(system.redis)
 
@@ -67,9 +71,6 @@ def test_three_runs_share_the_ceiling_fairly(fault_system, record):
     6,000/min: the two small runs get what they ask, the big one the rest (5,340/min) until
     they end; each run exact, each started within a tick or so."""
     s = fault_system
-    s.start_web()
-    s.start_worker("worker", 2)
-    s.start_beat()
     store = ticking(s)
     runs = {
         "a": (600, 600.0),
@@ -110,9 +111,6 @@ def test_three_runs_share_the_ceiling_fairly(fault_system, record):
 def test_weights_split_the_ceiling(fault_system, record):
     """Two runs asking far more than a ceiling of 2,400/min, weights 3 and 1: 1,800 and 600."""
     s = fault_system
-    s.start_web()
-    s.start_worker("worker", 2)
-    s.start_beat()
     store = ticking(s)
     heavy = store.runs.start_run(100_000, 60_000, weight=3)
     light = store.runs.start_run(100_000, 60_000, weight=1)
@@ -138,10 +136,7 @@ def test_max_in_flight_bounds_the_jobs_running_at_once(fault_system, record):
     """maxInFlight=2 with 1 s jobs and four pool processes: never more than 2 of the run's
     jobs running at once (from their start and end times), and 2 do run together."""
     s = fault_system
-    s.start_web()
-    s.start_worker("worker", 4)
-    s.start_beat()
-    store = ticking(s)
+    store = ticking(s, 4)
     run_id = store.runs.start_run(8, 600, max_in_flight=2)
     finished(store, run_id, 60)
     assert_exact(s, store, run_id, 8)
@@ -164,9 +159,6 @@ def test_a_deadline_run_finishes_by_its_deadline_without_bursts(fault_system, re
     """3,000 jobs due in 60 s: finished within 60 s +- 2 s, no 1 s window above twice its
     average rate (50 jobs/s), and onTrack all along."""
     s = fault_system
-    s.start_web()
-    s.start_worker("worker", 2)
-    s.start_beat()
     store = ticking(s)
     now = store.runs.server_time_ms()
     run_id = store.runs.start_run(3000, deadline_ms=now + 60_000)
@@ -197,9 +189,6 @@ def test_a_deadline_the_ceiling_cannot_meet_says_so(fault_system, record):
     """600 jobs due in 15 s need 2,400/min; the ceiling gives 1,200: the run says it is not on
     track, with a projected finish within 5 % of the real one (about 30 s)."""
     s = fault_system
-    s.start_web()
-    s.start_worker("worker", 2)
-    s.start_beat()
     store = ticking(s)
     now = store.runs.server_time_ms()
     run_id = store.runs.start_run(600, deadline_ms=now + 15_000)
@@ -225,9 +214,6 @@ def test_a_deadline_the_ceiling_cannot_meet_says_so(fault_system, record):
 
 def test_a_pause_of_one_run_does_not_slow_the_others(fault_system, record):
     s = fault_system
-    s.start_web()
-    s.start_worker("worker", 2)
-    s.start_beat()
     store = ticking(s)
     paused = store.runs.start_run(10_000, 1200)
     going = store.runs.start_run(10_000, 1200)
@@ -255,10 +241,8 @@ def test_a_pause_of_one_run_does_not_slow_the_others(fault_system, record):
 @pytest.mark.env({"OPTIO_JOB_SECONDS": "0.05"})
 def test_a_killed_worker_under_three_runs_leaves_each_exact(fault_system, record):
     s = fault_system
-    s.start_web()
-    worker = s.start_worker("worker", 2)
-    s.start_beat()
     store = ticking(s)
+    worker = s.procs["worker"]
     ids = [store.runs.start_run(300, 1200) for _ in range(3)]
     wait_for(
         lambda: all(store.runs.run_state(r)["processed"] >= 60 for r in ids),
@@ -290,9 +274,6 @@ def test_runs_calling_one_downstream_share_its_rate(fault_system, record):
             OPTIO_JOB_FUNC="optio.testing.limited:call_limited_keyed",
             OPTIO_TEST_LIMITED_URL=server.url,
         )
-        s.start_web()
-        s.start_worker("worker", 2)
-        s.start_beat()
         store = ticking(s)
         ids = [store.runs.start_run(100_000, 6000) for _ in range(2)]
         began = time.time()
