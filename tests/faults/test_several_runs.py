@@ -92,11 +92,13 @@ def test_three_runs_share_the_ceiling_fairly(fault_system, record):
     shares = {"a": 600, "b": 60, "c": 5340}
     for name, share in shares.items():
         assert measured[name] == pytest.approx(share, rel=0.10), (name, measured)
-    # the sum never exceeds the ceiling by more than a tick's jobs (over any 5 s)
+    # the sum never exceeds the ceiling by more than a tick's jobs (over any 5 s), measured
+    # from job starts: these lag their sends by up to another tick's worth on a loaded box
+    # (a backlog in the two pool processes, then caught up), which the bound allows too
     every = sorted(t for name in ids for t in times[name])
     tick_jobs = 6000 / 60 * TEST_TICK_SECONDS
     most = most_in_window(every, 5.0)
-    assert most <= 6000 / 12 + tick_jobs, f"{most} jobs in 5 s"
+    assert most <= 6000 / 12 + 2 * tick_jobs, f"{most} jobs in 5 s"
     record(
         "three runs under OPTIO_MAX_RATE=6000",
         "x=600 at 600/min, x=30 at 60/min, x=6,000 at 60,000/min; worker -c 2",

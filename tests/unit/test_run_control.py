@@ -85,6 +85,20 @@ class TestPause:
         again = lease(store, run_id, 0, 5, token="w2", now_ms=T0 + 3_600_002)[1]
         assert again.jobs == [0, 1, 2, 3, 4]
 
+    def test_a_message_parked_before_its_publish_is_confirmed_stays_parked(self, store):
+        """A worker got the message and parked it (the run is paused) before the tick heard
+        from the broker that it was published (RabbitMQ's confirm can take that long): the
+        confirmation must not take the parked message off, or nothing sends it again."""
+        run_id = store.runs.start_run(100, 600, now_ms=T0)
+        store.schedule.reserve_due(run_id, 1, batch=5, now_ms=T0 + 1000)
+        store.runs.pause_run(now_ms=T0 + 1100)
+        key, got = lease(store, run_id, 0, 5, now_ms=T0 + 1200)
+        assert got.status == "paused" and parked(store, run_id) == [key]
+        store.schedule.confirm_enqueued(run_id, 5, [key])
+        assert parked(store, run_id) == [key]
+        store.runs.resume_run(now_ms=T0 + 2000)
+        assert key in store.schedule.claim_lost(run_id, most=10, now_ms=T0 + 2000).keys
+
     def test_a_message_running_at_the_pause_parks_its_rest_at_the_next_count(self, store):
         run_id = store.runs.start_run(100, 600, now_ms=T0)
         store.schedule.reserve_due(run_id, 1, batch=5, now_ms=T0 + 1000)

@@ -1,6 +1,6 @@
 -- Count jobs as enqueued once their messages are in the broker.
 -- A published message waits in the broker and is nobody's concern until a worker leases it:
--- its deadline is removed (unless a worker leased it already). The time is kept in the run's
+-- its deadline is removed (unless a worker leased or parked it already). The time is kept in the run's
 -- sentAt: the lost-message repair (tick.py) waits a margin after the last publish.
 -- Keys: reads holders_key, current_key; writes run_key (enqueued, sentAt, seq), messages_key.
 -- ARGV[1] run id
@@ -19,8 +19,14 @@ if not is_live(status) then
 end
 redis.call('HSET', run_key, 'sentAt', now_ms(''))
 for i = 3, #ARGV do
+  -- a message a worker leases is the worker's; one a worker parked already (it got the
+  -- message while the run was paused, before this confirmation came: RabbitMQ confirms can
+  -- take that long) stays parked, or nothing would send it again after the resume
   if redis.call('HEXISTS', holders_key, ARGV[i]) == 0 then
-    redis.call('ZREM', messages_key, ARGV[i])
+    local score = redis.call('ZSCORE', messages_key, ARGV[i])
+    if score and tonumber(score) < PARKED then
+      redis.call('ZREM', messages_key, ARGV[i])
+    end
   end
 end
 local h = hgetall(run_key)
